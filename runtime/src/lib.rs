@@ -1,0 +1,22 @@
+//! Switchyard: a programmable voice runtime extended with WebAssembly.
+//!
+//! ```text
+//!   call leg (SIP / simulator)          tenant's component
+//!          │  LegEvent                        ▲ handle(ctx, event)
+//!          ▼                                  │
+//!   router::Call (sans-IO) ── Output::Invoke ─┴─ wasm::CallHandler
+//!          │  Output::Leg(verb)               (fresh instance per event,
+//!          ▼                                   deadline, memory cap)
+//!   call leg executes the verb, reports the result
+//! ```
+//!
+//! * [`contract`] — the WIT types, generated from `wit/`.
+//! * [`wasm`] — engine, component cache, limits, host imports.
+//! * [`router`] — per-call state machine and decision log.
+//! * [`store`] — persistence (SQLite).
+//! * [`simulate`] — scripted caller for local testing of guests.
+
+pub mod contract;
+pub mod guest;
+pub mod router;
+pub mod simulate;

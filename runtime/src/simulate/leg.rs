@@ -1,0 +1,344 @@
+//! A call leg that runs verbs against a scripted caller instead of media.
+//!
+//! It turns each verb into the [`LegEvent`] a real leg would report, and
+//! how long that would have taken on a real call (for the virtual clock).
+
+use std::collections::VecDeque;
+
+use crate::contract::{
+    ConferenceEnd, ConferenceResult, Dial, DialResult, DialStatus, Event, Gather, GatherEnd, GatherResult, HangupCause,
+    PayResult, PayStatus, Prompt, QueueOutcome, QueueResult, RecordEnd, RecordOptions, RecordResult, RingStrategy, Verb,
+};
+use crate::router::LegEvent;
+
+use super::script::{Action, QueueAction, Step};
+
+/// Speaking rate used to estimate how long a `say` lasts.
+const MS_PER_CHAR: u64 = 65;
+/// How long a `play` is taken to last (the simulator fetches no media).
+const PLAY_MS: u64 = 3_000;
+
+/// What running one verb did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LegStep {
+    /// The script step the verb consumed, if it waited for the caller.
+    pub caller: Option<Step>,
+    pub event: LegEvent,
+    /// Virtual time the verb took.
+    pub elapsed_ms: u64,
+}
+
+/// The script ran out where the caller had to act, or the action does not
+/// fit what the call waits for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("script line {line}: `{text}` does not fit: the call is waiting for {waiting}")]
+pub struct Mismatch {
+    pub line: usize,
+    pub text: String,
+    pub waiting: &'static str,
+}
+
+pub struct SimulatedLeg {
+    actions: VecDeque<Step>,
+    recordings: u32,
+}
+
+impl SimulatedLeg {
+    pub fn new(actions: VecDeque<Step>) -> Self {
+        Self { actions, recordings: 0 }
+    }
+
+    /// Script steps not used by the call.
+    pub fn unused(&self) -> impl Iterator<Item = &Step> {
+        self.actions.iter()
+    }
+
+    pub fn execute(&mut self, verb: &Verb) -> Result<LegStep, Mismatch> {
+        let done = |elapsed_ms| LegStep {
+            caller: None,
+            event: LegEvent::Done,
+            elapsed_ms,
+        };
+        match verb {
+            Verb::Say(say) => Ok(done(say_ms(&say.text) * u64::from(say.loop_count.max(1)))),
+            Verb::Play(play) => Ok(done(PLAY_MS * u64::from(play.loop_count.max(1)))),
+            Verb::Pause(pause) => Ok(done(u64::from(pause.length_ms))),
+            Verb::SendDigits(digits) => Ok(done(digits.len() as u64 * 250)),
+            Verb::LeaveQueue => Ok(done(0)),
+            Verb::Gather(gather) => self.wait("a gather (press, silence, hang up)", |action| gather_result(gather, action)),
+            Verb::Record(options) => {
+                let id = self.next_recording();
+                self.wait("a record (speak, press, silence, hang up)", |action| record_result(options, action, id))
+            }
+            Verb::Dial(dial) => {
+                let id = dial.record.then(|| self.next_recording());
+                self.wait("a dial outcome (answer, busy, no-answer, fail, hang up)", |action| dial_result(dial, action, id))
+            }
+            Verb::Conference(options) => self.wait("the conference to end (conference ends, kicked, hang up)", |action| {
+                let ended_by = match action {
+                    Action::ConferenceEnds => ConferenceEnd::Ended,
+                    Action::Kicked => ConferenceEnd::Kicked,
+                    _ => return None,
+                };
+                let result = ConferenceResult {
+                    name: options.name.clone(),
+                    ended_by,
+                    duration_secs: 60,
+                };
+                Some((Event::ConferenceComplete(result), 60_000))
+            }),
+            Verb::Enqueue(enqueue) => self.wait("a queue outcome (bridged, left, timeout, full)", |action| {
+                let Action::Queue { outcome, wait_secs } = action else { return None };
+                let outcome = match outcome {
+                    QueueAction::Bridged => QueueOutcome::Bridged,
+                    QueueAction::Left => QueueOutcome::Left,
+                    QueueAction::Timeout => QueueOutcome::Timeout,
+                    QueueAction::Full => QueueOutcome::Full,
+                };
+                let result = QueueResult {
+                    queue: enqueue.queue.clone(),
+                    outcome,
+                    wait_secs: *wait_secs,
+                };
+                Some((Event::QueueComplete(result), u64::from(*wait_secs) * 1000))
+            }),
+            Verb::Pay(pay) => self.wait("card details (pay card N, pay timeout, pay cancel)", |action| {
+                let result = match action {
+                    Action::PayCard { number, expiry } => collect_card(number, expiry.clone()),
+                    Action::PayTimeout => pay_status(PayStatus::Timeout),
+                    Action::PayCancel => pay_status(PayStatus::Canceled),
+                    _ => return None,
+                };
+                Some((Event::PayComplete(result), u64::from(pay.timeout_secs.min(20)) * 1000))
+            }),
+            // The router ends the call itself for these; nothing runs on the leg.
+            Verb::Hangup | Verb::Reject(_) | Verb::Redirect(_) | Verb::SetVar(_) => Ok(done(0)),
+        }
+    }
+
+    fn next_recording(&mut self) -> String {
+        self.recordings += 1;
+        format!("sim-rec-{}", self.recordings)
+    }
+
+    /// Takes the caller's next action; `fit` says what event it produces
+    /// (or `None` when the action is not one this verb accepts).
+    fn wait(&mut self, waiting: &'static str, fit: impl FnOnce(&Action) -> Option<(Event, u64)>) -> Result<LegStep, Mismatch> {
+        let Some(step) = self.actions.pop_front() else {
+            return Ok(LegStep {
+                caller: None,
+                event: LegEvent::Hangup(HangupCause::Caller),
+                elapsed_ms: 0,
+            });
+        };
+        if step.action == Action::HangUp {
+            return Ok(LegStep {
+                caller: Some(step),
+                event: LegEvent::Hangup(HangupCause::Caller),
+                elapsed_ms: 0,
+            });
+        }
+        match fit(&step.action) {
+            Some((event, elapsed_ms)) => Ok(LegStep {
+                caller: Some(step),
+                event: LegEvent::Result(event),
+                elapsed_ms,
+            }),
+            None => Err(Mismatch {
+                line: step.line,
+                text: step.text,
+                waiting,
+            }),
+        }
+    }
+}
+
+fn say_ms(text: &str) -> u64 {
+    text.chars().count() as u64 * MS_PER_CHAR
+}
+
+fn prompts_ms(prompts: &[Prompt]) -> u64 {
+    prompts
+        .iter()
+        .map(|p| match p {
+            Prompt::Say(say) => say_ms(&say.text),
+            Prompt::Play(_) => PLAY_MS,
+            Prompt::Pause(pause) => u64::from(pause.length_ms),
+        })
+        .sum()
+}
+
+/// TwiML gather semantics over the keys the caller pressed.
+fn gather_result(gather: &Gather, action: &Action) -> Option<(Event, u64)> {
+    let timeout_ms = u64::from(gather.timeout_secs) * 1000;
+    let (digits, ended_by) = match action {
+        Action::Silence => (String::new(), GatherEnd::Timeout),
+        Action::Press(keys) => {
+            let mut digits = String::new();
+            let mut ended_by = GatherEnd::Timeout;
+            for key in keys.chars() {
+                if Some(key) == gather.finish_on_key {
+                    ended_by = GatherEnd::FinishKey;
+                    break;
+                }
+                digits.push(key);
+                if gather.num_digits.is_some_and(|n| digits.len() as u32 >= n) {
+                    ended_by = GatherEnd::NumDigits;
+                    break;
+                }
+            }
+            (digits, ended_by)
+        }
+        _ => return None,
+    };
+    // The first key interrupts the prompts; a timeout waits them out and then the timeout.
+    let elapsed = match ended_by {
+        GatherEnd::Timeout => prompts_ms(&gather.prompts) + timeout_ms,
+        _ => 1_000,
+    };
+    Some((Event::GatherComplete(GatherResult { digits, ended_by }), elapsed))
+}
+
+fn record_result(options: &RecordOptions, action: &Action, recording_id: String) -> Option<(Event, u64)> {
+    let max_ms = u64::from(options.max_length_secs) * 1000;
+    let finish = |key: char| options.finish_on_key.contains(key).then_some(key);
+    let (spoken_ms, ended_by, digit) = match action {
+        Action::Silence => (0, RecordEnd::Silence, None),
+        Action::Press(keys) => match keys.chars().next().and_then(finish) {
+            Some(key) => (0, RecordEnd::FinishKey, Some(key)),
+            None => (0, RecordEnd::Silence, None),
+        },
+        Action::Speak { secs, then_press } => {
+            let spoken = u64::from(*secs) * 1000;
+            match then_press.and_then(finish) {
+                _ if spoken >= max_ms => (max_ms, RecordEnd::MaxLength, None),
+                Some(key) => (spoken, RecordEnd::FinishKey, Some(key)),
+                None => (spoken, RecordEnd::Silence, None),
+            }
+        }
+        _ => return None,
+    };
+    // Trailing silence is part of the recording unless trimmed.
+    let silence_ms = if ended_by == RecordEnd::Silence { u64::from(options.silence_timeout_secs) * 1000 } else { 0 };
+    let duration_ms = spoken_ms + if options.trim_silence { 0 } else { silence_ms };
+    let result = RecordResult {
+        recording_id,
+        duration_ms: duration_ms as u32,
+        ended_by,
+        digit,
+    };
+    Some((Event::RecordComplete(result), spoken_ms + silence_ms))
+}
+
+fn dial_result(dial: &Dial, action: &Action, recording_id: Option<String>) -> Option<(Event, u64)> {
+    let ring_ms = u64::from(dial.timeout_secs) * 1000;
+    let (status, answered, duration_secs, elapsed) = match action {
+        Action::Answer { target, talk_secs } => {
+            let leg = dial.targets.get(target - 1)?;
+            // Sequential ringing lets every earlier target ring out first.
+            let rang = match dial.strategy {
+                RingStrategy::Sequential => ring_ms * (*target as u64 - 1) + 3_000,
+                RingStrategy::Simultaneous => 3_000,
+            };
+            (DialStatus::Completed, Some(leg.target.clone()), *talk_secs, rang + u64::from(*talk_secs) * 1000)
+        }
+        Action::Busy => (DialStatus::Busy, None, 0, 1_000),
+        Action::NoAnswer => (DialStatus::NoAnswer, None, 0, ring_ms * dial.targets.len() as u64),
+        Action::Fail => (DialStatus::Failed, None, 0, 500),
+        _ => return None,
+    };
+    let recording_id = recording_id.filter(|_| status == DialStatus::Completed);
+    let result = DialResult {
+        status,
+        answered,
+        duration_secs,
+        recording_id,
+    };
+    Some((Event::DialComplete(result), elapsed))
+}
+
+fn pay_status(status: PayStatus) -> PayResult {
+    PayResult {
+        status,
+        token: None,
+        masked_number: None,
+        card_brand: None,
+        expiry: None,
+    }
+}
+
+/// The simulator's stand-in for the secure collector: checks the card
+/// number (Luhn) and hands back only a token and masked details.
+fn collect_card(number: &str, expiry: Option<String>) -> PayResult {
+    if !luhn_valid(number) {
+        return pay_status(PayStatus::Failed);
+    }
+    let last4 = &number[number.len() - 4..];
+    let brand = match number.as_bytes()[0] {
+        b'4' => "visa",
+        b'5' | b'2' => "mastercard",
+        b'3' => "amex",
+        _ => "unknown",
+    };
+    PayResult {
+        status: PayStatus::Success,
+        token: Some(format!("sim-tok-{last4}")),
+        masked_number: Some(format!("{}{last4}", "*".repeat(number.len() - 4))),
+        card_brand: Some(brand.into()),
+        expiry,
+    }
+}
+
+fn luhn_valid(number: &str) -> bool {
+    if number.len() < 12 || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    let sum: u32 = number
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::GatherInput;
+
+    fn gather(num_digits: Option<u32>) -> Gather {
+        Gather {
+            input: GatherInput::Dtmf,
+            num_digits,
+            finish_on_key: Some('#'),
+            timeout_secs: 5,
+            prompts: vec![],
+        }
+    }
+
+    fn digits(g: &Gather, keys: &str) -> (String, GatherEnd) {
+        match gather_result(g, &Action::Press(keys.into())) {
+            Some((Event::GatherComplete(r), _)) => (r.digits, r.ended_by),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn gather_stops_at_num_digits_or_finish_key_like_twiml() {
+        assert_eq!(digits(&gather(Some(1)), "23"), ("2".into(), GatherEnd::NumDigits));
+        assert_eq!(digits(&gather(None), "12#9"), ("12".into(), GatherEnd::FinishKey));
+        assert_eq!(digits(&gather(Some(4)), "12"), ("12".into(), GatherEnd::Timeout));
+    }
+
+    #[test]
+    fn card_numbers_are_checked_and_masked() {
+        let ok = collect_card("4242424242424242", None);
+        assert_eq!(ok.status, PayStatus::Success);
+        assert_eq!(ok.masked_number.as_deref(), Some("************4242"));
+        assert_eq!(collect_card("4242424242424241", None).status, PayStatus::Failed);
+    }
+}

@@ -1,0 +1,140 @@
+//! `switchyard simulate`: a call through the real router, with a scripted
+//! caller instead of SIP and media.
+//!
+//! ```text
+//!  Script ──► SimulatedLeg ◄── Execute(verb) ── router::Call ── Invoke ──► handler
+//!                 └──────── LegEvent ──────────────►  │  ◄── Invocation ──┘
+//!                                                     └──► decision log ──► printer
+//! ```
+//!
+//! Time is virtual: each verb advances the clock by what it would take on a
+//! real call (speech at a fixed rate, ring and gather timeouts), so a
+//! simulated call of minutes runs in milliseconds and prints stable times.
+
+mod describe;
+mod leg;
+mod script;
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+pub use describe::{describe_entry, describe_event, describe_line, describe_verb};
+pub use leg::{Mismatch, SimulatedLeg};
+pub use script::{Action, Script, ScriptError, Step};
+
+use crate::contract::{Direction, IncomingCall, Verification, VerificationStatus};
+use crate::guest::{Handlers, invoke_named};
+use crate::router::{Call, CallSummary, DecisionLog, LegEvent, LogEntry, Output, RouterConfig, RouterError};
+
+/// Outputs one simulated call may produce before it is declared runaway;
+/// far above what the router's own event limit allows.
+const MAX_STEPS: usize = 100_000;
+
+/// One thing to show the user, in call order.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Line<'a> {
+    /// An entry of the decision log.
+    Log(&'a LogEntry),
+    /// The scripted caller acted.
+    Caller(CallerLine<'a>),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CallerLine<'a> {
+    pub at_ms: u64,
+    pub kind: &'static str,
+    pub line: usize,
+    pub action: &'a str,
+}
+
+/// How a simulated call went.
+#[derive(Debug)]
+pub struct Simulation {
+    pub summary: CallSummary,
+    pub log: DecisionLog,
+    /// Script steps the call never reached.
+    pub unused: Vec<Step>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SimError {
+    #[error(transparent)]
+    Script(#[from] ScriptError),
+    #[error(transparent)]
+    Mismatch(#[from] Mismatch),
+    #[error("router: {0}")]
+    Router(#[from] RouterError),
+    #[error("the call did not end after {MAX_STEPS} steps")]
+    Runaway,
+    #[error("the router stopped asking for anything before the call ended")]
+    Stalled,
+}
+
+/// Runs one call from `script` through `handlers`, starting at `handler`,
+/// and shows every step to `show` as it happens.
+pub async fn run(
+    handlers: &Handlers,
+    handler: &str,
+    script: Script,
+    config: RouterConfig,
+    mut show: impl FnMut(Line<'_>),
+) -> Result<Simulation, SimError> {
+    let base = Instant::now();
+    let mut clock_ms = 0u64;
+    let incoming = IncomingCall {
+        from: script.from.clone(),
+        to: script.to.clone(),
+        direction: Direction::Inbound,
+        region: "local".into(),
+        headers: Vec::new(),
+        verification: Verification {
+            status: VerificationStatus::NotChecked,
+            attestation: None,
+            label: None,
+        },
+    };
+    let mut call = Call::new(base, "sim-call-1", "sim-tenant", handler, incoming, config);
+    let mut leg = SimulatedLeg::new(script.actions);
+    let mut shown = 0;
+    for _ in 0..MAX_STEPS {
+        for entry in &call.log().entries()[shown..] {
+            show(Line::Log(entry));
+        }
+        shown = call.log().entries().len();
+        let now = base + Duration::from_millis(clock_ms);
+        match call.poll_output() {
+            Some(Output::Invoke(request)) => {
+                let invocation = invoke_named(handlers, request).await;
+                call.handle_invocation(now, invocation)?;
+            }
+            Some(Output::Execute(verb)) => {
+                let step = leg.execute(&verb)?;
+                if let Some(caller) = &step.caller {
+                    show(Line::Caller(CallerLine {
+                        at_ms: clock_ms,
+                        kind: "caller",
+                        line: caller.line,
+                        action: &caller.text,
+                    }));
+                }
+                clock_ms += step.elapsed_ms;
+                if step.event != LegEvent::Done || !call.is_finished() {
+                    call.handle_leg(base + Duration::from_millis(clock_ms), step.event)?;
+                }
+            }
+            Some(Output::Finished(summary)) => {
+                return Ok(Simulation {
+                    summary,
+                    log: call.log().clone(),
+                    unused: leg.unused().cloned().collect(),
+                });
+            }
+            // Nothing to do but the call is not over: a router bug.
+            None => return Err(SimError::Stalled),
+        }
+    }
+    Err(SimError::Runaway)
+}

@@ -1,0 +1,252 @@
+//! The caller script: what a simulated caller does, one action per line.
+//!
+//! ```text
+//! # comments and blank lines are ignored
+//! call from +14155550100 to +14155550199   # optional, first line only
+//! press 2          # DTMF for a gather (or to end a record)
+//! silence          # no input: a gather times out, a record ends on silence
+//! speak 5          # talk for 5 s into a record (then silence)
+//! speak 5 press #  # talk 5 s, then end the record with '#'
+//! answer           # a dial: the first target answers (talks 10 s)
+//! answer 2 talk 30 # a dial: the second target answers, the bridge lasts 30 s
+//! busy | no-answer | fail        # a dial's outcome
+//! bridged | left | timeout | full  # an enqueue's outcome (waits `wait N`, default 5 s)
+//! conference ends | kicked        # how the caller's conference ends
+//! pay card 4242424242424242 exp 12/30  # secure collection (simulated collector)
+//! pay timeout | pay cancel
+//! hang up          # the caller hangs up
+//! ```
+//!
+//! An action is consumed when the call waits for the caller (gather, record,
+//! dial, conference, enqueue, pay). When the script runs out, the caller
+//! hangs up.
+
+use std::collections::VecDeque;
+
+/// Default caller and callee when the script does not say.
+pub const DEFAULT_FROM: &str = "+14155550100";
+pub const DEFAULT_TO: &str = "+14155550199";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Script {
+    pub from: String,
+    pub to: String,
+    pub actions: VecDeque<Step>,
+}
+
+/// An action and the script line it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub line: usize,
+    pub text: String,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Press(String),
+    Silence,
+    Speak { secs: u32, then_press: Option<char> },
+    Answer { target: usize, talk_secs: u32 },
+    Busy,
+    NoAnswer,
+    Fail,
+    Queue { outcome: QueueAction, wait_secs: u32 },
+    ConferenceEnds,
+    Kicked,
+    PayCard { number: String, expiry: Option<String> },
+    PayTimeout,
+    PayCancel,
+    HangUp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueAction {
+    Bridged,
+    Left,
+    Timeout,
+    Full,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("script line {line}: {message}")]
+pub struct ScriptError {
+    pub line: usize,
+    pub message: String,
+}
+
+impl Script {
+    pub fn parse(text: &str) -> Result<Self, ScriptError> {
+        let mut script = Script {
+            from: DEFAULT_FROM.into(),
+            to: DEFAULT_TO.into(),
+            actions: VecDeque::new(),
+        };
+        for (index, raw) in text.lines().enumerate() {
+            let line = index + 1;
+            let text = strip_comment(raw);
+            if text.is_empty() {
+                continue;
+            }
+            let fail = |message: String| ScriptError { line, message };
+            let words: Vec<&str> = text.split_whitespace().collect();
+            if words[0] == "call" {
+                if !script.actions.is_empty() {
+                    return Err(fail("`call` must come before every caller action".into()));
+                }
+                parse_call(&words[1..], &mut script).map_err(fail)?;
+                continue;
+            }
+            let action = parse_action(&words).map_err(fail)?;
+            script.actions.push_back(Step {
+                line,
+                text: text.to_string(),
+                action,
+            });
+        }
+        Ok(script)
+    }
+}
+
+/// `#` is a DTMF key too, so a comment starts only at the start of a line
+/// or at a `#` standing alone between blanks ("press 12#  # account").
+fn strip_comment(raw: &str) -> &str {
+    let line = raw.trim();
+    if line.starts_with('#') {
+        return "";
+    }
+    let bytes = line.as_bytes();
+    let comment = (1..bytes.len()).find(|&i| {
+        bytes[i] == b'#' && bytes[i - 1].is_ascii_whitespace() && bytes.get(i + 1).is_some_and(u8::is_ascii_whitespace)
+    });
+    comment.map_or(line, |i| line[..i].trim_end())
+}
+
+fn parse_call(words: &[&str], script: &mut Script) -> Result<(), String> {
+    let mut rest = words.iter();
+    while let Some(word) = rest.next() {
+        let value = rest.next().ok_or_else(|| format!("`{word}` needs a value"))?;
+        match *word {
+            "from" => script.from = value.to_string(),
+            "to" => script.to = value.to_string(),
+            other => return Err(format!("unknown call option `{other}` (expected from, to)")),
+        }
+    }
+    Ok(())
+}
+
+fn number(word: Option<&&str>, what: &str) -> Result<u32, String> {
+    let word = word.ok_or_else(|| format!("{what} needs a number"))?;
+    word.trim_end_matches('s')
+        .parse()
+        .map_err(|_| format!("{what}: `{word}` is not a number of seconds"))
+}
+
+fn parse_action(words: &[&str]) -> Result<Action, String> {
+    let keys = |w: &str| -> Result<String, String> {
+        match w.chars().find(|c| !"0123456789*#ABCD".contains(*c)) {
+            Some(bad) => Err(format!("`{bad}` is not a keypad key")),
+            None => Ok(w.to_string()),
+        }
+    };
+    Ok(match words {
+        ["press", digits] => Action::Press(keys(digits)?),
+        ["silence"] => Action::Silence,
+        ["speak", secs] => Action::Speak {
+            secs: number(Some(secs), "speak")?,
+            then_press: None,
+        },
+        ["speak", secs, "press", key] => {
+            let key = keys(key)?;
+            let mut chars = key.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) => Action::Speak {
+                    secs: number(Some(secs), "speak")?,
+                    then_press: Some(c),
+                },
+                _ => return Err("`speak N press K` takes one key".into()),
+            }
+        }
+        ["answer", rest @ ..] => {
+            let (mut target, mut talk_secs) = (1, 10);
+            let mut it = rest.iter();
+            while let Some(word) = it.next() {
+                match *word {
+                    "talk" => talk_secs = number(it.next(), "talk")?,
+                    n => target = n.parse().map_err(|_| format!("`answer {n}`: expected a target number or `talk N`"))?,
+                }
+            }
+            if target == 0 {
+                return Err("targets are numbered from 1".into());
+            }
+            Action::Answer { target, talk_secs }
+        }
+        ["busy"] => Action::Busy,
+        ["no-answer"] => Action::NoAnswer,
+        ["fail"] => Action::Fail,
+        [outcome @ ("bridged" | "left" | "timeout" | "full"), rest @ ..] => {
+            let wait_secs = match rest {
+                [] => 5,
+                ["wait", secs] => number(Some(secs), "wait")?,
+                _ => return Err(format!("`{outcome}` takes only `wait N`")),
+            };
+            let outcome = match *outcome {
+                "bridged" => QueueAction::Bridged,
+                "left" => QueueAction::Left,
+                "timeout" => QueueAction::Timeout,
+                _ => QueueAction::Full,
+            };
+            Action::Queue { outcome, wait_secs }
+        }
+        ["conference", "ends"] => Action::ConferenceEnds,
+        ["kicked"] => Action::Kicked,
+        ["pay", "card", number] => Action::PayCard {
+            number: number.to_string(),
+            expiry: None,
+        },
+        ["pay", "card", number, "exp", expiry] => Action::PayCard {
+            number: number.to_string(),
+            expiry: Some(expiry.to_string()),
+        },
+        ["pay", "timeout"] => Action::PayTimeout,
+        ["pay", "cancel"] => Action::PayCancel,
+        ["hang", "up"] | ["hangup"] => Action::HangUp,
+        _ => {
+            return Err(format!(
+                "unknown action `{}` (expected press, silence, speak, answer, busy, no-answer, fail, bridged, left, timeout, full, conference ends, kicked, pay, hang up)",
+                words.join(" ")
+            ));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_script_reads_call_line_actions_and_comments() {
+        let script = Script::parse("call from +1 to +2\n# menu\npress 12#  # account\npress #\nanswer 2 talk 30\nhang up\n").unwrap();
+        assert_eq!((script.from.as_str(), script.to.as_str()), ("+1", "+2"));
+        let actions: Vec<_> = script.actions.iter().map(|s| s.action.clone()).collect();
+        assert_eq!(
+            actions,
+            vec![
+                Action::Press("12#".into()),
+                Action::Press("#".into()),
+                Action::Answer { target: 2, talk_secs: 30 },
+                Action::HangUp
+            ]
+        );
+        assert_eq!(script.actions[0].line, 3);
+    }
+
+    #[test]
+    fn unknown_actions_name_the_line() {
+        let err = Script::parse("press 1\ndance\n").unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(err.message.contains("unknown action `dance`"), "{err}");
+        let err = Script::parse("press 1x\n").unwrap_err();
+        assert!(err.message.contains("`x` is not a keypad key"), "{err}");
+    }
+}
