@@ -9,9 +9,9 @@
 //! [`NativeHandler`] (a Rust closure: benchmarks and router tests).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -147,7 +147,10 @@ pub type Handlers = HashMap<String, Arc<dyn CallHandler>>;
 pub async fn invoke_named(handlers: &Handlers, request: InvokeRequest) -> Invocation {
     match handlers.get(&request.ctx.handler) {
         Some(handler) => handler.invoke(request).await,
-        None => Invocation::failed(GuestFailure::UnknownHandler(request.ctx.handler.clone()), request.vars),
+        None => Invocation::failed(
+            GuestFailure::UnknownHandler(request.ctx.handler.clone()),
+            request.vars,
+        ),
     }
 }
 
@@ -161,7 +164,8 @@ where
     fn invoke(&self, request: InvokeRequest) -> BoxFuture<'_, Invocation> {
         let start = std::time::Instant::now();
         let mut vars = request.vars;
-        let outcome = (self.0)(&request.ctx, &request.event, &mut vars).map_err(GuestFailure::Handler);
+        let outcome =
+            (self.0)(&request.ctx, &request.event, &mut vars).map_err(GuestFailure::Handler);
         Box::pin(std::future::ready(Invocation {
             outcome,
             vars,

@@ -16,7 +16,10 @@
 //! * [`store`] — persistence (SQLite).
 //! * [`simulate`] — scripted caller for local testing of guests.
 
+pub mod cli;
 pub mod contract;
 pub mod guest;
 pub mod router;
 pub mod simulate;
+pub mod store;
+pub mod wasm;

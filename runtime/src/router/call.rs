@@ -6,9 +6,9 @@ use std::time::Instant;
 use crate::contract::{Context, Event, HangupCause, IncomingCall, Plan, Verb};
 use crate::guest::{CallVars, GuestFailure, Invocation, InvokeRequest};
 
+use super::RouterConfig;
 use super::log::{DecisionLog, Entry};
 use super::plan::{has_result, result_matches, validate, verb_name};
-use super::RouterConfig;
 
 /// What the call leg reports back.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,7 +95,14 @@ pub struct Call {
 
 impl Call {
     /// A new call: its first output is the `incoming` event for `handler`.
-    pub fn new(now: Instant, call_id: &str, tenant: &str, handler: &str, incoming: IncomingCall, config: RouterConfig) -> Self {
+    pub fn new(
+        now: Instant,
+        call_id: &str,
+        tenant: &str,
+        handler: &str,
+        incoming: IncomingCall,
+        config: RouterConfig,
+    ) -> Self {
         let mut call = Self {
             config,
             ctx: Context {
@@ -144,8 +151,15 @@ impl Call {
     // ------------------------------------------------------------ input
 
     /// The answer to the last [`Output::Invoke`].
-    pub fn handle_invocation(&mut self, now: Instant, invocation: Invocation) -> Result<(), RouterError> {
-        let purpose = self.in_flight.take().ok_or(RouterError::NoInvocationInFlight)?;
+    pub fn handle_invocation(
+        &mut self,
+        now: Instant,
+        invocation: Invocation,
+    ) -> Result<(), RouterError> {
+        let purpose = self
+            .in_flight
+            .take()
+            .ok_or(RouterError::NoInvocationInFlight)?;
         let at = self.at_ms(now);
         self.vars = invocation.vars;
         self.log.push(
@@ -205,7 +219,9 @@ impl Call {
                 self.running = None;
                 self.end(now, cause);
             }
-            LegEvent::Status(status) => self.send(now, Event::StatusChanged(status), Purpose::Notify),
+            LegEvent::Status(status) => {
+                self.send(now, Event::StatusChanged(status), Purpose::Notify)
+            }
         }
         Ok(())
     }
@@ -278,7 +294,8 @@ impl Call {
         self.plan.clear();
         self.log.push(self.at_ms(now), Entry::Ended { cause });
         // A decision that was waiting is moot now; the handler hears the hangup.
-        self.waiting.retain(|(_, purpose)| *purpose == Purpose::Notify);
+        self.waiting
+            .retain(|(_, purpose)| *purpose == Purpose::Notify);
         self.deciding = self.in_flight == Some(Purpose::Decide);
         self.send(now, Event::Hangup(cause), Purpose::Notify);
         self.hangup_sent = true;
@@ -310,7 +327,13 @@ impl Call {
         if self.events >= self.config.max_events && purpose == Purpose::Decide {
             self.deciding = false;
             let at = self.at_ms(now);
-            self.fall_back(at, GuestFailure::InvalidPlan(format!("the call reached its limit of {} handler events", self.config.max_events)));
+            self.fall_back(
+                at,
+                GuestFailure::InvalidPlan(format!(
+                    "the call reached its limit of {} handler events",
+                    self.config.max_events
+                )),
+            );
             self.advance(now);
             return self.send_waiting(now);
         }

@@ -39,7 +39,9 @@ pub struct Fallback(Plan);
 #[non_exhaustive]
 pub enum FallbackError {
     /// Only verbs that need no handler decision may appear in a fallback.
-    #[error("verb {index} ({verb}) cannot be used in a fallback: only say, play, pause, send-digits, set-var, hangup and reject can")]
+    #[error(
+        "verb {index} ({verb}) cannot be used in a fallback: only say, play, pause, send-digits, set-var, hangup and reject can"
+    )]
     VerbNotAllowed { index: usize, verb: &'static str },
 }
 
@@ -51,7 +53,13 @@ impl Fallback {
         for (index, verb) in verbs.iter().enumerate() {
             let allowed = matches!(
                 verb,
-                Verb::Say(_) | Verb::Play(_) | Verb::Pause(_) | Verb::SendDigits(_) | Verb::SetVar(_) | Verb::Hangup | Verb::Reject(_)
+                Verb::Say(_)
+                    | Verb::Play(_)
+                    | Verb::Pause(_)
+                    | Verb::SendDigits(_)
+                    | Verb::SetVar(_)
+                    | Verb::Hangup
+                    | Verb::Reject(_)
             );
             if !allowed {
                 return Err(FallbackError::VerbNotAllowed {

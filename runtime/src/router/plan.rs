@@ -25,12 +25,26 @@ const DTMF_KEYS: &str = "0123456789*#ABCD";
 pub enum PlanError {
     #[error("plan has {count} verbs; at most {max} are allowed")]
     TooManyVerbs { count: usize, max: usize },
-    #[error("verb {index} ({verb}) ends the plan, so it must be the last verb; {after} more follow it")]
-    VerbsAfterEnd { index: usize, verb: &'static str, after: usize },
+    #[error(
+        "verb {index} ({verb}) ends the plan, so it must be the last verb; {after} more follow it"
+    )]
+    VerbsAfterEnd {
+        index: usize,
+        verb: &'static str,
+        after: usize,
+    },
     #[error("verb {index} ({verb}): {reason} is not supported yet")]
-    Unsupported { index: usize, verb: &'static str, reason: &'static str },
+    Unsupported {
+        index: usize,
+        verb: &'static str,
+        reason: &'static str,
+    },
     #[error("verb {index} ({verb}): {reason}")]
-    Invalid { index: usize, verb: &'static str, reason: String },
+    Invalid {
+        index: usize,
+        verb: &'static str,
+        reason: String,
+    },
 }
 
 /// The WIT name of a verb, for messages and logs.
@@ -72,7 +86,12 @@ pub(super) fn result_matches(verb: &Verb, event: &Event) -> bool {
 pub(super) fn has_result(verb: &Verb) -> bool {
     matches!(
         verb,
-        Verb::Gather(_) | Verb::Dial(_) | Verb::Record(_) | Verb::Conference(_) | Verb::Enqueue(_) | Verb::Pay(_)
+        Verb::Gather(_)
+            | Verb::Dial(_)
+            | Verb::Record(_)
+            | Verb::Conference(_)
+            | Verb::Enqueue(_)
+            | Verb::Pay(_)
     )
 }
 
@@ -100,8 +119,16 @@ pub fn validate(plan: &Plan, config: &RouterConfig) -> Result<(), PlanError> {
             });
         }
         check_verb(verb, config).map_err(|problem| match problem {
-            Problem::Unsupported(reason) => PlanError::Unsupported { index, verb: name, reason },
-            Problem::Invalid(reason) => PlanError::Invalid { index, verb: name, reason },
+            Problem::Unsupported(reason) => PlanError::Unsupported {
+                index,
+                verb: name,
+                reason,
+            },
+            Problem::Invalid(reason) => PlanError::Invalid {
+                index,
+                verb: name,
+                reason,
+            },
         })?;
     }
     Ok(())
@@ -117,7 +144,11 @@ fn invalid(reason: impl Into<String>) -> Problem {
 }
 
 fn require(ok: bool, reason: impl FnOnce() -> String) -> Result<(), Problem> {
-    if ok { Ok(()) } else { Err(Problem::Invalid(reason())) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Problem::Invalid(reason()))
+    }
 }
 
 fn check_verb(verb: &Verb, config: &RouterConfig) -> Result<(), Problem> {
@@ -129,22 +160,36 @@ fn check_verb(verb: &Verb, config: &RouterConfig) -> Result<(), Problem> {
             if gather.input != GatherInput::Dtmf {
                 return Err(Problem::Unsupported("speech input (use dtmf)"));
             }
-            require(gather.num_digits != Some(0), || "num-digits must be at least 1".into())?;
+            require(gather.num_digits != Some(0), || {
+                "num-digits must be at least 1".into()
+            })?;
             require(gather.timeout_secs <= MAX_WAIT_SECS, || {
-                format!("timeout-secs {} is over {MAX_WAIT_SECS}", gather.timeout_secs)
+                format!(
+                    "timeout-secs {} is over {MAX_WAIT_SECS}",
+                    gather.timeout_secs
+                )
             })?;
             if let Some(key) = gather.finish_on_key {
-                require(DTMF_KEYS.contains(key), || format!("finish-on-key {key:?} is not a keypad key"))?;
+                require(DTMF_KEYS.contains(key), || {
+                    format!("finish-on-key {key:?} is not a keypad key")
+                })?;
             }
             gather.prompts.iter().try_for_each(check_prompt)
         }
         Verb::Dial(dial) => {
             require(!dial.targets.is_empty(), || "no targets".into())?;
             require(dial.targets.len() <= config.max_dial_targets, || {
-                format!("{} targets; at most {} are allowed", dial.targets.len(), config.max_dial_targets)
+                format!(
+                    "{} targets; at most {} are allowed",
+                    dial.targets.len(),
+                    config.max_dial_targets
+                )
             })?;
             require((1..=MAX_WAIT_SECS).contains(&dial.timeout_secs), || {
-                format!("timeout-secs must be 1 to {MAX_WAIT_SECS}, not {}", dial.timeout_secs)
+                format!(
+                    "timeout-secs must be 1 to {MAX_WAIT_SECS}, not {}",
+                    dial.timeout_secs
+                )
             })?;
             for leg in &dial.targets {
                 let (kind, value) = match &leg.target {
@@ -159,33 +204,51 @@ fn check_verb(verb: &Verb, config: &RouterConfig) -> Result<(), Problem> {
             Ok(())
         }
         Verb::Record(options) => {
-            require((1..=MAX_RECORD_SECS).contains(&options.max_length_secs), || {
-                format!("max-length-secs must be 1 to {MAX_RECORD_SECS}, not {}", options.max_length_secs)
-            })?;
+            require(
+                (1..=MAX_RECORD_SECS).contains(&options.max_length_secs),
+                || {
+                    format!(
+                        "max-length-secs must be 1 to {MAX_RECORD_SECS}, not {}",
+                        options.max_length_secs
+                    )
+                },
+            )?;
             check_keys(&options.finish_on_key, "finish-on-key")
         }
-        Verb::Conference(options) => require(!options.name.trim().is_empty(), || "empty conference name".into()),
+        Verb::Conference(options) => require(!options.name.trim().is_empty(), || {
+            "empty conference name".into()
+        }),
         Verb::Enqueue(enqueue) => {
-            require(!enqueue.queue.trim().is_empty(), || "empty queue name".into())?;
+            require(!enqueue.queue.trim().is_empty(), || {
+                "empty queue name".into()
+            })?;
             enqueue.wait_prompts.iter().try_for_each(check_prompt)
         }
         Verb::Pay(pay) => {
-            require(pay.currency.len() == 3 && pay.currency.chars().all(|c| c.is_ascii_alphabetic()), || {
-                format!("currency {:?} is not an ISO 4217 code", pay.currency)
-            })?;
-            require(pay.max_attempts >= 1, || "max-attempts must be at least 1".into())
+            require(
+                pay.currency.len() == 3 && pay.currency.chars().all(|c| c.is_ascii_alphabetic()),
+                || format!("currency {:?} is not an ISO 4217 code", pay.currency),
+            )?;
+            require(pay.max_attempts >= 1, || {
+                "max-attempts must be at least 1".into()
+            })
         }
-        Verb::Redirect(handler) => require(!handler.trim().is_empty(), || "empty handler name".into()),
+        Verb::Redirect(handler) => {
+            require(!handler.trim().is_empty(), || "empty handler name".into())
+        }
         Verb::SendDigits(digits) => {
             require(!digits.is_empty(), || "no digits".into())?;
             check_keys(&digits.replace('w', ""), "digits")
         }
         Verb::SetVar(var) => {
-            require(!var.name.is_empty() && var.name.len() <= MAX_VAR_NAME, || {
-                format!("variable name must be 1 to {MAX_VAR_NAME} bytes")
-            })?;
+            require(
+                !var.name.is_empty() && var.name.len() <= MAX_VAR_NAME,
+                || format!("variable name must be 1 to {MAX_VAR_NAME} bytes"),
+            )?;
             let len = var.value.as_ref().map_or(0, String::len);
-            require(len <= MAX_VAR_VALUE, || format!("value is {len} bytes; at most {MAX_VAR_VALUE}"))
+            require(len <= MAX_VAR_VALUE, || {
+                format!("value is {len} bytes; at most {MAX_VAR_VALUE}")
+            })
         }
     }
 }
@@ -193,12 +256,16 @@ fn check_verb(verb: &Verb, config: &RouterConfig) -> Result<(), Problem> {
 fn check_say(text: &str) -> Result<(), Problem> {
     let chars = text.chars().count();
     require(!text.trim().is_empty(), || "empty text".into())?;
-    require(chars <= MAX_SAY_CHARS, || format!("text is {chars} characters; at most {MAX_SAY_CHARS}"))
+    require(chars <= MAX_SAY_CHARS, || {
+        format!("text is {chars} characters; at most {MAX_SAY_CHARS}")
+    })
 }
 
 fn check_media(source: &MediaSource) -> Result<(), Problem> {
     match source {
-        MediaSource::Url(url) if url.starts_with("http://") || url.starts_with("https://") => Ok(()),
+        MediaSource::Url(url) if url.starts_with("http://") || url.starts_with("https://") => {
+            Ok(())
+        }
         MediaSource::Url(url) => Err(invalid(format!("url {url:?} is not http(s)"))),
         MediaSource::MediaId(id) => require(!id.is_empty(), || "empty media id".into()),
     }
@@ -274,7 +341,10 @@ mod tests {
 
     #[test]
     fn empty_say_and_bad_digits_are_invalid() {
-        assert!(matches!(check(vec![say("  ")]), Err(PlanError::Invalid { .. })));
+        assert!(matches!(
+            check(vec![say("  ")]),
+            Err(PlanError::Invalid { .. })
+        ));
         let err = check(vec![Verb::SendDigits("12x".into())]).unwrap_err();
         assert!(err.to_string().contains("'x'"), "{err}");
     }
@@ -282,6 +352,12 @@ mod tests {
     #[test]
     fn too_many_verbs_are_refused() {
         let verbs = vec![say("hi"); 101];
-        assert!(matches!(check(verbs), Err(PlanError::TooManyVerbs { count: 101, max: 100 })));
+        assert!(matches!(
+            check(verbs),
+            Err(PlanError::TooManyVerbs {
+                count: 101,
+                max: 100
+            })
+        ));
     }
 }

@@ -123,7 +123,10 @@ fn a_gather_result_becomes_the_next_event() {
         },
     );
     assert_eq!(events(&seen), ["incoming", "gather-complete", "hangup"]);
-    assert!(seen.contains(&Seen::Verb("say \"Support\"".into())), "{seen:?}");
+    assert!(
+        seen.contains(&Seen::Verb("say \"Support\"".into())),
+        "{seen:?}"
+    );
     assert_eq!(seen.last(), Some(&Seen::Finished(HangupCause::Handler, 0)));
     assert!(call.is_finished());
 }
@@ -136,7 +139,10 @@ fn a_trapping_handler_gets_the_fallback_apology_then_hangup() {
         |_| LegEvent::Done,
     );
     let verbs: Vec<_> = seen.iter().filter(|s| matches!(s, Seen::Verb(_))).collect();
-    assert!(matches!(verbs[0], Seen::Verb(v) if v.contains("sorry")), "{seen:?}");
+    assert!(
+        matches!(verbs[0], Seen::Verb(v) if v.contains("sorry")),
+        "{seen:?}"
+    );
     assert_eq!(verbs[1], &Seen::Verb("hangup".into()));
     assert_eq!(seen.last(), Some(&Seen::Finished(HangupCause::Handler, 1)));
 }
@@ -148,7 +154,12 @@ fn an_invalid_plan_runs_none_of_its_verbs_and_logs_why() {
         |_, _| plan(vec![gather(), say("unreachable")]),
         |_| LegEvent::Done,
     );
-    assert!(!seen.iter().any(|s| matches!(s, Seen::Verb(v) if v.starts_with("gather"))), "{seen:?}");
+    assert!(
+        !seen
+            .iter()
+            .any(|s| matches!(s, Seen::Verb(v) if v.starts_with("gather"))),
+        "{seen:?}"
+    );
     let reason = call.log().entries().iter().find_map(|e| match &e.entry {
         Entry::Fallback { reason, .. } => Some(reason.to_string()),
         _ => None,
@@ -162,21 +173,38 @@ fn a_tenant_fallback_replaces_the_default() {
         verbs: vec![say("Please call back later")],
     })
     .unwrap();
-    let config = RouterConfig { fallback, ..RouterConfig::default() };
-    let (_, seen) = drive(config, |_, _| Err(GuestFailure::Deadline { limit_ms: 20 }), |_| LegEvent::Done);
+    let config = RouterConfig {
+        fallback,
+        ..RouterConfig::default()
+    };
+    let (_, seen) = drive(
+        config,
+        |_, _| Err(GuestFailure::Deadline { limit_ms: 20 }),
+        |_| LegEvent::Done,
+    );
     assert!(seen.contains(&Seen::Verb("say \"Please call back later\"".into())));
-    assert!(seen.contains(&Seen::Verb("hangup".into())), "a hangup is appended: {seen:?}");
+    assert!(
+        seen.contains(&Seen::Verb("hangup".into())),
+        "a hangup is appended: {seen:?}"
+    );
 }
 
 #[test]
 fn a_fallback_that_needs_a_decision_is_refused() {
-    let err = Fallback::new(Plan { verbs: vec![gather()] }).unwrap_err();
+    let err = Fallback::new(Plan {
+        verbs: vec![gather()],
+    })
+    .unwrap_err();
     assert!(err.to_string().contains("gather"), "{err}");
 }
 
 #[test]
 fn a_plan_that_runs_out_hangs_up() {
-    let (_, seen) = drive(RouterConfig::default(), |_, _| plan(vec![say("Bye")]), |_| LegEvent::Done);
+    let (_, seen) = drive(
+        RouterConfig::default(),
+        |_, _| plan(vec![say("Bye")]),
+        |_| LegEvent::Done,
+    );
     assert_eq!(
         &seen[1..],
         [
@@ -220,18 +248,39 @@ fn call_variables_survive_a_redirect_and_reach_the_next_handler() {
 
 #[test]
 fn a_redirect_cycle_stops_at_the_event_limit() {
-    let config = RouterConfig { max_events: 5, ..RouterConfig::default() };
-    let (_, seen) = drive(config, |_, _| plan(vec![Verb::Redirect("main".into())]), |_| LegEvent::Done);
-    assert_eq!(events(&seen).len(), 6, "5 decisions, then the hangup notice: {seen:?}");
+    let config = RouterConfig {
+        max_events: 5,
+        ..RouterConfig::default()
+    };
+    let (_, seen) = drive(
+        config,
+        |_, _| plan(vec![Verb::Redirect("main".into())]),
+        |_| LegEvent::Done,
+    );
+    assert_eq!(
+        events(&seen).len(),
+        6,
+        "5 decisions, then the hangup notice: {seen:?}"
+    );
     assert_eq!(seen.last(), Some(&Seen::Finished(HangupCause::Handler, 1)));
 }
 
 #[test]
 fn a_caller_hangup_while_deciding_discards_the_plan() {
     let start = Instant::now();
-    let mut call = Call::new(start, "c1", "t1", "main", incoming(), RouterConfig::default());
-    let Some(Output::Invoke(request)) = call.poll_output() else { panic!() };
-    call.handle_leg(start, LegEvent::Hangup(HangupCause::Caller)).unwrap();
+    let mut call = Call::new(
+        start,
+        "c1",
+        "t1",
+        "main",
+        incoming(),
+        RouterConfig::default(),
+    );
+    let Some(Output::Invoke(request)) = call.poll_output() else {
+        panic!()
+    };
+    call.handle_leg(start, LegEvent::Hangup(HangupCause::Caller))
+        .unwrap();
     let invocation = Invocation {
         outcome: plan(vec![say("too late")]),
         vars: request.vars,
@@ -239,20 +288,41 @@ fn a_caller_hangup_while_deciding_discards_the_plan() {
         elapsed: Duration::ZERO,
     };
     call.handle_invocation(start, invocation).unwrap();
-    let Some(Output::Invoke(hangup)) = call.poll_output() else { panic!("hangup event expected") };
+    let Some(Output::Invoke(hangup)) = call.poll_output() else {
+        panic!("hangup event expected")
+    };
     assert_eq!(hangup.event, Event::Hangup(HangupCause::Caller));
     assert_eq!(hangup.ctx.sequence, 1);
-    assert_eq!(call.poll_output(), None, "nothing runs until the hangup is decided");
-    call.handle_invocation(start, Invocation::failed(GuestFailure::Trap("x".into()), hangup.vars)).unwrap();
-    assert!(matches!(call.poll_output(), Some(Output::Finished(s)) if s.ended_by == HangupCause::Caller && s.fallbacks == 0));
+    assert_eq!(
+        call.poll_output(),
+        None,
+        "nothing runs until the hangup is decided"
+    );
+    call.handle_invocation(
+        start,
+        Invocation::failed(GuestFailure::Trap("x".into()), hangup.vars),
+    )
+    .unwrap();
+    assert!(
+        matches!(call.poll_output(), Some(Output::Finished(s)) if s.ended_by == HangupCause::Caller && s.fallbacks == 0)
+    );
 }
 
 #[test]
 fn a_status_change_does_not_disturb_the_running_plan() {
     let start = Instant::now();
-    let mut call = Call::new(start, "c1", "t1", "main", incoming(), RouterConfig::default());
+    let mut call = Call::new(
+        start,
+        "c1",
+        "t1",
+        "main",
+        incoming(),
+        RouterConfig::default(),
+    );
     let answer = |call: &mut Call, outcome| {
-        let Some(Output::Invoke(request)) = call.poll_output() else { panic!("invoke expected") };
+        let Some(Output::Invoke(request)) = call.poll_output() else {
+            panic!("invoke expected")
+        };
         let invocation = Invocation {
             outcome,
             vars: request.vars,
@@ -264,7 +334,8 @@ fn a_status_change_does_not_disturb_the_running_plan() {
     };
     answer(&mut call, plan(vec![say("one"), say("two")]));
     assert_eq!(call.poll_output(), Some(Output::Execute(say("one"))));
-    call.handle_leg(start, LegEvent::Status(CallStatus::InProgress)).unwrap();
+    call.handle_leg(start, LegEvent::Status(CallStatus::InProgress))
+        .unwrap();
     let event = answer(&mut call, plan(vec![say("ignored")]));
     assert_eq!(event, Event::StatusChanged(CallStatus::InProgress));
     assert_eq!(call.poll_output(), None, "\"one\" is still playing");
@@ -275,8 +346,17 @@ fn a_status_change_does_not_disturb_the_running_plan() {
 #[test]
 fn a_leg_result_of_the_wrong_kind_is_an_error() {
     let start = Instant::now();
-    let mut call = Call::new(start, "c1", "t1", "main", incoming(), RouterConfig::default());
-    let Some(Output::Invoke(request)) = call.poll_output() else { panic!() };
+    let mut call = Call::new(
+        start,
+        "c1",
+        "t1",
+        "main",
+        incoming(),
+        RouterConfig::default(),
+    );
+    let Some(Output::Invoke(request)) = call.poll_output() else {
+        panic!()
+    };
     let invocation = Invocation {
         outcome: plan(vec![gather()]),
         vars: request.vars,
@@ -284,17 +364,28 @@ fn a_leg_result_of_the_wrong_kind_is_an_error() {
         elapsed: Duration::ZERO,
     };
     call.handle_invocation(start, invocation).unwrap();
-    assert!(matches!(call.poll_output(), Some(Output::Execute(Verb::Gather(_)))));
+    assert!(matches!(
+        call.poll_output(),
+        Some(Output::Execute(Verb::Gather(_)))
+    ));
     let wrong = LegEvent::Result(Event::DialComplete(DialResult {
         status: DialStatus::Busy,
         answered: None,
         duration_secs: 0,
         recording_id: None,
     }));
-    assert!(matches!(call.handle_leg(start, wrong), Err(RouterError::WrongResult { verb: "gather", .. })));
-    assert!(matches!(call.handle_leg(start, LegEvent::Done), Err(RouterError::MissingResult { verb: "gather" })));
+    assert!(matches!(
+        call.handle_leg(start, wrong),
+        Err(RouterError::WrongResult { verb: "gather", .. })
+    ));
+    assert!(matches!(
+        call.handle_leg(start, LegEvent::Done),
+        Err(RouterError::MissingResult { verb: "gather" })
+    ));
     call.handle_leg(start, pressed("1")).unwrap();
-    assert!(matches!(call.poll_output(), Some(Output::Invoke(r)) if matches!(r.event, Event::GatherComplete(_))));
+    assert!(
+        matches!(call.poll_output(), Some(Output::Invoke(r)) if matches!(r.event, Event::GatherComplete(_)))
+    );
 }
 
 #[test]
@@ -319,7 +410,12 @@ fn the_decision_log_holds_every_event_plan_and_verb_and_round_trips_as_json() {
             _ => "other",
         })
         .collect();
-    assert_eq!(kinds, ["event", "decision", "verb", "event", "decision", "verb", "ended", "event", "decision"]);
+    assert_eq!(
+        kinds,
+        [
+            "event", "decision", "verb", "event", "decision", "verb", "ended", "event", "decision"
+        ]
+    );
     let json = call.log().to_json_lines();
     assert_eq!(&DecisionLog::from_json_lines(&json).unwrap(), call.log());
 }

@@ -1,9 +1,7 @@
 //! Human-readable lines for events, verbs and log entries.
 
-use crate::contract::{
-    DialTarget, Event, MediaSource, Plan, Prompt, RejectReason, Say, Verb,
-};
-use crate::guest::GuestFailure;
+use crate::contract::{DialTarget, Event, MediaSource, Plan, Prompt, RejectReason, Say, Verb};
+use crate::guest::ImportRecord;
 use crate::router::{Entry, LogEntry};
 
 use super::Line;
@@ -12,7 +10,12 @@ use super::Line;
 pub fn describe_line(line: &Line<'_>) -> String {
     match line {
         Line::Log(entry) => describe_entry(entry),
-        Line::Caller(caller) => format!("{}  caller    {}   (script line {})", stamp(caller.at_ms), caller.action, caller.line),
+        Line::Caller(caller) => format!(
+            "{}  caller    {}   (script line {})",
+            stamp(caller.at_ms),
+            caller.action,
+            caller.line
+        ),
     }
 }
 
@@ -36,13 +39,38 @@ fn stamp(at_ms: u64) -> String {
 
 pub fn describe_entry(entry: &LogEntry) -> String {
     let body = match &entry.entry {
-        Entry::Event { ctx, event } => format!("→ event   #{} {}   (to {})", ctx.sequence, describe_event(event), ctx.handler),
-        Entry::Decision { outcome, elapsed_us, imports, .. } => {
-            let imports = if imports.is_empty() { String::new() } else { format!(", {} host calls", imports.len()) };
-            match outcome {
-                Ok(plan) => format!("← plan    {}   ({elapsed_us} µs{imports})", describe_plan(plan)),
-                Err(failure) => format!("✗ failed  {}   ({elapsed_us} µs{imports})", describe_failure(failure)),
-            }
+        Entry::Event { ctx, event } => format!(
+            "→ event   #{} {}   (to {})",
+            ctx.sequence,
+            describe_event(event),
+            ctx.handler
+        ),
+        Entry::Decision {
+            outcome,
+            elapsed_us,
+            imports,
+            ..
+        } => {
+            let calls = if imports.is_empty() {
+                String::new()
+            } else {
+                format!(", {} host calls", imports.len())
+            };
+            let head = match outcome {
+                Ok(plan) => format!(
+                    "← plan    {}   ({elapsed_us} µs{calls})",
+                    describe_plan(plan)
+                ),
+                Err(failure) => format!("✗ failed  {failure}   ({elapsed_us} µs{calls})"),
+            };
+            // What the guest logged is part of what it decided: show it beneath.
+            let logs = imports.iter().filter_map(|import| match import {
+                ImportRecord::Log { level, message } => {
+                    Some(format!("\n{:13}  guest {level}: {message}", ""))
+                }
+                _ => None,
+            });
+            std::iter::once(head).chain(logs).collect()
         }
         Entry::Fallback { plan, .. } => format!("! fallback {}", describe_plan(plan)),
         Entry::Verb { verb } => format!("  run     {}", describe_verb(verb)),
@@ -51,15 +79,15 @@ pub fn describe_entry(entry: &LogEntry) -> String {
     format!("{}  {body}", stamp(entry.at_ms))
 }
 
-fn describe_failure(failure: &GuestFailure) -> String {
-    failure.to_string()
-}
-
 fn describe_plan(plan: &Plan) -> String {
     if plan.verbs.is_empty() {
-        return "(empty: hang up)".into();
+        return "empty plan".into();
     }
-    plan.verbs.iter().map(describe_verb).collect::<Vec<_>>().join(" · ")
+    plan.verbs
+        .iter()
+        .map(describe_verb)
+        .collect::<Vec<_>>()
+        .join(" · ")
 }
 
 fn describe_say(say: &Say) -> String {
@@ -122,8 +150,17 @@ pub fn describe_verb(verb: &Verb) -> String {
             format!("gather ({})", parts.join(", "))
         }
         Verb::Dial(d) => {
-            let targets = d.targets.iter().map(|l| describe_target(&l.target)).collect::<Vec<_>>();
-            let mut text = format!("dial {} ({}, {} s", targets.join(" | "), wit_name(&d.strategy), d.timeout_secs);
+            let targets = d
+                .targets
+                .iter()
+                .map(|l| describe_target(&l.target))
+                .collect::<Vec<_>>();
+            let mut text = format!(
+                "dial {} ({}, {} s",
+                targets.join(" | "),
+                wit_name(&d.strategy),
+                d.timeout_secs
+            );
             if d.record {
                 text += ", record";
             }
@@ -146,7 +183,13 @@ pub fn describe_verb(verb: &Verb) -> String {
         Verb::Enqueue(e) => format!("enqueue {}", e.queue),
         Verb::LeaveQueue => "leave-queue".into(),
         Verb::Pay(p) => match p.charge_amount {
-            Some(amount) => format!("pay {} {}.{:02} {}", wit_name(&p.method), amount / 100, amount % 100, p.currency),
+            Some(amount) => format!(
+                "pay {} {}.{:02} {}",
+                wit_name(&p.method),
+                amount / 100,
+                amount % 100,
+                p.currency
+            ),
             None => format!("pay {} (tokenise)", wit_name(&p.method)),
         },
         Verb::Redirect(to) => format!("redirect to {to}"),
@@ -163,19 +206,51 @@ pub fn describe_verb(verb: &Verb) -> String {
 
 pub fn describe_event(event: &Event) -> String {
     match event {
-        Event::Incoming(c) => format!("incoming from {} to {} ({})", c.from, c.to, wit_name(&c.direction)),
-        Event::GatherComplete(g) => format!("gather-complete digits={:?} ({})", g.digits, wit_name(&g.ended_by)),
+        Event::Incoming(c) => format!(
+            "incoming from {} to {} ({})",
+            c.from,
+            c.to,
+            wit_name(&c.direction)
+        ),
+        Event::GatherComplete(g) => format!(
+            "gather-complete digits={:?} ({})",
+            g.digits,
+            wit_name(&g.ended_by)
+        ),
         Event::DialComplete(d) => {
-            let who = d.answered.as_ref().map(|t| format!(" by {}", describe_target(t))).unwrap_or_default();
-            format!("dial-complete {}{who}, {} s", wit_name(&d.status), d.duration_secs)
+            let who = d
+                .answered
+                .as_ref()
+                .map(|t| format!(" by {}", describe_target(t)))
+                .unwrap_or_default();
+            format!(
+                "dial-complete {}{who}, {} s",
+                wit_name(&d.status),
+                d.duration_secs
+            )
         }
-        Event::RecordComplete(r) => format!("record-complete {} ({} ms, {})", r.recording_id, r.duration_ms, wit_name(&r.ended_by)),
-        Event::ConferenceComplete(c) => format!("conference-complete {} ({})", c.name, wit_name(&c.ended_by)),
-        Event::QueueComplete(q) => format!("queue-complete {} {} after {} s", q.queue, wit_name(&q.outcome), q.wait_secs),
+        Event::RecordComplete(r) => format!(
+            "record-complete {} ({} ms, {})",
+            r.recording_id,
+            r.duration_ms,
+            wit_name(&r.ended_by)
+        ),
+        Event::ConferenceComplete(c) => {
+            format!("conference-complete {} ({})", c.name, wit_name(&c.ended_by))
+        }
+        Event::QueueComplete(q) => format!(
+            "queue-complete {} {} after {} s",
+            q.queue,
+            wit_name(&q.outcome),
+            q.wait_secs
+        ),
         Event::PayComplete(p) => format!(
             "pay-complete {}{}",
             wit_name(&p.status),
-            p.masked_number.as_ref().map(|m| format!(" {m}")).unwrap_or_default()
+            p.masked_number
+                .as_ref()
+                .map(|m| format!(" {m}"))
+                .unwrap_or_default()
         ),
         Event::Redirected(from) => format!("redirected from {from}"),
         Event::StatusChanged(status) => format!("status-changed {}", wit_name(status)),

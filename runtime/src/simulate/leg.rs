@@ -6,8 +6,9 @@
 use std::collections::VecDeque;
 
 use crate::contract::{
-    ConferenceEnd, ConferenceResult, Dial, DialResult, DialStatus, Event, Gather, GatherEnd, GatherResult, HangupCause,
-    PayResult, PayStatus, Prompt, QueueOutcome, QueueResult, RecordEnd, RecordOptions, RecordResult, RingStrategy, Verb,
+    ConferenceEnd, ConferenceResult, Dial, DialResult, DialStatus, Event, Gather, GatherEnd,
+    GatherResult, HangupCause, PayResult, PayStatus, Prompt, QueueOutcome, QueueResult, RecordEnd,
+    RecordOptions, RecordResult, RingStrategy, Verb,
 };
 use crate::router::LegEvent;
 
@@ -45,7 +46,10 @@ pub struct SimulatedLeg {
 
 impl SimulatedLeg {
     pub fn new(actions: VecDeque<Step>) -> Self {
-        Self { actions, recordings: 0 }
+        Self {
+            actions,
+            recordings: 0,
+        }
     }
 
     /// Script steps not used by the call.
@@ -65,52 +69,72 @@ impl SimulatedLeg {
             Verb::Pause(pause) => Ok(done(u64::from(pause.length_ms))),
             Verb::SendDigits(digits) => Ok(done(digits.len() as u64 * 250)),
             Verb::LeaveQueue => Ok(done(0)),
-            Verb::Gather(gather) => self.wait("a gather (press, silence, hang up)", |action| gather_result(gather, action)),
+            Verb::Gather(gather) => self.wait("a gather (press, silence, hang up)", |action| {
+                gather_result(gather, action)
+            }),
             Verb::Record(options) => {
                 let id = self.next_recording();
-                self.wait("a record (speak, press, silence, hang up)", |action| record_result(options, action, id))
+                self.wait("a record (speak, press, silence, hang up)", |action| {
+                    record_result(options, action, id)
+                })
             }
             Verb::Dial(dial) => {
                 let id = dial.record.then(|| self.next_recording());
-                self.wait("a dial outcome (answer, busy, no-answer, fail, hang up)", |action| dial_result(dial, action, id))
+                self.wait(
+                    "a dial outcome (answer, busy, no-answer, fail, hang up)",
+                    |action| dial_result(dial, action, id),
+                )
             }
-            Verb::Conference(options) => self.wait("the conference to end (conference ends, kicked, hang up)", |action| {
-                let ended_by = match action {
-                    Action::ConferenceEnds => ConferenceEnd::Ended,
-                    Action::Kicked => ConferenceEnd::Kicked,
-                    _ => return None,
-                };
-                let result = ConferenceResult {
-                    name: options.name.clone(),
-                    ended_by,
-                    duration_secs: 60,
-                };
-                Some((Event::ConferenceComplete(result), 60_000))
-            }),
-            Verb::Enqueue(enqueue) => self.wait("a queue outcome (bridged, left, timeout, full)", |action| {
-                let Action::Queue { outcome, wait_secs } = action else { return None };
-                let outcome = match outcome {
-                    QueueAction::Bridged => QueueOutcome::Bridged,
-                    QueueAction::Left => QueueOutcome::Left,
-                    QueueAction::Timeout => QueueOutcome::Timeout,
-                    QueueAction::Full => QueueOutcome::Full,
-                };
-                let result = QueueResult {
-                    queue: enqueue.queue.clone(),
-                    outcome,
-                    wait_secs: *wait_secs,
-                };
-                Some((Event::QueueComplete(result), u64::from(*wait_secs) * 1000))
-            }),
-            Verb::Pay(pay) => self.wait("card details (pay card N, pay timeout, pay cancel)", |action| {
-                let result = match action {
-                    Action::PayCard { number, expiry } => collect_card(number, expiry.clone()),
-                    Action::PayTimeout => pay_status(PayStatus::Timeout),
-                    Action::PayCancel => pay_status(PayStatus::Canceled),
-                    _ => return None,
-                };
-                Some((Event::PayComplete(result), u64::from(pay.timeout_secs.min(20)) * 1000))
-            }),
+            Verb::Conference(options) => self.wait(
+                "the conference to end (conference ends, kicked, hang up)",
+                |action| {
+                    let ended_by = match action {
+                        Action::ConferenceEnds => ConferenceEnd::Ended,
+                        Action::Kicked => ConferenceEnd::Kicked,
+                        _ => return None,
+                    };
+                    let result = ConferenceResult {
+                        name: options.name.clone(),
+                        ended_by,
+                        duration_secs: 60,
+                    };
+                    Some((Event::ConferenceComplete(result), 60_000))
+                },
+            ),
+            Verb::Enqueue(enqueue) => {
+                self.wait("a queue outcome (bridged, left, timeout, full)", |action| {
+                    let Action::Queue { outcome, wait_secs } = action else {
+                        return None;
+                    };
+                    let outcome = match outcome {
+                        QueueAction::Bridged => QueueOutcome::Bridged,
+                        QueueAction::Left => QueueOutcome::Left,
+                        QueueAction::Timeout => QueueOutcome::Timeout,
+                        QueueAction::Full => QueueOutcome::Full,
+                    };
+                    let result = QueueResult {
+                        queue: enqueue.queue.clone(),
+                        outcome,
+                        wait_secs: *wait_secs,
+                    };
+                    Some((Event::QueueComplete(result), u64::from(*wait_secs) * 1000))
+                })
+            }
+            Verb::Pay(pay) => self.wait(
+                "card details (pay card N, pay timeout, pay cancel)",
+                |action| {
+                    let result = match action {
+                        Action::PayCard { number, expiry } => collect_card(number, expiry.clone()),
+                        Action::PayTimeout => pay_status(PayStatus::Timeout),
+                        Action::PayCancel => pay_status(PayStatus::Canceled),
+                        _ => return None,
+                    };
+                    Some((
+                        Event::PayComplete(result),
+                        u64::from(pay.timeout_secs.min(20)) * 1000,
+                    ))
+                },
+            ),
             // The router ends the call itself for these; nothing runs on the leg.
             Verb::Hangup | Verb::Reject(_) | Verb::Redirect(_) | Verb::SetVar(_) => Ok(done(0)),
         }
@@ -123,7 +147,11 @@ impl SimulatedLeg {
 
     /// Takes the caller's next action; `fit` says what event it produces
     /// (or `None` when the action is not one this verb accepts).
-    fn wait(&mut self, waiting: &'static str, fit: impl FnOnce(&Action) -> Option<(Event, u64)>) -> Result<LegStep, Mismatch> {
+    fn wait(
+        &mut self,
+        waiting: &'static str,
+        fit: impl FnOnce(&Action) -> Option<(Event, u64)>,
+    ) -> Result<LegStep, Mismatch> {
         let Some(step) = self.actions.pop_front() else {
             return Ok(LegStep {
                 caller: None,
@@ -196,10 +224,17 @@ fn gather_result(gather: &Gather, action: &Action) -> Option<(Event, u64)> {
         GatherEnd::Timeout => prompts_ms(&gather.prompts) + timeout_ms,
         _ => 1_000,
     };
-    Some((Event::GatherComplete(GatherResult { digits, ended_by }), elapsed))
+    Some((
+        Event::GatherComplete(GatherResult { digits, ended_by }),
+        elapsed,
+    ))
 }
 
-fn record_result(options: &RecordOptions, action: &Action, recording_id: String) -> Option<(Event, u64)> {
+fn record_result(
+    options: &RecordOptions,
+    action: &Action,
+    recording_id: String,
+) -> Option<(Event, u64)> {
     let max_ms = u64::from(options.max_length_secs) * 1000;
     let finish = |key: char| options.finish_on_key.contains(key).then_some(key);
     let (spoken_ms, ended_by, digit) = match action {
@@ -219,7 +254,11 @@ fn record_result(options: &RecordOptions, action: &Action, recording_id: String)
         _ => return None,
     };
     // Trailing silence is part of the recording unless trimmed.
-    let silence_ms = if ended_by == RecordEnd::Silence { u64::from(options.silence_timeout_secs) * 1000 } else { 0 };
+    let silence_ms = if ended_by == RecordEnd::Silence {
+        u64::from(options.silence_timeout_secs) * 1000
+    } else {
+        0
+    };
     let duration_ms = spoken_ms + if options.trim_silence { 0 } else { silence_ms };
     let result = RecordResult {
         recording_id,
@@ -240,10 +279,20 @@ fn dial_result(dial: &Dial, action: &Action, recording_id: Option<String>) -> Op
                 RingStrategy::Sequential => ring_ms * (*target as u64 - 1) + 3_000,
                 RingStrategy::Simultaneous => 3_000,
             };
-            (DialStatus::Completed, Some(leg.target.clone()), *talk_secs, rang + u64::from(*talk_secs) * 1000)
+            (
+                DialStatus::Completed,
+                Some(leg.target.clone()),
+                *talk_secs,
+                rang + u64::from(*talk_secs) * 1000,
+            )
         }
         Action::Busy => (DialStatus::Busy, None, 0, 1_000),
-        Action::NoAnswer => (DialStatus::NoAnswer, None, 0, ring_ms * dial.targets.len() as u64),
+        Action::NoAnswer => (
+            DialStatus::NoAnswer,
+            None,
+            0,
+            ring_ms * dial.targets.len() as u64,
+        ),
         Action::Fail => (DialStatus::Failed, None, 0, 500),
         _ => return None,
     };
@@ -299,7 +348,11 @@ fn luhn_valid(number: &str) -> bool {
         .enumerate()
         .map(|(i, b)| {
             let d = u32::from(b - b'0');
-            if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d }
+            if !i.is_multiple_of(2) {
+                if d * 2 > 9 { d * 2 - 9 } else { d * 2 }
+            } else {
+                d
+            }
         })
         .sum();
     sum % 10 == 0
@@ -329,9 +382,18 @@ mod tests {
 
     #[test]
     fn gather_stops_at_num_digits_or_finish_key_like_twiml() {
-        assert_eq!(digits(&gather(Some(1)), "23"), ("2".into(), GatherEnd::NumDigits));
-        assert_eq!(digits(&gather(None), "12#9"), ("12".into(), GatherEnd::FinishKey));
-        assert_eq!(digits(&gather(Some(4)), "12"), ("12".into(), GatherEnd::Timeout));
+        assert_eq!(
+            digits(&gather(Some(1)), "23"),
+            ("2".into(), GatherEnd::NumDigits)
+        );
+        assert_eq!(
+            digits(&gather(None), "12#9"),
+            ("12".into(), GatherEnd::FinishKey)
+        );
+        assert_eq!(
+            digits(&gather(Some(4)), "12"),
+            ("12".into(), GatherEnd::Timeout)
+        );
     }
 
     #[test]
@@ -339,6 +401,9 @@ mod tests {
         let ok = collect_card("4242424242424242", None);
         assert_eq!(ok.status, PayStatus::Success);
         assert_eq!(ok.masked_number.as_deref(), Some("************4242"));
-        assert_eq!(collect_card("4242424242424241", None).status, PayStatus::Failed);
+        assert_eq!(
+            collect_card("4242424242424241", None).status,
+            PayStatus::Failed
+        );
     }
 }

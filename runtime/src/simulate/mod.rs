@@ -19,13 +19,15 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-pub use describe::{describe_entry, describe_event, describe_line, describe_verb};
+pub use describe::{describe_entry, describe_event, describe_line, describe_verb, wit_name};
 pub use leg::{Mismatch, SimulatedLeg};
 pub use script::{Action, Script, ScriptError, Step};
 
 use crate::contract::{Direction, IncomingCall, Verification, VerificationStatus};
 use crate::guest::{Handlers, invoke_named};
-use crate::router::{Call, CallSummary, DecisionLog, LegEvent, LogEntry, Output, RouterConfig, RouterError};
+use crate::router::{
+    Call, CallSummary, DecisionLog, LegEvent, LogEntry, Output, RouterConfig, RouterError,
+};
 
 /// Outputs one simulated call may produce before it is declared runaway;
 /// far above what the router's own event limit allows.

@@ -46,15 +46,27 @@ pub struct Step {
 pub enum Action {
     Press(String),
     Silence,
-    Speak { secs: u32, then_press: Option<char> },
-    Answer { target: usize, talk_secs: u32 },
+    Speak {
+        secs: u32,
+        then_press: Option<char>,
+    },
+    Answer {
+        target: usize,
+        talk_secs: u32,
+    },
     Busy,
     NoAnswer,
     Fail,
-    Queue { outcome: QueueAction, wait_secs: u32 },
+    Queue {
+        outcome: QueueAction,
+        wait_secs: u32,
+    },
     ConferenceEnds,
     Kicked,
-    PayCard { number: String, expiry: Option<String> },
+    PayCard {
+        number: String,
+        expiry: Option<String>,
+    },
     PayTimeout,
     PayCancel,
     HangUp,
@@ -117,7 +129,9 @@ fn strip_comment(raw: &str) -> &str {
     }
     let bytes = line.as_bytes();
     let comment = (1..bytes.len()).find(|&i| {
-        bytes[i] == b'#' && bytes[i - 1].is_ascii_whitespace() && bytes.get(i + 1).is_some_and(u8::is_ascii_whitespace)
+        bytes[i] == b'#'
+            && bytes[i - 1].is_ascii_whitespace()
+            && bytes.get(i + 1).is_some_and(u8::is_ascii_whitespace)
     });
     comment.map_or(line, |i| line[..i].trim_end())
 }
@@ -125,7 +139,9 @@ fn strip_comment(raw: &str) -> &str {
 fn parse_call(words: &[&str], script: &mut Script) -> Result<(), String> {
     let mut rest = words.iter();
     while let Some(word) = rest.next() {
-        let value = rest.next().ok_or_else(|| format!("`{word}` needs a value"))?;
+        let value = rest
+            .next()
+            .ok_or_else(|| format!("`{word}` needs a value"))?;
         match *word {
             "from" => script.from = value.to_string(),
             "to" => script.to = value.to_string(),
@@ -173,7 +189,11 @@ fn parse_action(words: &[&str]) -> Result<Action, String> {
             while let Some(word) = it.next() {
                 match *word {
                     "talk" => talk_secs = number(it.next(), "talk")?,
-                    n => target = n.parse().map_err(|_| format!("`answer {n}`: expected a target number or `talk N`"))?,
+                    n => {
+                        target = n.parse().map_err(|_| {
+                            format!("`answer {n}`: expected a target number or `talk N`")
+                        })?
+                    }
                 }
             }
             if target == 0 {
@@ -184,7 +204,10 @@ fn parse_action(words: &[&str]) -> Result<Action, String> {
         ["busy"] => Action::Busy,
         ["no-answer"] => Action::NoAnswer,
         ["fail"] => Action::Fail,
-        [outcome @ ("bridged" | "left" | "timeout" | "full"), rest @ ..] => {
+        [
+            outcome @ ("bridged" | "left" | "timeout" | "full"),
+            rest @ ..,
+        ] => {
             let wait_secs = match rest {
                 [] => 5,
                 ["wait", secs] => number(Some(secs), "wait")?,
@@ -234,7 +257,10 @@ mod tests {
             vec![
                 Action::Press("12#".into()),
                 Action::Press("#".into()),
-                Action::Answer { target: 2, talk_secs: 30 },
+                Action::Answer {
+                    target: 2,
+                    talk_secs: 30
+                },
                 Action::HangUp
             ]
         );

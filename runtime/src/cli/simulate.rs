@@ -1,0 +1,119 @@
+//! `switchyard simulate COMPONENT SCRIPT`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::guest::{CallHandler, Handlers};
+use crate::router::RouterConfig;
+use crate::simulate::{Line, Script, describe_line, run};
+use crate::wasm::{TenantScope, WasmHost};
+
+use super::check::host;
+use super::{CliError, default_cache_dir, read};
+
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// The call-handler component the call starts on.
+    pub component: PathBuf,
+    /// The caller script (see `examples/scripts/`).
+    pub script: PathBuf,
+    /// Print JSON lines (decision-log entries and caller actions) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Another handler the call may `redirect` to, as NAME=COMPONENT (repeatable).
+    #[arg(long = "handler", value_name = "NAME=COMPONENT")]
+    pub handlers: Vec<String>,
+    /// Tenant the call belongs to (scopes key-value storage).
+    #[arg(long, default_value = "sim-tenant")]
+    pub tenant: String,
+    /// Where compiled components are cached.
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The handler name of a component: its file name without `.wasm`.
+fn handler_name(path: &Path) -> String {
+    path.file_stem()
+        .map_or_else(|| "main".into(), |s| s.to_string_lossy().into_owned())
+}
+
+pub fn simulate(args: SimulateArgs) -> Result<ExitCode, CliError> {
+    let script_text = String::from_utf8(read(&args.script)?)
+        .map_err(|_| CliError::Usage(format!("{} is not UTF-8 text", args.script.display())))?;
+    let script = Script::parse(&script_text)
+        .map_err(|e| CliError::Refused(format!("{}: {e}", args.script.display())))?;
+    let host = host(&args.cache_dir.clone().unwrap_or_else(default_cache_dir))?;
+
+    let start = handler_name(&args.component);
+    let mut named = vec![(start.clone(), args.component.clone())];
+    for spec in &args.handlers {
+        let (name, path) = spec.split_once('=').ok_or_else(|| {
+            CliError::Usage(format!("--handler {spec:?}: expected NAME=COMPONENT"))
+        })?;
+        named.push((name.to_string(), PathBuf::from(path)));
+    }
+    let mut handlers = Handlers::new();
+    for (name, path) in named {
+        handlers.insert(name, load(&host, &path, &args.tenant)?);
+    }
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Usage(format!("starting the async runtime: {e}")))?;
+    let json = args.json;
+    let mut out = std::io::stdout().lock();
+    // A closed stdout (`| head`) must not stop the call half-way, nor panic.
+    let show = |line: Line<'_>| {
+        let text = if json {
+            // Log entries and caller lines hold only plain data: they serialise.
+            serde_json::to_string(&line).unwrap_or_default()
+        } else {
+            describe_line(&line)
+        };
+        let _ = writeln!(out, "{text}");
+    };
+    let simulation = runtime
+        .block_on(run(
+            &handlers,
+            &start,
+            script,
+            RouterConfig::default(),
+            show,
+        ))
+        .map_err(|e| CliError::Refused(format!("{}: {e}", args.script.display())))?;
+
+    let summary = &simulation.summary;
+    if !json {
+        let _ = writeln!(
+            std::io::stdout(),
+            "call ended by {} after {} handler events; fallback ran {} time(s)",
+            crate::simulate::wit_name(&summary.ended_by),
+            summary.events,
+            summary.fallbacks
+        );
+    }
+    for step in &simulation.unused {
+        eprintln!(
+            "warning: script line {} (`{}`) was never reached",
+            step.line, step.text
+        );
+    }
+    Ok(if summary.fallbacks > 0 {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn load(host: &WasmHost, path: &Path, tenant: &str) -> Result<Arc<dyn CallHandler>, CliError> {
+    let bytes = read(path)?;
+    let refused = |e: &dyn std::fmt::Display| CliError::Refused(format!("{}: {e}", path.display()));
+    let component = host.load(&bytes).map_err(|e| refused(&e))?;
+    let handler = host
+        .handler(&component, TenantScope::new(tenant))
+        .map_err(|e| refused(&e))?;
+    Ok(Arc::new(handler))
+}

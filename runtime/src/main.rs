@@ -1,0 +1,19 @@
+//! The `switchyard` binary; the commands live in `switchyard::cli`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use switchyard::cli::{Cli, run};
+
+fn main() -> ExitCode {
+    // Guest log lines are shown in the command's own output; tracing is for
+    // the runtime's diagnostics (SWITCHYARD_LOG=info to see more).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
+                .unwrap_or_else(|_| "error".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    run(Cli::parse())
+}

@@ -1,0 +1,303 @@
+//! The `switchyard` binary as guest authors run it: `check` and `simulate`
+//! on the example guests (built by `scripts/build-guests`).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn guest(name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/wasm32-wasip2/release")
+        .join(format!("guest_{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `bash scripts/build-guests` first",
+        path.display()
+    );
+    path
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn switchyard(args: &[&str], cache: &tempfile::TempDir) -> Run {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .env("XDG_CACHE_HOME", cache.path())
+        .output()
+        .expect("switchyard runs");
+    Run {
+        code: status.code().expect("exited"),
+        stdout: String::from_utf8(stdout).unwrap(),
+        stderr: String::from_utf8(stderr).unwrap(),
+    }
+}
+
+/// Writes `script` to a file and simulates it against guest `name`.
+fn simulate(name: &str, script: &str, extra: &[&str]) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let script_path = dir.path().join("call.script");
+    std::fs::write(&script_path, script).unwrap();
+    let component = guest(name);
+    let mut args = vec![
+        "simulate",
+        component.to_str().unwrap(),
+        script_path.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    switchyard(&args, &dir)
+}
+
+/// The event and plan lines of a human-readable simulation, without times.
+fn steps(run: &Run) -> Vec<String> {
+    run.stdout
+        .lines()
+        .filter_map(|l| l.split_once("]  ").map(|(_, rest)| rest.trim().to_string()))
+        .filter(|l| {
+            l.starts_with('→') || l.starts_with('←') || l.starts_with('✗') || l.starts_with('!')
+        })
+        .map(|l| l.split("   (").next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn check_names_the_world_of_each_example_guest() {
+    let cache = tempfile::tempdir().unwrap();
+    for name in ["ivr", "forwarder", "trap", "spin", "hog"] {
+        let run = switchyard(&["check", guest(name).to_str().unwrap()], &cache);
+        assert_eq!(run.code, 0, "{name}: {}", run.stderr);
+        assert!(
+            run.stdout.contains("call-handler component"),
+            "{}",
+            run.stdout
+        );
+        assert!(
+            run.stdout.contains("voice:runtime/handler@0.1.0"),
+            "{}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn check_refuses_what_is_not_a_switchyard_component_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &[u8], &str); 3] = [
+        (
+            "random.wasm",
+            b"definitely not wasm, just bytes",
+            "not a WebAssembly binary",
+        ),
+        (
+            "core.wasm",
+            b"\0asm\x01\0\0\0",
+            "core Wasm module, not a component",
+        ),
+        (
+            "empty.wasm",
+            b"\0asm\x0d\0\x01\0",
+            "none is a Switchyard world",
+        ),
+    ];
+    for (file, bytes, expected) in cases {
+        let path = dir.path().join(file);
+        std::fs::write(&path, bytes).unwrap();
+        let run = switchyard(&["check", path.to_str().unwrap()], &dir);
+        assert_eq!(run.code, 1, "{file}: {}", run.stdout);
+        assert!(run.stderr.contains(expected), "{file}: {}", run.stderr);
+    }
+    let run = switchyard(&["check", "/nonexistent.wasm"], &dir);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("cannot read /nonexistent.wasm"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn ivr_sends_a_caller_who_presses_1_to_sales() {
+    let run = simulate("ivr", "press 1\nanswer talk 45\n", &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        steps(&run),
+        [
+            "→ event   #0 incoming from +14155550100 to +14155550199 (inbound)",
+            "← plan    say \"Welcome to Switchyard\" · gather (dtmf, 1 digit, finish #, timeout 5 s, prompts [say \"Press 1 for sales, 2 for support, 3 to leave a message\"])",
+            "→ event   #1 gather-complete digits=\"1\" (num-digits)",
+            "← plan    set dept=\"sales\" · say \"Connecting you to sales\" · dial client:sales (sequential, 20 s)",
+            "→ event   #2 dial-complete completed by client:sales, 45 s",
+            "← plan    hangup",
+            "→ event   #3 hangup (handler)",
+            "← plan    empty plan",
+        ]
+    );
+}
+
+#[test]
+fn ivr_repeats_the_menu_then_lets_a_silent_caller_go() {
+    let run = simulate("ivr", "silence\npress 7\nsilence\n", &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let plans: Vec<_> = steps(&run)
+        .into_iter()
+        .filter(|s| s.starts_with('←'))
+        .collect();
+    assert!(
+        plans[1].starts_with("← plan    set attempts=\"1\" · gather"),
+        "{plans:?}"
+    );
+    assert!(
+        plans[2].starts_with(
+            "← plan    say \"Sorry, that is not a valid choice\" · set attempts=\"2\""
+        ),
+        "{plans:?}"
+    );
+    assert_eq!(plans[3], "← plan    say \"Goodbye\" · hangup");
+    assert!(
+        run.stdout
+            .contains("guest warn: no valid choice after 3 attempts"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn ivr_takes_a_voicemail_and_queues_for_support() {
+    let run = simulate("ivr", "press 3\nspeak 12 press #\n", &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let steps = steps(&run);
+    assert!(
+        steps
+            .contains(&"→ event   #2 record-complete sim-rec-1 (12000 ms, finish-key)".to_string()),
+        "{steps:?}"
+    );
+    assert!(
+        steps.contains(&"← plan    say \"Thank you, goodbye\" · hangup".to_string()),
+        "{steps:?}"
+    );
+
+    let run = simulate("ivr", "press 2\nbridged wait 30\n", &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let steps = steps
+        .into_iter()
+        .chain(self::steps(&run))
+        .collect::<Vec<_>>();
+    assert!(
+        steps.contains(&"← plan    set dept=\"support\" · enqueue support".to_string()),
+        "{steps:?}"
+    );
+    assert!(
+        steps.contains(&"→ event   #2 queue-complete support bridged after 30 s".to_string()),
+        "{steps:?}"
+    );
+}
+
+#[test]
+fn forwarder_records_voicemail_when_alice_does_not_answer() {
+    let run = simulate("forwarder", "no-answer\nspeak 20\n", &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let steps = steps(&run);
+    assert_eq!(
+        steps[1],
+        "← plan    dial client:alice (sequential, 15 s, answer-on-bridge)"
+    );
+    assert_eq!(steps[2], "→ event   #1 dial-complete no-answer, 0 s");
+    assert!(
+        steps[3].contains(
+            "say \"Alice is not available. Leave a message after the beep.\" · record (max 120 s"
+        ),
+        "{steps:?}"
+    );
+    assert_eq!(
+        steps[4],
+        "→ event   #2 record-complete sim-rec-1 (20000 ms, silence)"
+    );
+    assert_eq!(steps[5], "← plan    say \"Thanks\" · hangup");
+
+    let run = simulate("forwarder", "answer\n", &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(steps(&run)[3], "← plan    hangup");
+}
+
+#[test]
+fn hostile_guests_get_the_fallback_and_the_command_says_so() {
+    let cases = [
+        ("trap", "guest trapped: wasm trap"),
+        ("spin", "exceeded its 20 ms deadline"),
+        ("hog", "exceeded its 33554432-byte memory cap"),
+    ];
+    for (name, failure) in cases {
+        let run = simulate(name, "", &[]);
+        assert_eq!(run.code, 3, "{name}: {}{}", run.stdout, run.stderr);
+        let steps = steps(&run);
+        assert!(
+            steps[1].starts_with("✗ failed") && steps[1].contains(failure),
+            "{name}: {steps:?}"
+        );
+        assert!(
+            steps[2].starts_with("! fallback say \"We are sorry"),
+            "{name}: {steps:?}"
+        );
+        assert!(
+            run.stdout.contains("fallback ran 1 time(s)"),
+            "{name}: {}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn json_output_is_one_object_per_line_with_events_plans_and_caller_actions() {
+    let run = simulate("ivr", "press 1\nbusy\nhang up\n", &["--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = lines.iter().map(|l| l["kind"].as_str().unwrap()).collect();
+    assert_eq!(&kinds[..5], ["event", "decision", "verb", "verb", "caller"]);
+    assert_eq!(lines[4]["action"], "press 1");
+    // Generated types serialise with their Rust names.
+    assert_eq!(lines[0]["event"]["Incoming"]["to"], "+14155550199");
+    assert!(kinds.contains(&"ended"));
+}
+
+#[test]
+fn a_script_that_does_not_fit_the_call_names_its_line() {
+    let run = simulate("ivr", "answer\n", &[]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr
+            .contains("script line 1: `answer` does not fit: the call is waiting for a gather"),
+        "{}",
+        run.stderr
+    );
+    let run = simulate("ivr", "press 1\nwhistle\n", &[]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr
+            .contains("script line 2: unknown action `whistle`"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn redirect_targets_are_named_on_the_command_line() {
+    // The trap guest stands in for a handler that exists but fails; an
+    // unknown name must be refused before the call starts.
+    let run = simulate("ivr", "", &["--handler", "broken"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("expected NAME=COMPONENT"),
+        "{}",
+        run.stderr
+    );
+}
