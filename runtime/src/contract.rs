@@ -19,3 +19,37 @@ pub use voice::runtime::types::*;
 pub mod imports {
     pub use super::voice::runtime::{call_vars, clock, kv, log};
 }
+
+impl IncomingCall {
+    /// An inbound call with no extra headers and no verification done yet.
+    pub fn inbound(
+        from: impl Into<String>,
+        to: impl Into<String>,
+        region: impl Into<String>,
+    ) -> Self {
+        Self {
+            from: from.into(),
+            to: to.into(),
+            direction: Direction::Inbound,
+            region: region.into(),
+            headers: Vec::new(),
+            verification: Verification {
+                status: VerificationStatus::NotChecked,
+                attestation: None,
+                label: None,
+            },
+        }
+    }
+}
+
+impl Say {
+    /// Speak `text` once in the default voice and language.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            voice: None,
+            language: None,
+            loop_count: 1,
+        }
+    }
+}

@@ -222,7 +222,7 @@ fn forwarder_records_voicemail_when_alice_does_not_answer() {
 
     let run = simulate("forwarder", "answer\n", &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(steps(&run)[3], "← plan    hangup");
+    assert_eq!(self::steps(&run)[3], "← plan    hangup");
 }
 
 #[test]

@@ -9,8 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard::contract::{
-    Context, Direction, Event, GatherEnd, GatherResult, HangupCause, IncomingCall, Plan, Verb,
-    Verification, VerificationStatus,
+    Context, Event, GatherEnd, GatherResult, HangupCause, IncomingCall, Plan, Verb,
 };
 use switchyard::guest::{CallHandler, CallVars, GuestFailure, ImportRecord, InvokeRequest};
 use switchyard::store::{KvLimits, KvStore};
@@ -104,18 +103,11 @@ fn context(tenant: &str, sequence: u32) -> Context {
 fn incoming(tenant: &str) -> InvokeRequest {
     InvokeRequest {
         ctx: context(tenant, 0),
-        event: Event::Incoming(IncomingCall {
-            from: "+15550001111".to_owned(),
-            to: "+15550002222".to_owned(),
-            direction: Direction::Inbound,
-            region: "eu-west".to_owned(),
-            headers: vec![],
-            verification: Verification {
-                status: VerificationStatus::NotChecked,
-                attestation: None,
-                label: None,
-            },
-        }),
+        event: Event::Incoming(IncomingCall::inbound(
+            "+15550001111",
+            "+15550002222",
+            "eu-west",
+        )),
         vars: CallVars::new(),
     }
 }

@@ -83,12 +83,9 @@ impl Default for Fallback {
     fn default() -> Self {
         Self(Plan {
             verbs: vec![
-                Verb::Say(Say {
-                    text: "We are sorry, an application error has occurred. Goodbye.".into(),
-                    voice: None,
-                    language: None,
-                    loop_count: 1,
-                }),
+                Verb::Say(Say::text(
+                    "We are sorry, an application error has occurred. Goodbye.",
+                )),
                 Verb::Hangup,
             ],
         })

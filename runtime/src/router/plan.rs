@@ -292,12 +292,7 @@ mod tests {
     use crate::contract::{Gather, Say};
 
     fn say(text: &str) -> Verb {
-        Verb::Say(Say {
-            text: text.into(),
-            voice: None,
-            language: None,
-            loop_count: 1,
-        })
+        Verb::Say(Say::text(text))
     }
 
     fn gather(input: GatherInput) -> Verb {

@@ -7,27 +7,37 @@ use crate::contract::*;
 use crate::guest::{CallVars, GuestFailure, Invocation, InvokeRequest};
 
 fn incoming() -> IncomingCall {
-    IncomingCall {
-        from: "+1555".into(),
-        to: "+1666".into(),
-        direction: Direction::Inbound,
-        region: "test".into(),
-        headers: vec![],
-        verification: Verification {
-            status: VerificationStatus::NotChecked,
-            attestation: None,
-            label: None,
-        },
-    }
+    IncomingCall::inbound("+1555", "+1666", "test")
 }
 
 fn say(text: &str) -> Verb {
-    Verb::Say(Say {
-        text: text.into(),
-        voice: None,
-        language: None,
-        loop_count: 1,
-    })
+    Verb::Say(Say::text(text))
+}
+
+fn new_call(start: Instant) -> Call {
+    Call::new(
+        start,
+        "c1",
+        "t1",
+        "main",
+        incoming(),
+        RouterConfig::default(),
+    )
+}
+
+/// Takes the invocation the call asks for and answers it with `outcome`.
+fn answer(call: &mut Call, now: Instant, outcome: Result<Plan, GuestFailure>) -> InvokeRequest {
+    let Some(Output::Invoke(request)) = call.poll_output() else {
+        panic!("an invocation was expected")
+    };
+    let invocation = Invocation {
+        outcome,
+        vars: request.vars.clone(),
+        imports: vec![],
+        elapsed: Duration::ZERO,
+    };
+    call.handle_invocation(now, invocation).unwrap();
+    request
 }
 
 fn gather() -> Verb {
@@ -268,76 +278,38 @@ fn a_redirect_cycle_stops_at_the_event_limit() {
 #[test]
 fn a_caller_hangup_while_deciding_discards_the_plan() {
     let start = Instant::now();
-    let mut call = Call::new(
-        start,
-        "c1",
-        "t1",
-        "main",
-        incoming(),
-        RouterConfig::default(),
-    );
+    let mut call = new_call(start);
     let Some(Output::Invoke(request)) = call.poll_output() else {
         panic!()
     };
     call.handle_leg(start, LegEvent::Hangup(HangupCause::Caller))
         .unwrap();
-    let invocation = Invocation {
+    let late = Invocation {
         outcome: plan(vec![say("too late")]),
         vars: request.vars,
         imports: vec![],
         elapsed: Duration::ZERO,
     };
-    call.handle_invocation(start, invocation).unwrap();
-    let Some(Output::Invoke(hangup)) = call.poll_output() else {
-        panic!("hangup event expected")
-    };
+    call.handle_invocation(start, late).unwrap();
+    let hangup = answer(&mut call, start, Err(GuestFailure::Trap("x".into())));
     assert_eq!(hangup.event, Event::Hangup(HangupCause::Caller));
     assert_eq!(hangup.ctx.sequence, 1);
-    assert_eq!(
-        call.poll_output(),
-        None,
-        "nothing runs until the hangup is decided"
-    );
-    call.handle_invocation(
-        start,
-        Invocation::failed(GuestFailure::Trap("x".into()), hangup.vars),
-    )
-    .unwrap();
     assert!(
-        matches!(call.poll_output(), Some(Output::Finished(s)) if s.ended_by == HangupCause::Caller && s.fallbacks == 0)
+        matches!(call.poll_output(), Some(Output::Finished(s)) if s.ended_by == HangupCause::Caller && s.fallbacks == 0),
+        "a failure on the hangup notice runs no fallback"
     );
 }
 
 #[test]
 fn a_status_change_does_not_disturb_the_running_plan() {
     let start = Instant::now();
-    let mut call = Call::new(
-        start,
-        "c1",
-        "t1",
-        "main",
-        incoming(),
-        RouterConfig::default(),
-    );
-    let answer = |call: &mut Call, outcome| {
-        let Some(Output::Invoke(request)) = call.poll_output() else {
-            panic!("invoke expected")
-        };
-        let invocation = Invocation {
-            outcome,
-            vars: request.vars,
-            imports: vec![],
-            elapsed: Duration::ZERO,
-        };
-        call.handle_invocation(start, invocation).unwrap();
-        request.event
-    };
-    answer(&mut call, plan(vec![say("one"), say("two")]));
+    let mut call = new_call(start);
+    answer(&mut call, start, plan(vec![say("one"), say("two")]));
     assert_eq!(call.poll_output(), Some(Output::Execute(say("one"))));
     call.handle_leg(start, LegEvent::Status(CallStatus::InProgress))
         .unwrap();
-    let event = answer(&mut call, plan(vec![say("ignored")]));
-    assert_eq!(event, Event::StatusChanged(CallStatus::InProgress));
+    let notice = answer(&mut call, start, plan(vec![say("ignored")]));
+    assert_eq!(notice.event, Event::StatusChanged(CallStatus::InProgress));
     assert_eq!(call.poll_output(), None, "\"one\" is still playing");
     call.handle_leg(start, LegEvent::Done).unwrap();
     assert_eq!(call.poll_output(), Some(Output::Execute(say("two"))));
@@ -346,24 +318,8 @@ fn a_status_change_does_not_disturb_the_running_plan() {
 #[test]
 fn a_leg_result_of_the_wrong_kind_is_an_error() {
     let start = Instant::now();
-    let mut call = Call::new(
-        start,
-        "c1",
-        "t1",
-        "main",
-        incoming(),
-        RouterConfig::default(),
-    );
-    let Some(Output::Invoke(request)) = call.poll_output() else {
-        panic!()
-    };
-    let invocation = Invocation {
-        outcome: plan(vec![gather()]),
-        vars: request.vars,
-        imports: vec![],
-        elapsed: Duration::ZERO,
-    };
-    call.handle_invocation(start, invocation).unwrap();
+    let mut call = new_call(start);
+    answer(&mut call, start, plan(vec![gather()]));
     assert!(matches!(
         call.poll_output(),
         Some(Output::Execute(Verb::Gather(_)))

@@ -23,7 +23,7 @@ pub use describe::{describe_entry, describe_event, describe_line, describe_verb,
 pub use leg::{Mismatch, SimulatedLeg};
 pub use script::{Action, Script, ScriptError, Step};
 
-use crate::contract::{Direction, IncomingCall, Verification, VerificationStatus};
+use crate::contract::IncomingCall;
 use crate::guest::{Handlers, invoke_named};
 use crate::router::{
     Call, CallSummary, DecisionLog, LegEvent, LogEntry, Output, RouterConfig, RouterError,
@@ -86,18 +86,7 @@ pub async fn run(
 ) -> Result<Simulation, SimError> {
     let base = Instant::now();
     let mut clock_ms = 0u64;
-    let incoming = IncomingCall {
-        from: script.from.clone(),
-        to: script.to.clone(),
-        direction: Direction::Inbound,
-        region: "local".into(),
-        headers: Vec::new(),
-        verification: Verification {
-            status: VerificationStatus::NotChecked,
-            attestation: None,
-            label: None,
-        },
-    };
+    let incoming = IncomingCall::inbound(script.from.clone(), script.to.clone(), "local");
     let mut call = Call::new(base, "sim-call-1", "sim-tenant", handler, incoming, config);
     let mut leg = SimulatedLeg::new(script.actions);
     let mut shown = 0;

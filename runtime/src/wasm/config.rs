@@ -107,7 +107,7 @@ impl Default for HostConfig {
             cache_dir: PathBuf::from("./switchyard-data/component-cache"),
             pool: PoolLimits::default(),
             default_limits: GuestLimits::default(),
-            epoch_tick: Duration::from_millis(1),
+            epoch_tick: Duration::from_millis(5),
             invocation_timeout: Duration::from_secs(1),
             guest_output_bytes: 64 * 1024,
         }
@@ -193,8 +193,11 @@ impl HostConfigBuilder {
         self
     }
 
-    /// Period of the epoch ticker, i.e. the resolution of deadlines.
-    /// Default 1 ms; shorter costs a wake-up per tick on one thread.
+    /// Period of the epoch ticker, i.e. the resolution of deadlines: a
+    /// guest is interrupted between one tick before its deadline and the
+    /// deadline. Default 5 ms. Every tick wakes a thread that can preempt a
+    /// running guest: at 1 ms the `decision` benchmark's p99 was 40–60 µs
+    /// on 2 cores, at 5–10 ms about 30 µs (BENCHMARKS.md).
     pub fn epoch_tick(mut self, tick: Duration) -> Self {
         self.0.epoch_tick = tick;
         self
@@ -354,8 +357,8 @@ mod tests {
         let config = HostConfig::builder().build().unwrap();
         assert_eq!(config, HostConfig::default());
         assert_eq!(config.default_limits().deadline, Duration::from_millis(20));
-        assert_eq!(config.deadline_ticks(Duration::from_millis(20)), 20);
-        assert_eq!(config.deadline_ticks(Duration::from_micros(1500)), 2);
+        assert_eq!(config.deadline_ticks(Duration::from_millis(20)), 4);
+        assert_eq!(config.deadline_ticks(Duration::from_millis(7)), 2);
     }
 
     #[test]
