@@ -91,6 +91,17 @@ fn handler(host: &WasmHost, component: &Arc<LoadedComponent>, tenant: &str) -> W
     host.handler(component, TenantScope::new(tenant)).unwrap()
 }
 
+/// Guest `name` loaded on the test host, for tenant "acme".
+fn acme_guest(t: &TestHost, name: &str) -> WasmHandler {
+    handler(&t.host, &t.host.load(&guest(name)).unwrap(), "acme")
+}
+
+/// After a hostile guest failed, the same host still serves the IVR.
+async fn host_still_serves(t: &TestHost) {
+    let served = acme_guest(t, "ivr").invoke(incoming("acme")).await;
+    assert!(served.outcome.is_ok(), "{:?}", served.outcome);
+}
+
 fn context(tenant: &str, sequence: u32) -> Context {
     Context {
         call_id: format!("call-{tenant}-{sequence}"),
@@ -238,8 +249,7 @@ async fn call_vars_come_back_as_the_guest_left_them() {
 async fn a_trapping_guest_fails_the_event_and_the_host_keeps_serving() {
     let _serial = shared().await;
     let t = test_host();
-    let trap = handler(&t.host, &t.host.load(&guest("trap")).unwrap(), "acme");
-    let ivr = handler(&t.host, &t.host.load(&guest("ivr")).unwrap(), "acme");
+    let trap = acme_guest(&t, "trap");
 
     let request = pressed("acme", "1");
     let failed = trap.invoke(request.clone()).await;
@@ -256,15 +266,14 @@ async fn a_trapping_guest_fails_the_event_and_the_host_keeps_serving() {
         "vars are returned unchanged on failure"
     );
 
-    let served = ivr.invoke(incoming("acme")).await;
-    assert!(served.outcome.is_ok(), "{:?}", served.outcome);
+    host_still_serves(&t).await;
 }
 
 #[tokio::test]
 async fn a_spinning_guest_is_interrupted_at_its_deadline() {
     let _serial = shared().await;
     let t = test_host();
-    let spin = handler(&t.host, &t.host.load(&guest("spin")).unwrap(), "acme");
+    let spin = acme_guest(&t, "spin");
     let invocation = spin.invoke(incoming("acme")).await;
     assert_eq!(
         invocation.outcome,
@@ -276,15 +285,14 @@ async fn a_spinning_guest_is_interrupted_at_its_deadline() {
         invocation.elapsed
     );
 
-    let ivr = handler(&t.host, &t.host.load(&guest("ivr")).unwrap(), "acme");
-    assert!(ivr.invoke(incoming("acme")).await.outcome.is_ok());
+    host_still_serves(&t).await;
 }
 
 #[tokio::test]
 async fn a_memory_hog_hits_its_cap() {
     let _serial = shared().await;
     let t = test_host();
-    let hog = handler(&t.host, &t.host.load(&guest("hog")).unwrap(), "acme");
+    let hog = acme_guest(&t, "hog");
     let invocation = hog.invoke(incoming("acme")).await;
     assert_eq!(
         invocation.outcome,
@@ -292,13 +300,14 @@ async fn a_memory_hog_hits_its_cap() {
             limit_bytes: 32 * 1024 * 1024
         })
     );
+    host_still_serves(&t).await;
 }
 
 #[tokio::test]
 async fn ten_thousand_traps_leave_memory_flat() {
     let _serial = exclusive().await;
     let t = test_host();
-    let trap = handler(&t.host, &t.host.load(&guest("trap")).unwrap(), "acme");
+    let trap = acme_guest(&t, "trap");
     let request = incoming("acme");
     for _ in 0..1_000 {
         assert!(matches!(
