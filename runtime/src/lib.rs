@@ -21,5 +21,6 @@ pub mod contract;
 pub mod guest;
 pub mod router;
 pub mod simulate;
+pub mod sip;
 pub mod store;
 pub mod wasm;
