@@ -20,6 +20,7 @@ pub mod cli;
 pub mod contract;
 pub mod guest;
 pub mod router;
+pub mod serve;
 pub mod simulate;
 pub mod sip;
 pub mod store;

@@ -40,6 +40,13 @@ pub enum Command {
     },
     /// Run one call through a component with a scripted caller.
     Simulate(SimulateArgs),
+    /// Answer SIP calls: tenants, numbers and components from a TOML file,
+    /// or the demo (IVR guest on 127.0.0.1:5060) without one.
+    Serve {
+        /// The config file (see examples/switchyard.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 /// What a command failed on, and the exit code that goes with it.
@@ -64,6 +71,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Check { component } => check(&component),
         Command::Simulate(args) => simulate(args),
+        Command::Serve { config } => serve(config.as_deref()),
     };
     match result {
         Ok(code) => code,
@@ -72,6 +80,27 @@ pub fn run(cli: Cli) -> ExitCode {
             err.exit_code()
         }
     }
+}
+
+fn serve(path: Option<&Path>) -> Result<ExitCode, CliError> {
+    let config = match path {
+        Some(path) => {
+            crate::serve::Config::load(path).map_err(|e| CliError::Usage(e.to_string()))?
+        }
+        None => crate::serve::Config::demo(),
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = config.workers {
+        runtime.worker_threads(workers);
+    }
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Usage(format!("starting the async runtime: {e}")))?;
+    runtime
+        .block_on(crate::serve::run(config))
+        .map_err(|e| CliError::Refused(format!("{e:#}")))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, CliError> {

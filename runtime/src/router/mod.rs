@@ -31,7 +31,7 @@ mod plan;
 pub use call::{Call, CallSummary, LegEvent, Output, RouterError};
 pub use config::{Fallback, FallbackError, RouterConfig};
 pub use log::{DecisionLog, Entry, LogEntry};
-pub use plan::{PlanError, validate};
+pub use plan::{PlanError, validate, verb_name};
 
 #[cfg(test)]
 mod tests;

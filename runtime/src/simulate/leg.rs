@@ -17,7 +17,7 @@ use super::script::{Action, QueueAction, Step};
 /// Speaking rate used to estimate how long a `say` lasts.
 const MS_PER_CHAR: u64 = 65;
 /// How long a `play` is taken to last (the simulator fetches no media).
-const PLAY_MS: u64 = 3_000;
+pub(crate) const PLAY_MS: u64 = 3_000;
 
 /// What running one verb did.
 #[derive(Debug, Clone, PartialEq)]
@@ -181,11 +181,11 @@ impl SimulatedLeg {
     }
 }
 
-fn say_ms(text: &str) -> u64 {
+pub(crate) fn say_ms(text: &str) -> u64 {
     text.chars().count() as u64 * MS_PER_CHAR
 }
 
-fn prompts_ms(prompts: &[Prompt]) -> u64 {
+pub(crate) fn prompts_ms(prompts: &[Prompt]) -> u64 {
     prompts
         .iter()
         .map(|p| match p {

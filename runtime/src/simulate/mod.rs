@@ -12,7 +12,7 @@
 //! simulated call of minutes runs in milliseconds and prints stable times.
 
 mod describe;
-mod leg;
+pub(crate) mod leg;
 mod script;
 
 use std::time::{Duration, Instant};

@@ -18,6 +18,8 @@
 //! tested with a virtual clock and fuzzed without sockets.
 
 pub mod digest;
+pub mod directory;
+pub mod endpoint;
 pub mod message;
 pub mod registrar;
 pub mod sdp;

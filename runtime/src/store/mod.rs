@@ -14,8 +14,11 @@
 //! order. SQLite allows one writer at a time anyway, so a single thread
 //! costs no write throughput and keeps the quota bookkeeping race-free.
 //!
+//! * [`cdr`] — call detail records, batched writes.
 //! * [`kv`] — tenant-scoped key-value storage with per-tenant limits.
 
+pub mod cdr;
 pub mod kv;
 
+pub use cdr::{Cdr, CdrError, CdrStore};
 pub use kv::{KvError, KvLimits, KvPart, KvStore, KvUsage};

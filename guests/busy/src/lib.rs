@@ -1,0 +1,12 @@
+//! Rejects every call as busy (SIP 486): the decision path benchmarked
+//! against Kamailio's `sl_send_reply("486", ...)`.
+
+use switchyard_sdk::prelude::*;
+
+#[call_handler]
+fn handle(_ctx: Context, event: Event) -> Result<Plan, HandlerError> {
+    match event {
+        Event::Incoming(_) => Ok(Plan::new().reject_busy()),
+        _ => Ok(Plan::new()),
+    }
+}

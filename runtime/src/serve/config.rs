@@ -1,0 +1,420 @@
+//! `switchyard serve --config FILE`: the TOML an operator writes.
+//!
+//! Every field has a default, so an empty file is a runnable (tenant-less)
+//! server; [`Config::demo`] is what `serve` runs with no file at all.
+//! [`Config::check`] refuses a config with an error naming the bad item.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::sip::Transport;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Tokio worker threads (default: one per core).
+    #[serde(default)]
+    pub workers: Option<usize>,
+    /// Region this runtime reports to guests (C4). Default "local".
+    #[serde(default = "default_region")]
+    pub region: String,
+    #[serde(default)]
+    pub sip: SipSection,
+    #[serde(default)]
+    pub http: HttpSection,
+    #[serde(default)]
+    pub storage: StorageSection,
+    #[serde(default, rename = "tenant")]
+    pub tenants: Vec<TenantSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipSection {
+    #[serde(default = "default_sip_addrs")]
+    pub udp: Vec<SocketAddr>,
+    #[serde(default = "default_sip_addrs")]
+    pub tcp: Vec<SocketAddr>,
+    #[serde(default)]
+    pub tls: Vec<SocketAddr>,
+    /// PEM certificate chain and key for the TLS listeners.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Largest SIP message accepted, in bytes (default 65,535).
+    #[serde(default = "default_max_message")]
+    pub max_message_bytes: usize,
+    /// Open TCP/TLS connections at most; more are refused (default 1,024).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A TCP/TLS connection idle this long is closed (default 300 s).
+    #[serde(default = "default_idle")]
+    pub idle_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    #[serde(default = "default_http")]
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    /// Directory for the SQLite database and the component cache.
+    #[serde(default = "default_storage")]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSection {
+    pub id: String,
+    /// SIP domains of this tenant: REGISTER realms and Request-URI hosts.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    #[serde(default, rename = "number")]
+    pub numbers: Vec<NumberSection>,
+    #[serde(default, rename = "user")]
+    pub users: Vec<UserSection>,
+    #[serde(default, rename = "trunk")]
+    pub trunks: Vec<TrunkSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NumberSection {
+    /// The called user part (`+15550100`), or `*` for any number of this
+    /// tenant's domains not bound otherwise.
+    pub number: String,
+    pub component: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSection {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkSection {
+    pub name: String,
+    pub address: SocketAddr,
+    #[serde(default = "default_transport")]
+    pub transport: Transport,
+    /// Outbound digest credentials, when the carrier challenges.
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+fn default_region() -> String {
+    "local".into()
+}
+fn default_sip_addrs() -> Vec<SocketAddr> {
+    vec![SocketAddr::from(([127, 0, 0, 1], 5060))]
+}
+fn default_max_message() -> usize {
+    65_535
+}
+fn default_max_connections() -> usize {
+    1_024
+}
+fn default_idle() -> u64 {
+    300
+}
+fn default_http() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_storage() -> PathBuf {
+    PathBuf::from("./switchyard-data")
+}
+fn default_transport() -> Transport {
+    Transport::Udp
+}
+
+impl Default for SipSection {
+    fn default() -> Self {
+        Self {
+            udp: default_sip_addrs(),
+            tcp: default_sip_addrs(),
+            tls: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            max_message_bytes: default_max_message(),
+            max_connections: default_max_connections(),
+            idle_secs: default_idle(),
+        }
+    }
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self {
+            listen: default_http(),
+        }
+    }
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        Self {
+            path: default_storage(),
+        }
+    }
+}
+
+/// Where the demo finds the IVR example guest (built by `scripts/build-guests`).
+pub const DEMO_COMPONENT: &str = "target/wasm32-wasip2/release/guest_ivr.wasm";
+
+/// What is wrong with a config.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// The demo: SIP on 127.0.0.1:5060 (UDP and TCP), HTTP on
+    /// 127.0.0.1:8080, one tenant whose every number reaches the IVR guest,
+    /// storage in `./switchyard-data/`.
+    pub fn demo() -> Self {
+        Config {
+            workers: None,
+            region: default_region(),
+            sip: SipSection::default(),
+            http: HttpSection::default(),
+            storage: StorageSection::default(),
+            tenants: vec![TenantSection {
+                id: "demo".into(),
+                domains: Vec::new(),
+                numbers: vec![NumberSection {
+                    number: "*".into(),
+                    component: DEMO_COMPONENT.into(),
+                }],
+                users: vec![UserSection {
+                    username: "alice".into(),
+                    password: "alice-demo".into(),
+                }],
+                trunks: Vec::new(),
+            }],
+        }
+    }
+
+    /// Refuses duplicates and contradictions, naming the item.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.workers == Some(0) {
+            return invalid("workers must be at least 1".into());
+        }
+        if !self.sip.tls.is_empty() && (self.sip.tls_cert.is_none() || self.sip.tls_key.is_none()) {
+            return invalid("[sip] tls listeners need tls_cert and tls_key".into());
+        }
+        if self.sip.max_message_bytes < 1_024 {
+            return invalid("[sip] max_message_bytes must be at least 1024".into());
+        }
+        let mut ids = HashSet::new();
+        let mut numbers = HashSet::new();
+        let mut domains = HashSet::new();
+        let mut catch_all = None;
+        for tenant in &self.tenants {
+            if tenant.id.is_empty() || !ids.insert(tenant.id.as_str()) {
+                return invalid(format!("tenant id {:?} is empty or used twice", tenant.id));
+            }
+            for domain in &tenant.domains {
+                if !domains.insert(domain.to_ascii_lowercase()) {
+                    return invalid(format!(
+                        "tenant {}: domain {domain} belongs to another tenant",
+                        tenant.id
+                    ));
+                }
+            }
+            let mut users = HashSet::new();
+            for user in &tenant.users {
+                if !users.insert(user.username.as_str()) {
+                    return invalid(format!(
+                        "tenant {}: user {} is listed twice",
+                        tenant.id, user.username
+                    ));
+                }
+            }
+            let mut trunks = HashSet::new();
+            for trunk in &tenant.trunks {
+                if !trunks.insert(trunk.name.as_str()) {
+                    return invalid(format!(
+                        "tenant {}: trunk {} is listed twice",
+                        tenant.id, trunk.name
+                    ));
+                }
+                if trunk.username.is_some() != trunk.password.is_some() {
+                    return invalid(format!(
+                        "tenant {}: trunk {} needs both username and password, or neither",
+                        tenant.id, trunk.name
+                    ));
+                }
+            }
+            let mut wildcard = false;
+            for number in &tenant.numbers {
+                if number.number == "*" {
+                    if wildcard {
+                        return invalid(format!("tenant {}: number * is bound twice", tenant.id));
+                    }
+                    wildcard = true;
+                } else if !numbers.insert(number.number.as_str()) {
+                    return invalid(format!(
+                        "tenant {}: number {} is bound elsewhere too",
+                        tenant.id, number.number
+                    ));
+                }
+            }
+            // A `*` without domains catches calls to any host; two of those
+            // would make routing depend on file order.
+            if wildcard
+                && tenant.domains.is_empty()
+                && let Some(other) = catch_all.replace(tenant.id.as_str())
+            {
+                return invalid(format!(
+                    "tenants {other} and {} both bind number * without domains; give one of them domains",
+                    tenant.id
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: "test.toml".into(),
+            message: e.to_string(),
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    #[test]
+    fn empty_config_listens_on_the_default_ports() {
+        let config = parse("").unwrap();
+        assert_eq!(config.sip.udp, default_sip_addrs());
+        assert_eq!(config.http.listen, default_http());
+        assert!(config.tenants.is_empty());
+    }
+
+    #[test]
+    fn a_full_tenant_parses() {
+        let config = parse(
+            r#"
+            workers = 1
+            [sip]
+            udp = ["127.0.0.1:0"]
+            [[tenant]]
+            id = "acme"
+            domains = ["acme.test"]
+            [[tenant.number]]
+            number = "+15550100"
+            component = "ivr.wasm"
+            [[tenant.user]]
+            username = "alice"
+            password = "secret"
+            [[tenant.trunk]]
+            name = "carrier"
+            address = "127.0.0.1:5090"
+            transport = "tcp"
+            "#,
+        )
+        .unwrap();
+        let tenant = &config.tenants[0];
+        assert_eq!(tenant.numbers[0].number, "+15550100");
+        assert_eq!(tenant.trunks[0].transport, Transport::Tcp);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_by_name() {
+        let err = parse("[sip]\nudpp = []").unwrap_err().to_string();
+        assert!(err.contains("udpp"), "{err}");
+    }
+
+    #[test]
+    fn a_number_bound_twice_is_refused() {
+        let err = parse(
+            r#"
+            [[tenant]]
+            id = "a"
+            [[tenant.number]]
+            number = "100"
+            component = "x.wasm"
+            [[tenant]]
+            id = "b"
+            [[tenant.number]]
+            number = "100"
+            component = "y.wasm"
+            "#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("number 100"), "{err}");
+    }
+
+    #[test]
+    fn two_catch_all_tenants_are_refused() {
+        let err = parse(
+            r#"
+            [[tenant]]
+            id = "a"
+            [[tenant.number]]
+            number = "*"
+            component = "x.wasm"
+            [[tenant]]
+            id = "b"
+            [[tenant.number]]
+            number = "*"
+            component = "y.wasm"
+            "#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("both bind number *"), "{err}");
+    }
+
+    #[test]
+    fn tls_without_a_certificate_is_refused() {
+        let err = parse("[sip]\ntls = [\"127.0.0.1:5061\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tls_cert"), "{err}");
+    }
+
+    #[test]
+    fn the_demo_config_is_valid() {
+        Config::demo().check().unwrap();
+    }
+}

@@ -1,0 +1,314 @@
+//! `switchyard serve`: the IO edge around the SIP endpoint.
+//!
+//! ```text
+//!  UDP reader ─┐ parsed messages            ┌─► UDP send_to / TCP writer
+//!  TCP/TLS conn ┼──────────► core task ──────┤   (poll_transmit)
+//!  guest tasks ─┘ invocations  (Endpoint)    └─► spawn guest invocation, CDRs
+//! ```
+//!
+//! One core task owns the sans-IO [`Endpoint`]; socket tasks parse on their
+//! side (so a bad message never reaches the core) and hand it over on a
+//! channel. Guest invocations run as their own tasks, so a slow guest never
+//! holds up signalling.
+
+pub mod config;
+mod http;
+mod transport;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use tokio::sync::mpsc;
+
+use crate::guest::{Invocation, invoke_named};
+use crate::sip::directory::{Directory, Tenant, Trunk};
+use crate::sip::endpoint::{CallRef, Endpoint, EndpointConfig, EndpointEvent};
+use crate::sip::{Peer, Transport};
+use crate::store::{CdrStore, KvLimits, KvStore};
+use crate::wasm::{HostConfig, TenantScope, WasmHost};
+
+pub use config::Config;
+
+/// What the core task is told.
+pub(crate) enum Input {
+    Message(Peer, rsip::SipMessage),
+    Invocation(CallRef, Invocation),
+    /// A stream connection to `peer` is up; bytes for it go to the sender.
+    Connected(Peer, mpsc::UnboundedSender<bytes::Bytes>),
+    Disconnected(Peer),
+}
+
+/// The addresses actually bound (port 0 in the config picks a free one).
+#[derive(Debug, Clone, Default)]
+pub struct Listening {
+    pub sip: Vec<(Transport, SocketAddr)>,
+    pub http: Option<SocketAddr>,
+}
+
+/// Loads tenants and their components, binds every listener, prints what
+/// it listens on, and serves until interrupted.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let storage = &config.storage.path;
+    std::fs::create_dir_all(storage)
+        .with_context(|| format!("creating storage directory {}", storage.display()))?;
+    let kv = KvStore::open(storage.join("kv.sqlite3"), KvLimits::default())
+        .context("opening key-value storage")?;
+    let cdrs = CdrStore::open(&storage.join("cdr.sqlite3")).context("opening call records")?;
+    let host_config = HostConfig::builder()
+        .cache_dir(storage.join("component-cache"))
+        .build()
+        .context("configuring the Wasm host")?;
+    let host = WasmHost::new(host_config, kv).context("starting the Wasm host")?;
+    let directory = Arc::new(load_tenants(&config, &host)?);
+
+    let (inputs, queue) = mpsc::unbounded_channel();
+    let limits = transport::Limits::from(&config.sip);
+    let mut listening = Listening::default();
+    let mut udp = Vec::new();
+    for addr in &config.sip.udp {
+        let socket = transport::bind_udp(*addr, &limits, inputs.clone()).await?;
+        listening.sip.push((Transport::Udp, socket.local_addr()?));
+        udp.push(socket);
+    }
+    for addr in &config.sip.tcp {
+        let bound = transport::listen_tcp(*addr, None, &limits, inputs.clone()).await?;
+        listening.sip.push((Transport::Tcp, bound));
+    }
+    if !config.sip.tls.is_empty() {
+        let (cert, key) = (config.sip.tls_cert.as_ref(), config.sip.tls_key.as_ref());
+        let (Some(cert), Some(key)) = (cert, key) else {
+            bail!("[sip] tls listeners need tls_cert and tls_key");
+        };
+        let acceptor = transport::tls_acceptor(cert, key)?;
+        for addr in &config.sip.tls {
+            let bound =
+                transport::listen_tcp(*addr, Some(acceptor.clone()), &limits, inputs.clone())
+                    .await?;
+            listening.sip.push((Transport::Tls, bound));
+        }
+    }
+    let http = http::serve(config.http.listen).await?;
+    listening.http = Some(http);
+
+    let mut endpoint_config = EndpointConfig::new(listening.sip.clone());
+    endpoint_config.region = config.region.clone();
+    let endpoint = Endpoint::new(Instant::now(), endpoint_config, Arc::clone(&directory));
+
+    announce(&listening, &config);
+    let core = tokio::spawn(core(endpoint, queue, inputs, udp, cdrs.clone()));
+    shutdown_signal().await;
+    println!("switchyard: stopping");
+    core.abort();
+    // Wait until every queued call record is on disk.
+    let _ = tokio::task::spawn_blocking(move || cdrs.list("", 0)).await;
+    Ok(())
+}
+
+fn load_tenants(config: &Config, host: &WasmHost) -> anyhow::Result<Directory> {
+    let mut tenants = Vec::new();
+    for section in &config.tenants {
+        let mut tenant = Tenant::new(&section.id);
+        tenant.domains = section.domains.clone();
+        for user in &section.users {
+            tenant
+                .users
+                .insert(user.username.clone(), user.password.clone());
+        }
+        tenant.trunks = section
+            .trunks
+            .iter()
+            .map(|t| Trunk {
+                name: t.name.clone(),
+                address: t.address,
+                transport: t.transport,
+                credentials: t.username.clone().zip(t.password.clone()),
+            })
+            .collect();
+        for number in &section.numbers {
+            let path = &number.component;
+            let bytes = std::fs::read(path).with_context(|| {
+                let hint = if path == Path::new(config::DEMO_COMPONENT) {
+                    " (build the example guests first: bash scripts/build-guests)"
+                } else {
+                    ""
+                };
+                format!(
+                    "tenant {}: number {}: cannot read component {}{hint}",
+                    section.id,
+                    number.number,
+                    path.display()
+                )
+            })?;
+            let component = host.load(&bytes).map_err(|e| {
+                anyhow::anyhow!(
+                    "tenant {}: number {}: component {} refused: {e}",
+                    section.id,
+                    number.number,
+                    path.display()
+                )
+            })?;
+            let handler = host
+                .handler(&component, TenantScope::new(section.id.as_str()))
+                .with_context(|| format!("tenant {}: guest limits", section.id))?;
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "handler".into());
+            let version = component.hash().to_string();
+            tenant.bind(&number.number, &name, &version, Arc::new(handler));
+        }
+        tenants.push(tenant);
+    }
+    Ok(Directory::new(tenants))
+}
+
+fn announce(listening: &Listening, config: &Config) {
+    for (transport, addr) in &listening.sip {
+        println!("switchyard: listening sip {transport} {addr}");
+    }
+    if let Some(http) = listening.http {
+        println!("switchyard: listening http {http}");
+    }
+    println!("switchyard: ready");
+    if let Some((_, addr)) = listening.sip.iter().find(|(t, _)| *t == Transport::Udp) {
+        for tenant in &config.tenants {
+            let numbers: Vec<&str> = tenant.numbers.iter().map(|n| n.number.as_str()).collect();
+            println!(
+                "  tenant {}: numbers {} · users {}",
+                tenant.id,
+                numbers.join(", "),
+                tenant.users.len()
+            );
+        }
+        println!("  call it:  sipp -sn uac -m 1 {addr}    (or any softphone: sip:1000@{addr})");
+    }
+    // Test harnesses wait for the lines above: make sure they are out.
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Inputs handled per wake-up before outputs are flushed.
+const BATCH: usize = 256;
+
+async fn core(
+    mut endpoint: Endpoint,
+    mut queue: mpsc::UnboundedReceiver<Input>,
+    inputs: mpsc::UnboundedSender<Input>,
+    udp: Vec<Arc<tokio::net::UdpSocket>>,
+    cdrs: CdrStore,
+) {
+    let mut streams: HashMap<SocketAddr, mpsc::UnboundedSender<bytes::Bytes>> = HashMap::new();
+    loop {
+        let deadline = endpoint.poll_timeout();
+        let sleep = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            input = queue.recv() => {
+                let Some(input) = input else { return };
+                let now = Instant::now();
+                handle(&mut endpoint, &mut streams, now, input);
+                for _ in 1..BATCH {
+                    match queue.try_recv() {
+                        Ok(input) => handle(&mut endpoint, &mut streams, now, input),
+                        Err(_) => break,
+                    }
+                }
+            }
+            _ = sleep => endpoint.handle_timeout(Instant::now()),
+        }
+        flush(&mut endpoint, &mut streams, &udp, &inputs, &cdrs);
+    }
+}
+
+fn handle(
+    endpoint: &mut Endpoint,
+    streams: &mut HashMap<SocketAddr, mpsc::UnboundedSender<bytes::Bytes>>,
+    now: Instant,
+    input: Input,
+) {
+    match input {
+        Input::Message(peer, msg) => endpoint.handle_message(now, peer, msg),
+        Input::Invocation(call, invocation) => endpoint.handle_invocation(now, call, invocation),
+        Input::Connected(peer, writer) => {
+            streams.insert(peer.addr, writer);
+        }
+        Input::Disconnected(peer) => {
+            streams.remove(&peer.addr);
+            endpoint.handle_transport_error(now, peer);
+        }
+    }
+}
+
+fn flush(
+    endpoint: &mut Endpoint,
+    streams: &mut HashMap<SocketAddr, mpsc::UnboundedSender<bytes::Bytes>>,
+    udp: &[Arc<tokio::net::UdpSocket>],
+    inputs: &mpsc::UnboundedSender<Input>,
+    cdrs: &CdrStore,
+) {
+    while let Some(transmit) = endpoint.poll_transmit() {
+        let peer = transmit.peer;
+        match peer.transport {
+            Transport::Udp => transport::send_udp(udp, peer.addr, &transmit.bytes),
+            Transport::Tcp | Transport::Tls => match streams.get(&peer.addr) {
+                Some(writer) if writer.send(transmit.bytes.clone()).is_ok() => {}
+                _ if peer.transport == Transport::Tcp => {
+                    let writer = transport::connect_tcp(peer, inputs.clone());
+                    let _ = writer.send(transmit.bytes);
+                    streams.insert(peer.addr, writer);
+                }
+                _ => {
+                    tracing::warn!(%peer, "no TLS connection to this peer; outbound TLS is not supported yet");
+                    endpoint.handle_transport_error(Instant::now(), peer);
+                }
+            },
+        }
+    }
+    while let Some(event) = endpoint.poll_event() {
+        match event {
+            EndpointEvent::Invoke {
+                call,
+                tenant,
+                request,
+            } => {
+                let directory = Arc::clone(endpoint.directory());
+                let inputs = inputs.clone();
+                tokio::spawn(async move {
+                    let handlers = &directory.tenant(tenant).handlers;
+                    let invocation = invoke_named(handlers, request).await;
+                    let _ = inputs.send(Input::Invocation(call, invocation));
+                });
+            }
+            EndpointEvent::Cdr(cdr) => cdrs.record(cdr),
+        }
+    }
+}

@@ -1,0 +1,724 @@
+//! `dial`: outbound forks of a call, rung in sequence or all at once; the
+//! first to answer is bridged and the rest are cancelled.
+//!
+//! Media is not anchored yet: while the caller is still unanswered, its
+//! SDP offer goes to the forks and the winner's answer comes back, so the
+//! two phones exchange RTP directly (the media engine will anchor it).
+
+use std::time::{Duration, Instant};
+
+use crate::contract::{CallStatus, Dial, DialResult, DialStatus, DialTarget, Event, RingStrategy};
+use crate::router::LegEvent;
+use crate::sip::transaction::{TxKey, make_branch};
+use crate::sip::{Peer, digest, sdp};
+
+use super::call::{CallState, CallerState, DISCARD_PORT, LegRef, TimerKind};
+use super::dialog::Dialog;
+use super::wire::{self, RequestText, random_token};
+use super::{Endpoint, secs};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ForkState {
+    Calling,
+    /// A provisional response came: CANCEL is allowed now (§9.1).
+    Ringing,
+    Answered,
+    Done,
+}
+
+pub struct Fork {
+    target: DialTarget,
+    invite: rsip::Request,
+    key: TxKey,
+    peer: Peer,
+    state: ForkState,
+    /// Cancelled before any provisional response: CANCEL goes on the first.
+    cancel_pending: bool,
+    credentials: Option<(String, String)>,
+    auth_tried: bool,
+    dialog: Option<Dialog>,
+    /// Sequential ring round (target index) this fork belongs to.
+    round: usize,
+}
+
+pub struct DialRun {
+    spec: Dial,
+    /// Sequential: the next target to ring.
+    next_target: usize,
+    forks: Vec<Fork>,
+    winner: Option<usize>,
+    bridged_at: Option<Instant>,
+    last_failure: DialStatus,
+    ringing_reported: bool,
+}
+
+/// A failed fork's SIP status as a dial outcome.
+fn failure(status: u16) -> DialStatus {
+    match status {
+        486 | 600 | 603 => DialStatus::Busy,
+        408 | 480 | 487 => DialStatus::NoAnswer,
+        _ => DialStatus::Failed,
+    }
+}
+
+impl Endpoint {
+    pub(super) fn start_dial(&mut self, now: Instant, call: &mut CallState, spec: Dial) {
+        if spec.record {
+            tracing::warn!(call = %call.id, "dial recording needs the media engine; the call is not recorded");
+        }
+        let simultaneous = spec.strategy == RingStrategy::Simultaneous;
+        let timeout = Duration::from_secs(u64::from(spec.timeout_secs.max(1)));
+        call.dial = Some(DialRun {
+            spec,
+            next_target: 0,
+            forks: Vec::new(),
+            winner: None,
+            bridged_at: None,
+            last_failure: DialStatus::Failed,
+            ringing_reported: false,
+        });
+        if simultaneous {
+            let targets = call.dial.as_ref().map_or(0, |d| d.spec.targets.len());
+            for index in 0..targets {
+                self.ring_target(now, call, index, 0);
+            }
+            self.schedule(call, now + timeout, TimerKind::DialTimeout(0));
+            self.settle_dial(now, call);
+        } else {
+            self.ring_next(now, call);
+        }
+    }
+
+    /// Sequential ringing: the next target that yields a fork.
+    fn ring_next(&mut self, now: Instant, call: &mut CallState) {
+        loop {
+            let Some(dial) = call.dial.as_mut() else {
+                return;
+            };
+            let index = dial.next_target;
+            if index >= dial.spec.targets.len() {
+                let status = dial.last_failure;
+                return self.finish_dial(now, call, status);
+            }
+            dial.next_target += 1;
+            let timeout = Duration::from_secs(u64::from(dial.spec.timeout_secs.max(1)));
+            if self.ring_target(now, call, index, index) > 0 {
+                return self.schedule(call, now + timeout, TimerKind::DialTimeout(index));
+            }
+        }
+    }
+
+    /// Starts the forks of one target; returns how many started.
+    fn ring_target(
+        &mut self,
+        now: Instant,
+        call: &mut CallState,
+        index: usize,
+        round: usize,
+    ) -> usize {
+        let Some(leg) = call
+            .dial
+            .as_ref()
+            .and_then(|d| d.spec.targets.get(index))
+            .cloned()
+        else {
+            return 0;
+        };
+        let destinations = match self.destinations(now, call, &leg.target) {
+            Ok(found) => found,
+            Err(reason) => {
+                tracing::warn!(call = %call.id, target = ?leg.target, %reason, "dial target unreachable");
+                if let Some(dial) = call.dial.as_mut() {
+                    dial.last_failure = DialStatus::Failed;
+                }
+                return 0;
+            }
+        };
+        let mut started = 0;
+        for (uri, peer, credentials) in destinations {
+            match self.fork_invite(call, &uri, peer, &leg.headers, None) {
+                Ok(invite) => {
+                    let key = self.tx.send_request(now, peer, invite.clone());
+                    let Some(dial) = call.dial.as_mut() else {
+                        return started;
+                    };
+                    let fork = dial.forks.len();
+                    dial.forks.push(Fork {
+                        target: leg.target.clone(),
+                        invite,
+                        key: key.clone(),
+                        peer,
+                        state: ForkState::Calling,
+                        cancel_pending: false,
+                        credentials,
+                        auth_tried: false,
+                        dialog: None,
+                        round,
+                    });
+                    self.clients
+                        .insert(key.clone(), (call.reference, LegRef::Fork(fork)));
+                    call.client_keys.push(key);
+                    started += 1;
+                }
+                Err(e) => {
+                    tracing::error!(call = %call.id, error = %e, "cannot build a dial INVITE")
+                }
+            }
+        }
+        if started == 0
+            && let Some(dial) = call.dial.as_mut()
+        {
+            dial.last_failure = DialStatus::NoAnswer;
+        }
+        started
+    }
+
+    /// Where a dial target rings: (Request-URI, next hop, credentials).
+    #[allow(clippy::type_complexity)]
+    fn destinations(
+        &self,
+        now: Instant,
+        call: &CallState,
+        target: &DialTarget,
+    ) -> Result<Vec<(String, Peer, Option<(String, String)>)>, String> {
+        let tenant = self.directory.tenant(call.tenant);
+        match target {
+            DialTarget::Number(number) => {
+                let trunk = tenant
+                    .trunks
+                    .first()
+                    .ok_or_else(|| format!("tenant {} has no trunk to dial numbers", tenant.id))?;
+                let param = match trunk.transport {
+                    crate::sip::Transport::Udp => "",
+                    crate::sip::Transport::Tcp => ";transport=tcp",
+                    crate::sip::Transport::Tls => ";transport=tls",
+                };
+                let uri = format!("sip:{number}@{}{param}", trunk.address);
+                let peer = Peer::new(trunk.transport, trunk.address);
+                Ok(vec![(uri, peer, trunk.credentials.clone())])
+            }
+            DialTarget::Sip(uri) => Ok(vec![(uri.clone(), wire::uri_peer(uri)?, None)]),
+            DialTarget::Client(identity) => {
+                let bindings = self.registrar.lookup(now, &tenant.id, identity);
+                if bindings.is_empty() {
+                    return Err(format!("client {identity} is not registered"));
+                }
+                Ok(bindings
+                    .into_iter()
+                    .map(|b| (b.contact.to_string(), b.source, None))
+                    .collect())
+            }
+            DialTarget::Conference(_) | DialTarget::Queue(_) => {
+                Err("conference and queue targets are not available yet".into())
+            }
+        }
+    }
+
+    fn fork_invite(
+        &self,
+        call: &CallState,
+        uri: &str,
+        peer: Peer,
+        headers: &[crate::contract::Header],
+        authorization: Option<(&str, String, u32)>,
+    ) -> Result<rsip::Request, String> {
+        let dial = call.dial.as_ref().ok_or("no dial running")?;
+        let local = &self.config.local;
+        let caller_id = dial
+            .spec
+            .caller_id
+            .clone()
+            .or_else(|| {
+                rsip::Uri::try_from(call.from.as_str())
+                    .ok()
+                    .and_then(|u| u.user().map(str::to_string))
+            })
+            .unwrap_or_else(|| "anonymous".into());
+        let (call_id, from_tag, cseq) = match authorization {
+            // An authenticated retry stays in the same dialog attempt (§22.2).
+            Some((_, _, cseq)) => (String::new(), String::new(), cseq),
+            None => (format!("{}@switchyard", random_token()), random_token(), 1),
+        };
+        let (call_id, from_tag) = if call_id.is_empty() {
+            let prior = dial
+                .forks
+                .iter()
+                .find(|f| f.invite.uri.to_string() == uri)
+                .ok_or("no INVITE to retry")?;
+            (
+                wire::call_id(&prior.invite).unwrap_or_default(),
+                wire::from_tag(&prior.invite).unwrap_or_default(),
+            )
+        } else {
+            (call_id, from_tag)
+        };
+        let mut text = RequestText::new("INVITE", uri)
+            .header("Via", local.via(peer.transport, &make_branch()))
+            .header("Max-Forwards", 70)
+            .header(
+                "From",
+                format!(
+                    "<sip:{caller_id}@{}>;tag={from_tag}",
+                    local.addr(peer.transport)
+                ),
+            )
+            .header("To", format!("<{uri}>"))
+            .header("Call-ID", call_id)
+            .header("CSeq", format!("{cseq} INVITE"))
+            .header("Contact", local.contact(peer.transport, "switchyard"))
+            .header("Allow", super::ALLOW)
+            .header("User-Agent", &local.user_agent);
+        for header in headers {
+            text = text.header(&header.name, &header.value);
+        }
+        if let Some((name, value, _)) = authorization {
+            text = text.header(name, value);
+        }
+        // Pass the caller's offer through while it waits unanswered.
+        let offer = match (&call.offer, call.caller) {
+            (Some(offer), CallerState::Early) => offer.clone(),
+            _ => {
+                let media = std::net::SocketAddr::new(self.config.media_ip, DISCARD_PORT);
+                sdp::offer(
+                    media,
+                    rand::random::<u32>() as u64,
+                    1,
+                    sdp::Direction::SendRecv,
+                )
+                .into_bytes()
+            }
+        };
+        text.build(Some("application/sdp"), &offer)
+    }
+
+    pub(super) fn on_fork_response(
+        &mut self,
+        now: Instant,
+        call: &mut CallState,
+        leg: LegRef,
+        key: &TxKey,
+        response: rsip::Response,
+    ) {
+        let LegRef::Fork(index) = leg else {
+            return;
+        };
+        let code = response.status_code.code();
+        match code {
+            100 => {}
+            101..=199 => self.on_fork_ringing(now, call, index, &response),
+            200..=299 => self.on_fork_answer(now, call, index, &response),
+            401 | 407 => {
+                if !self.retry_with_auth(now, call, index, key, &response) {
+                    self.on_fork_failed(now, call, leg, code);
+                }
+            }
+            _ => self.on_fork_failed(now, call, leg, code),
+        }
+    }
+
+    fn on_fork_ringing(
+        &mut self,
+        now: Instant,
+        call: &mut CallState,
+        index: usize,
+        response: &rsip::Response,
+    ) {
+        let Some(dial) = call.dial.as_mut() else {
+            return;
+        };
+        let Some(fork) = dial.forks.get_mut(index) else {
+            return;
+        };
+        if fork.state == ForkState::Calling {
+            fork.state = ForkState::Ringing;
+        }
+        if fork.cancel_pending {
+            fork.cancel_pending = false;
+            let cancel = cancel_for(&fork.invite);
+            let peer = fork.peer;
+            fork.state = ForkState::Done;
+            if let Some(cancel) = cancel {
+                self.tx.send_request(now, peer, cancel);
+            }
+            return;
+        }
+        let first = !dial.ringing_reported;
+        dial.ringing_reported = true;
+        if call.caller == CallerState::Early && first {
+            // Early media: a 183 with the callee's SDP, else plain ringing.
+            let early = wire::sdp_body(&response.headers, &response.body);
+            let (status, reason) = if early.is_some() && call.offer.is_some() {
+                (183, "Session Progress")
+            } else {
+                (180, "Ringing")
+            };
+            let tag = call.dialog_keys[0].1.clone();
+            let mut ringing =
+                crate::sip::message::response(&call.invite, status, reason, Some(&tag));
+            if status == 183 {
+                let body = early.unwrap_or_default();
+                wire::set_body(&mut ringing.headers, "application/sdp", &body);
+                ringing.body = body;
+            }
+            self.respond(now, &call.invite_key.clone(), ringing);
+        }
+        if first {
+            self.report_status(call, CallStatus::Ringing);
+        }
+    }
+
+    fn on_fork_answer(
+        &mut self,
+        now: Instant,
+        call: &mut CallState,
+        index: usize,
+        response: &rsip::Response,
+    ) {
+        let local = self.config.local.clone();
+        let Some(dial) = call.dial.as_mut() else {
+            // The dial is over (caller gone): take the late answer down.
+            return self.ack_and_bye_late(now, call, index, response);
+        };
+        let Some(fork) = dial.forks.get_mut(index) else {
+            return;
+        };
+        let invite_cseq = wire::cseq(&fork.invite).map_or(1, |(n, _)| n);
+        let dialog = fork.dialog.clone().unwrap_or_else(|| Dialog {
+            call_id: wire::call_id(&fork.invite).unwrap_or_default(),
+            local: from_value(&fork.invite).unwrap_or_default(),
+            remote: response_to(response),
+            remote_target: wire::contact_uri(response)
+                .unwrap_or_else(|| fork.invite.uri.to_string()),
+            route_set: wire::record_routes(&response.headers)
+                .into_iter()
+                .rev()
+                .collect(),
+            local_cseq: invite_cseq,
+            peer: fork.peer,
+        });
+        // ACK every 2xx, retransmissions included (§13.2.2.4).
+        if let Ok(ack) = dialog.ack(&local, invite_cseq).build(None, &[]) {
+            self.tx.send_stateless(dialog.peer, ack);
+        }
+        if fork.dialog.is_none() {
+            if let Some(tag) = wire::from_tag(&fork.invite) {
+                let key = (dialog.call_id.clone(), tag);
+                self.dialogs
+                    .insert(key.clone(), (call.reference, LegRef::Fork(index)));
+                call.dialog_keys.push(key);
+            }
+            fork.dialog = Some(dialog.clone());
+        }
+        let lost = dial.winner.is_some_and(|w| w != index) || fork.state == ForkState::Done;
+        if dial.winner == Some(index) {
+            return; // a retransmitted 2xx
+        }
+        if lost {
+            fork.state = ForkState::Done;
+            return self.bye_fork(now, call, index);
+        }
+        fork.state = ForkState::Answered;
+        dial.winner = Some(index);
+        dial.bridged_at = Some(now);
+        let limit = dial.spec.time_limit_secs;
+        self.cancel_forks(now, call, Some(index));
+        if call.caller == CallerState::Early {
+            let answer = wire::sdp_body(&response.headers, &response.body)
+                .unwrap_or_else(|| call.local_sdp.clone().into_bytes());
+            self.answer_with(now, call, &answer);
+        }
+        self.report_status(call, CallStatus::InProgress);
+        if let Some(limit) = limit {
+            self.schedule(
+                call,
+                now + Duration::from_secs(u64::from(limit)),
+                TimerKind::DialLimit,
+            );
+        }
+    }
+
+    fn ack_and_bye_late(
+        &mut self,
+        _now: Instant,
+        call: &CallState,
+        _index: usize,
+        _response: &rsip::Response,
+    ) {
+        tracing::debug!(call = %call.id, "late 2xx after the dial ended; ignored (Timer B/M end the fork)");
+    }
+
+    /// Answers a 401/407 from a trunk once with its credentials (RFC 3261 §22.2).
+    fn retry_with_auth(
+        &mut self,
+        now: Instant,
+        call: &mut CallState,
+        index: usize,
+        key: &TxKey,
+        response: &rsip::Response,
+    ) -> bool {
+        let Some(fork) = call.dial.as_ref().and_then(|d| d.forks.get(index)) else {
+            return false;
+        };
+        let Some((username, password)) = fork.credentials.clone().filter(|_| !fork.auth_tried)
+        else {
+            return false;
+        };
+        let (header, answer_name) = if response.status_code.code() == 407 {
+            ("Proxy-Authenticate", "Proxy-Authorization")
+        } else {
+            ("WWW-Authenticate", "Authorization")
+        };
+        let challenges: Vec<String> = response
+            .headers
+            .iter()
+            .filter_map(|h| {
+                let text = h.to_string();
+                let (name, value) = text.split_once(':')?;
+                name.trim()
+                    .eq_ignore_ascii_case(header)
+                    .then(|| value.trim().to_string())
+            })
+            .collect();
+        let refs: Vec<&str> = challenges.iter().map(String::as_str).collect();
+        let Some(challenge) = digest::pick(&refs) else {
+            return false;
+        };
+        let uri = fork.invite.uri.to_string();
+        let value = match digest::answer(
+            challenge,
+            "INVITE",
+            &uri,
+            &username,
+            &password,
+            1,
+            &random_token(),
+        ) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(call = %call.id, error = %e, "cannot answer the trunk's challenge");
+                return false;
+            }
+        };
+        let peer = fork.peer;
+        let headers: Vec<crate::contract::Header> = Vec::new();
+        let invite = match self.fork_invite(
+            call,
+            &uri,
+            peer,
+            &headers,
+            Some((answer_name, value, 2)),
+        ) {
+            Ok(invite) => invite,
+            Err(e) => {
+                tracing::warn!(call = %call.id, error = %e, "cannot build the authenticated INVITE");
+                return false;
+            }
+        };
+        let new_key = self.tx.send_request(now, peer, invite.clone());
+        self.clients.remove(key);
+        self.clients
+            .insert(new_key.clone(), (call.reference, LegRef::Fork(index)));
+        call.client_keys.push(new_key.clone());
+        if let Some(fork) = call.dial.as_mut().and_then(|d| d.forks.get_mut(index)) {
+            fork.invite = invite;
+            fork.key = new_key;
+            fork.auth_tried = true;
+        }
+        true
+    }
+
+    pub(super) fn on_fork_failed(
+        &mut self,
+        now: Instant,
+        call: &mut CallState,
+        leg: LegRef,
+        status: u16,
+    ) {
+        let LegRef::Fork(index) = leg else {
+            return;
+        };
+        let Some(dial) = call.dial.as_mut() else {
+            return;
+        };
+        let Some(fork) = dial.forks.get_mut(index) else {
+            return;
+        };
+        if fork.state == ForkState::Done || fork.state == ForkState::Answered {
+            return;
+        }
+        fork.state = ForkState::Done;
+        dial.last_failure = failure(status);
+        self.settle_dial(now, call);
+    }
+
+    /// Moves on when every fork of the current round has failed.
+    fn settle_dial(&mut self, now: Instant, call: &mut CallState) {
+        let Some(dial) = call.dial.as_ref() else {
+            return;
+        };
+        if dial.winner.is_some() || dial.forks.iter().any(|f| f.state != ForkState::Done) {
+            return;
+        }
+        if dial.spec.strategy == RingStrategy::Sequential {
+            call.generation += 1; // the round's timeout is moot
+            self.ring_next(now, call);
+        } else {
+            let status = dial.last_failure;
+            self.finish_dial(now, call, status);
+        }
+    }
+
+    pub(super) fn on_dial_timeout(&mut self, now: Instant, call: &mut CallState, round: usize) {
+        let Some(dial) = call.dial.as_mut() else {
+            return;
+        };
+        if dial.winner.is_some() {
+            return;
+        }
+        dial.last_failure = DialStatus::NoAnswer;
+        let sequential = dial.spec.strategy == RingStrategy::Sequential;
+        let live: Vec<usize> = dial
+            .forks
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.round == round || !sequential)
+            .map(|(i, _)| i)
+            .collect();
+        for index in live {
+            self.cancel_fork(now, call, index);
+        }
+        if sequential {
+            self.ring_next(now, call);
+        } else {
+            self.finish_dial(now, call, DialStatus::NoAnswer);
+        }
+    }
+
+    pub(super) fn on_dial_limit(&mut self, now: Instant, call: &mut CallState) {
+        if let Some(winner) = call.dial.as_ref().and_then(|d| d.winner) {
+            self.bye_fork(now, call, winner);
+            self.finish_dial(now, call, DialStatus::Completed);
+        }
+    }
+
+    pub(super) fn on_fork_bye(&mut self, now: Instant, call: &mut CallState, index: usize) {
+        let Some(dial) = call.dial.as_mut() else {
+            return;
+        };
+        if dial.winner != Some(index) {
+            return;
+        }
+        if let Some(fork) = dial.forks.get_mut(index) {
+            fork.state = ForkState::Done;
+        }
+        self.finish_dial(now, call, DialStatus::Completed);
+    }
+
+    /// The dial's result goes to the router; forks still ringing are cancelled.
+    fn finish_dial(&mut self, now: Instant, call: &mut CallState, status: DialStatus) {
+        self.cancel_forks(now, call, None);
+        let Some(dial) = call.dial.take() else {
+            return;
+        };
+        call.generation += 1;
+        let answered = dial
+            .winner
+            .and_then(|w| dial.forks.get(w))
+            .map(|f| f.target.clone());
+        let duration_secs = dial.bridged_at.map_or(0, |at| secs(now - at));
+        let status = if dial.winner.is_some() {
+            DialStatus::Completed
+        } else {
+            status
+        };
+        call.pending
+            .push_back(LegEvent::Result(Event::DialComplete(DialResult {
+                status,
+                answered,
+                duration_secs,
+                recording_id: None,
+            })));
+    }
+
+    /// The caller is gone or the call ends: cancel ringing forks, hang up
+    /// the bridged one.
+    pub(super) fn stop_dial(&mut self, now: Instant, call: &mut CallState) {
+        let Some(winner) = call.dial.as_ref().map(|d| d.winner) else {
+            return;
+        };
+        self.cancel_forks(now, call, None);
+        if let Some(winner) = winner
+            && call
+                .dial
+                .as_ref()
+                .and_then(|d| d.forks.get(winner))
+                .is_some_and(|f| f.state == ForkState::Answered)
+        {
+            self.bye_fork(now, call, winner);
+        }
+        call.dial = None;
+    }
+
+    fn cancel_forks(&mut self, now: Instant, call: &mut CallState, except: Option<usize>) {
+        let count = call.dial.as_ref().map_or(0, |d| d.forks.len());
+        for index in (0..count).filter(|i| Some(*i) != except) {
+            self.cancel_fork(now, call, index);
+        }
+    }
+
+    /// CANCEL a ringing fork (§9.1); one still without a provisional
+    /// response is cancelled when its first one arrives.
+    fn cancel_fork(&mut self, now: Instant, call: &mut CallState, index: usize) {
+        let Some(fork) = call.dial.as_mut().and_then(|d| d.forks.get_mut(index)) else {
+            return;
+        };
+        match fork.state {
+            ForkState::Calling => fork.cancel_pending = true,
+            ForkState::Ringing => {
+                fork.state = ForkState::Done;
+                let peer = fork.peer;
+                if let Some(cancel) = cancel_for(&fork.invite) {
+                    self.tx.send_request(now, peer, cancel);
+                }
+            }
+            ForkState::Answered | ForkState::Done => {}
+        }
+    }
+
+    fn bye_fork(&mut self, now: Instant, call: &mut CallState, index: usize) {
+        let local = self.config.local.clone();
+        let Some(fork) = call.dial.as_mut().and_then(|d| d.forks.get_mut(index)) else {
+            return;
+        };
+        fork.state = ForkState::Done;
+        if let Some(dialog) = fork.dialog.as_mut()
+            && let Ok(bye) = dialog.request(&local, "BYE").build(None, &[])
+        {
+            self.tx.send_request(now, dialog.peer, bye);
+        }
+    }
+}
+
+/// The CANCEL for an INVITE we sent: same Request-URI, Call-ID, From, To,
+/// CSeq number and top Via (§9.1).
+fn cancel_for(invite: &rsip::Request) -> Option<rsip::Request> {
+    let via = wire::header_value(&invite.headers, "Via")?;
+    let (cseq, _) = wire::cseq(invite)?;
+    RequestText::new("CANCEL", &invite.uri.to_string())
+        .header("Via", via)
+        .header("Max-Forwards", 70)
+        .header("From", from_value(invite)?)
+        .header("To", wire::header_value(&invite.headers, "To")?)
+        .header("Call-ID", wire::call_id(invite)?)
+        .header("CSeq", format!("{cseq} CANCEL"))
+        .build(None, &[])
+        .ok()
+}
+
+fn response_to(response: &rsip::Response) -> String {
+    wire::header_value(&response.headers, "To").unwrap_or_default()
+}
+
+fn from_value(request: &rsip::Request) -> Option<String> {
+    wire::header_value(&request.headers, "From")
+}

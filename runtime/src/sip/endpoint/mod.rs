@@ -1,0 +1,413 @@
+//! The SIP endpoint: a back-to-back user agent that turns SIP into router
+//! calls, sans-IO.
+//!
+//! ```text
+//!   handle_message(now, peer, msg) ─► Transactions ─► TxEvent ─► dispatch
+//!   handle_invocation(now, call, invocation)          │  new INVITE → router::Call
+//!   handle_timeout(now)                               │  REGISTER → Registrar
+//!                                                     │  in-dialog → the call's leg
+//!   poll_transmit() ◄─ bytes for the transport edge ◄─┘
+//!   poll_event()    ◄─ Invoke (run a guest) · Cdr (store a record)
+//!   poll_timeout()  ◄─ earliest of transactions, registrar, call timers
+//! ```
+//!
+//! After every `handle_*`, drain `poll_transmit` and `poll_event`, then
+//! sleep until `poll_timeout`. The edge runs invocations concurrently and
+//! feeds each answer back with `handle_invocation`.
+//!
+//! A call is one inbound leg (the caller, where this endpoint is the UAS)
+//! plus the outbound forks of a `dial` (where it is the UAC). Verbs run
+//! on the caller's leg; without the media engine they take the time they
+//! would take on a real call, and DTMF arrives by SIP INFO.
+
+mod call;
+mod dial;
+mod dialog;
+mod wire;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rsip::prelude::*;
+
+use crate::guest::{Invocation, InvokeRequest};
+use crate::router::RouterConfig;
+use crate::store::Cdr;
+
+use super::directory::{Directory, TenantIdx};
+use super::message;
+use super::registrar::{Registrar, RegistrarConfig};
+use super::transaction::{TimerConfig, Transactions, TxEvent, TxKey};
+use super::{Peer, Transmit, Transport};
+
+pub use call::CallRef;
+use call::{CallState, LegRef, Timer};
+pub use wire::{Local, uri_peer};
+
+/// Extensions we support (Require: of anything else gets 420).
+const SUPPORTED: &[&str] = &[];
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER";
+
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    pub region: String,
+    pub local: Local,
+    /// Address put in SDP until the media engine allocates real ports.
+    pub media_ip: IpAddr,
+    pub router: RouterConfig,
+    pub timers: TimerConfig,
+    pub registrar: RegistrarConfig,
+}
+
+impl EndpointConfig {
+    pub fn new(addrs: Vec<(Transport, SocketAddr)>) -> Self {
+        let media_ip = addrs
+            .first()
+            .map(|(_, a)| a.ip())
+            .filter(|ip| !ip.is_unspecified())
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        Self {
+            region: "local".into(),
+            local: Local {
+                addrs,
+                user_agent: format!("Switchyard/{}", env!("CARGO_PKG_VERSION")),
+            },
+            media_ip,
+            router: RouterConfig::default(),
+            timers: TimerConfig::default(),
+            registrar: RegistrarConfig::default(),
+        }
+    }
+}
+
+/// What the endpoint asks of the edge.
+#[derive(Debug)]
+pub enum EndpointEvent {
+    /// Run `request` through the tenant's handler; answer with `handle_invocation`.
+    Invoke {
+        call: CallRef,
+        tenant: TenantIdx,
+        request: InvokeRequest,
+    },
+    /// A call ended: store its record.
+    Cdr(Cdr),
+}
+
+pub struct Endpoint {
+    config: EndpointConfig,
+    directory: Arc<Directory>,
+    tx: Transactions,
+    registrar: Registrar,
+    calls: HashMap<CallRef, CallState>,
+    next_call: CallRef,
+    /// (Call-ID, our tag) → the leg of a call.
+    dialogs: HashMap<(String, String), (CallRef, LegRef)>,
+    /// Server INVITE transactions of callers not yet answered finally.
+    invites: HashMap<TxKey, CallRef>,
+    /// Client transactions of forks (INVITE) → their leg.
+    clients: HashMap<TxKey, (CallRef, LegRef)>,
+    timers: BinaryHeap<Reverse<(Instant, u64, CallRef, Timer)>>,
+    timer_seq: u64,
+    events: VecDeque<EndpointEvent>,
+    /// Wall-clock anchor for CDR times (the core itself never reads a clock).
+    epoch: (Instant, u64),
+}
+
+impl Endpoint {
+    pub fn new(now: Instant, config: EndpointConfig, directory: Arc<Directory>) -> Self {
+        let unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Self {
+            tx: Transactions::new(config.timers.clone()),
+            registrar: Registrar::new(config.registrar.clone()),
+            config,
+            directory,
+            calls: HashMap::new(),
+            next_call: 1,
+            dialogs: HashMap::new(),
+            invites: HashMap::new(),
+            clients: HashMap::new(),
+            timers: BinaryHeap::new(),
+            timer_seq: 0,
+            events: VecDeque::new(),
+            epoch: (now, unix_ms),
+        }
+    }
+
+    // ------------------------------------------------------------ getters
+
+    /// Calls in progress.
+    pub fn calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    pub fn directory(&self) -> &Arc<Directory> {
+        &self.directory
+    }
+
+    // ------------------------------------------------------------ input
+
+    /// A message from the network (already parsed and syntax-checked).
+    pub fn handle_message(&mut self, now: Instant, peer: Peer, msg: rsip::SipMessage) {
+        self.tx.handle_message(now, peer, msg);
+        self.drain_transactions(now);
+    }
+
+    /// A connection-oriented transport to `peer` failed.
+    pub fn handle_transport_error(&mut self, now: Instant, peer: Peer) {
+        self.tx.handle_transport_error(now, peer);
+        self.drain_transactions(now);
+    }
+
+    /// The answer to an [`EndpointEvent::Invoke`].
+    pub fn handle_invocation(&mut self, now: Instant, call: CallRef, invocation: Invocation) {
+        self.with_call(now, call, |ep, call| {
+            if let Err(e) = call.router.handle_invocation(now, invocation) {
+                tracing::error!(call = %call.id, error = %e, "router refused an invocation");
+            }
+            ep.pump(now, call);
+        });
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.tx.handle_timeout(now);
+        self.drain_transactions(now);
+        self.registrar.expire(now);
+        while let Some(Reverse((at, _, call, timer))) = self.timers.peek().cloned() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            self.with_call(now, call, |ep, call| {
+                if timer.generation == call.generation {
+                    ep.on_timer(now, call, timer.kind);
+                }
+                ep.pump(now, call);
+            });
+        }
+        self.drain_transactions(now);
+    }
+
+    // ------------------------------------------------------------ output
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.tx.poll_transmit()
+    }
+
+    pub fn poll_event(&mut self) -> Option<EndpointEvent> {
+        self.events.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let calls = self.timers.peek().map(|Reverse((at, ..))| *at);
+        [self.tx.poll_timeout(), self.registrar.poll_timeout(), calls]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    // ------------------------------------------------------------ internals
+
+    /// Runs `f` on a call taken out of the map (so `f` may borrow the
+    /// endpoint mutably), and puts it back unless it finished.
+    fn with_call(&mut self, now: Instant, id: CallRef, f: impl FnOnce(&mut Self, &mut CallState)) {
+        let Some(mut call) = self.calls.remove(&id) else {
+            return;
+        };
+        f(self, &mut call);
+        if call.finished {
+            self.forget(now, call);
+        } else {
+            self.calls.insert(id, call);
+        }
+    }
+
+    fn schedule(&mut self, call: &CallState, at: Instant, kind: call::TimerKind) {
+        self.timer_seq += 1;
+        let timer = Timer {
+            generation: call.generation,
+            kind,
+        };
+        self.timers
+            .push(Reverse((at, self.timer_seq, call.reference, timer)));
+    }
+
+    fn unix_ms(&self, at: Instant) -> u64 {
+        self.epoch.1 + at.saturating_duration_since(self.epoch.0).as_millis() as u64
+    }
+
+    fn drain_transactions(&mut self, now: Instant) {
+        while let Some(event) = self.tx.poll_event() {
+            match event {
+                TxEvent::Request { key, peer, request } => self.on_request(now, key, peer, request),
+                TxEvent::Response { key, response } => {
+                    if let Some(&(call, leg)) = self.clients.get(&key) {
+                        self.with_call(now, call, |ep, call| {
+                            ep.on_fork_response(now, call, leg, &key, response);
+                            ep.pump(now, call);
+                        });
+                    }
+                }
+                TxEvent::Ack { request, .. } => self.on_ack(now, request),
+                TxEvent::Timeout { key } => {
+                    if let Some((call, leg)) = self.clients.remove(&key) {
+                        self.with_call(now, call, |ep, call| {
+                            ep.on_fork_failed(now, call, leg, 408);
+                            ep.pump(now, call);
+                        });
+                    }
+                }
+                TxEvent::NoAck { key } => {
+                    if let Some(call) = self.invites.remove(&key) {
+                        self.with_call(now, call, |ep, call| {
+                            ep.on_no_ack(now, call);
+                            ep.pump(now, call);
+                        });
+                    }
+                }
+                TxEvent::Terminated { key } => {
+                    self.invites.remove(&key);
+                    self.clients.remove(&key);
+                }
+            }
+        }
+    }
+
+    fn respond(&mut self, now: Instant, key: &TxKey, response: rsip::Response) {
+        if let Err(e) = self.tx.send_response(now, key, response) {
+            tracing::debug!(error = %e, "response not sent");
+        }
+    }
+
+    fn reply(&mut self, now: Instant, key: &TxKey, req: &rsip::Request, status: u16, reason: &str) {
+        let tag = wire::random_token();
+        let response = message::response(req, status, reason, Some(&tag));
+        self.respond(now, key, response);
+    }
+
+    fn on_request(&mut self, now: Instant, key: TxKey, peer: Peer, req: rsip::Request) {
+        if let Err(refusal) = message::check_request(&req, SUPPORTED) {
+            let tag = wire::random_token();
+            let response = message::refuse(&req, &refusal, Some(&tag));
+            return self.respond(now, &key, response);
+        }
+        if let Some(tag) = wire::to_tag(&req) {
+            let Some(call_id) = wire::call_id(&req) else {
+                return self.reply(now, &key, &req, 400, "Missing Call-ID");
+            };
+            return match self.dialogs.get(&(call_id, tag)).copied() {
+                Some((call, leg)) => self.with_call(now, call, |ep, call| {
+                    ep.on_in_dialog(now, call, leg, &key, &req);
+                    ep.pump(now, call);
+                }),
+                None if req.method == rsip::Method::Options => self.options(now, &key, &req),
+                None => self.reply(now, &key, &req, 481, "Call/Transaction Does Not Exist"),
+            };
+        }
+        match req.method {
+            rsip::Method::Invite => self.start_call(now, key, peer, req),
+            rsip::Method::Cancel => self.on_cancel(now, &key, &req),
+            rsip::Method::Options => self.options(now, &key, &req),
+            rsip::Method::Register => self.on_register(now, &key, peer, &req),
+            rsip::Method::Bye | rsip::Method::Info | rsip::Method::Update => {
+                self.reply(now, &key, &req, 481, "Call/Transaction Does Not Exist")
+            }
+            _ => {
+                let tag = wire::random_token();
+                let mut response = message::response(&req, 405, "Method Not Allowed", Some(&tag));
+                response
+                    .headers
+                    .push(rsip::headers::Allow::new(ALLOW).into());
+                self.respond(now, &key, response);
+            }
+        }
+    }
+
+    fn options(&mut self, now: Instant, key: &TxKey, req: &rsip::Request) {
+        let tag = wire::random_token();
+        let mut response = message::response(req, 200, "OK", Some(&tag));
+        response
+            .headers
+            .push(rsip::headers::Allow::new(ALLOW).into());
+        response
+            .headers
+            .push(rsip::headers::Accept::new("application/sdp").into());
+        self.respond(now, key, response);
+    }
+
+    fn on_register(&mut self, now: Instant, key: &TxKey, peer: Peer, req: &rsip::Request) {
+        let host = req
+            .to_header()
+            .ok()
+            .and_then(|to| to.uri().ok())
+            .map(|uri| uri.host_with_port.host.to_string())
+            .unwrap_or_else(|| req.uri.host_with_port.host.to_string());
+        let Some(tenant) = self.directory.registrar_tenant(&host) else {
+            return self.reply(now, key, req, 404, "Not Found (no tenant for this domain)");
+        };
+        let directory = Arc::clone(&self.directory);
+        let tenant = directory.tenant(tenant);
+        let realm = tenant.domains.first().unwrap_or(&tenant.id).clone();
+        let response = self
+            .registrar
+            .handle_register(now, &tenant.id, &realm, peer, req, |user| {
+                tenant.password(user)
+            });
+        self.respond(now, key, response);
+    }
+
+    fn on_cancel(&mut self, now: Instant, key: &TxKey, req: &rsip::Request) {
+        let call = self
+            .tx
+            .find_invite(key)
+            .and_then(|invite| self.invites.get(&invite).copied());
+        let Some(call) = call else {
+            return self.reply(now, key, req, 481, "Call/Transaction Does Not Exist");
+        };
+        self.reply(now, key, req, 200, "OK");
+        self.with_call(now, call, |ep, call| {
+            ep.on_caller_cancel(now, call);
+            ep.pump(now, call);
+        });
+    }
+
+    fn on_ack(&mut self, now: Instant, ack: rsip::Request) {
+        let (Some(call_id), Some(tag)) = (wire::call_id(&ack), wire::to_tag(&ack)) else {
+            return;
+        };
+        if let Some((call, LegRef::Caller)) = self.dialogs.get(&(call_id, tag)).copied() {
+            self.with_call(now, call, |ep, call| {
+                call.acked = true;
+                ep.invites.remove(&call.invite_key);
+            });
+        }
+    }
+
+    /// A finished call leaves no trace but its CDR.
+    fn forget(&mut self, now: Instant, call: CallState) {
+        for key in &call.dialog_keys {
+            self.dialogs.remove(key);
+        }
+        for key in &call.client_keys {
+            self.clients.remove(key);
+        }
+        self.invites.remove(&call.invite_key);
+        let cdr = call.cdr(self.unix_ms(call.started), self.unix_ms(now), |at| {
+            self.unix_ms(at)
+        });
+        self.events.push_back(EndpointEvent::Cdr(cdr));
+    }
+}
+
+/// A duration as whole seconds, rounded.
+fn secs(d: Duration) -> u32 {
+    ((d.as_millis() + 500) / 1000) as u32
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,572 @@
+//! The endpoint driven with SIP text and a virtual clock: no sockets.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use rsip::prelude::*;
+
+use super::*;
+use crate::contract::{
+    Dial, DialStatus, Event, Gather, GatherInput, Plan, RejectReason, Say, Verb,
+};
+use crate::guest::{CallHandler, CallVars, NativeHandler};
+use crate::sip::directory::Tenant;
+
+const CALLER: &str = "127.0.0.1:5070";
+const CALLEE: &str = "127.0.0.1:5080";
+const CALLEE2: &str = "127.0.0.1:5081";
+
+type Decide = dyn Fn(&Event) -> Plan + Send + Sync;
+
+struct Harness {
+    ep: Endpoint,
+    now: Instant,
+    /// Messages the endpoint sent, with where they went.
+    sent: VecDeque<(Peer, rsip::SipMessage)>,
+    cdrs: Vec<Cdr>,
+    events_seen: Vec<Event>,
+    handler: Arc<dyn CallHandler>,
+    log: Arc<std::sync::Mutex<Vec<Event>>>,
+}
+
+fn udp(addr: &str) -> Peer {
+    Peer::new(Transport::Udp, addr.parse().unwrap())
+}
+
+impl Harness {
+    fn new(decide: Box<Decide>) -> Self {
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Arc::clone(&log);
+        let handler: Arc<dyn CallHandler> = Arc::new(NativeHandler(
+            move |_: &crate::contract::Context, event: &Event, _: &mut CallVars| {
+                seen.lock().unwrap().push(event.clone());
+                Ok(decide(event))
+            },
+        ));
+        let mut tenant = Tenant::new("acme");
+        tenant.domains.push("acme.test".into());
+        tenant.bind("100", "main", "v1", Arc::clone(&handler));
+        tenant.users.insert("alice".into(), "secret".into());
+        let directory = Arc::new(Directory::new(vec![tenant]));
+        let now = Instant::now();
+        let config = EndpointConfig::new(vec![(Transport::Udp, "127.0.0.1:5060".parse().unwrap())]);
+        Self {
+            ep: Endpoint::new(now, config, directory),
+            now,
+            sent: VecDeque::new(),
+            cdrs: Vec::new(),
+            events_seen: Vec::new(),
+            handler,
+            log,
+        }
+    }
+
+    fn send(&mut self, from: &str, text: &str) {
+        let msg =
+            rsip::SipMessage::try_from(text.replace('\n', "\r\n")).expect("test message parses");
+        self.ep.handle_message(self.now, udp(from), msg);
+        self.settle();
+    }
+
+    fn send_msg(&mut self, from: &str, msg: impl Into<rsip::SipMessage>) {
+        self.ep.handle_message(self.now, udp(from), msg.into());
+        self.settle();
+    }
+
+    /// Runs every invocation the endpoint asked for, until it asks none.
+    fn settle(&mut self) {
+        loop {
+            while let Some(t) = self.ep.poll_transmit() {
+                let msg = rsip::SipMessage::try_from(t.bytes.to_vec()).expect("we send valid SIP");
+                self.sent.push_back((t.peer, msg));
+            }
+            let Some(event) = self.ep.poll_event() else {
+                break;
+            };
+            match event {
+                EndpointEvent::Invoke { call, request, .. } => {
+                    let mut future = self.handler.invoke(request);
+                    let mut cx = TaskContext::from_waker(Waker::noop());
+                    let Poll::Ready(invocation) = future.as_mut().poll(&mut cx) else {
+                        panic!("native handlers are ready at once");
+                    };
+                    self.ep.handle_invocation(self.now, call, invocation);
+                }
+                EndpointEvent::Cdr(cdr) => self.cdrs.push(cdr),
+            }
+        }
+        self.events_seen = self.log.lock().unwrap().clone();
+    }
+
+    fn advance(&mut self, ms: u64) {
+        let end = self.now + Duration::from_millis(ms);
+        while let Some(at) = self.ep.poll_timeout().filter(|at| *at <= end) {
+            self.now = at.max(self.now);
+            self.ep.handle_timeout(self.now);
+            self.settle();
+        }
+        self.now = end;
+    }
+
+    /// The next response sent to the caller with this status (skipping others).
+    fn response(&mut self, status: u16) -> rsip::Response {
+        while let Some((_, msg)) = self.sent.pop_front() {
+            if let rsip::SipMessage::Response(r) = msg
+                && r.status_code.code() == status
+            {
+                return r;
+            }
+        }
+        panic!("no {status} response was sent");
+    }
+
+    /// The next request sent to `to`.
+    fn request(&mut self, method: rsip::Method, to: &str) -> rsip::Request {
+        let to = udp(to);
+        while let Some((peer, msg)) = self.sent.pop_front() {
+            if let rsip::SipMessage::Request(r) = msg
+                && r.method == method
+                && peer == to
+            {
+                return r;
+            }
+        }
+        panic!("no {method} was sent to {to}");
+    }
+
+    fn nothing_sent(&self) -> bool {
+        self.sent.is_empty()
+    }
+}
+
+fn invite(number: &str, call_id: &str) -> String {
+    format!(
+        "INVITE sip:{number}@acme.test SIP/2.0
+Via: SIP/2.0/UDP {CALLER};branch=z9hG4bK-{call_id}
+Max-Forwards: 70
+From: <sip:caller@example.com>;tag=caller-{call_id}
+To: <sip:{number}@acme.test>
+Call-ID: {call_id}
+CSeq: 1 INVITE
+Contact: <sip:caller@{CALLER}>
+Content-Type: application/sdp
+Content-Length: {len}
+
+{sdp}",
+        len = SDP.replace('\n', "\r\n").len(),
+        sdp = SDP
+    )
+}
+
+const SDP: &str = "v=0
+o=caller 1 1 IN IP4 127.0.0.1
+s=-
+c=IN IP4 127.0.0.1
+t=0 0
+m=audio 6000 RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+";
+
+fn in_dialog(
+    method: &str,
+    call_id: &str,
+    to_tag: &str,
+    cseq: u32,
+    extra: &str,
+    body: &str,
+) -> String {
+    format!(
+        "{method} sip:switchyard@127.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP {CALLER};branch=z9hG4bK-{call_id}-{cseq}
+Max-Forwards: 70
+From: <sip:caller@example.com>;tag=caller-{call_id}
+To: <sip:100@acme.test>;tag={to_tag}
+Call-ID: {call_id}
+CSeq: {cseq} {method}
+{extra}Content-Length: {len}
+
+{body}",
+        len = body.replace('\n', "\r\n").len()
+    )
+}
+
+fn ack(call_id: &str, to_tag: &str) -> String {
+    in_dialog("ACK", call_id, to_tag, 1, "", "")
+}
+
+fn tag(response: &rsip::Response) -> String {
+    response
+        .to_header()
+        .unwrap()
+        .tag()
+        .unwrap()
+        .unwrap()
+        .value()
+        .to_string()
+}
+
+fn pause_then(ms: u32, then: Verb) -> Plan {
+    Plan {
+        verbs: vec![Verb::Pause(crate::contract::Pause { length_ms: ms }), then],
+    }
+}
+
+#[test]
+fn a_call_to_an_unbound_number_at_an_unknown_host_is_404() {
+    let mut h = Harness::new(Box::new(|_| Plan { verbs: vec![] }));
+    h.send(
+        CALLER,
+        &invite("999", "c1").replace("acme.test", "other.test"),
+    );
+    h.response(404);
+    assert_eq!(h.ep.calls(), 0);
+}
+
+#[test]
+fn an_answered_call_runs_until_the_caller_hangs_up_and_leaves_a_cdr() {
+    let mut h = Harness::new(Box::new(|event| match event {
+        Event::Incoming(_) => Plan {
+            verbs: vec![Verb::Pause(crate::contract::Pause { length_ms: 60_000 })],
+        },
+        _ => Plan { verbs: vec![] },
+    }));
+    h.send(CALLER, &invite("100", "c2"));
+    h.response(100);
+    let ok = h.response(200);
+    assert!(
+        String::from_utf8_lossy(&ok.body).contains("PCMU"),
+        "the 200 carries an SDP answer"
+    );
+    let to_tag = tag(&ok);
+    h.send(CALLER, &ack("c2", &to_tag));
+    h.advance(5_000);
+    h.send(CALLER, &in_dialog("BYE", "c2", &to_tag, 2, "", ""));
+    h.response(200);
+    assert_eq!(h.ep.calls(), 0);
+    let cdr = &h.cdrs[0];
+    assert_eq!(
+        (
+            cdr.outcome.as_str(),
+            cdr.tenant.as_str(),
+            cdr.handler.as_str()
+        ),
+        ("completed", "acme", "main")
+    );
+    assert_eq!(cdr.duration_secs, 5);
+    assert!(matches!(
+        h.events_seen.last(),
+        Some(Event::Hangup(crate::contract::HangupCause::Caller))
+    ));
+}
+
+#[test]
+fn a_busy_decision_is_a_486_and_the_cdr_says_busy() {
+    let mut h = Harness::new(Box::new(|_| Plan {
+        verbs: vec![Verb::Reject(RejectReason::Busy)],
+    }));
+    h.send(CALLER, &invite("100", "c3"));
+    let busy = h.response(486);
+    h.send(CALLER, &ack("c3", &tag(&busy)));
+    assert_eq!(h.cdrs[0].outcome, "busy");
+    assert_eq!(h.cdrs[0].sip_status, Some(486));
+}
+
+#[test]
+fn the_endpoint_hangs_up_with_a_bye_when_the_plan_ends() {
+    let mut h = Harness::new(Box::new(|event| match event {
+        Event::Incoming(_) => pause_then(1_000, Verb::Hangup),
+        _ => Plan { verbs: vec![] },
+    }));
+    h.send(CALLER, &invite("100", "c4"));
+    let ok = h.response(200);
+    h.send(CALLER, &ack("c4", &tag(&ok)));
+    h.advance(999);
+    assert!(h.nothing_sent());
+    h.advance(1);
+    let bye = h.request(rsip::Method::Bye, CALLER);
+    assert_eq!(super::wire::call_id(&bye).as_deref(), Some("c4"));
+}
+
+#[test]
+fn info_digits_complete_a_gather() {
+    let mut h = Harness::new(Box::new(|event| match event {
+        Event::Incoming(_) => Plan {
+            verbs: vec![Verb::Gather(Gather {
+                input: GatherInput::Dtmf,
+                num_digits: Some(2),
+                finish_on_key: Some('#'),
+                timeout_secs: 5,
+                prompts: vec![crate::contract::Prompt::Say(Say::text("Enter two digits"))],
+            })],
+        },
+        Event::GatherComplete(_) => Plan {
+            verbs: vec![Verb::Hangup],
+        },
+        _ => Plan { verbs: vec![] },
+    }));
+    h.send(CALLER, &invite("100", "c5"));
+    let to_tag = tag(&h.response(200));
+    h.send(CALLER, &ack("c5", &to_tag));
+    for (cseq, digit) in [(2, '4'), (3, '2')] {
+        let body = format!("Signal={digit}\nDuration=160\n");
+        h.send(
+            CALLER,
+            &in_dialog(
+                "INFO",
+                "c5",
+                &to_tag,
+                cseq,
+                "Content-Type: application/dtmf-relay\n",
+                &body,
+            ),
+        );
+        h.response(200);
+    }
+    let gathered = h.events_seen.iter().find_map(|e| match e {
+        Event::GatherComplete(g) => Some(g.digits.clone()),
+        _ => None,
+    });
+    assert_eq!(gathered.as_deref(), Some("42"));
+    h.request(rsip::Method::Bye, CALLER);
+}
+
+#[test]
+fn a_gather_without_digits_times_out_after_its_prompts() {
+    let mut h = Harness::new(Box::new(|event| match event {
+        Event::Incoming(_) => Plan {
+            verbs: vec![Verb::Gather(Gather {
+                input: GatherInput::Dtmf,
+                num_digits: Some(1),
+                finish_on_key: None,
+                timeout_secs: 3,
+                prompts: vec![crate::contract::Prompt::Pause(crate::contract::Pause {
+                    length_ms: 2_000,
+                })],
+            })],
+        },
+        _ => Plan {
+            verbs: vec![Verb::Hangup],
+        },
+    }));
+    h.send(CALLER, &invite("100", "c6"));
+    let to_tag = tag(&h.response(200));
+    h.send(CALLER, &ack("c6", &to_tag));
+    h.advance(4_999);
+    assert!(
+        !h.events_seen
+            .iter()
+            .any(|e| matches!(e, Event::GatherComplete(_)))
+    );
+    h.advance(1);
+    assert!(h.events_seen.iter().any(|e| matches!(e, Event::GatherComplete(g) if g.ended_by == crate::contract::GatherEnd::Timeout)));
+}
+
+fn callee_response(
+    invite: &rsip::Request,
+    status: u16,
+    reason: &str,
+    to_tag: &str,
+    contact: &str,
+    body: &str,
+) -> rsip::Response {
+    let mut response = message::response(invite, status, reason, Some(to_tag));
+    response
+        .headers
+        .push(rsip::headers::Contact::new(format!("<sip:callee@{contact}>")).into());
+    wire::set_body(&mut response.headers, "application/sdp", body.as_bytes());
+    response.body = body.as_bytes().to_vec();
+    response
+}
+
+fn dial_two() -> Box<Decide> {
+    Box::new(|event| match event {
+        Event::Incoming(_) => Plan {
+            verbs: vec![Verb::Dial(Dial {
+                targets: vec![
+                    crate::contract::DialLeg {
+                        target: crate::contract::DialTarget::Sip(format!("sip:bob@{CALLEE}")),
+                        headers: vec![],
+                    },
+                    crate::contract::DialLeg {
+                        target: crate::contract::DialTarget::Sip(format!("sip:bob@{CALLEE2}")),
+                        headers: vec![],
+                    },
+                ],
+                strategy: crate::contract::RingStrategy::Simultaneous,
+                timeout_secs: 20,
+                caller_id: None,
+                record: false,
+                answer_on_bridge: true,
+                time_limit_secs: None,
+            })],
+        },
+        Event::DialComplete(_) => Plan {
+            verbs: vec![Verb::Hangup],
+        },
+        _ => Plan { verbs: vec![] },
+    })
+}
+
+#[test]
+fn simultaneous_dial_bridges_the_first_answer_and_cancels_the_rest() {
+    let mut h = Harness::new(dial_two());
+    h.send(CALLER, &invite("100", "c7"));
+    let first = h.request(rsip::Method::Invite, CALLEE);
+    let second = h.request(rsip::Method::Invite, CALLEE2);
+    assert!(
+        String::from_utf8_lossy(&first.body).contains("m=audio 6000"),
+        "the caller's offer is passed through"
+    );
+    h.send_msg(
+        CALLEE2,
+        callee_response(&second, 180, "Ringing", "t2", CALLEE2, ""),
+    );
+    h.response(180);
+    let answer = SDP.replace("6000", "7000");
+    h.send_msg(
+        CALLEE,
+        callee_response(&first, 200, "OK", "t1", CALLEE, &answer),
+    );
+    let ack = h.request(rsip::Method::Ack, CALLEE);
+    assert_eq!(super::wire::to_tag(&ack).as_deref(), Some("t1"));
+    let cancel = h.request(rsip::Method::Cancel, CALLEE2);
+    assert_eq!(super::wire::call_id(&cancel), super::wire::call_id(&second));
+    let ok = h.response(200);
+    assert!(
+        String::from_utf8_lossy(&ok.body).contains("m=audio 7000"),
+        "the callee's answer reaches the caller"
+    );
+    // The callee hangs up: the dial completes, the plan hangs the caller up.
+    let from_tag = super::wire::from_tag(&first).unwrap();
+    let bye = format!(
+        "BYE sip:switchyard@127.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP {CALLEE};branch=z9hG4bK-bye1
+Max-Forwards: 70
+From: <sip:bob@{CALLEE}>;tag=t1
+To: {to};tag={from_tag}
+Call-ID: {call_id}
+CSeq: 1 BYE
+Content-Length: 0
+
+",
+        to = "<sip:caller@127.0.0.1:5060>",
+        call_id = super::wire::call_id(&first).unwrap()
+    );
+    h.send(CALLEE, &bye);
+    h.response(200);
+    h.request(rsip::Method::Bye, CALLER);
+    let result = h.events_seen.iter().find_map(|e| match e {
+        Event::DialComplete(d) => Some(d.status),
+        _ => None,
+    });
+    assert_eq!(result, Some(DialStatus::Completed));
+}
+
+#[test]
+fn a_caller_cancel_before_answer_is_487_and_cancels_the_forks() {
+    let mut h = Harness::new(dial_two());
+    h.send(CALLER, &invite("100", "c8"));
+    let first = h.request(rsip::Method::Invite, CALLEE);
+    h.send_msg(
+        CALLEE,
+        callee_response(&first, 180, "Ringing", "t1", CALLEE, ""),
+    );
+    let cancel = format!(
+        "CANCEL sip:100@acme.test SIP/2.0
+Via: SIP/2.0/UDP {CALLER};branch=z9hG4bK-c8
+Max-Forwards: 70
+From: <sip:caller@example.com>;tag=caller-c8
+To: <sip:100@acme.test>
+Call-ID: c8
+CSeq: 1 CANCEL
+Content-Length: 0
+
+"
+    );
+    h.send(CALLER, &cancel);
+    h.response(200);
+    h.request(rsip::Method::Cancel, CALLEE);
+    h.response(487);
+    assert_eq!(h.cdrs[0].outcome, "canceled");
+}
+
+#[test]
+fn a_dial_nobody_answers_ends_as_no_answer_after_its_timeout() {
+    let mut h = Harness::new(dial_two());
+    h.send(CALLER, &invite("100", "c9"));
+    let first = h.request(rsip::Method::Invite, CALLEE);
+    h.send_msg(
+        CALLEE,
+        callee_response(&first, 180, "Ringing", "t1", CALLEE, ""),
+    );
+    h.advance(20_000);
+    let result = h.events_seen.iter().find_map(|e| match e {
+        Event::DialComplete(d) => Some(d.status),
+        _ => None,
+    });
+    assert_eq!(result, Some(DialStatus::NoAnswer));
+}
+
+#[test]
+fn options_outside_a_dialog_is_200_with_allow() {
+    let mut h = Harness::new(Box::new(|_| Plan { verbs: vec![] }));
+    h.send(
+        CALLER,
+        &format!(
+            "OPTIONS sip:127.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP {CALLER};branch=z9hG4bK-o1
+Max-Forwards: 70
+From: <sip:caller@example.com>;tag=o1
+To: <sip:127.0.0.1:5060>
+Call-ID: o1
+CSeq: 1 OPTIONS
+Content-Length: 0
+
+"
+        ),
+    );
+    let ok = h.response(200);
+    assert!(ok.to_string().contains("INVITE, ACK, CANCEL, BYE"));
+}
+
+#[test]
+fn a_hold_reinvite_is_answered_recvonly() {
+    let mut h = Harness::new(Box::new(|event| match event {
+        Event::Incoming(_) => Plan {
+            verbs: vec![Verb::Pause(crate::contract::Pause { length_ms: 60_000 })],
+        },
+        _ => Plan { verbs: vec![] },
+    }));
+    h.send(CALLER, &invite("100", "c10"));
+    let to_tag = tag(&h.response(200));
+    h.send(CALLER, &ack("c10", &to_tag));
+    let hold = SDP.replace("a=rtpmap:101", "a=sendonly\na=rtpmap:101");
+    h.send(
+        CALLER,
+        &in_dialog(
+            "INVITE",
+            "c10",
+            &to_tag,
+            2,
+            "Content-Type: application/sdp\n",
+            &hold,
+        ),
+    );
+    let ok = h.response(200);
+    assert!(String::from_utf8_lossy(&ok.body).contains("recvonly"));
+}
+
+#[test]
+fn an_unacknowledged_200_hangs_the_call_up() {
+    let mut h = Harness::new(Box::new(|_| Plan {
+        verbs: vec![Verb::Pause(crate::contract::Pause { length_ms: 60_000 })],
+    }));
+    h.send(CALLER, &invite("100", "c11"));
+    h.response(200);
+    h.advance(40_000);
+    h.request(rsip::Method::Bye, CALLER);
+    assert_eq!(h.ep.calls(), 0);
+}
