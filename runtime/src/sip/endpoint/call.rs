@@ -460,9 +460,14 @@ impl Endpoint {
                 }
             }
             (rsip::Method::Invite, _) => self.on_reinvite(now, call, leg, key, req),
-            (rsip::Method::Options | rsip::Method::Info | rsip::Method::Update, _) => {
-                self.reply(now, key, req, 200, "OK")
-            }
+            (rsip::Method::Refer, LegRef::Fork(fork)) => self.on_refer(now, call, fork, key, req),
+            (
+                rsip::Method::Options
+                | rsip::Method::Info
+                | rsip::Method::Update
+                | rsip::Method::Notify,
+                _,
+            ) => self.reply(now, key, req, 200, "OK"),
             _ => self.reply(now, key, req, 501, "Not Implemented"),
         }
     }

@@ -18,7 +18,7 @@ use super::wire::{self, RequestText, random_token};
 use super::{Endpoint, secs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ForkState {
+pub(super) enum ForkState {
     Calling,
     /// A provisional response came: CANCEL is allowed now (§9.1).
     Ringing,
@@ -27,29 +27,40 @@ enum ForkState {
 }
 
 pub struct Fork {
-    target: DialTarget,
-    invite: rsip::Request,
-    key: TxKey,
-    peer: Peer,
-    state: ForkState,
+    pub(super) target: DialTarget,
+    pub(super) invite: rsip::Request,
+    pub(super) key: TxKey,
+    pub(super) peer: Peer,
+    pub(super) state: ForkState,
     /// Cancelled before any provisional response: CANCEL goes on the first.
-    cancel_pending: bool,
-    credentials: Option<(String, String)>,
-    auth_tried: bool,
-    dialog: Option<Dialog>,
+    pub(super) cancel_pending: bool,
+    pub(super) credentials: Option<(String, String)>,
+    pub(super) auth_tried: bool,
+    pub(super) dialog: Option<Dialog>,
     /// Sequential ring round (target index) this fork belongs to.
-    round: usize,
+    pub(super) round: usize,
+}
+
+/// Where one fork rings.
+pub struct Ringing {
+    pub target: DialTarget,
+    pub uri: String,
+    pub peer: Peer,
+    pub credentials: Option<(String, String)>,
+    pub round: usize,
 }
 
 pub struct DialRun {
-    spec: Dial,
+    pub(super) spec: Dial,
+    /// A blind transfer (REFER) of the bridged callee in progress.
+    pub(super) transfer: Option<super::transfer::Transfer>,
     /// Sequential: the next target to ring.
-    next_target: usize,
-    forks: Vec<Fork>,
-    winner: Option<usize>,
-    bridged_at: Option<Instant>,
-    last_failure: DialStatus,
-    ringing_reported: bool,
+    pub(super) next_target: usize,
+    pub(super) forks: Vec<Fork>,
+    pub(super) winner: Option<usize>,
+    pub(super) bridged_at: Option<Instant>,
+    pub(super) last_failure: DialStatus,
+    pub(super) ringing_reported: bool,
 }
 
 /// A failed fork's SIP status as a dial outcome.
@@ -76,6 +87,7 @@ impl Endpoint {
             bridged_at: None,
             last_failure: DialStatus::Failed,
             ringing_reported: false,
+            transfer: None,
         });
         if simultaneous {
             let targets = call.dial.as_ref().map_or(0, |d| d.spec.targets.len());
@@ -136,33 +148,15 @@ impl Endpoint {
         };
         let mut started = 0;
         for (uri, peer, credentials) in destinations {
-            match self.fork_invite(call, &uri, peer, &leg.headers, None) {
-                Ok(invite) => {
-                    let key = self.tx.send_request(now, peer, invite.clone());
-                    let Some(dial) = call.dial.as_mut() else {
-                        return started;
-                    };
-                    let fork = dial.forks.len();
-                    dial.forks.push(Fork {
-                        target: leg.target.clone(),
-                        invite,
-                        key: key.clone(),
-                        peer,
-                        state: ForkState::Calling,
-                        cancel_pending: false,
-                        credentials,
-                        auth_tried: false,
-                        dialog: None,
-                        round,
-                    });
-                    self.clients
-                        .insert(key.clone(), (call.reference, LegRef::Fork(fork)));
-                    call.client_keys.push(key);
-                    started += 1;
-                }
-                Err(e) => {
-                    tracing::error!(call = %call.id, error = %e, "cannot build a dial INVITE")
-                }
+            let fork = Ringing {
+                target: leg.target.clone(),
+                uri,
+                peer,
+                credentials,
+                round,
+            };
+            if self.start_fork(now, call, fork, &leg.headers).is_some() {
+                started += 1;
             }
         }
         if started == 0
@@ -171,6 +165,42 @@ impl Endpoint {
             dial.last_failure = DialStatus::NoAnswer;
         }
         started
+    }
+
+    /// Sends one fork's INVITE; returns its index.
+    pub(super) fn start_fork(
+        &mut self,
+        now: Instant,
+        call: &mut CallState,
+        fork: Ringing,
+        headers: &[crate::contract::Header],
+    ) -> Option<usize> {
+        let invite = match self.fork_invite(call, &fork.uri, fork.peer, headers, None) {
+            Ok(invite) => invite,
+            Err(e) => {
+                tracing::error!(call = %call.id, error = %e, "cannot build a dial INVITE");
+                return None;
+            }
+        };
+        let key = self.tx.send_request(now, fork.peer, invite.clone());
+        let dial = call.dial.as_mut()?;
+        let index = dial.forks.len();
+        dial.forks.push(Fork {
+            target: fork.target,
+            invite,
+            key: key.clone(),
+            peer: fork.peer,
+            state: ForkState::Calling,
+            cancel_pending: false,
+            credentials: fork.credentials,
+            auth_tried: false,
+            dialog: None,
+            round: fork.round,
+        });
+        self.clients
+            .insert(key.clone(), (call.reference, LegRef::Fork(index)));
+        call.client_keys.push(key);
+        Some(index)
     }
 
     /// Where a dial target rings: (Request-URI, next hop, credentials).
@@ -275,8 +305,10 @@ impl Endpoint {
             text = text.header(name, value);
         }
         // Pass the caller's offer through while it waits unanswered.
+        let transferring = dial.transfer.is_some();
         let offer = match (&call.offer, call.caller) {
             (Some(offer), CallerState::Early) => offer.clone(),
+            (Some(offer), _) if transferring => offer.clone(),
             _ => {
                 let media = std::net::SocketAddr::new(self.config.media_ip, DISCARD_PORT);
                 sdp::offer(
@@ -300,7 +332,7 @@ impl Endpoint {
         response: rsip::Response,
     ) {
         let LegRef::Fork(index) = leg else {
-            return;
+            return self.on_caller_response(call, &response);
         };
         let code = response.status_code.code();
         match code {
@@ -412,6 +444,11 @@ impl Endpoint {
         let lost = dial.winner.is_some_and(|w| w != index) || fork.state == ForkState::Done;
         if dial.winner == Some(index) {
             return; // a retransmitted 2xx
+        }
+        if dial.transfer.as_ref().is_some_and(|t| t.to == Some(index)) {
+            fork.state = ForkState::Answered;
+            let body = wire::sdp_body(&response.headers, &response.body);
+            return self.complete_transfer(now, call, index, body);
         }
         if lost {
             fork.state = ForkState::Done;
@@ -547,6 +584,9 @@ impl Endpoint {
             return;
         }
         fork.state = ForkState::Done;
+        if dial.transfer.as_ref().is_some_and(|t| t.to == Some(index)) {
+            return self.fail_transfer(now, call, status);
+        }
         dial.last_failure = failure(status);
         self.settle_dial(now, call);
     }
@@ -685,7 +725,7 @@ impl Endpoint {
         }
     }
 
-    fn bye_fork(&mut self, now: Instant, call: &mut CallState, index: usize) {
+    pub(super) fn bye_fork(&mut self, now: Instant, call: &mut CallState, index: usize) {
         let local = self.config.local.clone();
         let Some(fork) = call.dial.as_mut().and_then(|d| d.forks.get_mut(index)) else {
             return;

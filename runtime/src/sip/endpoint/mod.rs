@@ -23,6 +23,7 @@
 mod call;
 mod dial;
 mod dialog;
+mod transfer;
 mod wire;
 
 use std::cmp::Reverse;
@@ -49,7 +50,7 @@ pub use wire::{Local, uri_peer};
 
 /// Extensions we support (Require: of anything else gets 420).
 const SUPPORTED: &[&str] = &[];
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER";
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, REGISTER";
 
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {

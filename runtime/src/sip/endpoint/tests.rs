@@ -570,3 +570,65 @@ fn an_unacknowledged_200_hangs_the_call_up() {
     h.request(rsip::Method::Bye, CALLER);
     assert_eq!(h.ep.calls(), 0);
 }
+
+#[test]
+fn a_refer_from_the_bridged_callee_transfers_the_caller() {
+    let mut h = Harness::new(dial_two());
+    h.send(CALLER, &invite("100", "c12"));
+    let first = h.request(rsip::Method::Invite, CALLEE);
+    h.send_msg(
+        CALLEE,
+        callee_response(
+            &first,
+            200,
+            "OK",
+            "t1",
+            CALLEE,
+            &SDP.replace("6000", "7000"),
+        ),
+    );
+    h.response(200);
+    let our_tag = super::wire::from_tag(&first).unwrap();
+    let call_id = super::wire::call_id(&first).unwrap();
+    let carol = "127.0.0.1:5090";
+    let refer = format!(
+        "REFER sip:switchyard@127.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP {CALLEE};branch=z9hG4bK-refer1
+Max-Forwards: 70
+From: <sip:bob@{CALLEE}>;tag=t1
+To: <sip:caller@127.0.0.1:5060>;tag={our_tag}
+Call-ID: {call_id}
+CSeq: 2 REFER
+Refer-To: <sip:carol@{carol}>
+Contact: <sip:bob@{CALLEE}>
+Content-Length: 0
+
+"
+    );
+    h.send(CALLEE, &refer);
+    h.response(202);
+    let trying = h.request(rsip::Method::Notify, CALLEE);
+    assert!(String::from_utf8_lossy(&trying.body).contains("100 Trying"));
+    let to_carol = h.request(rsip::Method::Invite, carol);
+    h.send_msg(
+        carol,
+        callee_response(
+            &to_carol,
+            200,
+            "OK",
+            "t3",
+            carol,
+            &SDP.replace("6000", "8000"),
+        ),
+    );
+    h.request(rsip::Method::Ack, carol);
+    let done = h.request(rsip::Method::Notify, CALLEE);
+    assert!(String::from_utf8_lossy(&done.body).contains("200 OK"));
+    h.request(rsip::Method::Bye, CALLEE);
+    let reinvite = h.request(rsip::Method::Invite, CALLER);
+    assert!(
+        String::from_utf8_lossy(&reinvite.body).contains("m=audio 8000"),
+        "the caller's media now goes to carol"
+    );
+    assert_eq!(h.ep.calls(), 1, "the call goes on, bridged to carol");
+}
