@@ -52,6 +52,11 @@ pub struct SipSection {
     /// A TCP/TLS connection idle this long is closed (default 300 s).
     #[serde(default = "default_idle")]
     pub idle_secs: u64,
+    /// Offer the SHA-256 digest challenge before MD5 (RFC 8760 order).
+    /// Default false: many phones read only the first challenge and fail
+    /// when it is not MD5; both are always offered.
+    #[serde(default)]
+    pub sha256_first: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -148,6 +153,7 @@ impl Default for SipSection {
             max_message_bytes: default_max_message(),
             max_connections: default_max_connections(),
             idle_secs: default_idle(),
+            sha256_first: false,
         }
     }
 }

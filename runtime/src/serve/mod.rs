@@ -96,6 +96,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let mut endpoint_config = EndpointConfig::new(listening.sip.clone());
     endpoint_config.region = config.region.clone();
+    endpoint_config.registrar.md5_first = !config.sip.sha256_first;
     let endpoint = Endpoint::new(Instant::now(), endpoint_config, Arc::clone(&directory));
 
     announce(&listening, &config);
@@ -281,6 +282,11 @@ fn flush(
             Transport::Udp => transport::send_udp(udp, peer.addr, &transmit.bytes),
             Transport::Tcp | Transport::Tls => match streams.get(&peer.addr) {
                 Some(writer) if writer.send(transmit.bytes.clone()).is_ok() => {}
+                // A response whose connection is gone: the client's port
+                // was ephemeral, so there is nowhere to connect to.
+                _ if transmit.bytes.starts_with(b"SIP/2.0 ") => {
+                    tracing::debug!(%peer, "response dropped: its connection is closed");
+                }
                 _ if peer.transport == Transport::Tcp => {
                     let writer = transport::connect_tcp(peer, inputs.clone());
                     let _ = writer.send(transmit.bytes);

@@ -202,6 +202,9 @@ pub fn connect_tcp(
     writer
 }
 
+/// How long a closing connection waits for its last answers.
+const FLUSH_GRACE: Duration = Duration::from_millis(500);
+
 async fn connection<S>(stream: S, peer: Peer, limits: &Limits, inputs: mpsc::UnboundedSender<Input>)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -220,7 +223,9 @@ where
         let _ = write.shutdown().await;
     });
     read_loop(reader, peer, limits, &inputs, Some(writer)).await;
-    sender.abort();
+    // Answers to what was read last (a 400, a 404) are still on their way
+    // from the core: give them a moment before the connection goes.
+    let _ = tokio::time::timeout(FLUSH_GRACE, sender).await;
     let _ = inputs.send(Input::Disconnected(peer));
 }
 

@@ -155,6 +155,8 @@ pub struct NonceBook {
     /// untracked nonce issued at or before it may have been used already, so
     /// it is answered `Stale` rather than trusted.
     evicted_up_to: Option<u64>,
+    /// The order challenges are offered in (see [`NonceBook::offer_order`]).
+    order: [Algorithm; 2],
 }
 
 /// Bytes of randomness per nonce.
@@ -189,7 +191,21 @@ impl NonceBook {
             epoch: None,
             used: BTreeMap::new(),
             evicted_up_to: None,
+            order: Algorithm::PREFERENCE,
         }
+    }
+
+    /// Offers MD5 before SHA-256 when `md5_first`. Interoperability
+    /// trade-off: RFC 8760 §2.4 asks for the strongest first, but many
+    /// deployed UAs (SIPp 3.6 among them) read only the first challenge and
+    /// give up when it is not MD5; an RFC 8760 UA given MD5 first uses MD5.
+    pub fn offer_order(mut self, md5_first: bool) -> Self {
+        self.order = if md5_first {
+            [Algorithm::Md5, Algorithm::Sha256]
+        } else {
+            Algorithm::PREFERENCE
+        };
+        self
     }
 
     /// Bounds the used-nonce memory (default [`Self::DEFAULT_MAX_TRACKED`],
@@ -209,13 +225,13 @@ impl NonceBook {
     }
 
     /// WWW-Authenticate / Proxy-Authenticate values for one fresh nonce: one
-    /// per algorithm, SHA-256 first (RFC 8760 §2.4: the client uses the
-    /// first it supports), all with `qop="auth"` (RFC 3261 §22.4 requires a
+    /// per algorithm, in [`offer_order`](Self::offer_order) (RFC 8760 §2.4:
+    /// the client uses the first it supports), all with `qop="auth"` (RFC 3261 §22.4 requires a
     /// qop in SIP challenges).
     pub fn challenge(&mut self, now: Instant, realm: &str, stale: bool) -> Vec<String> {
         let nonce = self.issue(now, realm);
         let stale = if stale { ", stale=true" } else { "" };
-        Algorithm::PREFERENCE
+        self.order
             .iter()
             .map(|alg| {
                 format!(

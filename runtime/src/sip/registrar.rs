@@ -75,6 +75,9 @@ impl fmt::Debug for SipUser {
 /// Registrar limits; [`Default`] gives the documented defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegistrarConfig {
+    /// Offer the MD5 challenge before SHA-256, for UAs that read only the
+    /// first one (see `NonceBook::offer_order`). Default false.
+    pub md5_first: bool,
     /// Shorter requested intervals get 423 with this as Min-Expires
     /// (RFC 3261 §10.3 step 7). Default 60 s.
     pub min_expires: u32,
@@ -97,6 +100,7 @@ impl Default for RegistrarConfig {
             default_expires: 3600,
             max_contacts_per_user: 10,
             nonce_ttl: NonceBook::DEFAULT_TTL,
+            md5_first: false,
         }
     }
 }
@@ -257,7 +261,7 @@ impl Registrar {
         }
         let config = config.repaired();
         Self {
-            nonces: NonceBook::new(config.nonce_ttl),
+            nonces: NonceBook::new(config.nonce_ttl).offer_order(config.md5_first),
             config,
             bindings: HashMap::new(),
             deadlines: BTreeSet::new(),

@@ -173,7 +173,9 @@ impl Endpoint {
             .and_then(|h| h.uri().ok())
             .map(|u| u.to_string())
             .unwrap_or_default();
-        let to = req.uri.to_string();
+        // What was dialled: the number (Request-URI user), or the whole
+        // URI for a user-less address; `from` is the caller's From URI.
+        let to = user.clone().unwrap_or_else(|| req.uri.to_string());
         let mut incoming = IncomingCall::inbound(&from, &to, &self.config.region);
         incoming.headers = req
             .headers

@@ -807,8 +807,9 @@ impl Transactions {
             return;
         }
         if cseq_method != request.method {
-            debug!(%peer, method = %request.method, %cseq_method, "CSeq method differs; dropped");
-            return;
+            // Still a transaction, keyed by the request line's method, so
+            // the TU can answer it 400 (RFC 4475 §3.1.2.17-18).
+            debug!(%peer, method = %request.method, %cseq_method, "CSeq method differs");
         }
         let Some(key) = key::server_key(&request, &via, cseq, key::to_tag(&request.headers)) else {
             debug!(%peer, method = %request.method, "request without Call-ID dropped");

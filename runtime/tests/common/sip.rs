@@ -1,0 +1,553 @@
+//! Shared helpers for the SIP tests (`sip_sipp.rs`, `sip_torture.rs`):
+//! a `switchyard serve` process on 127.0.0.1 and SIPp runs against it.
+//!
+//! Include with `#[path = "common/sip.rs"] mod sip_common;`.
+//!
+//! * `Server::start(config)` writes the TOML config into a temp dir (the
+//!   text `{dir}` in it is replaced by that dir; a `[storage]` section is
+//!   added when missing), spawns `switchyard serve --config FILE`, and reads
+//!   its stdout until `switchyard: ready` (at most 20 s). The listening lines
+//!   give the real UDP, TCP and HTTP addresses. On drop the server gets
+//!   SIGTERM (SIGKILL after 5 s); a server that died early, panicked (a
+//!   `panicked at` line on stderr, which also catches panics inside tokio
+//!   tasks) or died of a signal fails the test, with its stderr.
+//! * `have_sipp()` is the skip rule: without `sipp` on PATH the test prints
+//!   `skipped: sipp not installed` and should return, except with
+//!   `CI=true`, where a missing tool is a failure.
+//! * `Sipp` runs one SIPp instance in its own temp dir with `-trace_err` and
+//!   `-trace_stat`, bounded by `-timeout`; `SippRun` reads the counters
+//!   from the stat file and prints SIPp's error log when an assertion fails.
+//!
+//! `SWITCHYARD_TEST_BIN` overrides the binary (to run these tests against a
+//! stand-in that prints the same lines).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Absolute path of an example guest component, built by `scripts/build-guests`.
+pub fn guest(name: &str) -> String {
+    let path = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../target/wasm32-wasip2/release"
+    ))
+    .join(format!("guest_{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-guests",
+        path.display()
+    );
+    path.canonicalize().unwrap().display().to_string()
+}
+
+/// A UDP port on 127.0.0.1 that was free a moment ago (for a SIPp far end
+/// whose address must go into the server's config before it starts).
+pub fn free_udp_port() -> u16 {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    socket.local_addr().unwrap().port()
+}
+
+/// Whether something is bound to UDP `port` on 127.0.0.1 (from
+/// /proc/net/udp), to know a SIPp far end is listening before the server
+/// may call it; waits at most `timeout`.
+pub fn wait_udp_bound(port: u16, timeout: Duration) -> bool {
+    let needle = format!("0100007F:{port:04X}");
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+        if table
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some(needle.as_str()))
+        {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+/// Lines of a child's stdout, read on a thread: each goes to the channel
+/// (for waiting on a signal line) and into `seen` (for failure messages).
+struct Lines {
+    rx: Receiver<String>,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Lines {
+    fn read(stream: impl Read + Send + 'static) -> Lines {
+        let (tx, rx) = mpsc::channel();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let keep = seen.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                keep.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        Lines { rx, seen }
+    }
+
+    /// Waits for a line containing `needle`; `Err` with the reason (the
+    /// stream ended or the time ran out).
+    fn wait_for(&self, needle: &str, timeout: Duration) -> Result<String, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return Ok(line),
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(format!("no line with {needle:?} within {timeout:?}"));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(format!("output ended before a line with {needle:?}"));
+                }
+            }
+        }
+    }
+
+    fn text(&self) -> String {
+        self.seen.lock().unwrap().join("\n")
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+pub struct Server {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    stderr_path: PathBuf,
+    stdout: Lines,
+    pub udp: SocketAddr,
+    pub tcp: SocketAddr,
+    pub http: SocketAddr,
+}
+
+impl Server {
+    pub fn start(config: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config.replace("{dir}", &dir.path().display().to_string());
+        if !config.contains("[storage]") {
+            // Top-level keys must precede the first table: append the table.
+            config.push_str(&format!(
+                "\n[storage]\npath = \"{}\"\n",
+                dir.path().join("data").display()
+            ));
+        }
+        let config_path = dir.path().join("switchyard.toml");
+        std::fs::write(&config_path, &config).unwrap();
+        let stderr_path = dir.path().join("stderr.log");
+        let bin = std::env::var("SWITCHYARD_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_switchyard").to_string());
+        let mut child = Command::new(&bin)
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env("XDG_CACHE_HOME", dir.path().join("cache"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {bin}: {e}"));
+        let stdout = Lines::read(child.stdout.take().unwrap());
+
+        let waited = stdout.wait_for("switchyard: ready", READY_TIMEOUT);
+        let mut addrs: HashMap<String, SocketAddr> = HashMap::new();
+        for line in stdout.seen.lock().unwrap().iter() {
+            // switchyard: listening sip udp 127.0.0.1:PORT / http 127.0.0.1:PORT
+            if let Some(rest) = line.strip_prefix("switchyard: listening ") {
+                let words: Vec<&str> = rest.split_whitespace().collect();
+                let (kind, addr) = match words.as_slice() {
+                    ["sip", proto, addr] => (proto.to_string(), *addr),
+                    ["http", addr] => ("http".to_string(), *addr),
+                    _ => continue,
+                };
+                if let Ok(addr) = addr.parse() {
+                    addrs.entry(kind).or_insert(addr);
+                }
+            }
+        }
+        let mut server = Server {
+            child,
+            stderr_path,
+            stdout,
+            udp: "0.0.0.0:0".parse().unwrap(),
+            tcp: "0.0.0.0:0".parse().unwrap(),
+            http: "0.0.0.0:0".parse().unwrap(),
+            dir,
+        };
+        if let Err(why) = waited {
+            let _ = server.child.kill();
+            let status = server.child.wait().ok();
+            panic!(
+                "switchyard serve did not get ready: {why} (exit: {status:?})\n\
+                 --- config ---\n{config}\n{}",
+                server.output()
+            );
+        }
+        let get = |kind: &str| {
+            *addrs.get(kind).unwrap_or_else(|| {
+                panic!(
+                    "no `switchyard: listening` line for {kind}\n{}",
+                    server.output()
+                )
+            })
+        };
+        let (udp, tcp, http) = (get("udp"), get("tcp"), get("http"));
+        server.udp = udp;
+        server.tcp = tcp;
+        server.http = http;
+        server
+    }
+
+    /// The server's stdout and the tail of its stderr, for failure messages.
+    pub fn output(&self) -> String {
+        let stderr = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
+        format!(
+            "--- switchyard stdout ---\n{}\n--- switchyard stderr (tail) ---\n{}",
+            tail(&self.stdout.text(), 40),
+            tail(&stderr, 80)
+        )
+    }
+
+    fn stderr_has_panic(&self) -> bool {
+        std::fs::read_to_string(&self.stderr_path)
+            .map(|s| s.contains("panicked at"))
+            .unwrap_or(false)
+    }
+
+    /// Fails the test if the process has exited or logged a panic.
+    pub fn assert_alive(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!(
+                "switchyard exited during the test: {status}\n{}",
+                self.output()
+            );
+        }
+        assert!(
+            !self.stderr_has_panic(),
+            "switchyard panicked (the process is still up)\n{}",
+            self.output()
+        );
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn stop(&mut self) -> (Option<ExitStatus>, bool) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            return (Some(status), false);
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (Some(status), true);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        (None, true)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let (status, was_running) = self.stop();
+        if thread::panicking() {
+            return;
+        }
+        let crashed = match status {
+            // Exited before we asked it to: whatever the code, it crashed.
+            Some(s) if !was_running => Some(format!("exited on its own: {s}")),
+            // Our SIGTERM: a clean exit, or killed by the TERM itself.
+            Some(s) if s.code() == Some(101) => Some(format!("panicked on SIGTERM: {s}")),
+            Some(s) if s.signal().is_some_and(|sig| sig != 15) => {
+                Some(format!("died of a signal on SIGTERM: {s}"))
+            }
+            _ => None,
+        };
+        if let Some(why) = crashed {
+            panic!("switchyard {why}\n{}", self.output());
+        }
+        assert!(
+            !self.stderr_has_panic(),
+            "switchyard panicked during the test\n{}",
+            self.output()
+        );
+    }
+}
+
+/// The skip rule for tests that need SIPp.
+pub fn have_sipp() -> bool {
+    let found = Command::new("sipp")
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!(
+                "sipp is not installed (apt-get install sip-tester); CI=true makes this a failure"
+            );
+        }
+        eprintln!("skipped: sipp not installed");
+    }
+    found
+}
+
+/// A scenario from tests/sipp/.
+pub fn scenario(name: &str) -> String {
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/sipp")).join(name);
+    assert!(path.exists(), "{} is missing", path.display());
+    path.canonicalize().unwrap().display().to_string()
+}
+
+/// One SIPp instance. Always adds `-i 127.0.0.1 -nostdin -trace_err
+/// -trace_stat -timeout S -timeout_error`; the caller gives the scenario,
+/// `-m` and the target.
+pub struct Sipp {
+    args: Vec<String>,
+    timeout: Duration,
+    dir: tempfile::TempDir,
+}
+
+impl Sipp {
+    /// SIPp with `args` (split on whitespace); add a scenario file with
+    /// `sf`, the target with `to`.
+    pub fn new(args: &str) -> Sipp {
+        Sipp {
+            args: args.split_whitespace().map(str::to_string).collect(),
+            timeout: Duration::from_secs(60),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Sipp {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// `-sf` with a scenario of tests/sipp/.
+    pub fn sf(self, name: &str) -> Sipp {
+        self.arg("-sf").arg(scenario(name))
+    }
+
+    /// `-oocsf` with a scenario of tests/sipp/.
+    pub fn oocsf(self, name: &str) -> Sipp {
+        self.arg("-oocsf").arg(scenario(name))
+    }
+
+    /// The remote address (the last argument).
+    pub fn to(self, addr: SocketAddr) -> Sipp {
+        self.arg(addr.to_string())
+    }
+
+    /// SIPp's own `-timeout` (whole run); the process gets 10 s more.
+    pub fn timeout(mut self, timeout: Duration) -> Sipp {
+        self.timeout = timeout;
+        self
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new("sipp");
+        cmd.current_dir(self.dir.path())
+            .args(["-i", "127.0.0.1", "-nostdin", "-timeout_error"])
+            .args(["-timeout", &self.timeout.as_secs().max(1).to_string()])
+            .arg("-trace_err")
+            .args(["-error_file", "errors.log"])
+            .arg("-trace_stat")
+            .args(["-stf", "stat.csv", "-fd", "1"])
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    /// Runs SIPp to its end.
+    pub fn run(self) -> SippRun {
+        self.spawn().finish()
+    }
+
+    /// Starts SIPp in the background (a far end, a registered user).
+    pub fn spawn(self) -> SippProcess {
+        let mut child = self
+            .command()
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run sipp: {e}"));
+        let stdout = Lines::read(child.stdout.take().unwrap());
+        let stderr = Lines::read(child.stderr.take().unwrap());
+        SippProcess {
+            child,
+            stdout,
+            stderr,
+            deadline: Instant::now() + self.timeout + Duration::from_secs(10),
+            args: self.args,
+            dir: self.dir,
+        }
+    }
+}
+
+pub struct SippProcess {
+    child: Child,
+    stdout: Lines,
+    stderr: Lines,
+    deadline: Instant,
+    args: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+impl SippProcess {
+    /// Waits for a line on SIPp's stdout (e.g. `sipp: registered` from an
+    /// `<exec command="echo ...">`).
+    pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) {
+        if let Err(why) = self.stdout.wait_for(needle, timeout) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            panic!(
+                "sipp {}: {why}\n{}",
+                self.args.join(" "),
+                SippRun::collect(self, None).report()
+            );
+        }
+    }
+
+    /// Waits for SIPp to stop by itself (bounded by its timeout + 10 s, then
+    /// killed) and collects its output.
+    pub fn finish(mut self) -> SippRun {
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() > self.deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        SippRun::collect(&self, status)
+    }
+}
+
+impl Drop for SippProcess {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub struct SippRun {
+    pub args: Vec<String>,
+    /// None: killed after its deadline.
+    pub status: Option<ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+    pub errors: String,
+    /// Last row of the `-trace_stat` file, by column name.
+    pub stats: HashMap<String, String>,
+    pub dir: PathBuf,
+}
+
+impl SippRun {
+    fn collect(p: &SippProcess, status: Option<ExitStatus>) -> SippRun {
+        // The reader threads end with the process's pipes.
+        thread::sleep(Duration::from_millis(50));
+        let dir = p.dir.path();
+        SippRun {
+            args: p.args.clone(),
+            status,
+            stdout: p.stdout.text(),
+            stderr: p.stderr.text(),
+            errors: std::fs::read_to_string(dir.join("errors.log")).unwrap_or_default(),
+            stats: read_stats(&dir.join("stat.csv")),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn count(&self, column: &str) -> u64 {
+        self.stats
+            .get(column)
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {column} in SIPp's stat file\n{}", self.report()))
+    }
+
+    pub fn successful(&self) -> u64 {
+        self.count("SuccessfulCall(C)")
+    }
+
+    pub fn failed(&self) -> u64 {
+        self.count("FailedCall(C)")
+    }
+
+    pub fn retransmissions(&self) -> u64 {
+        self.count("Retransmissions(C)")
+    }
+
+    /// What to print when a run fails: the command, status, SIPp's error
+    /// log and the end of its screen.
+    pub fn report(&self) -> String {
+        format!(
+            "--- sipp {} ---\nstatus: {:?}\n--- sipp error log ---\n{}\n--- sipp stderr ---\n{}\n--- sipp screen (tail) ---\n{}",
+            self.args.join(" "),
+            self.status,
+            tail(&self.errors, 60),
+            tail(&self.stderr, 20),
+            tail(&self.stdout, 30)
+        )
+    }
+
+    /// SIPp exited 0 with exactly `calls` successful and no failed call.
+    pub fn assert_calls(&self, calls: u64, server: &Server) {
+        let ok = self.status.is_some_and(|s| s.success())
+            && self.stats.get("SuccessfulCall(C)").map(|s| s.trim()) == Some(&calls.to_string())
+            && self.stats.get("FailedCall(C)").map(|s| s.trim()) == Some("0");
+        assert!(
+            ok,
+            "expected {calls} successful calls and none failed, got {:?} successful, {:?} failed\n{}\n{}",
+            self.stats.get("SuccessfulCall(C)"),
+            self.stats.get("FailedCall(C)"),
+            self.report(),
+            server.output()
+        );
+    }
+}
+
+fn read_stats(path: &Path) -> HashMap<String, String> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return HashMap::new();
+    };
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let Some(header) = lines.next() else {
+        return HashMap::new();
+    };
+    let Some(last) = lines.next_back() else {
+        return HashMap::new();
+    };
+    header
+        .split(';')
+        .map(str::to_string)
+        .zip(last.split(';').map(str::to_string))
+        .collect()
+}
