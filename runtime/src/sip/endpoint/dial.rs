@@ -63,6 +63,9 @@ pub struct DialRun {
     pub(super) ringing_reported: bool,
 }
 
+/// Where a fork rings: Request-URI, next hop, outbound credentials.
+type Destination = (String, Peer, Option<(String, String)>);
+
 /// A failed fork's SIP status as a dial outcome.
 fn failure(status: u16) -> DialStatus {
     match status {
@@ -204,13 +207,12 @@ impl Endpoint {
     }
 
     /// Where a dial target rings: (Request-URI, next hop, credentials).
-    #[allow(clippy::type_complexity)]
     fn destinations(
         &self,
         now: Instant,
         call: &CallState,
         target: &DialTarget,
-    ) -> Result<Vec<(String, Peer, Option<(String, String)>)>, String> {
+    ) -> Result<Vec<Destination>, String> {
         let tenant = self.directory.tenant(call.tenant);
         match target {
             DialTarget::Number(number) => {
@@ -227,21 +229,41 @@ impl Endpoint {
                 let peer = Peer::new(trunk.transport, trunk.address);
                 Ok(vec![(uri, peer, trunk.credentials.clone())])
             }
-            DialTarget::Sip(uri) => Ok(vec![(uri.clone(), wire::uri_peer(uri)?, None)]),
-            DialTarget::Client(identity) => {
-                let bindings = self.registrar.lookup(now, &tenant.id, identity);
-                if bindings.is_empty() {
-                    return Err(format!("client {identity} is not registered"));
+            DialTarget::Sip(uri) => {
+                // An address of the tenant's own domain is a registered user.
+                let parsed = rsip::Uri::try_from(uri.as_str()).ok();
+                let local_user = parsed.as_ref().and_then(|u| {
+                    let host = u.host_with_port.host.to_string();
+                    let ours = tenant.domains.iter().any(|d| d.eq_ignore_ascii_case(&host));
+                    ours.then(|| u.user().map(str::to_string)).flatten()
+                });
+                match local_user {
+                    Some(user) => self.registered(now, &tenant.id, &user),
+                    None => Ok(vec![(uri.clone(), wire::uri_peer(uri)?, None)]),
                 }
-                Ok(bindings
-                    .into_iter()
-                    .map(|b| (b.contact.to_string(), b.source, None))
-                    .collect())
             }
+            DialTarget::Client(identity) => self.registered(now, &tenant.id, identity),
             DialTarget::Conference(_) | DialTarget::Queue(_) => {
                 Err("conference and queue targets are not available yet".into())
             }
         }
+    }
+
+    /// The location service: every live contact of a tenant's user.
+    fn registered(
+        &self,
+        now: Instant,
+        tenant: &str,
+        user: &str,
+    ) -> Result<Vec<Destination>, String> {
+        let bindings = self.registrar.lookup(now, tenant, user);
+        if bindings.is_empty() {
+            return Err(format!("{user} is not registered"));
+        }
+        Ok(bindings
+            .into_iter()
+            .map(|b| (b.contact.to_string(), b.source, None))
+            .collect())
     }
 
     fn fork_invite(

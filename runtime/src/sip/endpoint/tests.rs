@@ -17,6 +17,8 @@ use crate::sip::directory::Tenant;
 const CALLER: &str = "127.0.0.1:5070";
 const CALLEE: &str = "127.0.0.1:5080";
 const CALLEE2: &str = "127.0.0.1:5081";
+const TRUNK: &str = "127.0.0.1:5090";
+const ALICE: &str = "127.0.0.1:5099";
 
 type Decide = dyn Fn(&Event) -> Plan + Send + Sync;
 
@@ -49,6 +51,12 @@ impl Harness {
         tenant.domains.push("acme.test".into());
         tenant.bind("100", "main", "v1", Arc::clone(&handler));
         tenant.users.insert("alice".into(), "secret".into());
+        tenant.trunks.push(crate::sip::directory::Trunk {
+            name: "carrier".into(),
+            address: TRUNK.parse().unwrap(),
+            transport: Transport::Udp,
+            credentials: Some(("acme".into(), "trunk-secret".into())),
+        });
         let directory = Arc::new(Directory::new(vec![tenant]));
         let now = Instant::now();
         let config = EndpointConfig::new(vec![(Transport::Udp, "127.0.0.1:5060".parse().unwrap())]);
@@ -631,4 +639,105 @@ Content-Length: 0
         "the caller's media now goes to carol"
     );
     assert_eq!(h.ep.calls(), 1, "the call goes on, bridged to carol");
+}
+
+fn dial_one(target: crate::contract::DialTarget) -> Box<Decide> {
+    Box::new(move |event| match event {
+        Event::Incoming(_) => Plan {
+            verbs: vec![Verb::Dial(Dial {
+                targets: vec![crate::contract::DialLeg {
+                    target: target.clone(),
+                    headers: vec![],
+                }],
+                strategy: crate::contract::RingStrategy::Sequential,
+                timeout_secs: 20,
+                caller_id: None,
+                record: false,
+                answer_on_bridge: true,
+                time_limit_secs: None,
+            })],
+        },
+        _ => Plan { verbs: vec![] },
+    })
+}
+
+fn register(h: &mut Harness, authorization: Option<&str>, cseq: u32) -> rsip::Response {
+    let auth = authorization
+        .map(|a| format!("Authorization: {a}\n"))
+        .unwrap_or_default();
+    h.send(
+        ALICE,
+        &format!(
+            "REGISTER sip:acme.test SIP/2.0
+Via: SIP/2.0/UDP {ALICE};branch=z9hG4bK-reg{cseq}
+Max-Forwards: 70
+From: <sip:alice@acme.test>;tag=reg
+To: <sip:alice@acme.test>
+Call-ID: reg1
+CSeq: {cseq} REGISTER
+Contact: <sip:alice@{ALICE}>
+Expires: 600
+{auth}Content-Length: 0
+
+"
+        ),
+    );
+    let (_, msg) = h.sent.pop_back().expect("a REGISTER response");
+    let rsip::SipMessage::Response(response) = msg else {
+        panic!("expected a response");
+    };
+    response
+}
+
+#[test]
+fn a_sip_address_of_the_tenants_domain_rings_the_registered_user() {
+    let target = crate::contract::DialTarget::Sip("sip:alice@acme.test".into());
+    let mut h = Harness::new(dial_one(target));
+    let challenge = register(&mut h, None, 1);
+    assert_eq!(challenge.status_code.code(), 401);
+    let offered = super::wire::header_value(&challenge.headers, "WWW-Authenticate").unwrap();
+    let answer = crate::sip::digest::answer(
+        &offered,
+        "REGISTER",
+        "sip:acme.test",
+        "alice",
+        "secret",
+        1,
+        "cnonce",
+    )
+    .unwrap();
+    assert_eq!(register(&mut h, Some(&answer), 2).status_code.code(), 200);
+    h.send(CALLER, &invite("100", "c13"));
+    let invite = h.request(rsip::Method::Invite, ALICE);
+    assert_eq!(invite.uri.to_string(), format!("sip:alice@{ALICE}"));
+}
+
+#[test]
+fn a_trunk_challenge_is_answered_once_with_its_credentials() {
+    let mut h = Harness::new(dial_one(crate::contract::DialTarget::Number(
+        "+15550199".into(),
+    )));
+    h.send(CALLER, &invite("100", "c14"));
+    let first = h.request(rsip::Method::Invite, TRUNK);
+    assert_eq!(first.uri.to_string(), format!("sip:+15550199@{TRUNK}"));
+    let mut book = crate::sip::digest::NonceBook::new(Duration::from_secs(300));
+    let mut challenge = message::response(&first, 407, "Proxy Authentication Required", Some("tr"));
+    for value in book.challenge(h.now, "carrier", false) {
+        challenge
+            .headers
+            .push(rsip::Header::Other("Proxy-Authenticate".into(), value));
+    }
+    h.send_msg(TRUNK, challenge);
+    let second = h.request(rsip::Method::Invite, TRUNK);
+    let authorization =
+        super::wire::header_value(&second.headers, "Proxy-Authorization").expect("credentials");
+    let verdict = book.verify(h.now, "carrier", "INVITE", &authorization, |user| {
+        (user == "acme").then(|| "trunk-secret".to_string())
+    });
+    assert!(
+        matches!(verdict, crate::sip::digest::Verdict::Ok { .. }),
+        "{verdict:?}"
+    );
+    assert_eq!(super::wire::cseq(&second).map(|(n, _)| n), Some(2));
+    assert_eq!(super::wire::call_id(&second), super::wire::call_id(&first));
 }
