@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sip_common::{Server, guest};
+use sip_common::{Config, Server, guest};
 
 fn options(transport: &str, via: SocketAddr, call_id: &str) -> String {
     format!(
@@ -38,6 +38,37 @@ fn read_status(stream: &mut impl Read) -> Option<String> {
     text.lines().next().map(str::to_string)
 }
 
+/// Sends an OPTIONS on `stream` (whose local address is `via`) and reads
+/// the status line of the answer.
+fn ask_options(
+    stream: &mut (impl Read + Write),
+    transport: &str,
+    via: SocketAddr,
+    call_id: &str,
+) -> Option<String> {
+    stream
+        .write_all(options(transport, via, call_id).as_bytes())
+        .unwrap();
+    read_status(stream)
+}
+
+/// An OPTIONS on a TCP connection is answered 200.
+fn assert_options_answered(stream: &mut TcpStream, call_id: &str) {
+    let via = stream.local_addr().unwrap();
+    assert_eq!(
+        ask_options(stream, "TCP", via, call_id).as_deref(),
+        Some("SIP/2.0 200 OK"),
+        "OPTIONS {call_id}"
+    );
+}
+
+/// The server closes `stream`: a read gets end of file (within the read
+/// timeout of `tcp_client`).
+fn assert_closed(stream: &mut TcpStream, why: &str) {
+    let mut byte = [0u8; 1];
+    assert_eq!(stream.read(&mut byte).ok(), Some(0), "{why}");
+}
+
 fn tcp_client(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).unwrap();
     stream
@@ -54,20 +85,12 @@ fn tls_listener_answers_options() {
     let key_path = dir.path().join("key.pem");
     std::fs::write(&cert_path, certified.cert.pem()).unwrap();
     std::fs::write(&key_path, certified.signing_key.serialize_pem()).unwrap();
-    let server = Server::start(&format!(
-        r#"
-        [sip]
-        udp = ["127.0.0.1:0"]
-        tcp = ["127.0.0.1:0"]
-        tls = ["127.0.0.1:0"]
-        tls_cert = "{}"
-        tls_key = "{}"
-        [http]
-        listen = "127.0.0.1:0"
-        "#,
-        cert_path.display(),
-        key_path.display()
-    ));
+    let server = Server::serve(
+        &Config::new()
+            .sip(r#"tls = ["127.0.0.1:0"]"#)
+            .sip(&format!("tls_cert = \"{}\"", cert_path.display()))
+            .sip(&format!("tls_key = \"{}\"", key_path.display())),
+    );
     let tls: SocketAddr = server
         .output()
         .lines()
@@ -91,11 +114,8 @@ fn tls_listener_answers_options() {
     let socket = tcp_client(tls);
     let local = socket.local_addr().unwrap();
     let mut stream = rustls::StreamOwned::new(connection, socket);
-    stream
-        .write_all(options("TLS", local, "tls1").as_bytes())
-        .unwrap();
     assert_eq!(
-        read_status(&mut stream).as_deref(),
+        ask_options(&mut stream, "TLS", local, "tls1").as_deref(),
         Some("SIP/2.0 200 OK"),
         "{}",
         server.output()
@@ -105,24 +125,12 @@ fn tls_listener_answers_options() {
 #[test]
 fn every_call_leaves_a_cdr_with_its_handler_and_version() {
     let storage = tempfile::tempdir().unwrap();
-    let busy = guest("busy");
-    let server = Server::start(&format!(
-        r#"
-        [sip]
-        udp = ["127.0.0.1:0"]
-        tcp = ["127.0.0.1:0"]
-        [http]
-        listen = "127.0.0.1:0"
-        [storage]
-        path = "{}"
-        [[tenant]]
-        id = "acme"
-        [[tenant.number]]
-        number = "486"
-        component = "{busy}"
-        "#,
-        storage.path().display()
-    ));
+    let server = Server::serve(
+        &Config::new()
+            .storage(storage.path())
+            .tenant("acme", &[])
+            .number("486", "busy"),
+    );
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -192,7 +200,7 @@ fn every_call_leaves_a_cdr_with_its_handler_and_version() {
         )
         .expect("one call record");
     use sha2::Digest;
-    let expected_version = hex::encode(sha2::Sha256::digest(std::fs::read(&busy).unwrap()));
+    let expected_version = hex::encode(sha2::Sha256::digest(std::fs::read(guest("busy")).unwrap()));
     assert_eq!(
         (
             tenant.as_str(),
@@ -208,74 +216,29 @@ fn every_call_leaves_a_cdr_with_its_handler_and_version() {
 
 #[test]
 fn connections_above_the_cap_are_refused_and_the_others_keep_working() {
-    let server = Server::start(
-        r#"
-        [sip]
-        udp = ["127.0.0.1:0"]
-        tcp = ["127.0.0.1:0"]
-        max_connections = 2
-        [http]
-        listen = "127.0.0.1:0"
-        "#,
-    );
+    let server = Server::serve(&Config::new().sip("max_connections = 2"));
     let mut open = Vec::new();
     for i in 0..2 {
         let mut stream = tcp_client(server.tcp);
-        let local = stream.local_addr().unwrap();
-        stream
-            .write_all(options("TCP", local, &format!("cap{i}")).as_bytes())
-            .unwrap();
-        assert_eq!(read_status(&mut stream).as_deref(), Some("SIP/2.0 200 OK"));
+        assert_options_answered(&mut stream, &format!("cap{i}"));
         open.push(stream);
     }
-    let mut third = tcp_client(server.tcp);
-    let mut byte = [0u8; 1];
-    assert_eq!(
-        third.read(&mut byte).ok(),
-        Some(0),
-        "the third connection is closed at once"
+    assert_closed(
+        &mut tcp_client(server.tcp),
+        "the third connection is closed at once",
     );
-    let first = &mut open[0];
-    let local = first.local_addr().unwrap();
-    first
-        .write_all(options("TCP", local, "cap-again").as_bytes())
-        .unwrap();
-    assert_eq!(read_status(first).as_deref(), Some("SIP/2.0 200 OK"));
+    assert_options_answered(&mut open[0], "cap-again");
 }
 
 #[test]
 fn an_idle_connection_is_closed() {
-    let server = Server::start(
-        r#"
-        [sip]
-        udp = ["127.0.0.1:0"]
-        tcp = ["127.0.0.1:0"]
-        idle_secs = 1
-        [http]
-        listen = "127.0.0.1:0"
-        "#,
-    );
-    let mut stream = tcp_client(server.tcp);
-    let mut byte = [0u8; 1];
-    assert_eq!(
-        stream.read(&mut byte).ok(),
-        Some(0),
-        "closed after 1 s idle"
-    );
+    let server = Server::serve(&Config::new().sip("idle_secs = 1"));
+    assert_closed(&mut tcp_client(server.tcp), "closed after 1 s idle");
 }
 
 #[test]
 fn an_oversized_tcp_message_closes_the_connection_and_the_server_lives_on() {
-    let mut server = Server::start(
-        r#"
-        [sip]
-        udp = ["127.0.0.1:0"]
-        tcp = ["127.0.0.1:0"]
-        max_message_bytes = 2048
-        [http]
-        listen = "127.0.0.1:0"
-        "#,
-    );
+    let mut server = Server::serve(&Config::new().sip("max_message_bytes = 2048"));
     let mut stream = tcp_client(server.tcp);
     let huge = format!(
         "OPTIONS sip:a@127.0.0.1 SIP/2.0\r\nX-Pad: {}\r\n",
@@ -285,12 +248,7 @@ fn an_oversized_tcp_message_closes_the_connection_and_the_server_lives_on() {
     let mut rest = Vec::new();
     let _ = stream.read_to_end(&mut rest);
     server.assert_alive();
-    let mut again = tcp_client(server.tcp);
-    let local = again.local_addr().unwrap();
-    again
-        .write_all(options("TCP", local, "after-huge").as_bytes())
-        .unwrap();
-    assert_eq!(read_status(&mut again).as_deref(), Some("SIP/2.0 200 OK"));
+    assert_options_answered(&mut tcp_client(server.tcp), "after-huge");
 }
 
 #[test]

@@ -11,7 +11,9 @@ mod sip_common;
 
 use std::time::Duration;
 
-use sip_common::{Server, Sipp, free_udp_port, guest, have_sipp, wait_udp_bound};
+use sip_common::{
+    Config, Server, Sipp, SippRun, Transport, free_udp_port, have_sipp, wait_udp_bound,
+};
 
 const HOLD: &str = "+15550100";
 const BUSY: &str = "+15550186";
@@ -21,69 +23,44 @@ const RELAYED: &str = "+15557654321";
 /// SIPp as alice@acme.test with her password (register_auth.xml, alice_uas.xml).
 const ALICE: &str = "-s alice -au alice -ap secret -auth_uri acme.test -key domain acme.test";
 
-/// One tenant `acme` (domain acme.test, user alice/secret) whose numbers are
-/// bound to guests; `trunk` is the outbound trunk's address, if any.
-fn config(numbers: &[(&str, &str)], trunk: Option<u16>) -> String {
-    let mut toml = String::from(
-        r#"workers = 2
+/// One tenant `acme` (domain acme.test, user alice/secret) whose `number`
+/// is answered by the example guest `name`.
+fn acme(number: &str, name: &str) -> Config {
+    Config::new()
+        .tenant("acme", &["acme.test"])
+        .user("alice", "secret")
+        .number(number, name)
+}
 
-[sip]
-udp = ["127.0.0.1:0"]
-tcp = ["127.0.0.1:0"]
-
-[http]
-listen = "127.0.0.1:0"
-
-[storage]
-path = "{dir}/data"
-
-[[tenant]]
-id = "acme"
-domains = ["acme.test"]
-
-[[tenant.user]]
-username = "alice"
-password = "secret"
-"#,
-    );
-    for (number, name) in numbers {
-        toml.push_str(&format!(
-            "\n[[tenant.number]]\nnumber = \"{number}\"\ncomponent = \"{}\"\n",
-            guest(name)
-        ));
+/// A server for `acme(number, name)` and `sipp` against it over
+/// `transport`: exactly `calls` calls succeed, none fails, and the server
+/// is still up. The run, for more checks; `None` where SIPp is missing.
+fn calls_succeed(
+    (number, name): (&str, &str),
+    transport: Transport,
+    sipp: Sipp,
+    calls: u64,
+) -> Option<SippRun> {
+    if !have_sipp() {
+        return None;
     }
-    if let Some(port) = trunk {
-        toml.push_str(&format!(
-            "\n[[tenant.trunk]]\nname = \"carrier\"\naddress = \"127.0.0.1:{port}\"\n"
-        ));
-    }
-    toml
+    let mut server = Server::serve(&acme(number, name));
+    let run = sipp.to(server.addr(transport)).run();
+    run.assert_calls(calls, &server);
+    server.assert_alive();
+    Some(run)
 }
 
 #[test]
 fn sipp_uac_calls_all_succeed_over_udp_and_sipp_hangs_up_with_bye() {
-    if !have_sipp() {
-        return;
-    }
-    let mut server = Server::start(&config(&[(HOLD, "hold")], None));
-    let run = Sipp::new(&format!("-sn uac -s {HOLD} -m 20 -r 10 -d 200"))
-        .to(server.udp)
-        .run();
-    run.assert_calls(20, &server);
-    server.assert_alive();
+    let sipp = Sipp::new(&format!("-sn uac -s {HOLD} -m 20 -r 10 -d 200"));
+    calls_succeed((HOLD, "hold"), Transport::Udp, sipp, 20);
 }
 
 #[test]
 fn sipp_uac_calls_all_succeed_over_tcp() {
-    if !have_sipp() {
-        return;
-    }
-    let mut server = Server::start(&config(&[(HOLD, "hold")], None));
-    let run = Sipp::new(&format!("-sn uac -t t1 -s {HOLD} -m 20 -r 10 -d 200"))
-        .to(server.tcp)
-        .run();
-    run.assert_calls(20, &server);
-    server.assert_alive();
+    let sipp = Sipp::new(&format!("-sn uac -t t1 -s {HOLD} -m 20 -r 10 -d 200"));
+    calls_succeed((HOLD, "hold"), Transport::Tcp, sipp, 20);
 }
 
 #[test]
@@ -100,7 +77,7 @@ fn relayed_calls_reach_a_sipp_uas_over_the_trunk_and_both_legs_succeed() {
         "the SIPp far end did not bind 127.0.0.1:{far_port}"
     );
     // "*" only catches numbers at a tenant domain; SIPp calls 127.0.0.1.
-    let mut server = Server::start(&config(&[(RELAYED, "relay")], Some(far_port)));
+    let mut server = Server::serve(&acme(RELAYED, "relay").trunk("carrier", far_port));
     let caller = Sipp::new(&format!("-sn uac -s {RELAYED} -m 5 -r 5 -d 500"))
         .to(server.udp)
         .run();
@@ -111,16 +88,8 @@ fn relayed_calls_reach_a_sipp_uas_over_the_trunk_and_both_legs_succeed() {
 
 #[test]
 fn register_with_digest_auth_succeeds() {
-    if !have_sipp() {
-        return;
-    }
-    let mut server = Server::start(&config(&[(HOLD, "hold")], None));
-    let run = Sipp::new(&format!("{ALICE} -m 1"))
-        .sf("register_auth.xml")
-        .to(server.udp)
-        .run();
-    run.assert_calls(1, &server);
-    server.assert_alive();
+    let sipp = Sipp::new(&format!("{ALICE} -m 1")).sf("register_auth.xml");
+    calls_succeed((HOLD, "hold"), Transport::Udp, sipp, 1);
 }
 
 #[test]
@@ -128,7 +97,7 @@ fn register_with_a_wrong_password_is_refused() {
     if !have_sipp() {
         return;
     }
-    let mut server = Server::start(&config(&[(HOLD, "hold")], None));
+    let mut server = Server::serve(&acme(HOLD, "hold"));
     let run = Sipp::new(
         "-s alice -au alice -ap not-the-password -auth_uri acme.test -key domain acme.test -m 1",
     )
@@ -149,123 +118,76 @@ fn register_with_a_wrong_password_is_refused() {
     server.assert_alive();
 }
 
-#[test]
-fn caller_cancels_a_call_ringing_at_registered_alice() {
+/// A call from a SIPp caller (`caller`) to `FORWARD`, which guest_forwarder
+/// dials on to client:alice: alice (SIPp, registered from its own socket)
+/// handles it with `alice_scenario`. Both SIPp runs succeed with one call
+/// each and the server is still up.
+fn forwarded_to_alice(alice_scenario: &str, caller: Sipp) {
     if !have_sipp() {
         return;
     }
-    // guest_forwarder dials client:alice; alice (SIPp, registered from its
-    // own socket) rings and never answers; the caller CANCELs after 1 s.
-    let mut server = Server::start(&config(&[(FORWARD, "forwarder")], None));
+    let mut server = Server::serve(&acme(FORWARD, "forwarder"));
     let mut alice = Sipp::new(&format!("{ALICE} -m 1"))
         .sf("alice_uas.xml")
-        .oocsf("alice_ring.xml")
+        .oocsf(alice_scenario)
         .to(server.udp)
         .spawn();
     alice.wait_for_line("sipp: registered", Duration::from_secs(10));
-    let caller = Sipp::new(&format!("-s {FORWARD} -d 1000 -m 1"))
-        .sf("cancel.xml")
-        .to(server.udp)
-        .timeout(Duration::from_secs(30))
-        .run();
+    let caller = caller.to(server.udp).timeout(Duration::from_secs(30)).run();
     caller.assert_calls(1, &server);
-    // alice's main call succeeds once her leg was cancelled (200, 487, ACK).
     alice.finish().assert_calls(1, &server);
     server.assert_alive();
+}
+
+#[test]
+fn caller_cancels_a_call_ringing_at_registered_alice() {
+    // alice rings and never answers; the caller CANCELs after 1 s. alice's
+    // main call succeeds once her leg was cancelled (200, 487, ACK).
+    let caller = Sipp::new(&format!("-s {FORWARD} -d 1000 -m 1")).sf("cancel.xml");
+    forwarded_to_alice("alice_ring.xml", caller);
 }
 
 #[test]
 fn forwarded_call_is_answered_by_registered_alice_and_the_callers_bye_reaches_her() {
-    if !have_sipp() {
-        return;
-    }
-    let mut server = Server::start(&config(&[(FORWARD, "forwarder")], None));
-    let mut alice = Sipp::new(&format!("{ALICE} -m 1"))
-        .sf("alice_uas.xml")
-        .oocsf("alice_answer.xml")
-        .to(server.udp)
-        .spawn();
-    alice.wait_for_line("sipp: registered", Duration::from_secs(10));
-    let caller = Sipp::new(&format!("-sn uac -s {FORWARD} -d 1000 -m 1"))
-        .to(server.udp)
-        .timeout(Duration::from_secs(30))
-        .run();
-    caller.assert_calls(1, &server);
-    alice.finish().assert_calls(1, &server);
-    server.assert_alive();
+    let caller = Sipp::new(&format!("-sn uac -s {FORWARD} -d 1000 -m 1"));
+    forwarded_to_alice("alice_answer.xml", caller);
 }
 
 #[test]
 fn guest_hangs_up_and_the_server_sends_bye() {
-    if !have_sipp() {
-        return;
-    }
-    let mut server = Server::start(&config(&[(BYE, "bye")], None));
-    let run = Sipp::new(&format!("-s {BYE} -m 5 -r 5"))
+    let sipp = Sipp::new(&format!("-s {BYE} -m 5 -r 5"))
         .sf("recv_bye.xml")
-        .to(server.udp)
-        .timeout(Duration::from_secs(30))
-        .run();
-    run.assert_calls(5, &server);
-    server.assert_alive();
+        .timeout(Duration::from_secs(30));
+    calls_succeed((BYE, "bye"), Transport::Udp, sipp, 5);
 }
 
 #[test]
 fn a_hundred_concurrent_calls_all_succeed() {
-    if !have_sipp() {
-        return;
-    }
-    let mut server = Server::start(&config(&[(HOLD, "hold")], None));
-    let run = Sipp::new(&format!("-sn uac -s {HOLD} -l 100 -m 100 -r 100 -d 2000"))
-        .to(server.udp)
-        .run();
-    run.assert_calls(100, &server);
-    server.assert_alive();
+    let sipp = Sipp::new(&format!("-sn uac -s {HOLD} -l 100 -m 100 -r 100 -d 2000"));
+    calls_succeed((HOLD, "hold"), Transport::Udp, sipp, 100);
 }
 
 #[test]
 fn five_percent_packet_loss_is_recovered_by_retransmissions_without_a_failed_call() {
-    if !have_sipp() {
-        return;
+    let sipp = Sipp::new(&format!("-sn uac -s {HOLD} -lost 5 -m 50 -r 10 -d 200"))
+        .timeout(Duration::from_secs(90));
+    if let Some(run) = calls_succeed((HOLD, "hold"), Transport::Udp, sipp, 50) {
+        assert!(
+            run.retransmissions() > 0,
+            "with 5% loss SIPp should have retransmitted something\n{}",
+            run.report()
+        );
     }
-    let mut server = Server::start(&config(&[(HOLD, "hold")], None));
-    let run = Sipp::new(&format!("-sn uac -s {HOLD} -lost 5 -m 50 -r 10 -d 200"))
-        .to(server.udp)
-        .timeout(Duration::from_secs(90))
-        .run();
-    run.assert_calls(50, &server);
-    assert!(
-        run.retransmissions() > 0,
-        "with 5% loss SIPp should have retransmitted something\n{}",
-        run.report()
-    );
-    server.assert_alive();
 }
 
 #[test]
 fn busy_guest_rejects_every_call_with_486() {
-    if !have_sipp() {
-        return;
-    }
-    let mut server = Server::start(&config(&[(BUSY, "busy")], None));
-    let run = Sipp::new(&format!("-s {BUSY} -m 10 -r 10"))
-        .sf("invite_486.xml")
-        .to(server.udp)
-        .run();
-    run.assert_calls(10, &server);
-    server.assert_alive();
+    let sipp = Sipp::new(&format!("-s {BUSY} -m 10 -r 10")).sf("invite_486.xml");
+    calls_succeed((BUSY, "busy"), Transport::Udp, sipp, 10);
 }
 
 #[test]
 fn dtmf_sent_as_sip_info_is_answered_200_during_a_call() {
-    if !have_sipp() {
-        return;
-    }
-    let mut server = Server::start(&config(&[(HOLD, "hold")], None));
-    let run = Sipp::new(&format!("-s {HOLD} -d 300 -m 1"))
-        .sf("info_dtmf.xml")
-        .to(server.udp)
-        .run();
-    run.assert_calls(1, &server);
-    server.assert_alive();
+    let sipp = Sipp::new(&format!("-s {HOLD} -d 300 -m 1")).sf("info_dtmf.xml");
+    calls_succeed((HOLD, "hold"), Transport::Udp, sipp, 1);
 }

@@ -20,7 +20,7 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use sip_common::{Server, guest};
+use sip_common::{Config, Server, Transport};
 
 const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 const SILENT_FOR: Duration = Duration::from_millis(500);
@@ -36,12 +36,6 @@ enum Expect {
     /// On TCP, where a framing error cannot be recovered: this status, or
     /// the connection closed / no answer (RFC 4475 3.1.2.3).
     ClosedOr(&'static [u16]),
-}
-
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Transport {
-    Udp,
-    Tcp,
 }
 
 use Expect::*;
@@ -311,30 +305,12 @@ fn corpus_dir() -> PathBuf {
 }
 
 fn server() -> Server {
-    Server::start(&format!(
-        r#"workers = 2
-
-[sip]
-udp = ["127.0.0.1:0"]
-tcp = ["127.0.0.1:0"]
-
-[http]
-listen = "127.0.0.1:0"
-
-[[tenant]]
-id = "torture"
-domains = ["torture.switchyard.test"]
-
-[[tenant.number]]
-number = "+19995550000"
-component = "{}"
-
-[[tenant.user]]
-username = "alice"
-password = "secret"
-"#,
-        guest("hold")
-    ))
+    Server::serve(
+        &Config::new()
+            .tenant("torture", &["torture.switchyard.test"])
+            .number("+19995550000", "hold")
+            .user("alice", "secret"),
+    )
 }
 
 /// One SIP message read from a stream or a datagram: the start line and
@@ -582,10 +558,7 @@ fn torture(transport: Transport) {
     );
 
     let mut server = server();
-    let addr = match transport {
-        Transport::Udp => server.udp,
-        Transport::Tcp => server.tcp,
-    };
+    let addr = server.addr(transport);
     let send = |message: &[u8], wait| match transport {
         Transport::Udp => send_udp(addr, message, wait),
         Transport::Tcp => send_tcp(addr, message, wait),

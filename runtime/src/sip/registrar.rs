@@ -980,6 +980,8 @@ mod tests {
         tenant: &'static str,
         realm: &'static str,
         lookup: fn(&str) -> Option<String>,
+        /// Where its requests come from.
+        source: Peer,
     }
 
     impl Phone {
@@ -995,6 +997,7 @@ mod tests {
                 tenant: TENANT,
                 realm: REALM,
                 lookup: users_lookup,
+                source: peer(10),
             }
         }
 
@@ -1068,6 +1071,11 @@ mod tests {
             self.nc = 0;
         }
 
+        /// Sends `req` as it is to the phone's tenant and realm.
+        fn send(&self, reg: &mut Registrar, now: Instant, req: &rsip::Request) -> rsip::Response {
+            reg.handle_register(now, self.tenant, self.realm, self.source, req, self.lookup)
+        }
+
         /// Sends a REGISTER, answering one 401 the way a phone does.
         fn register(
             &mut self,
@@ -1077,15 +1085,20 @@ mod tests {
             expires: Option<u32>,
         ) -> rsip::Response {
             let req = self.request(contacts, expires);
-            let (tenant, realm) = (self.tenant, self.realm);
-            let resp = reg.handle_register(now, tenant, realm, peer(10), &req, self.lookup);
+            let resp = self.send(reg, now, &req);
             if status(&resp) != 401 {
                 return resp;
             }
             self.take_challenge(&resp);
             let req = self.request(contacts, expires);
-            reg.handle_register(now, tenant, realm, peer(10), &req, self.lookup)
+            self.send(reg, now, &req)
         }
+    }
+
+    /// The start of most tests: now, a fresh registrar, and alice's phone
+    /// with her right password.
+    fn alice() -> (Instant, Registrar, Phone) {
+        (t0(), registrar(), Phone::new("alice", "wonderland"))
     }
 
     fn users_lookup(name: &str) -> Option<String> {
@@ -1101,11 +1114,9 @@ mod tests {
 
     #[test]
     fn register_is_challenged_then_accepted_with_sha256() {
-        let now = t0();
-        let mut reg = registrar();
-        let mut phone = Phone::new("alice", "wonderland");
+        let (now, mut reg, mut phone) = alice();
         let req = phone.request(&["<sip:alice@192.0.2.10:5060>"], Some(600));
-        let first = reg.handle_register(now, TENANT, REALM, peer(10), &req, users_lookup);
+        let first = phone.send(&mut reg, now, &req);
         assert_eq!(status(&first), 401);
         let offered = headers_named(&first, "WWW-Authenticate");
         assert_eq!(offered.len(), 2);
@@ -1115,7 +1126,7 @@ mod tests {
 
         phone.take_challenge(&first);
         let req = phone.request(&["<sip:alice@192.0.2.10:5060>"], Some(600));
-        let ok = reg.handle_register(now, TENANT, REALM, peer(10), &req, users_lookup);
+        let ok = phone.send(&mut reg, now, &req);
         assert_eq!(status(&ok), 200);
         assert_eq!(
             headers_named(&ok, "Contact"),
@@ -1164,17 +1175,17 @@ mod tests {
 
     #[test]
     fn replayed_nonce_count_is_challenged_again() {
-        let now = t0();
-        let mut reg = registrar();
-        let mut phone = Phone::new("alice", "wonderland");
+        let (now, mut reg, mut phone) = alice();
         assert_eq!(
             status(&phone.register(&mut reg, now, &["<sip:alice@192.0.2.10>"], None)),
             200
         );
-        // Same credentials again (nc stays 1), with a higher CSeq.
+        // Same credentials again (nc stays 1), with a higher CSeq, from
+        // elsewhere.
         phone.nc = 0;
+        phone.source = peer(66);
         let replay = phone.request(&["<sip:evil@203.0.113.9>"], None);
-        let resp = reg.handle_register(now, TENANT, REALM, peer(66), &replay, users_lookup);
+        let resp = phone.send(&mut reg, now, &replay);
         assert_eq!(status(&resp), 401);
         assert_eq!(
             contacts_of(&reg, now, "alice"),
@@ -1184,16 +1195,14 @@ mod tests {
 
     #[test]
     fn expired_nonce_is_challenged_with_stale_true() {
-        let now = t0();
-        let mut reg = registrar();
-        let mut phone = Phone::new("alice", "wonderland");
+        let (now, mut reg, mut phone) = alice();
         assert_eq!(
             status(&phone.register(&mut reg, now, &["<sip:alice@192.0.2.10>"], Some(3600))),
             200
         );
         let later = now + reg.config().nonce_ttl;
         let req = phone.request(&["<sip:alice@192.0.2.10>"], Some(3600));
-        let resp = reg.handle_register(later, TENANT, REALM, peer(10), &req, users_lookup);
+        let resp = phone.send(&mut reg, later, &req);
         assert_eq!(status(&resp), 401);
         assert!(
             headers_named(&resp, "WWW-Authenticate")
@@ -1203,7 +1212,7 @@ mod tests {
         // The phone retries with the new nonce and refreshes.
         phone.take_challenge(&resp);
         let req = phone.request(&["<sip:alice@192.0.2.10>"], Some(3600));
-        let resp = reg.handle_register(later, TENANT, REALM, peer(10), &req, users_lookup);
+        let resp = phone.send(&mut reg, later, &req);
         assert_eq!(status(&resp), 200);
         assert_eq!(
             reg.lookup(later, TENANT, "alice")[0].expires_at,
@@ -1217,8 +1226,9 @@ mod tests {
         let mut reg = registrar();
         // bob's credentials, alice's address-of-record.
         let mut phone = Phone::new("bob", "builder");
+        phone.source = peer(11);
         let first = phone.request(&["<sip:bob@192.0.2.11>"], None);
-        let challenge = reg.handle_register(now, TENANT, REALM, peer(11), &first, users_lookup);
+        let challenge = phone.send(&mut reg, now, &first);
         phone.take_challenge(&challenge);
         let mut req = phone.request(&["<sip:bob@192.0.2.11>"], None);
         for h in req.headers.iter_mut() {
@@ -1226,16 +1236,14 @@ mod tests {
                 *to = rsip::headers::To::new(format!("<sip:alice@{REALM}>"));
             }
         }
-        let resp = reg.handle_register(now, TENANT, REALM, peer(11), &req, users_lookup);
+        let resp = phone.send(&mut reg, now, &req);
         assert_eq!(status(&resp), 403);
         assert!(reg.is_empty());
     }
 
     #[test]
     fn several_contacts_are_bound_and_listed_best_first() {
-        let now = t0();
-        let mut reg = registrar();
-        let mut phone = Phone::new("alice", "wonderland");
+        let (now, mut reg, mut phone) = alice();
         let resp = phone.register(
             &mut reg,
             now,
@@ -1260,9 +1268,7 @@ mod tests {
 
     #[test]
     fn equal_q_puts_the_most_recent_registration_first() {
-        let now = t0();
-        let mut reg = registrar();
-        let mut phone = Phone::new("alice", "wonderland");
+        let (now, mut reg, mut phone) = alice();
         phone.register(&mut reg, now, &["<sip:alice@192.0.2.10>"], None);
         phone.register(&mut reg, now + secs(5), &["<sip:alice@192.0.2.20>"], None);
         assert_eq!(
@@ -1273,9 +1279,7 @@ mod tests {
 
     #[test]
     fn per_contact_expires_overrides_the_expires_header_and_max_is_clamped() {
-        let now = t0();
-        let mut reg = registrar();
-        let mut phone = Phone::new("alice", "wonderland");
+        let (now, mut reg, mut phone) = alice();
         let resp = phone.register(
             &mut reg,
             now,
@@ -1295,9 +1299,7 @@ mod tests {
 
     #[test]
     fn contact_with_expires_zero_removes_only_that_binding() {
-        let now = t0();
-        let mut reg = registrar();
-        let mut phone = Phone::new("alice", "wonderland");
+        let (now, mut reg, mut phone) = alice();
         phone.register(
             &mut reg,
             now,
@@ -1321,9 +1323,7 @@ mod tests {
 
     #[test]
     fn wildcard_with_expires_zero_removes_all_bindings() {
-        let now = t0();
-        let mut reg = registrar();
-        let mut phone = Phone::new("alice", "wonderland");
+        let (now, mut reg, mut phone) = alice();
         phone.register(
             &mut reg,
             now,
@@ -1339,9 +1339,7 @@ mod tests {
 
     #[test]
     fn wildcard_misuse_is_a_bad_request() {
-        let now = t0();
-        let mut reg = registrar();
-        let mut phone = Phone::new("alice", "wonderland");
+        let (now, mut reg, mut phone) = alice();
         let with_other = phone.register(&mut reg, now, &["*, <sip:alice@192.0.2.10>"], Some(0));
         assert_eq!(status(&with_other), 400);
         let nonzero = phone.register(&mut reg, now, &["*"], Some(60));
@@ -1352,9 +1350,7 @@ mod tests {
 
     #[test]
     fn too_brief_interval_gets_423_with_min_expires_and_changes_nothing() {
-        let now = t0();
-        let mut reg = registrar();
-        let mut phone = Phone::new("alice", "wonderland");
+        let (now, mut reg, mut phone) = alice();
         let resp = phone.register(
             &mut reg,
             now,
@@ -1371,9 +1367,7 @@ mod tests {
 
     #[test]
     fn bindings_expire_at_exactly_their_virtual_instant() {
-        let now = t0();
-        let mut reg = registrar();
-        let mut phone = Phone::new("alice", "wonderland");
+        let (now, mut reg, mut phone) = alice();
         phone.register(&mut reg, now, &["<sip:alice@192.0.2.10>"], Some(60));
         phone.register(&mut reg, now, &["<sip:alice@192.0.2.20>"], Some(120));
         assert_eq!(reg.len(), 2);
@@ -1401,18 +1395,14 @@ mod tests {
 
     #[test]
     fn lookup_ignores_bindings_past_expiry_before_expire_runs() {
-        let now = t0();
-        let mut reg = registrar();
-        let mut phone = Phone::new("alice", "wonderland");
+        let (now, mut reg, mut phone) = alice();
         phone.register(&mut reg, now, &["<sip:alice@192.0.2.10>"], Some(60));
         assert!(reg.lookup(now + secs(60), TENANT, "alice").is_empty());
     }
 
     #[test]
     fn tenants_are_isolated_even_for_the_same_username() {
-        let now = t0();
-        let mut reg = registrar();
-        let mut acme_alice = Phone::new("alice", "wonderland");
+        let (now, mut reg, mut acme_alice) = alice();
         acme_alice.register(&mut reg, now, &["<sip:alice@192.0.2.10>"], None);
         assert!(reg.lookup(now, "globex", "alice").is_empty());
 
@@ -1447,9 +1437,7 @@ mod tests {
 
     #[test]
     fn register_without_contact_lists_the_bindings() {
-        let now = t0();
-        let mut reg = registrar();
-        let mut phone = Phone::new("alice", "wonderland");
+        let (now, mut reg, mut phone) = alice();
         phone.register(&mut reg, now, &["<sip:alice@192.0.2.10>"], Some(600));
         let resp = phone.register(&mut reg, now + secs(100), &[], None);
         assert_eq!(status(&resp), 200);
@@ -1461,9 +1449,7 @@ mod tests {
 
     #[test]
     fn same_call_id_with_an_old_cseq_is_refused() {
-        let now = t0();
-        let mut reg = registrar();
-        let mut phone = Phone::new("alice", "wonderland");
+        let (now, mut reg, mut phone) = alice();
         phone.register(&mut reg, now, &["<sip:alice@192.0.2.10>"], Some(600));
         phone.cseq = 0;
         let resp = phone.register(&mut reg, now, &["<sip:alice@192.0.2.10>;expires=0"], None);
@@ -1498,13 +1484,11 @@ mod tests {
 
     #[test]
     fn unknown_required_extension_gets_420() {
-        let now = t0();
-        let mut reg = registrar();
-        let mut phone = Phone::new("alice", "wonderland");
+        let (now, mut reg, mut phone) = alice();
         let mut req = phone.request(&["<sip:alice@192.0.2.10>"], None);
         req.headers
             .push(Header::Require(rsip::headers::Require::new("teleport")));
-        let resp = reg.handle_register(now, TENANT, REALM, peer(10), &req, users_lookup);
+        let resp = phone.send(&mut reg, now, &req);
         assert_eq!(status(&resp), 420);
         assert_eq!(headers_named(&resp, "Unsupported"), vec!["teleport"]);
     }
@@ -1620,9 +1604,7 @@ mod tests {
 
     #[test]
     fn garbage_contacts_and_headers_never_panic() {
-        let now = t0();
-        let mut reg = registrar();
-        let mut phone = Phone::new("alice", "wonderland");
+        let (now, mut reg, mut phone) = alice();
         phone.register(&mut reg, now, &[], None);
         let garbage = [
             "<",

@@ -1,8 +1,12 @@
-//! Shared helpers for the SIP tests (`sip_sipp.rs`, `sip_torture.rs`):
-//! a `switchyard serve` process on 127.0.0.1 and SIPp runs against it.
+//! Shared helpers for the SIP tests (`sip_sipp.rs`, `sip_torture.rs`,
+//! `sip_serve.rs`): a `switchyard serve` process on 127.0.0.1 and SIPp runs
+//! against it.
 //!
 //! Include with `#[path = "common/sip.rs"] mod sip_common;`.
 //!
+//! * `Config` builds the TOML config of a test server: SIP over UDP and TCP
+//!   and HTTP on 127.0.0.1, more `[sip]` lines, tenants with their users,
+//!   numbers (bound to example guests) and trunks.
 //! * `Server::start(config)` writes the TOML config into a temp dir (the
 //!   text `{dir}` in it is replaced by that dir; a `[storage]` section is
 //!   added when missing), spawns `switchyard serve --config FILE`, and reads
@@ -127,6 +131,101 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// The TOML config of a test server: 2 workers, SIP over UDP and TCP and
+/// HTTP on 127.0.0.1 (ports of the system's choosing). `[storage]` is left
+/// to `Server::start` unless `storage` names a path. `tenant` opens a
+/// tenant; `user`, `number` and `trunk` add to the last one opened.
+pub struct Config {
+    sip: Vec<String>,
+    storage: Option<String>,
+    tenants: String,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config::new()
+    }
+}
+
+impl Config {
+    pub fn new() -> Config {
+        Config {
+            sip: vec![
+                r#"udp = ["127.0.0.1:0"]"#.into(),
+                r#"tcp = ["127.0.0.1:0"]"#.into(),
+            ],
+            storage: None,
+            tenants: String::new(),
+        }
+    }
+
+    /// One more line of `[sip]`, e.g. `max_connections = 2`.
+    pub fn sip(mut self, line: &str) -> Config {
+        self.sip.push(line.to_string());
+        self
+    }
+
+    pub fn storage(mut self, path: &Path) -> Config {
+        self.storage = Some(path.display().to_string());
+        self
+    }
+
+    /// A tenant; without domains it gets no `domains` key.
+    pub fn tenant(mut self, id: &str, domains: &[&str]) -> Config {
+        self.tenants
+            .push_str(&format!("\n[[tenant]]\nid = \"{id}\"\n"));
+        if !domains.is_empty() {
+            let quoted: Vec<String> = domains.iter().map(|d| format!("\"{d}\"")).collect();
+            self.tenants
+                .push_str(&format!("domains = [{}]\n", quoted.join(", ")));
+        }
+        self
+    }
+
+    pub fn user(mut self, username: &str, password: &str) -> Config {
+        self.tenants.push_str(&format!(
+            "\n[[tenant.user]]\nusername = \"{username}\"\npassword = \"{password}\"\n"
+        ));
+        self
+    }
+
+    /// `number` answered by the example guest `guest_{name}.wasm`.
+    pub fn number(mut self, number: &str, name: &str) -> Config {
+        self.tenants.push_str(&format!(
+            "\n[[tenant.number]]\nnumber = \"{number}\"\ncomponent = \"{}\"\n",
+            guest(name)
+        ));
+        self
+    }
+
+    /// An outbound trunk to 127.0.0.1:`port`.
+    pub fn trunk(mut self, name: &str, port: u16) -> Config {
+        self.tenants.push_str(&format!(
+            "\n[[tenant.trunk]]\nname = \"{name}\"\naddress = \"127.0.0.1:{port}\"\n"
+        ));
+        self
+    }
+
+    pub fn toml(&self) -> String {
+        let mut toml = format!(
+            "workers = 2\n\n[sip]\n{}\n\n[http]\nlisten = \"127.0.0.1:0\"\n",
+            self.sip.join("\n")
+        );
+        if let Some(path) = &self.storage {
+            toml.push_str(&format!("\n[storage]\npath = \"{path}\"\n"));
+        }
+        toml.push_str(&self.tenants);
+        toml
+    }
+}
+
+/// The transport a test talks to the server over.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
 pub struct Server {
     child: Child,
     pub dir: tempfile::TempDir,
@@ -138,6 +237,11 @@ pub struct Server {
 }
 
 impl Server {
+    /// A server on `config` (see `Config`).
+    pub fn serve(config: &Config) -> Server {
+        Server::start(&config.toml())
+    }
+
     pub fn start(config: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let mut config = config.replace("{dir}", &dir.path().display().to_string());
@@ -211,6 +315,14 @@ impl Server {
         server.tcp = tcp;
         server.http = http;
         server
+    }
+
+    /// The server's SIP address on `transport`.
+    pub fn addr(&self, transport: Transport) -> SocketAddr {
+        match transport {
+            Transport::Udp => self.udp,
+            Transport::Tcp => self.tcp,
+        }
     }
 
     /// The server's stdout and the tail of its stderr, for failure messages.

@@ -695,35 +695,25 @@ impl Transactions {
         let mut end = false;
         match (invite, status) {
             (true, 100..=199) => tx.stop(Slot::Retransmit), // no 100 Trying needed
-            (true, 200..=299) => {
-                tx.state = State::Accepted;
-                tx.interval = config.first_interval();
-                tx.stop(Slot::Retransmit);
-                if !reliable {
-                    retransmit_after_interval(&mut self.timers, key, tx, now);
-                }
-                // Timer L.
-                arm(
-                    &mut self.timers,
-                    key,
-                    tx,
-                    Slot::Expire,
-                    now + config.timeout(),
-                );
-                if let Some(ack_match) = tx.ack_match.clone() {
-                    self.accepted.insert(ack_match, key.clone());
-                }
-            }
             (true, _) => {
-                tx.state = State::Completed;
-                tx.response_to_tag = to_tag;
+                if status < 300 {
+                    tx.state = State::Accepted;
+                    if let Some(ack_match) = tx.ack_match.clone() {
+                        self.accepted.insert(ack_match, key.clone());
+                    }
+                } else {
+                    tx.state = State::Completed;
+                    tx.response_to_tag = to_tag;
+                }
+                // On unreliable transports either final is retransmitted
+                // until the ACK comes (for 3xx-6xx, Timer G); the
+                // transaction ends 64·T1 later: Timer L after a 2xx, Timer H
+                // after 3xx-6xx.
                 tx.interval = config.first_interval();
                 tx.stop(Slot::Retransmit);
                 if !reliable {
-                    // Timer G.
                     retransmit_after_interval(&mut self.timers, key, tx, now);
                 }
-                // Timer H.
                 arm(
                     &mut self.timers,
                     key,
