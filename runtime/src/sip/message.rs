@@ -153,6 +153,8 @@ pub struct StreamFramer {
     frame: Option<usize>,
     /// More was pushed than a message can be: the stream is unusable.
     overflow: bool,
+    /// `Fatal` was reported; nothing more comes out.
+    closed: bool,
 }
 
 impl StreamFramer {
@@ -162,13 +164,14 @@ impl StreamFramer {
             buf: BytesMut::new(),
             frame: None,
             overflow: false,
+            closed: false,
         }
     }
 
     /// Appends bytes read from the stream. The buffer never grows past two
     /// messages' worth; beyond that [`next`](Self::next) reports `Fatal`.
     pub fn push(&mut self, data: &[u8]) {
-        if self.overflow {
+        if self.overflow || self.closed {
             return;
         }
         if self.buf.len().saturating_add(data.len()) > self.limits.max_message.saturating_mul(2) {
@@ -180,14 +183,19 @@ impl StreamFramer {
     }
 
     /// The next complete message, keep-alive or error; `None` when more
-    /// bytes are needed.
+    /// bytes are needed. `Fatal` comes once; after it the framer is closed
+    /// and returns `None`, so a drain loop cannot spin.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<Result<Inbound, StreamError>> {
+        if self.closed {
+            return None;
+        }
         if self.overflow {
-            return Some(Err(StreamError::Fatal(format!(
+            let reason = format!(
                 "more than {} bytes buffered without a complete message",
                 self.limits.max_message.saturating_mul(2)
-            ))));
+            );
+            return Some(Err(self.fatal(reason)));
         }
         let total = match self.frame {
             Some(total) => total,
@@ -245,7 +253,7 @@ impl StreamFramer {
     }
 
     fn fatal(&mut self, reason: String) -> StreamError {
-        self.overflow = true;
+        self.closed = true;
         self.buf = BytesMut::new();
         StreamError::Fatal(reason)
     }
@@ -2205,6 +2213,9 @@ mod tests {
         let mut framer = StreamFramer::new(limits);
         framer.push(&[b'a'; 300]);
         assert!(matches!(framer.next(), Some(Err(StreamError::Fatal(_)))));
+        assert_eq!(framer.next(), None, "fatal is reported once");
+        framer.push(&torture("zeromf"));
+        assert_eq!(framer.next(), None, "a closed framer stays closed");
     }
 
     #[test]
