@@ -100,6 +100,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let endpoint = Endpoint::new(Instant::now(), endpoint_config, Arc::clone(&directory));
 
     announce(&listening, &config);
+    let udp = transport::UdpSockets::new(udp);
     let core = tokio::spawn(core(endpoint, queue, inputs, udp, cdrs.clone()));
     shutdown_signal().await;
     println!("switchyard: stopping");
@@ -220,7 +221,7 @@ async fn core(
     mut endpoint: Endpoint,
     mut queue: mpsc::UnboundedReceiver<Input>,
     inputs: mpsc::UnboundedSender<Input>,
-    udp: Vec<Arc<tokio::net::UdpSocket>>,
+    udp: transport::UdpSockets,
     cdrs: CdrStore,
 ) {
     let mut streams: HashMap<SocketAddr, mpsc::UnboundedSender<bytes::Bytes>> = HashMap::new();
@@ -272,14 +273,14 @@ fn handle(
 fn flush(
     endpoint: &mut Endpoint,
     streams: &mut HashMap<SocketAddr, mpsc::UnboundedSender<bytes::Bytes>>,
-    udp: &[Arc<tokio::net::UdpSocket>],
+    udp: &transport::UdpSockets,
     inputs: &mpsc::UnboundedSender<Input>,
     cdrs: &CdrStore,
 ) {
     while let Some(transmit) = endpoint.poll_transmit() {
         let peer = transmit.peer;
         match peer.transport {
-            Transport::Udp => transport::send_udp(udp, peer.addr, &transmit.bytes),
+            Transport::Udp => udp.send(peer.addr, &transmit.bytes),
             Transport::Tcp | Transport::Tls => match streams.get(&peer.addr) {
                 Some(writer) if writer.send(transmit.bytes.clone()).is_ok() => {}
                 // A response whose connection is gone: the client's port

@@ -48,11 +48,7 @@ pub async fn bind_udp(
     limits: &Limits,
     inputs: mpsc::UnboundedSender<Input>,
 ) -> anyhow::Result<Arc<UdpSocket>> {
-    let socket = Arc::new(
-        UdpSocket::bind(addr)
-            .await
-            .with_context(|| format!("binding SIP UDP on {addr}"))?,
-    );
+    let socket = Arc::new(udp_socket(addr).with_context(|| format!("binding SIP UDP on {addr}"))?);
     let reader = Arc::clone(&socket);
     let limits = limits.message;
     tokio::spawn(async move {
@@ -86,6 +82,23 @@ pub async fn bind_udp(
     Ok(socket)
 }
 
+/// Socket buffers asked for; the kernel caps them at net.core.rmem_max /
+/// wmem_max. The 208 KiB default overflows in bursts of a few thousand
+/// calls per second (RcvbufErrors), and every lost INVITE costs a 500 ms
+/// retransmission.
+const UDP_BUFFER: usize = 8 * 1024 * 1024;
+
+fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: a smaller buffer still works.
+    let _ = socket.set_recv_buffer_size(UDP_BUFFER);
+    let _ = socket.set_send_buffer_size(UDP_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
 /// What to send back for a rejected message (logged either way).
 fn answer(peer: &Peer, rejection: Rejection) -> Option<Bytes> {
     match rejection {
@@ -104,17 +117,33 @@ fn answer(peer: &Peer, rejection: Rejection) -> Option<Bytes> {
     }
 }
 
-/// Sends from the socket of the destination's address family; a full send
-/// buffer drops the datagram (the transaction layer retransmits).
-pub fn send_udp(sockets: &[Arc<UdpSocket>], to: SocketAddr, bytes: &[u8]) {
-    let socket = sockets
-        .iter()
-        .find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == to.is_ipv4()))
-        .or(sockets.first());
-    if let Some(socket) = socket
-        && let Err(e) = socket.try_send_to(bytes, to)
-    {
-        tracing::debug!(%to, error = %e, "UDP send failed");
+/// The UDP sockets, with their address family looked up once (not per
+/// datagram: `getsockname` showed up in profiles).
+pub struct UdpSockets(Vec<(bool, Arc<UdpSocket>)>);
+
+impl UdpSockets {
+    pub fn new(sockets: Vec<Arc<UdpSocket>>) -> Self {
+        Self(
+            sockets
+                .into_iter()
+                .map(|s| (s.local_addr().is_ok_and(|a| a.is_ipv4()), s))
+                .collect(),
+        )
+    }
+
+    /// Sends from the socket of the destination's address family; a full
+    /// send buffer drops the datagram (the transaction layer retransmits).
+    pub fn send(&self, to: SocketAddr, bytes: &[u8]) {
+        let socket = self
+            .0
+            .iter()
+            .find(|(v4, _)| *v4 == to.is_ipv4())
+            .or(self.0.first());
+        if let Some((_, socket)) = socket
+            && let Err(e) = socket.try_send_to(bytes, to)
+        {
+            tracing::debug!(%to, error = %e, "UDP send failed");
+        }
     }
 }
 

@@ -162,8 +162,9 @@ impl Endpoint {
             },
             None => sdp::offer(media, session, 1, sdp::Direction::SendRecv),
         };
-        let trying = message::response(&req, 100, "Trying", None);
-        self.respond(now, &key, trying);
+        // No 100 Trying here: the transaction layer sends one if no answer
+        // is out within 200 ms (RFC 3261 §17.2.1), and a guest's decision
+        // is usually out long before, so most calls save a datagram.
 
         let local_tag = random_token();
         let tenant = self.directory.tenant(route.tenant);
@@ -177,16 +178,18 @@ impl Endpoint {
         // URI for a user-less address; `from` is the caller's From URI.
         let to = user.clone().unwrap_or_else(|| req.uri.to_string());
         let mut incoming = IncomingCall::inbound(&from, &to, &self.config.region);
+        // X-* and User-to-User are not rsip header types: they are `Other`.
         incoming.headers = req
             .headers
             .iter()
-            .filter_map(|h| {
-                let text = h.to_string();
-                let (name, value) = text.split_once(':')?;
-                visible_header(name.trim()).then(|| crate::contract::Header {
-                    name: name.trim().into(),
-                    value: value.trim().into(),
-                })
+            .filter_map(|h| match h {
+                rsip::Header::Other(name, value) if visible_header(name.trim()) => {
+                    Some(crate::contract::Header {
+                        name: name.trim().into(),
+                        value: value.trim().into(),
+                    })
+                }
+                _ => None,
             })
             .collect();
         let id = format!("CA{}", random_token());

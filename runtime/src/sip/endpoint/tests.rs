@@ -242,7 +242,6 @@ fn an_answered_call_runs_until_the_caller_hangs_up_and_leaves_a_cdr() {
         _ => Plan { verbs: vec![] },
     }));
     h.send(CALLER, &invite("100", "c2"));
-    h.response(100);
     let ok = h.response(200);
     assert!(
         String::from_utf8_lossy(&ok.body).contains("PCMU"),

@@ -32,13 +32,26 @@ pub fn cseq(msg: &impl HeadersExt) -> Option<(u32, rsip::Method)> {
     Some((h.seq().ok()?, h.method().ok()?))
 }
 
+/// The first value of header `name` (full name, any case). Typed rsip
+/// headers are read without formatting the whole header list: this runs on
+/// every INVITE.
 pub fn header_value(headers: &rsip::Headers, name: &str) -> Option<String> {
+    use rsip::Header as H;
+    let lower = name.to_ascii_lowercase();
     headers.iter().find_map(|h| {
-        let text = h.to_string();
-        let (n, v) = text.split_once(':')?;
-        n.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| v.trim().to_string())
+        let value = match (h, lower.as_str()) {
+            (H::Via(v), "via") => v.value(),
+            (H::From(v), "from") => v.value(),
+            (H::To(v), "to") => v.value(),
+            (H::ContentType(v), "content-type") => v.value(),
+            (H::WwwAuthenticate(v), "www-authenticate") => v.value(),
+            (H::ProxyAuthenticate(v), "proxy-authenticate") => v.value(),
+            (H::Authorization(v), "authorization") => v.value(),
+            (H::ProxyAuthorization(v), "proxy-authorization") => v.value(),
+            (H::Other(n, v), _) if n.trim().eq_ignore_ascii_case(name) => v.as_str(),
+            _ => return None,
+        };
+        Some(value.trim().to_string())
     })
 }
 
@@ -63,9 +76,7 @@ pub fn sdp_body(headers: &rsip::Headers, body: &[u8]) -> Option<Vec<u8>> {
     if body.is_empty() {
         return None;
     }
-    let ct = header_value(headers, "Content-Type")
-        .or_else(|| header_value(headers, "c"))
-        .unwrap_or_default();
+    let ct = header_value(headers, "Content-Type").unwrap_or_default();
     ct.to_ascii_lowercase()
         .starts_with("application/sdp")
         .then(|| body.to_vec())
