@@ -1,21 +1,29 @@
 //! SIP signalling: transports, transactions, dialogs, registrar, call legs.
 //!
 //! ```text
-//!  socket (transport.rs, tokio edge)
+//!  socket (serve/transport.rs, the tokio edge)
 //!     │ bytes + Peer                      ▲ Transmit
 //!     ▼                                   │
-//!  message::parse / StreamFramer ── Rejection (400/505 reply or drop)
+//!  message::parse_datagram / StreamFramer ── Rejection (400/505 reply or drop)
 //!     │ rsip::SipMessage
 //!     ▼
 //!  transaction::Transactions (sans-IO, RFC 3261 §17 timers)
 //!     │ TxEvent                           ▲ send_request / send_response
 //!     ▼                                   │
-//!  ua::UserAgent (sans-IO): dialogs, registrar, call legs ──► router::Call
+//!  endpoint::Endpoint (sans-IO B2BUA): dialogs, registrar, call legs ──► router::Call
+//!     (directory: which tenant and handler a request belongs to)
 //! ```
 //!
 //! Everything below the transport edge is sans-IO: time comes in as `now`,
 //! bytes and timers go out through `poll_*`, so every protocol path is
 //! tested with a virtual clock and fuzzed without sockets.
+//!
+//! * [`message`] — syntax checks, framing, RFC 3261 §8.2 UAS checks, responses.
+//! * [`transaction`] — RFC 3261 §17 client and server transactions.
+//! * [`registrar`], [`digest`] — REGISTER, location service, digest auth.
+//! * [`sdp`] — G.711 offer/answer.
+//! * [`directory`] — tenants, numbers, domains, users, trunks.
+//! * [`endpoint`] — calls: the caller's leg, verbs, dial forks, transfer.
 
 pub mod digest;
 pub mod directory;
