@@ -269,38 +269,36 @@ async fn a_trapping_guest_fails_the_event_and_the_host_keeps_serving() {
     host_still_serves(&t).await;
 }
 
-#[tokio::test]
-async fn a_spinning_guest_is_interrupted_at_its_deadline() {
+/// Runs `guest` on an incoming call: it must fail with `expected`, in
+/// bounded time, and leave the host serving.
+async fn refused_with(guest: &str, expected: GuestFailure) {
     let _serial = shared().await;
     let t = test_host();
-    let spin = acme_guest(&t, "spin");
-    let invocation = spin.invoke(incoming("acme")).await;
-    assert_eq!(
-        invocation.outcome,
-        Err(GuestFailure::Deadline { limit_ms: 20 })
-    );
+    let handler = acme_guest(&t, guest);
+    let invocation = handler.invoke(incoming("acme")).await;
+    assert_eq!(invocation.outcome, Err(expected));
     assert!(
         invocation.elapsed < Duration::from_secs(2),
         "{:?}",
         invocation.elapsed
     );
-
     host_still_serves(&t).await;
 }
 
 #[tokio::test]
+async fn a_spinning_guest_is_interrupted_at_its_deadline() {
+    refused_with("spin", GuestFailure::Deadline { limit_ms: 20 }).await;
+}
+
+#[tokio::test]
 async fn a_memory_hog_hits_its_cap() {
-    let _serial = shared().await;
-    let t = test_host();
-    let hog = acme_guest(&t, "hog");
-    let invocation = hog.invoke(incoming("acme")).await;
-    assert_eq!(
-        invocation.outcome,
-        Err(GuestFailure::MemoryCap {
-            limit_bytes: 32 * 1024 * 1024
-        })
-    );
-    host_still_serves(&t).await;
+    refused_with(
+        "hog",
+        GuestFailure::MemoryCap {
+            limit_bytes: 32 * 1024 * 1024,
+        },
+    )
+    .await;
 }
 
 #[tokio::test]

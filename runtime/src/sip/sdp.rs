@@ -151,25 +151,7 @@ pub fn answer(
     let Some(media) = desc.media_descriptions.get(index) else {
         return Err(SdpError::NoCommonCodec);
     };
-    let (remote, on_hold) = remote_of(&desc, media)?;
-    let mut theirs = Direction::from_attributes(&media.attributes)
-        .or_else(|| Direction::from_attributes(&desc.attributes))
-        .unwrap_or(Direction::SendRecv);
-    if on_hold && theirs.receives() {
-        // c=0.0.0.0: the offerer will not receive (RFC 3264 §8.4).
-        theirs = if theirs.sends() {
-            Direction::SendOnly
-        } else {
-            Direction::Inactive
-        };
-    }
-    let negotiated = Negotiated {
-        codec,
-        remote,
-        dtmf_pt: telephone_event(media),
-        direction: theirs.reversed(),
-        ptime_ms: ptime(media),
-    };
+    let negotiated = negotiated(&desc, media, codec)?;
 
     let mut sdp = String::with_capacity(512);
     header(&mut sdp, local, session, version);
@@ -224,11 +206,22 @@ pub fn parse_answer(answer: &[u8]) -> Result<Negotiated, SdpError> {
         .iter()
         .find_map(|m| usable_audio(m).map(|codec| (m, codec)))
         .ok_or(SdpError::NoCommonCodec)?;
-    let (remote, on_hold) = remote_of(&desc, media)?;
+    negotiated(&desc, media, codec)
+}
+
+/// What was agreed for the chosen audio stream, from our side: the far
+/// end's address and direction (reversed into ours), DTMF and packet time.
+fn negotiated(
+    desc: &SessionDescription,
+    media: &MediaDescription,
+    codec: Codec,
+) -> Result<Negotiated, SdpError> {
+    let (remote, on_hold) = remote_of(desc, media)?;
     let mut theirs = Direction::from_attributes(&media.attributes)
         .or_else(|| Direction::from_attributes(&desc.attributes))
         .unwrap_or(Direction::SendRecv);
     if on_hold && theirs.receives() {
+        // c=0.0.0.0: the far end will not receive (RFC 3264 §8.4).
         theirs = if theirs.sends() {
             Direction::SendOnly
         } else {

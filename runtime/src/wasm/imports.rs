@@ -129,7 +129,7 @@ impl kv::Host for KvView<'_> {
         let result = self.kv.get(self.tenant, &key).await.map_err(wit_error);
         self.imports.push(ImportRecord::KvGet {
             key,
-            result: result.clone().map_err(|e| describe(&e)),
+            result: recorded(&result),
         });
         Ok(result)
     }
@@ -148,7 +148,7 @@ impl kv::Host for KvView<'_> {
         self.imports.push(ImportRecord::KvSet {
             key,
             len,
-            result: result.clone().map_err(|e| describe(&e)),
+            result: recorded(&result),
         });
         Ok(result)
     }
@@ -157,7 +157,7 @@ impl kv::Host for KvView<'_> {
         let result = self.kv.delete(self.tenant, &key).await.map_err(wit_error);
         self.imports.push(ImportRecord::KvDelete {
             key,
-            result: result.clone().map_err(|e| describe(&e)),
+            result: recorded(&result),
         });
         Ok(result)
     }
@@ -175,7 +175,7 @@ impl kv::Host for KvView<'_> {
         self.imports.push(ImportRecord::KvListKeys {
             prefix,
             limit,
-            result: result.clone().map_err(|e| describe(&e)),
+            result: recorded(&result),
         });
         Ok(result)
     }
@@ -189,6 +189,11 @@ fn wit_error(e: store::KvError) -> kv::KvError {
         store::KvError::Unavailable(reason) => kv::KvError::Unavailable(reason),
         other @ store::KvError::Open { .. } => kv::KvError::Unavailable(other.to_string()),
     }
+}
+
+/// A kv result as the import record keeps it (errors in WIT syntax).
+fn recorded<T: Clone>(result: &Result<T, kv::KvError>) -> Result<T, String> {
+    result.clone().map_err(|e| describe(&e))
 }
 
 /// The recorded form of a WIT `kv-error`, in WIT syntax:
