@@ -431,7 +431,10 @@ impl Endpoint {
         let local = self.config.local.clone();
         let Some(dial) = call.dial.as_mut() else {
             // The dial is over (caller gone): take the late answer down.
-            return self.ack_and_bye_late(now, call, index, response);
+            // Only reachable while the dial is being torn down in this
+            // same step: finished dials forget their forks' transactions.
+            tracing::debug!(call = %call.id, "2xx for a dial that has ended; not answered");
+            return;
         };
         let Some(fork) = dial.forks.get_mut(index) else {
             return;
@@ -494,16 +497,6 @@ impl Endpoint {
                 TimerKind::DialLimit,
             );
         }
-    }
-
-    fn ack_and_bye_late(
-        &mut self,
-        _now: Instant,
-        call: &CallState,
-        _index: usize,
-        _response: &rsip::Response,
-    ) {
-        tracing::debug!(call = %call.id, "late 2xx after the dial ended; ignored (Timer B/M end the fork)");
     }
 
     /// Answers a 401/407 from a trunk once with its credentials (RFC 3261 §22.2).
@@ -682,6 +675,7 @@ impl Endpoint {
         let Some(dial) = call.dial.take() else {
             return;
         };
+        self.forget_forks(&dial);
         call.generation += 1;
         let answered = dial
             .winner
@@ -718,7 +712,19 @@ impl Endpoint {
         {
             self.bye_fork(now, call, winner);
         }
-        call.dial = None;
+        if let Some(dial) = call.dial.take() {
+            self.forget_forks(&dial);
+        }
+    }
+
+    /// A dial's forks stop receiving responses once it is over: fork
+    /// indices restart with the next dial, so a late response must not be
+    /// taken for a fork of that one. (The transaction layer still ACKs a
+    /// late non-2xx; a late 2xx is not answered yet, see `on_fork_answer`.)
+    fn forget_forks(&mut self, dial: &DialRun) {
+        for fork in &dial.forks {
+            self.clients.remove(&fork.key);
+        }
     }
 
     fn cancel_forks(&mut self, now: Instant, call: &mut CallState, except: Option<usize>) {
