@@ -19,6 +19,7 @@
 pub mod cli;
 pub mod contract;
 pub mod guest;
+pub mod media;
 pub mod router;
 pub mod serve;
 pub mod simulate;
