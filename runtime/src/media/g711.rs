@@ -17,7 +17,11 @@ pub enum Law {
 
 impl Law {
     pub fn of(codec: Codec) -> Law {
-        if codec == Codec::PCMA { Law::A } else { Law::Mu }
+        if codec == Codec::PCMA {
+            Law::A
+        } else {
+            Law::Mu
+        }
     }
 
     /// The encoded value of digital silence.
@@ -65,7 +69,10 @@ mod tests {
             for s in [-32000i16, -1000, -10, 0, 10, 1000, 32000] {
                 let back = law.decode_sample(law.encode_sample(s));
                 // 8-bit companding: error grows with magnitude, ≤ 1/16.
-                assert!((back as i32 - s as i32).abs() <= (s as i32).abs() / 16 + 16, "{law:?} {s} → {back}");
+                assert!(
+                    (back as i32 - s as i32).abs() <= (s as i32).abs() / 16 + 16,
+                    "{law:?} {s} → {back}"
+                );
             }
         }
     }

@@ -74,8 +74,13 @@ pub struct RecordSpec {
 /// What the endpoint asks of the media edge for one stream.
 #[derive(Debug, Clone)]
 pub enum Action {
-    /// Bind the RTP port `port` (even) and RTCP `port + 1`.
-    Open { port: u16 },
+    /// Bind the RTP port `port` (even) and RTCP `port + 1` for a leg of
+    /// the tenant's call `call_id` (what its recordings are filed under).
+    Open {
+        port: u16,
+        tenant: String,
+        call_id: String,
+    },
     /// Start (or, again, update after a re-INVITE) sending and receiving.
     Start(StreamParams),
     /// Play prompts in order; `id` comes back in [`Notice::PlayDone`].
@@ -88,13 +93,22 @@ pub enum Action {
     /// Stop what is playing (a digit interrupted it); no PlayDone follows.
     StopPlay,
     /// Send digits as RFC 4733 events (`w` waits 500 ms).
-    SendDigits { id: u64, digits: String },
-    Record { id: u64, spec: RecordSpec },
+    SendDigits {
+        id: u64,
+        digits: String,
+    },
+    Record {
+        id: u64,
+        spec: RecordSpec,
+    },
     /// End a recording (finish key, hangup); its Recorded notice follows.
     StopRecord(RecordEnd),
     /// Relay audio between this stream and `other` (both ways); with
     /// `record`, record both directions under that id until Unbridge/Close.
-    Bridge { other: StreamId, record: Option<u64> },
+    Bridge {
+        other: StreamId,
+        record: Option<u64>,
+    },
     Unbridge,
     /// Stop and release the ports (a recording in progress is saved first).
     Close,
@@ -116,7 +130,10 @@ pub enum Notice {
     PlayDone(u64),
     /// A prompt of this Play could not be prepared (bad URL, unknown media
     /// id, synthesizer failure); the Play is over.
-    PlayFailed { id: u64, error: String },
+    PlayFailed {
+        id: u64,
+        error: String,
+    },
     DigitsSent(u64),
     Recorded {
         id: u64,

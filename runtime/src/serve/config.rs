@@ -5,7 +5,7 @@
 //! [`Config::check`] refuses a config with an error naming the bad item.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -27,6 +27,8 @@ pub struct Config {
     pub http: HttpSection,
     #[serde(default)]
     pub storage: StorageSection,
+    #[serde(default)]
+    pub media: MediaSection,
     #[serde(default, rename = "tenant")]
     pub tenants: Vec<TenantSection>,
 }
@@ -76,6 +78,38 @@ pub struct StorageSection {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct MediaSection {
+    /// RTP port range, inclusive: `"20000-29999"`. Each call leg takes an
+    /// even port for RTP and the odd one above it for RTCP.
+    #[serde(default = "default_ports")]
+    pub ports: String,
+    /// Address RTP is bound to and named in SDP (default: the first SIP
+    /// UDP listener's address, or 127.0.0.1 when that is unspecified).
+    pub ip: Option<IpAddr>,
+    /// Hang up a call when nothing arrived from the peer this long
+    /// (RTP or RTCP); 0 disables. Default 60 s.
+    #[serde(default = "default_media_timeout")]
+    pub timeout_secs: u64,
+    /// Media worker threads, each pacing its streams from one clock.
+    #[serde(default = "default_media_workers")]
+    pub workers: usize,
+    /// Size bound of the prompt cache (synthesized and fetched audio) in MiB.
+    #[serde(default = "default_cache_mb")]
+    pub cache_mb: u64,
+    /// The speech synthesizer program (espeak-ng; `apt install espeak-ng`).
+    #[serde(default = "default_tts")]
+    pub tts: PathBuf,
+    /// Allow `play` URLs on loopback/private addresses (off by default: a
+    /// guest must not reach the operator's internal network).
+    #[serde(default)]
+    pub fetch_private: bool,
+    /// A fetched prompt URL is fetched again after this long (default 300 s).
+    #[serde(default = "default_url_ttl")]
+    pub url_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TenantSection {
     pub id: String,
     /// SIP domains of this tenant: REGISTER realms and Request-URI hosts.
@@ -87,6 +121,10 @@ pub struct TenantSection {
     pub users: Vec<UserSection>,
     #[serde(default, rename = "trunk")]
     pub trunks: Vec<TrunkSection>,
+    /// WAV files imported into the tenant's media store at start-up
+    /// (`play` them by the id printed for each).
+    #[serde(default)]
+    pub media: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -138,6 +176,24 @@ fn default_http() -> SocketAddr {
 fn default_storage() -> PathBuf {
     PathBuf::from("./switchyard-data")
 }
+fn default_ports() -> String {
+    "20000-29999".into()
+}
+fn default_media_timeout() -> u64 {
+    60
+}
+fn default_media_workers() -> usize {
+    1
+}
+fn default_cache_mb() -> u64 {
+    512
+}
+fn default_tts() -> PathBuf {
+    PathBuf::from("espeak-ng")
+}
+fn default_url_ttl() -> u64 {
+    300
+}
 fn default_transport() -> Transport {
     Transport::Udp
 }
@@ -163,6 +219,40 @@ impl Default for HttpSection {
         Self {
             listen: default_http(),
         }
+    }
+}
+
+impl Default for MediaSection {
+    fn default() -> Self {
+        Self {
+            ports: default_ports(),
+            ip: None,
+            timeout_secs: default_media_timeout(),
+            workers: default_media_workers(),
+            cache_mb: default_cache_mb(),
+            tts: default_tts(),
+            fetch_private: false,
+            url_ttl_secs: default_url_ttl(),
+        }
+    }
+}
+
+impl MediaSection {
+    /// The port range, checked: `first-last` with at least one even/odd pair.
+    pub fn port_range(&self) -> Result<(u16, u16), ConfigError> {
+        let bad = || {
+            ConfigError::Invalid(format!(
+                "[media] ports {:?} must be FIRST-LAST, e.g. \"20000-29999\", with room for a port pair",
+                self.ports
+            ))
+        };
+        let (first, last) = self.ports.split_once('-').ok_or_else(bad)?;
+        let first: u16 = first.trim().parse().map_err(|_| bad())?;
+        let last: u16 = last.trim().parse().map_err(|_| bad())?;
+        if first == 0 || last < first + 1 + (first & 1) {
+            return Err(bad());
+        }
+        Ok((first, last))
     }
 }
 
@@ -216,6 +306,7 @@ impl Config {
             sip: SipSection::default(),
             http: HttpSection::default(),
             storage: StorageSection::default(),
+            media: MediaSection::default(),
             tenants: vec![TenantSection {
                 id: "demo".into(),
                 domains: Vec::new(),
@@ -228,6 +319,7 @@ impl Config {
                     password: "alice-demo".into(),
                 }],
                 trunks: Vec::new(),
+                media: Vec::new(),
             }],
         }
     }
@@ -240,6 +332,10 @@ impl Config {
         }
         if !self.sip.tls.is_empty() && (self.sip.tls_cert.is_none() || self.sip.tls_key.is_none()) {
             return invalid("[sip] tls listeners need tls_cert and tls_key".into());
+        }
+        self.media.port_range()?;
+        if self.media.workers == 0 {
+            return invalid("[media] workers must be at least 1".into());
         }
         if self.sip.max_message_bytes < 1_024 {
             return invalid("[sip] max_message_bytes must be at least 1024".into());
@@ -417,6 +513,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("tls_cert"), "{err}");
+    }
+
+    #[test]
+    fn media_port_ranges_are_checked() {
+        let config = parse("[media]\nports = \"30000-30099\"").unwrap();
+        assert_eq!(config.media.port_range().unwrap(), (30000, 30099));
+        for bad in ["30000", "x-y", "30000-30000", "0-10", "40000-30000"] {
+            let err = parse(&format!("[media]\nports = {bad:?}")).unwrap_err().to_string();
+            assert!(err.contains("[media] ports"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        parse(include_str!("../../../examples/switchyard.toml")).unwrap();
     }
 
     #[test]

@@ -316,6 +316,7 @@ fn flush(
                 });
             }
             EndpointEvent::Cdr(cdr) => cdrs.record(cdr),
+            EndpointEvent::Media { .. } => {}
         }
     }
 }

@@ -6,11 +6,10 @@ use std::time::{Duration, Instant};
 use rsip::prelude::*;
 
 use crate::contract::{
-    CallStatus, Event, Gather, GatherEnd, GatherResult, HangupCause, IncomingCall, RejectReason,
-    Verb,
+    CallStatus, Event, Gather, GatherEnd, GatherResult, HangupCause, IncomingCall, Prompt,
+    RejectReason, Verb,
 };
 use crate::router::{self, LegEvent, Output};
-use crate::simulate::leg::{PLAY_MS, prompts_ms, say_ms};
 use crate::sip::directory::{Binding, TenantIdx};
 use crate::sip::transaction::TxKey;
 use crate::sip::{Peer, message, sdp};
@@ -18,6 +17,7 @@ use crate::store::Cdr;
 
 use super::dial::DialRun;
 use super::dialog::Dialog;
+use super::media::{LegMedia, RecordRun};
 use super::wire::{self, random_token};
 use super::{Endpoint, EndpointEvent};
 
@@ -40,8 +40,6 @@ pub struct Timer {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum TimerKind {
-    /// say / play / pause ran its length.
-    VerbDone,
     /// A gather waited `timeout` after its prompts or the last digit.
     GatherCheck,
     /// Send the next digit of `send-digits`.
@@ -63,8 +61,9 @@ pub enum CallerState {
 struct GatherRun {
     spec: Gather,
     digits: String,
-    /// When the prompts end (a digit ends them early).
-    prompts_until: Instant,
+    /// When the prompts ended (a digit ends them early); `None` while
+    /// they play.
+    prompts_ended: Option<Instant>,
     last_input: Instant,
 }
 
@@ -88,8 +87,17 @@ pub struct CallState {
     pub dialog: Dialog,
     pub acked: bool,
     pub offer: Option<Vec<u8>>,
-    /// Our SDP for the caller when we answer it ourselves.
+    /// Our SDP for the caller when it must be answered without a stream
+    /// of ours (a callee that answered without SDP).
     pub local_sdp: String,
+    /// The caller's RTP stream, once we answered it ourselves.
+    pub media: Option<LegMedia>,
+    /// The stream facing the forks when a dial anchors media (the caller
+    /// was answered already, or the dial records).
+    pub dial_media: Option<LegMedia>,
+    pub recording: Option<RecordRun>,
+    /// A finished dial's result, waiting for its recording (by id).
+    pub dial_waiting: Option<(u64, crate::contract::DialResult)>,
     pub final_status: Option<u16>,
     pub generation: u64,
     pub dial: Option<DialRun>,
@@ -242,6 +250,10 @@ impl Endpoint {
             acked: false,
             offer,
             local_sdp,
+            media: None,
+            dial_media: None,
+            recording: None,
+            dial_waiting: None,
             final_status: None,
             generation: 0,
             dial: None,
@@ -286,47 +298,48 @@ impl Endpoint {
 
     fn execute(&mut self, now: Instant, call: &mut CallState, verb: Verb) {
         call.generation += 1;
-        let after = |ms: u64| now + Duration::from_millis(ms);
         match verb {
-            Verb::Say(say) => {
-                self.answer(now, call);
-                let ms = say_ms(&say.text) * u64::from(say.loop_count.max(1));
-                self.schedule(call, after(ms), TimerKind::VerbDone);
-            }
-            Verb::Play(play) => {
-                self.answer(now, call);
-                let ms = PLAY_MS * u64::from(play.loop_count.max(1));
-                self.schedule(call, after(ms), TimerKind::VerbDone);
-            }
-            Verb::Pause(pause) => {
-                self.answer(now, call);
-                self.schedule(call, after(u64::from(pause.length_ms)), TimerKind::VerbDone);
-            }
+            Verb::Say(say) => self.play_verb(now, call, Prompt::Say(say)),
+            Verb::Play(play) => self.play_verb(now, call, Prompt::Play(play)),
+            Verb::Pause(pause) => self.play_verb(now, call, Prompt::Pause(pause)),
             Verb::Gather(spec) => {
-                self.answer(now, call);
-                let prompts_until = after(prompts_ms(&spec.prompts));
-                let check = prompts_until + Duration::from_secs(u64::from(spec.timeout_secs));
+                if !self.answer(now, call) {
+                    return;
+                }
+                let prompts = spec.prompts.clone();
+                let playing = !prompts.is_empty() && self.play(call, prompts);
                 call.gather = Some(GatherRun {
+                    prompts_ended: (!playing).then_some(now),
                     spec,
                     digits: String::new(),
-                    prompts_until,
                     last_input: now,
                 });
-                self.schedule(call, check, TimerKind::GatherCheck);
+                if !playing {
+                    self.gather_check(now, call);
+                }
             }
             Verb::SendDigits(digits) => {
-                self.answer(now, call);
-                call.digits_to_send = digits.chars().collect();
-                self.schedule(call, now, TimerKind::SendDigit);
+                if !self.answer(now, call) {
+                    return;
+                }
+                if !self.send_rtp_digits(call, &digits) {
+                    call.digits_to_send = digits.chars().collect();
+                    self.schedule(call, now, TimerKind::SendDigit);
+                }
+            }
+            Verb::Record(options) => {
+                if self.answer(now, call) {
+                    self.start_record(call, &options);
+                }
             }
             Verb::LeaveQueue => call.pending.push_back(LegEvent::Done),
             Verb::Dial(dial) => self.start_dial(now, call, dial),
             Verb::Hangup => self.end_caller(now, call, 480, "Temporarily Unavailable"),
             Verb::Reject(RejectReason::Busy) => self.end_caller(now, call, 486, "Busy Here"),
             Verb::Reject(RejectReason::Rejected) => self.end_caller(now, call, 603, "Decline"),
-            Verb::Record(_) | Verb::Conference(_) | Verb::Enqueue(_) | Verb::Pay(_) => {
-                // Honest refusal: these need the media engine, conferencing,
-                // queues or the secure collector, which SIP legs do not have yet.
+            Verb::Conference(_) | Verb::Enqueue(_) | Verb::Pay(_) => {
+                // Honest refusal: these need conferencing, queues or the
+                // secure collector, which SIP legs do not have yet.
                 tracing::error!(
                     call = %call.id,
                     verb = router::verb_name(&verb),
@@ -348,7 +361,6 @@ impl Endpoint {
 
     pub(super) fn on_timer(&mut self, now: Instant, call: &mut CallState, kind: TimerKind) {
         match kind {
-            TimerKind::VerbDone => call.pending.push_back(LegEvent::Done),
             TimerKind::GatherCheck => self.gather_check(now, call),
             TimerKind::SendDigit => self.send_next_digit(now, call),
             TimerKind::DialTimeout(round) => self.on_dial_timeout(now, call, round),
@@ -356,10 +368,46 @@ impl Endpoint {
         }
     }
 
-    /// Sends the caller a 200 with our SDP, unless it is answered already.
-    pub(super) fn answer(&mut self, now: Instant, call: &mut CallState) {
-        let sdp = call.local_sdp.clone().into_bytes();
-        self.answer_with(now, call, &sdp);
+    /// A verb that plays to the caller: answered first, done when the
+    /// media edge says the prompt ran to its end.
+    fn play_verb(&mut self, now: Instant, call: &mut CallState, prompt: Prompt) {
+        if self.answer(now, call) && !self.play(call, vec![prompt]) {
+            call.pending.push_back(LegEvent::Done);
+        }
+    }
+
+    /// Sends the caller a 200 with our SDP and its stream, unless it is
+    /// answered already. `false` when the call cannot go on (it ended, or
+    /// no media port was free: the caller gets a 503).
+    pub(super) fn answer(&mut self, now: Instant, call: &mut CallState) -> bool {
+        match call.caller {
+            CallerState::Answered => return true,
+            CallerState::Ended => return false,
+            CallerState::Early => {}
+        }
+        let Some(sdp) = self.caller_sdp(call) else {
+            tracing::error!(call = %call.id, "no free media port; refusing the call");
+            self.end_caller(now, call, 503, "Service Unavailable (no media ports)");
+            call.pending
+                .push_back(LegEvent::Hangup(HangupCause::System));
+            return false;
+        };
+        self.answer_with(now, call, sdp.as_bytes());
+        true
+    }
+
+    /// A play, digit run or gather prompt `id` ended.
+    pub(super) fn on_media_done(&mut self, now: Instant, call: &mut CallState, id: u64) {
+        if id != call.generation {
+            return; // a verb that was superseded
+        }
+        match call.gather.as_mut() {
+            Some(gather) => {
+                gather.prompts_ended.get_or_insert(now);
+                self.gather_check(now, call);
+            }
+            None => call.pending.push_back(LegEvent::Done),
+        }
     }
 
     pub(super) fn answer_with(&mut self, now: Instant, call: &mut CallState, sdp: &[u8]) {
@@ -491,8 +539,23 @@ impl Endpoint {
             LegRef::Caller => call.dialog_keys[0].1.clone(),
             LegRef::Fork(_) => wire::to_tag(req).unwrap_or_default(),
         };
+        let offer = wire::sdp_body(&req.headers, &req.body);
+        if leg == LegRef::Caller
+            && let Some(offer) = &offer
+            && let Some(answer) = self.caller_reoffer(call, offer)
+        {
+            let body = match answer {
+                Ok(body) => body,
+                Err(e) => {
+                    let reason = format!("Not Acceptable Here ({e})");
+                    let response = message::response(req, 488, &reason, Some(&tag));
+                    return self.respond(now, key, response);
+                }
+            };
+            return self.ok_with_sdp(now, call, key, req, &tag, body);
+        }
         let media = std::net::SocketAddr::new(self.config.media_ip, DISCARD_PORT);
-        let body = match wire::sdp_body(&req.headers, &req.body) {
+        let body = match offer {
             Some(offer) => match sdp::answer(&offer, media, 1, 2) {
                 Ok((answer, _)) => answer,
                 Err(e) => {
@@ -503,7 +566,19 @@ impl Endpoint {
             },
             None => call.local_sdp.clone(),
         };
-        let mut ok = message::response(req, 200, "OK", Some(&tag));
+        self.ok_with_sdp(now, call, key, req, &tag, body);
+    }
+
+    fn ok_with_sdp(
+        &mut self,
+        now: Instant,
+        call: &CallState,
+        key: &TxKey,
+        req: &rsip::Request,
+        tag: &str,
+        body: String,
+    ) {
+        let mut ok = message::response(req, 200, "OK", Some(tag));
         let contact = self.config.local.contact(call.peer.transport, "switchyard");
         ok.headers.push(rsip::headers::Contact::new(contact).into());
         wire::set_body(&mut ok.headers, "application/sdp", body.as_bytes());
@@ -511,13 +586,23 @@ impl Endpoint {
         self.respond(now, key, ok);
     }
 
-    fn on_digit(&mut self, now: Instant, call: &mut CallState, digit: char) {
+    pub(super) fn on_digit(&mut self, now: Instant, call: &mut CallState, digit: char) {
+        if self.record_digit(call, digit) {
+            return;
+        }
         let Some(gather) = call.gather.as_mut() else {
             return;
         };
         gather.last_input = now;
         // The first digit interrupts the prompts (TwiML).
-        gather.prompts_until = gather.prompts_until.min(now);
+        let interrupted = gather.prompts_ended.is_none();
+        gather.prompts_ended.get_or_insert(now);
+        if interrupted {
+            self.stop_play(call);
+        }
+        let Some(gather) = call.gather.as_mut() else {
+            return;
+        };
         if gather.spec.finish_on_key == Some(digit) {
             return self.finish_gather(call, GatherEnd::FinishKey);
         }
@@ -538,8 +623,11 @@ impl Endpoint {
         let Some(gather) = call.gather.as_ref() else {
             return;
         };
+        let Some(prompts_ended) = gather.prompts_ended else {
+            return; // the prompts still play; their end checks again
+        };
         let timeout = Duration::from_secs(u64::from(gather.spec.timeout_secs));
-        let due = gather.prompts_until.max(gather.last_input) + timeout;
+        let due = prompts_ended.max(gather.last_input) + timeout;
         if due > now {
             return self.schedule(call, due, TimerKind::GatherCheck);
         }

@@ -1,9 +1,11 @@
 //! `dial`: outbound forks of a call, rung in sequence or all at once; the
 //! first to answer is bridged and the rest are cancelled.
 //!
-//! Media is not anchored yet: while the caller is still unanswered, its
-//! SDP offer goes to the forks and the winner's answer comes back, so the
-//! two phones exchange RTP directly (the media engine will anchor it).
+//! Media is passed through when it can be: while the caller is still
+//! unanswered, its SDP offer goes to the forks and the winner's answer
+//! comes back, so the two phones exchange RTP directly. It is anchored
+//! (the forks get an offer of a stream of ours, bridged to the caller's
+//! stream) when the caller was answered already or the dial records.
 
 use std::time::{Duration, Instant};
 
@@ -61,6 +63,10 @@ pub struct DialRun {
     pub(super) bridged_at: Option<Instant>,
     pub(super) last_failure: DialStatus,
     pub(super) ringing_reported: bool,
+    /// Media runs through our streams (see the module doc).
+    pub(super) anchored: bool,
+    /// The id the bridge's recording comes back with.
+    pub(super) record_id: Option<u64>,
 }
 
 /// Where a fork rings: Request-URI, next hop, outbound credentials.
@@ -77,9 +83,22 @@ fn failure(status: u16) -> DialStatus {
 
 impl Endpoint {
     pub(super) fn start_dial(&mut self, now: Instant, call: &mut CallState, spec: Dial) {
-        if spec.record {
-            tracing::warn!(call = %call.id, "dial recording needs the media engine; the call is not recorded");
+        let anchored = spec.record || call.caller == CallerState::Answered;
+        if anchored && call.dial_media.is_none() {
+            call.dial_media = self.open_stream(call);
+            if call.dial_media.is_none() {
+                tracing::error!(call = %call.id, "no free media port for the dial");
+                call.pending
+                    .push_back(LegEvent::Result(Event::DialComplete(DialResult {
+                        status: DialStatus::Failed,
+                        answered: None,
+                        duration_secs: 0,
+                        recording_id: None,
+                    })));
+                return;
+            }
         }
+        let record_id = spec.record.then_some(call.generation);
         let simultaneous = spec.strategy == RingStrategy::Simultaneous;
         let timeout = Duration::from_secs(u64::from(spec.timeout_secs.max(1)));
         call.dial = Some(DialRun {
@@ -91,6 +110,8 @@ impl Endpoint {
             last_failure: DialStatus::Failed,
             ringing_reported: false,
             transfer: None,
+            anchored,
+            record_id,
         });
         if simultaneous {
             let targets = call.dial.as_ref().map_or(0, |d| d.spec.targets.len());
@@ -328,9 +349,13 @@ impl Endpoint {
         }
         // Pass the caller's offer through while it waits unanswered.
         let transferring = dial.transfer.is_some();
-        let offer = match (&call.offer, call.caller) {
-            (Some(offer), CallerState::Early) => offer.clone(),
-            (Some(offer), _) if transferring => offer.clone(),
+        let offer = match (&call.offer, call.caller, &call.dial_media) {
+            (_, _, Some(leg)) if dial.anchored => {
+                let local = self.media_addr(leg.port);
+                sdp::offer(local, leg.session, leg.version, sdp::Direction::SendRecv).into_bytes()
+            }
+            (Some(offer), CallerState::Early, _) => offer.clone(),
+            (Some(offer), _, _) if transferring => offer.clone(),
             _ => {
                 let media = std::net::SocketAddr::new(self.config.media_ip, DISCARD_PORT);
                 sdp::offer(
@@ -484,9 +509,11 @@ impl Endpoint {
         dial.bridged_at = Some(now);
         let limit = dial.spec.time_limit_secs;
         self.cancel_forks(now, call, Some(index));
-        if call.caller == CallerState::Early {
-            let answer = wire::sdp_body(&response.headers, &response.body)
-                .unwrap_or_else(|| call.local_sdp.clone().into_bytes());
+        let body = wire::sdp_body(&response.headers, &response.body);
+        if call.dial.as_ref().is_some_and(|d| d.anchored) {
+            self.bridge(now, call, body.as_deref());
+        } else if call.caller == CallerState::Early {
+            let answer = body.unwrap_or_else(|| call.local_sdp.clone().into_bytes());
             self.answer_with(now, call, &answer);
         }
         self.report_status(call, CallStatus::InProgress);
@@ -687,13 +714,24 @@ impl Endpoint {
         } else {
             status
         };
-        call.pending
-            .push_back(LegEvent::Result(Event::DialComplete(DialResult {
-                status,
-                answered,
-                duration_secs,
-                recording_id: None,
-            })));
+        let result = DialResult {
+            status,
+            answered,
+            duration_secs,
+            recording_id: None,
+        };
+        match dial.record_id.filter(|_| dial.winner.is_some()) {
+            // The result waits for the recording to be stored.
+            Some(id) => {
+                self.unbridge(call);
+                call.dial_waiting = Some((id, result));
+            }
+            None => {
+                self.unbridge(call);
+                call.pending
+                    .push_back(LegEvent::Result(Event::DialComplete(result)));
+            }
+        }
     }
 
     /// The caller is gone or the call ends: cancel ringing forks, hang up

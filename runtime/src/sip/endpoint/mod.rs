@@ -23,6 +23,7 @@
 mod call;
 mod dial;
 mod dialog;
+mod media;
 mod transfer;
 mod wire;
 
@@ -35,6 +36,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rsip::prelude::*;
 
 use crate::guest::{Invocation, InvokeRequest};
+use crate::media::ports::PortPool;
+use crate::media::{Action, StreamId};
 use crate::router::RouterConfig;
 use crate::store::Cdr;
 
@@ -56,8 +59,10 @@ const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, REG
 pub struct EndpointConfig {
     pub region: String,
     pub local: Local,
-    /// Address put in SDP until the media engine allocates real ports.
+    /// Address of our RTP streams in SDP.
     pub media_ip: IpAddr,
+    /// RTP ports handed out (even ones for RTP, +1 for RTCP), inclusive.
+    pub media_ports: (u16, u16),
     pub router: RouterConfig,
     pub timers: TimerConfig,
     pub registrar: RegistrarConfig,
@@ -77,6 +82,7 @@ impl EndpointConfig {
                 user_agent: format!("Switchyard/{}", env!("CARGO_PKG_VERSION")),
             },
             media_ip,
+            media_ports: (20000, 29999),
             router: RouterConfig::default(),
             timers: TimerConfig::default(),
             registrar: RegistrarConfig::default(),
@@ -95,6 +101,13 @@ pub enum EndpointEvent {
     },
     /// A call ended: store its record.
     Cdr(Cdr),
+    /// Work for the media edge on one of `call`'s streams; what comes of
+    /// it returns through `handle_media`.
+    Media {
+        call: CallRef,
+        stream: StreamId,
+        action: Action,
+    },
 }
 
 pub struct Endpoint {
@@ -111,6 +124,10 @@ pub struct Endpoint {
     /// Client transactions of forks (INVITE) → their leg.
     clients: HashMap<TxKey, (CallRef, LegRef)>,
     timers: BinaryHeap<Reverse<(Instant, u64, CallRef, Timer)>>,
+    ports: PortPool,
+    /// Open media streams → their call.
+    streams: HashMap<StreamId, CallRef>,
+    next_stream: StreamId,
     timer_seq: u64,
     events: VecDeque<EndpointEvent>,
     /// Wall-clock anchor for CDR times (the core itself never reads a clock).
@@ -119,6 +136,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn new(now: Instant, config: EndpointConfig, directory: Arc<Directory>) -> Self {
+        let media_ports = config.media_ports;
         let unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -135,6 +153,9 @@ impl Endpoint {
             clients: HashMap::new(),
             timers: BinaryHeap::new(),
             timer_seq: 0,
+            ports: PortPool::new(media_ports.0, media_ports.1),
+            streams: HashMap::new(),
+            next_stream: 0,
             events: VecDeque::new(),
             epoch: (now, unix_ms),
         }
@@ -385,12 +406,16 @@ impl Endpoint {
             self.with_call(now, call, |ep, call| {
                 call.acked = true;
                 ep.invites.remove(&call.invite_key);
+                if let Some(answer) = wire::sdp_body(&ack.headers, &ack.body) {
+                    ep.caller_late_answer(call, &answer);
+                }
             });
         }
     }
 
     /// A finished call leaves no trace but its CDR.
-    fn forget(&mut self, now: Instant, call: CallState) {
+    fn forget(&mut self, now: Instant, mut call: CallState) {
+        self.close_call_media(&mut call);
         for key in &call.dialog_keys {
             self.dialogs.remove(key);
         }

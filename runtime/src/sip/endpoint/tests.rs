@@ -12,6 +12,8 @@ use crate::contract::{
     Dial, DialStatus, Event, Gather, GatherInput, Plan, RejectReason, Say, Verb,
 };
 use crate::guest::{CallHandler, CallVars, NativeHandler};
+use crate::media::Notice;
+use crate::media::ports::PortPool;
 use crate::sip::directory::Tenant;
 
 const CALLER: &str = "127.0.0.1:5070";
@@ -31,6 +33,39 @@ struct Harness {
     events_seen: Vec<Event>,
     handler: Arc<dyn CallHandler>,
     log: Arc<std::sync::Mutex<Vec<Event>>>,
+    /// Every media action the endpoint asked for.
+    actions: Vec<(StreamId, Action)>,
+    /// The fake media edge: notices due at a virtual time.
+    notices: Vec<(Instant, StreamId, Notice)>,
+}
+
+/// A stand-in for the media edge: a play takes the time its prompts
+/// would take, digits are sent in 250 ms each, a stopped recording is
+/// stored at once.
+fn fake_media(
+    now: Instant,
+    stream: StreamId,
+    action: &Action,
+    notices: &mut Vec<(Instant, StreamId, Notice)>,
+) {
+    let after = |ms: u64| now + Duration::from_millis(ms);
+    match action {
+        Action::Play { id, prompts, .. } => {
+            let ms = crate::simulate::leg::prompts_ms(prompts);
+            notices.push((after(ms), stream, Notice::PlayDone(*id)));
+        }
+        Action::StopPlay => {
+            notices.retain(|(_, s, n)| !(*s == stream && matches!(n, Notice::PlayDone(_))))
+        }
+        Action::SendDigits { id, digits } => {
+            notices.push((
+                after(250 * digits.len() as u64),
+                stream,
+                Notice::DigitsSent(*id),
+            ));
+        }
+        _ => {}
+    }
 }
 
 fn udp(addr: &str) -> Peer {
@@ -68,6 +103,8 @@ impl Harness {
             events_seen: Vec::new(),
             handler,
             log,
+            actions: Vec::new(),
+            notices: Vec::new(),
         }
     }
 
@@ -103,6 +140,10 @@ impl Harness {
                     self.ep.handle_invocation(self.now, call, invocation);
                 }
                 EndpointEvent::Cdr(cdr) => self.cdrs.push(cdr),
+                EndpointEvent::Media { stream, action, .. } => {
+                    fake_media(self.now, stream, &action, &mut self.notices);
+                    self.actions.push((stream, action));
+                }
             }
         }
         self.events_seen = self.log.lock().unwrap().clone();
@@ -110,12 +151,49 @@ impl Harness {
 
     fn advance(&mut self, ms: u64) {
         let end = self.now + Duration::from_millis(ms);
-        while let Some(at) = self.ep.poll_timeout().filter(|at| *at <= end) {
-            self.now = at.max(self.now);
-            self.ep.handle_timeout(self.now);
-            self.settle();
+        loop {
+            let timer = self.ep.poll_timeout().filter(|at| *at <= end);
+            let notice = self
+                .notices
+                .iter()
+                .map(|(at, ..)| *at)
+                .filter(|at| *at <= end)
+                .min();
+            match (timer, notice) {
+                (Some(t), Some(n)) if n <= t => self.deliver_notice(n),
+                (_, Some(n)) if timer.is_none() => self.deliver_notice(n),
+                (Some(t), _) => {
+                    self.now = t.max(self.now);
+                    self.ep.handle_timeout(self.now);
+                    self.settle();
+                }
+                _ => break,
+            }
         }
         self.now = end;
+    }
+
+    fn deliver_notice(&mut self, at: Instant) {
+        let index = self.notices.iter().position(|(t, ..)| *t == at).unwrap();
+        let (_, stream, notice) = self.notices.remove(index);
+        self.now = at.max(self.now);
+        self.ep.handle_media(self.now, stream, notice);
+        self.settle();
+    }
+
+    /// A notice from the media edge now.
+    fn notice(&mut self, stream: StreamId, notice: Notice) {
+        self.ep.handle_media(self.now, stream, notice);
+        self.settle();
+    }
+
+    /// The stream of the last `Open` action.
+    fn last_stream(&self) -> StreamId {
+        self.actions
+            .iter()
+            .rev()
+            .find_map(|(s, a)| matches!(a, Action::Open { .. }).then_some(*s))
+            .expect("a stream was opened")
     }
 
     /// The next response sent to the caller with this status (skipping others).
@@ -739,4 +817,377 @@ fn a_trunk_challenge_is_answered_once_with_its_credentials() {
     );
     assert_eq!(super::wire::cseq(&second).map(|(n, _)| n), Some(2));
     assert_eq!(super::wire::call_id(&second), super::wire::call_id(&first));
+}
+
+// ---------------------------------------------------------------- media
+
+fn say(text: &str) -> Verb {
+    Verb::Say(Say::text(text))
+}
+
+fn caller_gather(prompt: &str) -> Verb {
+    Verb::Gather(Gather {
+        input: GatherInput::Dtmf,
+        num_digits: Some(1),
+        finish_on_key: None,
+        timeout_secs: 5,
+        prompts: vec![crate::contract::Prompt::Say(Say::text(prompt))],
+    })
+}
+
+#[test]
+fn answering_opens_a_stream_on_a_pool_port_named_in_the_sdp() {
+    let mut h = Harness::new(Box::new(|event| match event {
+        Event::Incoming(_) => Plan {
+            verbs: vec![say("Hello")],
+        },
+        _ => Plan { verbs: vec![] },
+    }));
+    h.send(CALLER, &invite("100", "m1"));
+    let ok = h.response(200);
+    let body = String::from_utf8(ok.body.clone()).unwrap();
+    let Some((stream, Action::Open { port, tenant, .. })) = h.actions.first().cloned() else {
+        panic!("no stream opened: {:?}", h.actions);
+    };
+    assert_eq!(tenant, "acme");
+    assert!(port % 2 == 0 && (20000..=29999).contains(&port));
+    assert!(
+        body.contains(&format!("m=audio {port} RTP/AVP 0 101")),
+        "{body}"
+    );
+    let start = h.actions.iter().find_map(|(s, a)| match a {
+        Action::Start(p) if *s == stream => Some(*p),
+        _ => None,
+    });
+    let start = start.expect("the stream starts with the caller's offer");
+    assert_eq!(start.remote, Some("127.0.0.1:6000".parse().unwrap()));
+    assert_eq!(start.dtmf_pt, Some(101));
+    assert!(
+        h.actions
+            .iter()
+            .any(|(_, a)| matches!(a, Action::Play { prompts, .. } if prompts.len() == 1))
+    );
+    // The say ends when the media edge says so; the plan's end hangs up.
+    h.send(CALLER, &ack("m1", &tag(&ok)));
+    h.advance(5_000);
+    h.request(rsip::Method::Bye, CALLER);
+    assert!(
+        h.actions
+            .iter()
+            .any(|(s, a)| *s == stream && matches!(a, Action::Close))
+    );
+    assert_eq!(
+        h.ep.ports.available(),
+        PortPool::new(20000, 29999).available()
+    );
+}
+
+#[test]
+fn an_rtp_digit_interrupts_the_gather_prompt_and_completes_it() {
+    let mut h = Harness::new(Box::new(|event| match event {
+        Event::Incoming(_) => Plan {
+            verbs: vec![caller_gather("Press a key")],
+        },
+        Event::GatherComplete(_) => Plan {
+            verbs: vec![Verb::Hangup],
+        },
+        _ => Plan { verbs: vec![] },
+    }));
+    h.send(CALLER, &invite("100", "m2"));
+    let ok = h.response(200);
+    h.send(CALLER, &ack("m2", &tag(&ok)));
+    let stream = h.last_stream();
+    h.advance(300);
+    h.notice(stream, Notice::Digit('7'));
+    assert!(
+        h.actions
+            .iter()
+            .any(|(s, a)| *s == stream && matches!(a, Action::StopPlay))
+    );
+    let gathered = h.events_seen.iter().find_map(|e| match e {
+        Event::GatherComplete(g) => Some(g.digits.clone()),
+        _ => None,
+    });
+    assert_eq!(gathered.as_deref(), Some("7"));
+}
+
+#[test]
+fn a_gather_timeout_counts_from_the_end_of_the_prompt_audio() {
+    let mut h = Harness::new(Box::new(|event| match event {
+        Event::Incoming(_) => Plan {
+            verbs: vec![caller_gather("Press a key")],
+        },
+        _ => Plan {
+            verbs: vec![Verb::Hangup],
+        },
+    }));
+    h.send(CALLER, &invite("100", "m3"));
+    let ok = h.response(200);
+    h.send(CALLER, &ack("m3", &tag(&ok)));
+    let stream = h.last_stream();
+    // The prompt plays much longer than estimated: the media edge decides.
+    h.notices.clear();
+    h.advance(20_000);
+    assert!(
+        !h.events_seen
+            .iter()
+            .any(|e| matches!(e, Event::GatherComplete(_)))
+    );
+    let id = h.actions.iter().find_map(|(_, a)| match a {
+        Action::Play { id, .. } => Some(*id),
+        _ => None,
+    });
+    h.notice(stream, Notice::PlayDone(id.unwrap()));
+    h.advance(4_999);
+    assert!(
+        !h.events_seen
+            .iter()
+            .any(|e| matches!(e, Event::GatherComplete(_)))
+    );
+    h.advance(1);
+    assert!(
+        h.events_seen
+            .iter()
+            .any(|e| matches!(e, Event::GatherComplete(_)))
+    );
+}
+
+#[test]
+fn record_stops_on_its_finish_key_and_reports_the_stored_recording() {
+    let mut h = Harness::new(Box::new(|event| match event {
+        Event::Incoming(_) => Plan {
+            verbs: vec![Verb::Record(crate::contract::RecordOptions {
+                max_length_secs: 60,
+                finish_on_key: "#".into(),
+                play_beep: true,
+                trim_silence: false,
+                silence_timeout_secs: 5,
+            })],
+        },
+        _ => Plan { verbs: vec![] },
+    }));
+    h.send(CALLER, &invite("100", "m4"));
+    let ok = h.response(200);
+    h.send(CALLER, &ack("m4", &tag(&ok)));
+    let stream = h.last_stream();
+    let (id, spec) = h
+        .actions
+        .iter()
+        .find_map(|(_, a)| match a {
+            Action::Record { id, spec } => Some((*id, spec.clone())),
+            _ => None,
+        })
+        .expect("record asked of the media edge");
+    assert_eq!(
+        spec,
+        crate::media::RecordSpec {
+            max_ms: 60_000,
+            silence_ms: 5_000,
+            beep: true,
+            trim_silence: false
+        }
+    );
+    h.notice(stream, Notice::Digit('5')); // not a finish key: recorded as audio
+    h.notice(stream, Notice::Digit('#'));
+    assert!(
+        h.actions
+            .iter()
+            .any(|(_, a)| matches!(a, Action::StopRecord(crate::contract::RecordEnd::FinishKey)))
+    );
+    let saved = crate::media::Saved {
+        recording_id: "RE1".into(),
+        duration_ms: 1200,
+    };
+    h.notice(
+        stream,
+        Notice::Recorded {
+            id,
+            ended_by: crate::contract::RecordEnd::FinishKey,
+            saved: Ok(saved),
+        },
+    );
+    let result = h.events_seen.iter().find_map(|e| match e {
+        Event::RecordComplete(r) => Some(r.clone()),
+        _ => None,
+    });
+    let result = result.expect("record-complete reached the handler");
+    assert_eq!(
+        (
+            result.recording_id.as_str(),
+            result.duration_ms,
+            result.digit
+        ),
+        ("RE1", 1200, Some('#'))
+    );
+}
+
+#[test]
+fn a_media_timeout_hangs_the_call_up() {
+    let mut h = Harness::new(Box::new(|event| match event {
+        Event::Incoming(_) => Plan {
+            verbs: vec![caller_gather("Anyone there?")],
+        },
+        _ => Plan { verbs: vec![] },
+    }));
+    h.send(CALLER, &invite("100", "m5"));
+    let ok = h.response(200);
+    h.send(CALLER, &ack("m5", &tag(&ok)));
+    let stream = h.last_stream();
+    h.notice(stream, Notice::Timeout);
+    h.request(rsip::Method::Bye, CALLER);
+    assert!(
+        h.events_seen
+            .iter()
+            .any(|e| matches!(e, Event::Hangup(crate::contract::HangupCause::System)))
+    );
+}
+
+#[test]
+fn send_digits_go_as_rfc4733_when_the_caller_offered_telephone_event() {
+    let mut h = Harness::new(Box::new(|event| match event {
+        Event::Incoming(_) => Plan {
+            verbs: vec![Verb::SendDigits("12".into()), Verb::Hangup],
+        },
+        _ => Plan { verbs: vec![] },
+    }));
+    h.send(CALLER, &invite("100", "m6"));
+    let ok = h.response(200);
+    h.send(CALLER, &ack("m6", &tag(&ok)));
+    assert!(
+        h.actions
+            .iter()
+            .any(|(_, a)| matches!(a, Action::SendDigits { digits, .. } if digits == "12"))
+    );
+    h.advance(1_000);
+    let bye = h.request(rsip::Method::Bye, CALLER);
+    assert_eq!(super::wire::call_id(&bye).as_deref(), Some("m6"));
+    assert!(
+        !h.sent.iter().any(
+            |(_, m)| matches!(m, rsip::SipMessage::Request(r) if r.method == rsip::Method::Info)
+        )
+    );
+}
+
+#[test]
+fn a_dial_after_answering_anchors_media_and_records_the_bridge() {
+    let mut h = Harness::new(Box::new(|event| match event {
+        Event::Incoming(_) => Plan {
+            verbs: vec![
+                say("Connecting"),
+                Verb::Dial(Dial {
+                    targets: vec![crate::contract::DialLeg {
+                        target: crate::contract::DialTarget::Sip(format!("sip:bob@{CALLEE}")),
+                        headers: vec![],
+                    }],
+                    strategy: crate::contract::RingStrategy::Sequential,
+                    timeout_secs: 20,
+                    caller_id: None,
+                    record: true,
+                    answer_on_bridge: true,
+                    time_limit_secs: None,
+                }),
+            ],
+        },
+        Event::DialComplete(_) => Plan {
+            verbs: vec![Verb::Hangup],
+        },
+        _ => Plan { verbs: vec![] },
+    }));
+    h.send(CALLER, &invite("100", "m7"));
+    let ok = h.response(200);
+    h.send(CALLER, &ack("m7", &tag(&ok)));
+    let caller_stream = h.last_stream();
+    h.advance(3_000); // the say ends, the dial starts
+    let fork_invite = h.request(rsip::Method::Invite, CALLEE);
+    let (fork_stream, fork_port) = h
+        .actions
+        .iter()
+        .rev()
+        .find_map(|(s, a)| match a {
+            Action::Open { port, .. } => Some((*s, *port)),
+            _ => None,
+        })
+        .unwrap();
+    assert_ne!(fork_stream, caller_stream);
+    let offer = String::from_utf8(fork_invite.body.clone()).unwrap();
+    assert!(
+        offer.contains(&format!("m=audio {fork_port} ")),
+        "the fork is offered our stream: {offer}"
+    );
+    let answer = SDP.replace("6000", "7000").replace("o=caller", "o=callee");
+    let answer = answer.replace('\n', "\r\n");
+    h.send_msg(
+        CALLEE,
+        callee_response(&fork_invite, 200, "OK", "bob", CALLEE, &answer),
+    );
+    let started = h.actions.iter().find_map(|(s, a)| match a {
+        Action::Start(p) if *s == fork_stream => Some(p.remote),
+        _ => None,
+    });
+    assert_eq!(started, Some(Some("127.0.0.1:7000".parse().unwrap())));
+    let record = h.actions.iter().find_map(|(s, a)| match a {
+        Action::Bridge { other, record } if *s == caller_stream && *other == fork_stream => {
+            Some(*record)
+        }
+        _ => None,
+    });
+    let record = record
+        .expect("caller and fork are bridged")
+        .expect("and recorded");
+    // The callee hangs up: the bridge ends, the recording is stored, then
+    // the dial's result carries its id.
+    let our_tag = fork_invite
+        .from_header()
+        .unwrap()
+        .tag()
+        .unwrap()
+        .unwrap()
+        .value()
+        .to_string();
+    let call_id = super::wire::call_id(&fork_invite).unwrap();
+    let bye = format!(
+        "BYE sip:switchyard@127.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP {CALLEE};branch=z9hG4bK-byebob
+Max-Forwards: 70
+From: <sip:bob@{CALLEE}>;tag=bob
+To: <sip:bob@{CALLEE}>;tag={our_tag}
+Call-ID: {call_id}
+CSeq: 2 BYE
+Content-Length: 0
+
+"
+    );
+    h.send(CALLEE, &bye);
+    assert!(
+        h.actions
+            .iter()
+            .any(|(s, a)| *s == caller_stream && matches!(a, Action::Unbridge))
+    );
+    assert!(
+        h.actions
+            .iter()
+            .any(|(s, a)| *s == fork_stream && matches!(a, Action::Close))
+    );
+    assert!(
+        !h.events_seen
+            .iter()
+            .any(|e| matches!(e, Event::DialComplete(_)))
+    );
+    let saved = crate::media::Saved {
+        recording_id: "RE2".into(),
+        duration_ms: 3000,
+    };
+    h.notice(
+        caller_stream,
+        Notice::Recorded {
+            id: record,
+            ended_by: crate::contract::RecordEnd::Hangup,
+            saved: Ok(saved),
+        },
+    );
+    let dialed = h.events_seen.iter().find_map(|e| match e {
+        Event::DialComplete(d) => Some(d.clone()),
+        _ => None,
+    });
+    assert_eq!(dialed.unwrap().recording_id.as_deref(), Some("RE2"));
 }

@@ -114,10 +114,15 @@ impl Endpoint {
             return;
         };
         dial.winner = Some(to);
+        let anchored = dial.anchored;
         self.notify(now, call, transfer.from, "SIP/2.0 200 OK", true);
         self.bye_fork(now, call, transfer.from);
-        if let Some(sdp) = sdp {
-            self.reinvite_caller(now, call, &sdp);
+        match sdp {
+            // Our fork-side stream now faces the new party; the caller
+            // hears no change.
+            Some(sdp) if anchored => self.restart_dial_media(call, &sdp),
+            Some(sdp) => self.reinvite_caller(now, call, &sdp),
+            None => {}
         }
     }
 
