@@ -12,11 +12,12 @@ use switchyard::cli::{Cli, run};
 
 fn main() -> ExitCode {
     // Guest log lines are shown in the command's own output; tracing is for
-    // the runtime's diagnostics (SWITCHYARD_LOG=info to see more).
+    // the runtime's diagnostics: warnings and errors unless SWITCHYARD_LOG
+    // says otherwise (SWITCHYARD_LOG=info to see more).
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
-                .unwrap_or_else(|_| "error".into()),
+                .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();

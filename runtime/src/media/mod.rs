@@ -18,8 +18,18 @@
 //! Everything inside is 8 kHz mono linear PCM ([`RATE`]); G.711 is applied
 //! per packet at the edge of a session.
 
+pub mod audio;
+pub mod cache;
+pub mod dtmf;
+pub mod engine;
+pub mod fetch;
 pub mod g711;
+pub mod jitter;
 pub mod ports;
+pub mod rtcp;
+pub mod rtp;
+pub mod session;
+pub mod synth;
 pub mod tone;
 
 use std::net::SocketAddr;

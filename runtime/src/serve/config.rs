@@ -520,7 +520,9 @@ mod tests {
         let config = parse("[media]\nports = \"30000-30099\"").unwrap();
         assert_eq!(config.media.port_range().unwrap(), (30000, 30099));
         for bad in ["30000", "x-y", "30000-30000", "0-10", "40000-30000"] {
-            let err = parse(&format!("[media]\nports = {bad:?}")).unwrap_err().to_string();
+            let err = parse(&format!("[media]\nports = {bad:?}"))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("[media] ports"), "{bad}: {err}");
         }
     }

@@ -13,21 +13,28 @@
 
 pub mod config;
 mod http;
+mod media;
 mod transport;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tokio::sync::mpsc;
 
 use crate::guest::{Invocation, invoke_named};
+use crate::media::cache::MediaCache;
+use crate::media::engine::{Engine, EngineConfig};
+use crate::media::fetch::{FetchConfig, Fetcher};
+use crate::media::synth::{Espeak, EspeakConfig};
+use crate::media::{Notice, StreamId};
 use crate::sip::directory::{Directory, Tenant, Trunk};
 use crate::sip::endpoint::{CallRef, Endpoint, EndpointConfig, EndpointEvent};
 use crate::sip::{Peer, Transport};
+use crate::store::recordings::RecordingStore;
 use crate::store::{CdrStore, KvLimits, KvStore};
 use crate::wasm::{HostConfig, TenantScope, WasmHost};
 
@@ -40,6 +47,8 @@ pub(crate) enum Input {
     /// A stream connection to `peer` is up; bytes for it go to the sender.
     Connected(Peer, mpsc::UnboundedSender<bytes::Bytes>),
     Disconnected(Peer),
+    /// A notice of the media edge about one stream.
+    Media(StreamId, Notice),
 }
 
 /// The addresses actually bound (port 0 in the config picks a free one).
@@ -91,22 +100,97 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             listening.sip.push((Transport::Tls, bound));
         }
     }
-    let http = http::serve(config.http.listen).await?;
-    listening.http = Some(http);
 
     let mut endpoint_config = EndpointConfig::new(listening.sip.clone());
     endpoint_config.region = config.region.clone();
     endpoint_config.registrar.md5_first = !config.sip.sha256_first;
+    if let Some(ip) = config.media.ip {
+        endpoint_config.media_ip = ip;
+    }
+    endpoint_config.media_ports = config.media.port_range()?;
+    let (cache, recordings) = open_media(&config)?;
+    let engine_config = EngineConfig {
+        bind: endpoint_config.media_ip,
+        workers: config.media.workers,
+        timeout: Duration::from_secs(config.media.timeout_secs),
+    };
+    let edge = media::MediaEdge::new(cache.clone(), recordings.clone(), inputs.clone(), |sink| {
+        Engine::start(engine_config, sink)
+    })
+    .context("starting the media engine")?;
+    import_media(&config, &cache)?;
+    let state = http::HttpState {
+        media: cache,
+        recordings,
+    };
+    listening.http = Some(http::serve_with(config.http.listen, state).await?);
+
     let endpoint = Endpoint::new(Instant::now(), endpoint_config, Arc::clone(&directory));
 
     announce(&listening, &config);
     let udp = transport::UdpSockets::new(udp);
-    let core = tokio::spawn(core(endpoint, queue, inputs, udp, cdrs.clone()));
+    let outputs = Outputs {
+        udp,
+        inputs,
+        cdrs: cdrs.clone(),
+        media: edge.clone(),
+    };
+    let core = tokio::spawn(core(endpoint, queue, outputs));
     shutdown_signal().await;
     println!("switchyard: stopping");
     core.abort();
+    edge.engine().shutdown();
     // Wait until every queued call record is on disk.
     let _ = tokio::task::spawn_blocking(move || cdrs.list("", 0)).await;
+    Ok(())
+}
+
+/// The prompt cache (`storage/media`) with its synthesizer and fetcher,
+/// and the recording store (`storage/recordings`).
+fn open_media(config: &Config) -> anyhow::Result<(MediaCache, RecordingStore)> {
+    let storage = &config.storage.path;
+    let synth = Espeak::new(EspeakConfig {
+        program: config.media.tts.clone(),
+        ..EspeakConfig::default()
+    });
+    let fetcher = Fetcher::new(FetchConfig {
+        allow_private: config.media.fetch_private,
+        ..FetchConfig::default()
+    })
+    .context("setting up prompt downloads")?;
+    let cache = MediaCache::open_with(
+        &storage.join("media"),
+        crate::media::cache::CacheConfig {
+            max_bytes: config.media.cache_mb << 20,
+            fetch_ttl: Duration::from_secs(config.media.url_ttl_secs),
+            ..Default::default()
+        },
+        Arc::new(synth),
+        fetcher,
+    )?;
+    let recordings = RecordingStore::open(&storage.join("recordings"))?;
+    Ok((cache, recordings))
+}
+
+/// Imports each tenant's listed WAV files into its media store and
+/// prints their ids (what `Play::media` takes).
+fn import_media(config: &Config, cache: &MediaCache) -> anyhow::Result<()> {
+    for tenant in &config.tenants {
+        for path in &tenant.media {
+            let bytes = std::fs::read(path).with_context(|| {
+                format!("tenant {}: cannot read media {}", tenant.id, path.display())
+            })?;
+            let media = cache.import(&tenant.id, &bytes).map_err(|e| {
+                anyhow::anyhow!("tenant {}: media {}: {e}", tenant.id, path.display())
+            })?;
+            println!(
+                "switchyard: media {} {} {}",
+                tenant.id,
+                media.id,
+                path.display()
+            );
+        }
+    }
     Ok(())
 }
 
@@ -217,13 +301,15 @@ async fn shutdown_signal() {
 /// Inputs handled per wake-up before outputs are flushed.
 const BATCH: usize = 256;
 
-async fn core(
-    mut endpoint: Endpoint,
-    mut queue: mpsc::UnboundedReceiver<Input>,
-    inputs: mpsc::UnboundedSender<Input>,
+/// Where the core task's outputs go.
+struct Outputs {
     udp: transport::UdpSockets,
+    inputs: mpsc::UnboundedSender<Input>,
     cdrs: CdrStore,
-) {
+    media: media::MediaEdge,
+}
+
+async fn core(mut endpoint: Endpoint, mut queue: mpsc::UnboundedReceiver<Input>, outputs: Outputs) {
     let mut streams: HashMap<SocketAddr, mpsc::UnboundedSender<bytes::Bytes>> = HashMap::new();
     loop {
         let deadline = endpoint.poll_timeout();
@@ -247,7 +333,7 @@ async fn core(
             }
             _ = sleep => endpoint.handle_timeout(Instant::now()),
         }
-        flush(&mut endpoint, &mut streams, &udp, &inputs, &cdrs);
+        flush(&mut endpoint, &mut streams, &outputs);
     }
 }
 
@@ -267,16 +353,21 @@ fn handle(
             streams.remove(&peer.addr);
             endpoint.handle_transport_error(now, peer);
         }
+        Input::Media(stream, notice) => endpoint.handle_media(now, stream, notice),
     }
 }
 
 fn flush(
     endpoint: &mut Endpoint,
     streams: &mut HashMap<SocketAddr, mpsc::UnboundedSender<bytes::Bytes>>,
-    udp: &transport::UdpSockets,
-    inputs: &mpsc::UnboundedSender<Input>,
-    cdrs: &CdrStore,
+    outputs: &Outputs,
 ) {
+    let Outputs {
+        udp,
+        inputs,
+        cdrs,
+        media,
+    } = outputs;
     while let Some(transmit) = endpoint.poll_transmit() {
         let peer = transmit.peer;
         match peer.transport {
@@ -316,7 +407,11 @@ fn flush(
                 });
             }
             EndpointEvent::Cdr(cdr) => cdrs.record(cdr),
-            EndpointEvent::Media { .. } => {}
+            EndpointEvent::Media {
+                call,
+                stream,
+                action,
+            } => media.handle(call, stream, action),
         }
     }
 }

@@ -16,9 +16,12 @@
 //!
 //! * [`cdr`] — call detail records, batched writes.
 //! * [`kv`] — tenant-scoped key-value storage with per-tenant limits.
+//! * [`recordings`] — call recordings: WAV files and their metadata.
 
 pub mod cdr;
 pub mod kv;
+pub mod recordings;
 
 pub use cdr::{Cdr, CdrError, CdrStore};
 pub use kv::{KvError, KvLimits, KvPart, KvStore, KvUsage};
+pub use recordings::{Recording, RecordingStore};

@@ -138,7 +138,18 @@ fn tail(text: &str, lines: usize) -> String {
 pub struct Config {
     sip: Vec<String>,
     storage: Option<String>,
+    media: Vec<String>,
     tenants: String,
+}
+
+/// A block of 400 RTP ports (200 calls) no other server of this test
+/// process uses, so tests running side by side never compete for a port.
+pub fn media_ports() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let block = (std::process::id() % 97 + n) % 100;
+    let first = 20_000 + block * 400;
+    format!("ports = \"{first}-{}\"", first + 399)
 }
 
 impl Default for Config {
@@ -155,8 +166,15 @@ impl Config {
                 r#"tcp = ["127.0.0.1:0"]"#.into(),
             ],
             storage: None,
+            media: Vec::new(),
             tenants: String::new(),
         }
+    }
+
+    /// One more line of `[media]`, e.g. `timeout_secs = 2`.
+    pub fn media(mut self, line: &str) -> Config {
+        self.media.push(line.to_string());
+        self
     }
 
     /// One more line of `[sip]`, e.g. `max_connections = 2`.
@@ -214,6 +232,9 @@ impl Config {
         if let Some(path) = &self.storage {
             toml.push_str(&format!("\n[storage]\npath = \"{path}\"\n"));
         }
+        if !self.media.is_empty() {
+            toml.push_str(&format!("\n[media]\n{}\n", self.media.join("\n")));
+        }
         toml.push_str(&self.tenants);
         toml
     }
@@ -251,6 +272,11 @@ impl Server {
                 "\n[storage]\npath = \"{}\"\n",
                 dir.path().join("data").display()
             ));
+        }
+        if !config.contains("[media]") {
+            config.push_str(&format!("\n[media]\n{}\n", media_ports()));
+        } else if !config.contains("ports =") {
+            config = config.replacen("[media]\n", &format!("[media]\n{}\n", media_ports()), 1);
         }
         let config_path = dir.path().join("switchyard.toml");
         std::fs::write(&config_path, &config).unwrap();
@@ -409,8 +435,14 @@ impl Drop for Server {
 
 /// The skip rule for tests that need SIPp.
 pub fn have_sipp() -> bool {
-    let found = Command::new("sipp")
-        .arg("-v")
+    have_tool("sipp", "-v", "sip-tester")
+}
+
+/// Whether `program` runs (`program arg`); the same skip rule as
+/// `have_sipp`: a missing tool fails under `CI=true`.
+pub fn have_tool(program: &str, arg: &str, package: &str) -> bool {
+    let found = Command::new(program)
+        .arg(arg)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -418,10 +450,10 @@ pub fn have_sipp() -> bool {
     if !found {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!(
-                "sipp is not installed (apt-get install sip-tester); CI=true makes this a failure"
+                "{program} is not installed (apt-get install {package}); CI=true makes this a failure"
             );
         }
-        eprintln!("skipped: sipp not installed");
+        eprintln!("skipped: {program} not installed");
     }
     found
 }

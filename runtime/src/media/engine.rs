@@ -1,0 +1,831 @@
+//! The media engine: the IO edge around [`Session`]s. Worker threads own
+//! the sockets and sessions and pace every stream from one clock.
+//!
+//! ```text
+//!  Engine::open ──bind RTP+RTCP──► Msg::Open ─┐
+//!  Engine::command ──────────────► Msg::Cmd ──┤  worker (std thread)
+//!                                             ▼
+//!   every 1 ms slot k:  drain commands ─► for each stream in wheel[k % 20]:
+//!       recvmmsg RTP ─► handle_rtp ─► tick ─► send_to ─► poll_received ─► bridge
+//!       (every 10th tick) RTCP in ─► handle_rtcp; poll_rtcp ─► send_to
+//!       poll_event ─► sink(stream, event)
+//!   sleep to the next slot's absolute deadline (late: no sleep, counted)
+//! ```
+//!
+//! A worker's timer wheel has 20 slots of 1 ms; a stream gets the emptiest
+//! slot when it opens and is ticked every 20 ms in it, so the send load is
+//! spread evenly over the period instead of bursting. Deadlines are
+//! absolute (`origin + k ms`), so sleeping never accumulates drift; a
+//! worker that falls behind runs the missed slots back to back.
+//!
+//! The hot path per stream and tick is one `recvmmsg` (which returns what
+//! is queued, usually one packet, or `EAGAIN`: half the syscalls of
+//! `recv_from` until `WouldBlock`) and one `send_to`, no allocation and no
+//! lock. `sendmmsg` is not used: each stream has its own socket and sends
+//! one packet per tick, so there is nothing to batch. Kernel receive
+//! timestamps (`SO_TIMESTAMPNS`) give the RFC 3550 jitter estimate real
+//! arrival times rather than our 20 ms polling grid.
+//!
+//! Streams of one `group` (a call) share a worker so they can be bridged:
+//! each tick a bridged stream's received frame becomes its partner's relay
+//! audio. The sink is called on worker threads and must be cheap (push onto
+//! a channel); it must not hold an [`Engine`] (the workers would keep their
+//! own engine alive).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+pub use super::session::Event;
+use super::session::{Session, SessionConfig};
+use super::{Clip, FRAME_MS, FRAME_SAMPLES, RecordSpec, StreamId, StreamParams};
+use crate::contract::RecordEnd;
+
+/// Slots in a worker's wheel: one per millisecond of the 20 ms period.
+const SLOTS: usize = FRAME_MS as usize;
+/// RTCP sockets are read every this many ticks (200 ms): reports come
+/// every few seconds and nothing there is urgent.
+const RTCP_EVERY: u64 = 10;
+/// A slot that starts this late counts as a late tick.
+const LATE: Duration = Duration::from_millis(1);
+/// Datagrams taken per `recvmmsg`; more are read with another call.
+const BATCH: usize = 8;
+/// Receive buffer per datagram: anything longer is cut (and then fails to
+/// parse or is dropped as oversized audio).
+const MTU: usize = 2048;
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Where RTP/RTCP sockets bind.
+    pub bind: IpAddr,
+    /// Worker threads (at least one).
+    pub workers: usize,
+    /// Media timeout of every stream; `Duration::ZERO` is off.
+    pub timeout: Duration,
+}
+
+/// What the endpoint asks of one stream.
+#[derive(Debug, Clone)]
+pub enum Command {
+    Start(StreamParams),
+    Play {
+        id: u64,
+        clips: Vec<Clip>,
+        forever: bool,
+    },
+    StopPlay,
+    SendDigits {
+        id: u64,
+        digits: String,
+    },
+    Record {
+        id: u64,
+        spec: RecordSpec,
+    },
+    StopRecord(RecordEnd),
+    /// Relay audio both ways with `other` (same group); with `record`, mix
+    /// both directions into a recording reported on this stream when the
+    /// bridge ends.
+    Bridge {
+        other: StreamId,
+        record: Option<u64>,
+    },
+    Unbridge,
+    /// Stop and release the ports; recordings in progress are reported first.
+    Close,
+}
+
+/// Where events go: called on worker threads, so it must be cheap.
+pub type Sink = Arc<dyn Fn(StreamId, Event) + Send + Sync>;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub streams: usize,
+    pub packets_sent: u64,
+    pub packets_received: u64,
+    /// Sends that failed (socket buffer full, unreachable).
+    pub send_errors: u64,
+    /// Slots that started more than 1 ms after their deadline.
+    pub late_ticks: u64,
+    pub max_lateness: Duration,
+}
+
+/// Counters a worker updates and [`Engine::stats`] reads.
+#[derive(Debug, Default)]
+struct Counters {
+    streams: AtomicUsize,
+    sent: AtomicU64,
+    received: AtomicU64,
+    send_errors: AtomicU64,
+    late_ticks: AtomicU64,
+    max_lateness_us: AtomicU64,
+}
+
+enum Msg {
+    Open {
+        stream: StreamId,
+        rtp: UdpSocket,
+        rtcp: UdpSocket,
+    },
+    Command(StreamId, Command),
+}
+
+/// Which worker serves a stream, and each call's worker.
+#[derive(Default)]
+struct Routes {
+    streams: HashMap<StreamId, (usize, u64)>,
+    /// Worker and number of open streams of each group.
+    groups: HashMap<u64, (usize, usize)>,
+    /// Open streams per worker (counted here, not by the workers, so a
+    /// burst of opens spreads before any worker has seen them).
+    load: Vec<usize>,
+}
+
+struct Inner {
+    config: EngineConfig,
+    workers: Vec<(Sender<Msg>, Arc<Counters>)>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    routes: Mutex<Routes>,
+    stop: Arc<AtomicBool>,
+}
+
+/// A handle on the engine; clones share it. Workers stop when
+/// [`Engine::shutdown`] is called or the last handle is dropped.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Engine {
+    /// Starts `config.workers` worker threads.
+    pub fn start(config: EngineConfig, sink: Sink) -> io::Result<Engine> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut workers = Vec::new();
+        let mut threads = Vec::new();
+        for n in 0..config.workers.max(1) {
+            let (tx, rx) = mpsc::channel();
+            let counters = Arc::new(Counters::default());
+            let worker = Worker::new(
+                rx,
+                counters.clone(),
+                sink.clone(),
+                stop.clone(),
+                config.timeout,
+            );
+            threads.push(
+                thread::Builder::new()
+                    .name(format!("media-{n}"))
+                    .spawn(move || worker.run())?,
+            );
+            workers.push((tx, counters));
+        }
+        let n = workers.len();
+        let inner = Inner {
+            config,
+            workers,
+            threads: Mutex::new(threads),
+            routes: Mutex::new(Routes {
+                load: vec![0; n],
+                ..Routes::default()
+            }),
+            stop,
+        };
+        Ok(Engine {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Binds RTP `port` and RTCP `port + 1` now (so the caller learns at
+    /// once if they are taken) and hands the stream to the worker of its
+    /// `group`. Port 0 picks a free even/odd pair (tests). Returns the RTP
+    /// address.
+    pub fn open(&self, stream: StreamId, group: u64, port: u16) -> io::Result<SocketAddr> {
+        let (rtp, rtcp) = bind_pair(self.inner.config.bind, port)?;
+        let local = rtp.local_addr()?;
+        let mut routes = self
+            .inner
+            .routes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if routes.streams.contains_key(&stream) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "stream already open",
+            ));
+        }
+        let worker = match routes.groups.get_mut(&group) {
+            Some((worker, count)) => {
+                *count += 1;
+                *worker
+            }
+            None => {
+                let worker = (0..routes.load.len())
+                    .min_by_key(|&w| routes.load[w])
+                    .unwrap_or(0);
+                routes.groups.insert(group, (worker, 1));
+                worker
+            }
+        };
+        routes.streams.insert(stream, (worker, group));
+        routes.load[worker] += 1;
+        let (tx, _) = &self.inner.workers[worker];
+        tx.send(Msg::Open { stream, rtp, rtcp })
+            .map_err(|_| io::Error::other("media engine stopped"))?;
+        Ok(local)
+    }
+
+    /// Passes `command` to the stream's worker; unknown streams are ignored.
+    pub fn command(&self, stream: StreamId, command: Command) {
+        let mut routes = self
+            .inner
+            .routes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(&(worker, group)) = routes.streams.get(&stream) else {
+            tracing::debug!(stream, ?command, "media command for an unknown stream");
+            return;
+        };
+        if matches!(command, Command::Close) {
+            routes.streams.remove(&stream);
+            routes.load[worker] -= 1;
+            if let Some((_, count)) = routes.groups.get_mut(&group) {
+                *count -= 1;
+                if *count == 0 {
+                    routes.groups.remove(&group);
+                }
+            }
+        }
+        let _ = self.inner.workers[worker]
+            .0
+            .send(Msg::Command(stream, command));
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        let mut s = EngineStats::default();
+        for (_, c) in &self.inner.workers {
+            s.streams += c.streams.load(Relaxed);
+            s.packets_sent += c.sent.load(Relaxed);
+            s.packets_received += c.received.load(Relaxed);
+            s.send_errors += c.send_errors.load(Relaxed);
+            s.late_ticks += c.late_ticks.load(Relaxed);
+            s.max_lateness = s
+                .max_lateness
+                .max(Duration::from_micros(c.max_lateness_us.load(Relaxed)));
+        }
+        s
+    }
+
+    /// Stops the workers (streams are dropped without events) and waits
+    /// for them, unless called from one of them.
+    pub fn shutdown(&self) {
+        self.inner.shutdown();
+    }
+}
+
+impl Inner {
+    fn shutdown(&self) {
+        self.stop.store(true, Relaxed);
+        let threads =
+            std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        let me = thread::current().id();
+        for t in threads {
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn bind_one(ip: IpAddr, port: u16) -> io::Result<UdpSocket> {
+    let addr = SocketAddr::new(ip, port);
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    let socket: UdpSocket = socket.into();
+    timestamps::enable(&socket);
+    Ok(socket)
+}
+
+/// RTP on an even port and RTCP on the next (RFC 3550 §11).
+fn bind_pair(ip: IpAddr, port: u16) -> io::Result<(UdpSocket, UdpSocket)> {
+    if port != 0 {
+        let rtcp_port = port
+            .checked_add(1)
+            .ok_or_else(|| io::Error::other("no RTCP port above 65535"))?;
+        return Ok((bind_one(ip, port)?, bind_one(ip, rtcp_port)?));
+    }
+    for _ in 0..64 {
+        let rtp = bind_one(ip, 0)?;
+        let p = rtp.local_addr()?.port();
+        if p % 2 == 0
+            && let Ok(rtcp) = bind_one(ip, p + 1)
+        {
+            return Ok((rtp, rtcp));
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        "no free RTP/RTCP port pair",
+    ))
+}
+
+/// A bridge from one stream's side.
+struct Bridge {
+    partner: usize,
+    partner_id: StreamId,
+    /// The mixed recording, on the stream that got the Bridge command.
+    recording: Option<(u64, Vec<i16>)>,
+}
+
+struct Stream {
+    id: StreamId,
+    session: Session,
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    slot: usize,
+    ticks: u64,
+    bridge: Option<Bridge>,
+    /// The frame heard at the last tick, for the partner's recording.
+    heard: Option<[i16; FRAME_SAMPLES]>,
+}
+
+struct Worker {
+    rx: Receiver<Msg>,
+    counters: Arc<Counters>,
+    sink: Sink,
+    stop: Arc<AtomicBool>,
+    timeout: Duration,
+    streams: Vec<Option<Stream>>,
+    free: Vec<usize>,
+    index: HashMap<StreamId, usize>,
+    wheel: [Vec<usize>; SLOTS],
+    out: Vec<u8>,
+    batch: Batch,
+}
+
+impl Worker {
+    fn new(
+        rx: Receiver<Msg>,
+        counters: Arc<Counters>,
+        sink: Sink,
+        stop: Arc<AtomicBool>,
+        timeout: Duration,
+    ) -> Self {
+        Worker {
+            rx,
+            counters,
+            sink,
+            stop,
+            timeout,
+            streams: Vec::new(),
+            free: Vec::new(),
+            index: HashMap::new(),
+            wheel: Default::default(),
+            out: Vec::with_capacity(256),
+            batch: Batch::new(),
+        }
+    }
+
+    fn run(mut self) {
+        let origin = Instant::now();
+        let mut k: u64 = 0;
+        while !self.stop.load(Relaxed) {
+            let deadline = origin + Duration::from_millis(k);
+            let now = Instant::now();
+            let late = now.saturating_duration_since(deadline);
+            if late >= LATE {
+                self.counters.late_ticks.fetch_add(1, Relaxed);
+                self.counters
+                    .max_lateness_us
+                    .fetch_max(late.as_micros() as u64, Relaxed);
+            }
+            self.commands(now);
+            let wall = SystemTime::now();
+            let slot = (k % SLOTS as u64) as usize;
+            for j in 0..self.wheel[slot].len() {
+                let i = self.wheel[slot][j];
+                self.service(i, now, wall);
+            }
+            k += 1;
+            let next = origin + Duration::from_millis(k);
+            let now = Instant::now();
+            if next > now {
+                thread::sleep(next - now);
+            }
+        }
+    }
+
+    fn commands(&mut self, now: Instant) {
+        loop {
+            match self.rx.try_recv() {
+                Ok(Msg::Open { stream, rtp, rtcp }) => self.open(now, stream, rtp, rtcp),
+                Ok(Msg::Command(stream, command)) => self.command(now, stream, command),
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => {
+                    self.stop.store(true, Relaxed);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn open(&mut self, now: Instant, id: StreamId, rtp: UdpSocket, rtcp: UdpSocket) {
+        let config = SessionConfig {
+            ssrc: rand::random(),
+            timeout: self.timeout,
+            cname: format!("{:024x}@switchyard", rand::random::<u128>() >> 32),
+            wall: SystemTime::now(),
+        };
+        let slot = (0..SLOTS).min_by_key(|&s| self.wheel[s].len()).unwrap_or(0);
+        let stream = Stream {
+            id,
+            session: Session::new(now, config),
+            rtp,
+            rtcp,
+            slot,
+            ticks: 0,
+            bridge: None,
+            heard: None,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.streams[i] = Some(stream);
+                i
+            }
+            None => {
+                self.streams.push(Some(stream));
+                self.streams.len() - 1
+            }
+        };
+        self.index.insert(id, i);
+        self.wheel[slot].push(i);
+        self.counters.streams.fetch_add(1, Relaxed);
+    }
+
+    fn command(&mut self, now: Instant, id: StreamId, command: Command) {
+        let Some(&i) = self.index.get(&id) else {
+            return;
+        };
+        let Some(stream) = self.streams[i].as_mut() else {
+            return;
+        };
+        let s = &mut stream.session;
+        match command {
+            Command::Start(params) => s.start(now, params),
+            Command::Play { id, clips, forever } => s.play(id, clips, forever),
+            Command::StopPlay => s.stop_play(),
+            Command::SendDigits { id, digits } => s.send_digits(id, &digits),
+            Command::Record { id, spec } => s.record(id, spec),
+            Command::StopRecord(end) => s.stop_record(end),
+            Command::Bridge { other, record } => self.bridge(i, other, record),
+            Command::Unbridge => self.unbridge(i),
+            Command::Close => self.close(i),
+        }
+        self.events(i);
+    }
+
+    fn bridge(&mut self, i: usize, other: StreamId, record: Option<u64>) {
+        let Some(&j) = self.index.get(&other).filter(|&&j| j != i) else {
+            tracing::warn!(
+                other,
+                "bridge to a stream not on this worker (another group?)"
+            );
+            return;
+        };
+        self.unbridge(i);
+        self.unbridge(j);
+        let (a, b) = (self.id(i), self.id(j));
+        if let Some(s) = self.streams[i].as_mut() {
+            let recording = record.map(|id| (id, Vec::new()));
+            s.bridge = Some(Bridge {
+                partner: j,
+                partner_id: b,
+                recording,
+            });
+        }
+        if let Some(s) = self.streams[j].as_mut() {
+            s.bridge = Some(Bridge {
+                partner: i,
+                partner_id: a,
+                recording: None,
+            });
+        }
+    }
+
+    fn id(&self, i: usize) -> StreamId {
+        self.streams[i].as_ref().map_or(0, |s| s.id)
+    }
+
+    /// Ends the bridge of stream `i` (both sides), reporting its recording.
+    fn unbridge(&mut self, i: usize) {
+        let Some(bridge) = self.streams[i].as_mut().and_then(|s| s.bridge.take()) else {
+            return;
+        };
+        let j = bridge.partner;
+        let partner = self.streams[j]
+            .as_mut()
+            .filter(|s| s.id == bridge.partner_id);
+        let theirs = partner.and_then(|s| s.bridge.take());
+        let owners = [(i, bridge.recording), (j, theirs.and_then(|b| b.recording))];
+        for (owner, recording) in owners {
+            if let Some((id, samples)) = recording {
+                let event = Event::Recorded {
+                    id,
+                    samples,
+                    ended_by: RecordEnd::Hangup,
+                };
+                (self.sink)(self.id(owner), event);
+            }
+        }
+    }
+
+    fn close(&mut self, i: usize) {
+        self.unbridge(i);
+        let Some(mut stream) = self.streams[i].take() else {
+            return;
+        };
+        stream.session.stop_record(RecordEnd::Hangup);
+        while let Some(event) = stream.session.poll_event() {
+            (self.sink)(stream.id, event);
+        }
+        let wheel = &mut self.wheel[stream.slot];
+        if let Some(at) = wheel.iter().position(|&x| x == i) {
+            wheel.swap_remove(at);
+        }
+        self.index.remove(&stream.id);
+        self.free.push(i);
+        self.counters.streams.fetch_sub(1, Relaxed);
+    }
+
+    fn events(&mut self, i: usize) {
+        let Some(stream) = self.streams[i].as_mut() else {
+            return;
+        };
+        while let Some(event) = stream.session.poll_event() {
+            (self.sink)(stream.id, event);
+        }
+    }
+
+    /// One tick of stream `i`: input, output, bridge, events.
+    fn service(&mut self, i: usize, now: Instant, wall: SystemTime) {
+        let Some(s) = self.streams[i].as_mut() else {
+            return;
+        };
+        loop {
+            let n = match self.batch.recv(&s.rtp) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // ICMP errors (port unreachable) surface here: not fatal.
+                Err(_) => break,
+            };
+            for m in 0..n {
+                let (from, packet, stamp) = self.batch.get(m);
+                let at = arrival(now, wall, stamp);
+                s.session.handle_rtp(at, from, packet);
+            }
+            self.counters.received.fetch_add(n as u64, Relaxed);
+            if n < BATCH {
+                break;
+            }
+        }
+        if s.ticks % RTCP_EVERY == 0 {
+            let mut buf = [0u8; MTU];
+            while let Ok((n, from)) = s.rtcp.recv_from(&mut buf) {
+                s.session.handle_rtcp(now, from, &buf[..n]);
+            }
+        }
+        s.ticks += 1;
+        if let Some(to) = s.session.tick(now, &mut self.out) {
+            match s.rtp.send_to(&self.out, to) {
+                Ok(_) => self.counters.sent.fetch_add(1, Relaxed),
+                Err(_) => self.counters.send_errors.fetch_add(1, Relaxed),
+            };
+        }
+        if let Some((to, report)) = s.session.poll_rtcp(now) {
+            let _ = s.rtcp.send_to(&report, to);
+        }
+        let heard = s.session.poll_received().copied();
+        if s.bridge.is_some() {
+            self.bridge_tick(i, heard);
+        }
+        self.events(i);
+    }
+
+    /// Relays what stream `i` heard to its partner and records the mix.
+    fn bridge_tick(&mut self, i: usize, heard: Option<[i16; FRAME_SAMPLES]>) {
+        let Some(s) = self.streams[i].as_mut() else {
+            return;
+        };
+        let Some(bridge) = s.bridge.as_ref() else {
+            return;
+        };
+        let (j, partner_id) = (bridge.partner, bridge.partner_id);
+        s.heard = heard;
+        let Some(partner) = self.streams[j].as_mut().filter(|p| p.id == partner_id) else {
+            return;
+        };
+        if let Some(frame) = &heard {
+            partner.session.relay(frame);
+        }
+        let theirs = partner.heard.take();
+        let Some((_, samples)) = self.streams[i]
+            .as_mut()
+            .and_then(|s| s.bridge.as_mut()?.recording.as_mut())
+        else {
+            return;
+        };
+        let ours = heard.unwrap_or([0; FRAME_SAMPLES]);
+        let theirs = theirs.unwrap_or([0; FRAME_SAMPLES]);
+        samples.extend(ours.iter().zip(&theirs).map(|(a, b)| a.saturating_add(*b)));
+    }
+}
+
+/// When a datagram arrived, from its kernel timestamp (wall clock) and the
+/// slot's pair of clock readings; the slot time when there is none.
+fn arrival(now: Instant, wall: SystemTime, stamp: Option<SystemTime>) -> Instant {
+    let Some(stamp) = stamp else { return now };
+    match wall.duration_since(stamp) {
+        // No earlier than 1 s back: a stepped clock must not skew much.
+        Ok(ago) => now
+            .checked_sub(ago.min(Duration::from_secs(1)))
+            .unwrap_or(now),
+        Err(_) => now,
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod timestamps {
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+
+    /// Asks for a receive timestamp on every datagram; without it (an old
+    /// kernel) arrivals are stamped with the slot's time.
+    pub fn enable(socket: &UdpSocket) {
+        let on: libc::c_int = 1;
+        // SAFETY: a valid fd and a c_int option value of the right size.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                (&on as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod timestamps {
+    pub fn enable(_: &std::net::UdpSocket) {}
+}
+
+/// Buffers for receiving up to [`BATCH`] datagrams with one syscall.
+struct Batch {
+    bufs: Box<[[u8; MTU]; BATCH]>,
+    lens: [usize; BATCH],
+    from: [SocketAddr; BATCH],
+    stamps: [Option<SystemTime>; BATCH],
+    #[cfg(target_os = "linux")]
+    names: [libc::sockaddr_storage; BATCH],
+    #[cfg(target_os = "linux")]
+    controls: [[u64; 8]; BATCH],
+}
+
+impl Batch {
+    fn new() -> Self {
+        Batch {
+            bufs: Box::new([[0; MTU]; BATCH]),
+            lens: [0; BATCH],
+            from: [SocketAddr::from(([0, 0, 0, 0], 0)); BATCH],
+            stamps: [None; BATCH],
+            // SAFETY: sockaddr_storage is plain bytes; all-zero is valid.
+            #[cfg(target_os = "linux")]
+            names: unsafe { std::mem::zeroed() },
+            #[cfg(target_os = "linux")]
+            controls: [[0; 8]; BATCH],
+        }
+    }
+
+    fn get(&self, m: usize) -> (SocketAddr, &[u8], Option<SystemTime>) {
+        (self.from[m], &self.bufs[m][..self.lens[m]], self.stamps[m])
+    }
+
+    /// Receives what is queued (up to [`BATCH`]) without blocking; the
+    /// count, or `WouldBlock` when nothing is.
+    #[cfg(target_os = "linux")]
+    fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: all-zero iovec/mmsghdr are valid (null pointers, zero
+        // lengths); every pointer set below points into `self`, which
+        // outlives the call.
+        let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for m in 0..BATCH {
+            iov[m].iov_base = self.bufs[m].as_mut_ptr().cast();
+            iov[m].iov_len = MTU;
+            let h = &mut msgs[m].msg_hdr;
+            h.msg_name = (&mut self.names[m] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_iov = &mut iov[m];
+            h.msg_iovlen = 1;
+            h.msg_control = self.controls[m].as_mut_ptr().cast();
+            h.msg_controllen = size_of::<[u64; 8]>() as _;
+        }
+        // SAFETY: msgs describes BATCH valid buffers; MSG_DONTWAIT makes it
+        // return what is queued at once.
+        let n = unsafe {
+            libc::recvmmsg(
+                socket.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                BATCH as _,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        for (m, msg) in msgs.iter().enumerate().take(n) {
+            self.lens[m] = (msg.msg_len as usize).min(MTU);
+            self.from[m] = sockaddr(&self.names[m]).unwrap_or(self.from[m]);
+            self.stamps[m] = stamp(&msg.msg_hdr);
+        }
+        Ok(n)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        let (len, from) = socket.recv_from(&mut self.bufs[0])?;
+        self.lens[0] = len;
+        self.from[0] = from;
+        self.stamps[0] = None;
+        Ok(1)
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn sockaddr(name: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV6};
+    match libc::c_int::from(name.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the kernel wrote a sockaddr_in for AF_INET, and
+            // sockaddr_storage is large and aligned enough for it.
+            let a =
+                unsafe { &*(name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(SocketAddr::from((ip, u16::from_be(a.sin_port))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for AF_INET6.
+            let a =
+                unsafe { &*(name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
+            let port = u16::from_be(a.sin6_port);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                port,
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// The `SCM_TIMESTAMPNS` control message of a received datagram.
+#[cfg(target_os = "linux")]
+fn stamp(h: &libc::msghdr) -> Option<SystemTime> {
+    // SAFETY: `h` is a msghdr the kernel filled, its control buffer still
+    // alive; the CMSG_* macros stay within msg_controllen.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>());
+                let since = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+                return SystemTime::UNIX_EPOCH.checked_add(since);
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,807 @@
+//! Fetching prompt files from the web, for `play` verbs with a URL.
+//!
+//! ```text
+//!   cache::fetch(url) ──► Fetcher::get(url, etag)
+//!        check_url: http/https only; an IP literal must be public
+//!        reqwest (rustls, ring; HTTP/1.1; no proxy)
+//!          ├─ resolver: every address of the host must be public, and only
+//!          │  the checked addresses are connected to (no DNS rebinding)
+//!          ├─ redirects: at most `max_redirects`, each hop checked again
+//!          └─ timeout (whole exchange), body capped at `max_bytes`
+//!        ◄── Fetched::Body { bytes, etag } | Fetched::NotModified
+//! ```
+//!
+//! Tenants choose the URLs, so by default nothing on this machine or its
+//! networks can be reached through them (loopback, private, link-local,
+//! shared, multicast and reserved ranges, and IPv6 forms embedding them):
+//! [`FetchConfig::allow_private`] lifts that for tests and closed setups.
+//!
+//! Why reqwest and not hyper-util's client, which the edge already has:
+//! with `default-features = false` and `rustls-no-provider`, reqwest adds
+//! about ten small crates (hyper-rustls, tower, the platform certificate
+//! verifier) over what the workspace builds, no OpenSSL and no aws-lc; in
+//! exchange it brings redirects, a pluggable resolver (where the address
+//! check lives) and whole-request timeouts, which we would otherwise write
+//! and maintain here. TLS uses the workspace's ring provider and the
+//! system's root certificates.
+
+use std::error::Error as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use reqwest::{StatusCode, Url};
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::client::danger::{
+    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+};
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+
+use super::audio::is_wav;
+
+/// Limits of [`Fetcher`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchConfig {
+    /// Longest a whole fetch may take, connecting to the last body byte.
+    /// Default 15 s.
+    pub timeout: Duration,
+    /// Longest connecting (TCP and TLS) may take. Default 5 s.
+    pub connect_timeout: Duration,
+    /// Largest body accepted. Default 16 MiB.
+    pub max_bytes: u64,
+    /// Most redirects followed. Default 5.
+    pub max_redirects: usize,
+    /// Whether URLs may reach loopback, private, link-local and other
+    /// non-public addresses. Default false: a tenant's URL must not reach
+    /// into our own networks.
+    pub allow_private: bool,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(5),
+            max_bytes: 16 * 1024 * 1024,
+            max_redirects: 5,
+            allow_private: false,
+        }
+    }
+}
+
+/// Why a URL could not be fetched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    #[error("invalid URL {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+    /// Only `http` and `https` are fetched.
+    #[error("cannot fetch {scheme}: URLs, only http and https")]
+    Scheme { scheme: String },
+    /// The host is, or resolves to, an address that is not public.
+    #[error("{host} is {addr}, a local or private address: refused")]
+    Private { host: String, addr: IpAddr },
+    /// The host could not be resolved or connected to.
+    #[error("{url}: cannot connect: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("{url}: no complete answer within {secs} s")]
+    Timeout { url: String, secs: u64 },
+    /// The server answered with a status other than 2xx (or 304 to a
+    /// conditional request).
+    #[error("{url}: the server answered {status}")]
+    Status { url: String, status: u16 },
+    #[error("{url}: the file is larger than {max} bytes")]
+    TooLarge { url: String, max: u64 },
+    /// The body is not a WAV file.
+    #[error("{url}: not a WAV file (Content-Type {content_type:?})")]
+    NotWav { url: String, content_type: String },
+    /// Any other failure of the exchange (bad redirect, broken body...).
+    #[error("{url}: {reason}")]
+    Http { url: String, reason: String },
+    /// The HTTP client could not be built, or https is unavailable here
+    /// (no CA certificates on the machine).
+    #[error("cannot set up the HTTP client: {0}")]
+    Setup(String),
+}
+
+impl FetchError {
+    /// Whether trying again later may work (a network problem or a server
+    /// error), as opposed to a URL or file that is wrong.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            FetchError::Connect { .. } | FetchError::Timeout { .. } | FetchError::Http { .. } => {
+                true
+            }
+            FetchError::Status { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
+}
+
+/// What a fetch brought back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetched {
+    /// The file, with the server's ETag if it gave one.
+    Body { bytes: Bytes, etag: Option<String> },
+    /// The server says the copy whose ETag was sent is still current.
+    NotModified,
+}
+
+/// An HTTP(S) client for prompt files. Cheap to clone (connections are
+/// pooled and shared).
+#[derive(Clone)]
+pub struct Fetcher {
+    client: reqwest::Client,
+    config: Arc<FetchConfig>,
+    /// Why https cannot work on this machine, if it cannot.
+    tls_unavailable: Option<Arc<str>>,
+}
+
+impl std::fmt::Debug for Fetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fetcher")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Fetcher {
+    pub fn new(config: FetchConfig) -> Result<Self, FetchError> {
+        let setup = |e: &dyn std::fmt::Display| FetchError::Setup(e.to_string());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // Without CA certificates on the machine (a bare container) plain
+        // http still works; https fails saying why.
+        let (verifier, tls_unavailable): (Arc<dyn ServerCertVerifier>, _) =
+            match rustls_platform_verifier::Verifier::new(provider.clone()) {
+                Ok(verifier) => (Arc::new(verifier), None),
+                Err(e) => {
+                    let reason: Arc<str> =
+                        format!("https is unavailable: {e} (install ca-certificates)").into();
+                    tracing::warn!(%reason, "prompt fetcher");
+                    let schemes = provider
+                        .signature_verification_algorithms
+                        .supported_schemes();
+                    let refuse = NoRoots {
+                        reason: reason.to_string(),
+                        schemes,
+                    };
+                    (Arc::new(refuse), Some(reason))
+                }
+            };
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| setup(&e))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        let allow_private = config.allow_private;
+        let max_redirects = config.max_redirects;
+        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() > max_redirects {
+                return attempt.error(format!("more than {max_redirects} redirects"));
+            }
+            match check_url(attempt.url(), allow_private) {
+                Ok(()) => attempt.follow(),
+                Err(e) => attempt.error(e),
+            }
+        });
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .dns_resolver(CheckedResolver { allow_private })
+            .redirect(redirects)
+            .no_proxy()
+            .timeout(config.timeout)
+            .connect_timeout(config.connect_timeout)
+            .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| setup(&e))?;
+        Ok(Self {
+            client,
+            config: Arc::new(config),
+            tls_unavailable,
+        })
+    }
+
+    pub fn config(&self) -> &FetchConfig {
+        &self.config
+    }
+
+    /// Fetches `url`; with `etag` (from an earlier [`Fetched::Body`]) the
+    /// server may answer [`Fetched::NotModified`].
+    pub async fn get(&self, url: &str, etag: Option<&str>) -> Result<Fetched, FetchError> {
+        let parsed = Url::parse(url).map_err(|e| FetchError::BadUrl {
+            url: url.into(),
+            reason: e.to_string(),
+        })?;
+        check_url(&parsed, self.config.allow_private)?;
+        if let Some(reason) = &self.tls_unavailable
+            && parsed.scheme() == "https"
+        {
+            return Err(FetchError::Setup(reason.to_string()));
+        }
+        let mut request = self.client.get(parsed);
+        if let Some(etag) = etag {
+            request = request.header(IF_NONE_MATCH, etag);
+        }
+        let mut response = request.send().await.map_err(|e| self.error(url, e))?;
+        let status = response.status();
+        if status == StatusCode::NOT_MODIFIED && etag.is_some() {
+            return Ok(Fetched::NotModified);
+        }
+        if !status.is_success() {
+            return Err(FetchError::Status {
+                url: url.into(),
+                status: status.as_u16(),
+            });
+        }
+        let max = self.config.max_bytes;
+        let too_large = || FetchError::TooLarge {
+            url: url.into(),
+            max,
+        };
+        if response.content_length().is_some_and(|len| len > max) {
+            return Err(too_large());
+        }
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (etag, content_type) = (header(ETAG), header(CONTENT_TYPE));
+        let expected = response.content_length().unwrap_or(0).min(max) as usize;
+        let mut body = Vec::with_capacity(expected);
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.error(url, e))? {
+            if body.len() as u64 + chunk.len() as u64 > max {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if !is_wav(&body) {
+            return Err(FetchError::NotWav {
+                url: url.into(),
+                content_type: content_type.unwrap_or_default(),
+            });
+        }
+        Ok(Fetched::Body {
+            bytes: body.into(),
+            etag,
+        })
+    }
+
+    /// Our own refusals (from the resolver or the redirect policy) come
+    /// back wrapped in reqwest's error; find them, else classify.
+    fn error(&self, url: &str, error: reqwest::Error) -> FetchError {
+        let mut source = error.source();
+        while let Some(e) = source {
+            if let Some(ours) = e.downcast_ref::<FetchError>() {
+                return ours.clone();
+            }
+            source = e.source();
+        }
+        let reason = chain(&error);
+        if error.is_timeout() {
+            FetchError::Timeout {
+                url: url.into(),
+                secs: self.config.timeout.as_secs(),
+            }
+        } else if error.is_connect() {
+            FetchError::Connect {
+                url: url.into(),
+                reason,
+            }
+        } else {
+            FetchError::Http {
+                url: url.into(),
+                reason,
+            }
+        }
+    }
+}
+
+/// The message of `error` and its sources, most specific last.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+/// The certificate verifier when the machine has no CA certificates:
+/// every https handshake fails, saying why.
+#[derive(Debug)]
+struct NoRoots {
+    reason: String,
+    schemes: Vec<rustls::SignatureScheme>,
+}
+
+impl ServerCertVerifier for NoRoots {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Err(rustls::Error::General(self.reason.clone()))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General(self.reason.clone()))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General(self.reason.clone()))
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.schemes.clone()
+    }
+}
+
+/// Refuses schemes other than http(s), and hosts written as addresses that
+/// are not public (names are checked when they are resolved).
+fn check_url(url: &Url, allow_private: bool) -> Result<(), FetchError> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(FetchError::Scheme {
+            scheme: url.scheme().into(),
+        });
+    }
+    let Some(host) = url.host_str() else {
+        return Err(FetchError::BadUrl {
+            url: url.to_string(),
+            reason: "no host".into(),
+        });
+    };
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(addr) = literal.parse::<IpAddr>()
+        && !allow_private
+        && !is_public(addr)
+    {
+        return Err(FetchError::Private {
+            host: host.into(),
+            addr,
+        });
+    }
+    Ok(())
+}
+
+/// Resolves names with the system resolver and keeps only public
+/// addresses (all of them when private ones are allowed). Since reqwest
+/// connects only to what this returns, a name cannot be checked against
+/// one address and then connect to another.
+struct CheckedResolver {
+    allow_private: bool,
+}
+
+impl reqwest::dns::Resolve for CheckedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow_private = self.allow_private;
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let first = addrs.first().copied();
+            let allowed: Vec<SocketAddr> = addrs
+                .into_iter()
+                .filter(|a| allow_private || is_public(a.ip()))
+                .collect();
+            match (allowed.is_empty(), first) {
+                (false, _) => Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs),
+                (true, Some(addr)) => Err(Box::new(FetchError::Private {
+                    host,
+                    addr: addr.ip(),
+                }) as _),
+                (true, None) => Err(format!("{host} has no addresses").into()),
+            }
+        })
+    }
+}
+
+/// Whether `ip` is an ordinary public unicast address: not loopback,
+/// private (RFC 1918, IPv6 ULA), link-local, shared (CGNAT), unspecified,
+/// broadcast, multicast, documentation, benchmarking or reserved, and not
+/// an IPv6 form carrying such an IPv4 address (mapped, compatible, NAT64,
+/// 6to4).
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => is_public_v6(v6),
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    !(ip.is_private()
+        || ip.is_loopback()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || a == 0 // "this network"
+        || (a == 100 && (b & 0xc0) == 64) // shared address space, 100.64/10
+        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
+        || (a == 198 && (b & 0xfe) == 18) // benchmarking, 198.18/15
+        || a >= 240) // reserved
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let s = ip.segments();
+    let embedded =
+        |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return is_public_v4(v4);
+    }
+    if s[..6] == [0; 6] {
+        // ::, ::1 and the deprecated IPv4-compatible ::a.b.c.d
+        return false;
+    }
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return is_public_v4(embedded(s[6], s[7])); // NAT64
+    }
+    if s[0] == 0x2002 {
+        return is_public_v4(embedded(s[1], s[2])); // 6to4
+    }
+    !(ip.is_multicast()
+        || (s[0] & 0xfe00) == 0xfc00 // unique local
+        || (s[0] & 0xffc0) == 0xfe80 // link-local
+        || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
+        || (s[0] == 0x2001 && s[1] == 0x0db8)) // documentation
+}
+
+/// A programmable HTTP server on 127.0.0.1 for tests of the fetcher and
+/// the cache.
+#[cfg(test)]
+pub(crate) mod test_server {
+    use std::convert::Infallible;
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper::body::Incoming;
+    use hyper::{Request, Response};
+    use hyper_util::rt::TokioIo;
+
+    pub type Reply = Response<Full<Bytes>>;
+
+    pub struct TestServer {
+        pub addr: SocketAddr,
+        hits: Arc<AtomicUsize>,
+    }
+
+    impl TestServer {
+        /// Serves every request with `handler` until the runtime ends.
+        pub async fn start<F>(handler: F) -> TestServer
+        where
+            F: Fn(&Request<Incoming>) -> Reply + Send + Sync + 'static,
+        {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let hits = Arc::new(AtomicUsize::new(0));
+            let handler = Arc::new(handler);
+            let counter = Arc::clone(&hits);
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let (handler, counter) = (Arc::clone(&handler), Arc::clone(&counter));
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(move |req| {
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            let reply = handler(&req);
+                            async move { Ok::<_, Infallible>(reply) }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            });
+            TestServer { addr, hits }
+        }
+
+        pub fn url(&self, path: &str) -> String {
+            format!("http://{}{path}", self.addr)
+        }
+
+        /// Requests answered so far.
+        pub fn hits(&self) -> usize {
+            self.hits.load(Ordering::SeqCst)
+        }
+    }
+
+    pub fn reply(status: u16, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+        let mut response = Response::new(Full::new(body.into()));
+        *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+        for (name, value) in headers {
+            response.headers_mut().insert(
+                hyper::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                hyper::header::HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_server::{TestServer, reply};
+    use super::*;
+    use crate::media::audio::encode_wav;
+    use crate::media::tone::sine;
+
+    fn fetcher(allow_private: bool) -> Fetcher {
+        Fetcher::new(FetchConfig {
+            allow_private,
+            ..FetchConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn wav() -> Bytes {
+        encode_wav(&sine(1000.0, 100, 0.5)).into()
+    }
+
+    /// Serves `wav()` at /hello.wav with ETag "v1", honouring
+    /// If-None-Match; 404 elsewhere.
+    async fn prompt_server() -> TestServer {
+        TestServer::start(|req| match req.uri().path() {
+            "/hello.wav"
+                if req
+                    .headers()
+                    .get("if-none-match")
+                    .is_some_and(|v| v == "\"v1\"") =>
+            {
+                reply(304, &[], Bytes::new())
+            }
+            "/hello.wav" => reply(
+                200,
+                &[("etag", "\"v1\""), ("content-type", "audio/wav")],
+                wav(),
+            ),
+            "/page" => reply(200, &[("content-type", "text/html")], "<html>hi</html>"),
+            "/moved" => reply(302, &[("location", "/hello.wav")], Bytes::new()),
+            "/loop" => reply(302, &[("location", "/loop")], Bytes::new()),
+            "/ftp" => reply(
+                302,
+                &[("location", "ftp://example.com/x.wav")],
+                Bytes::new(),
+            ),
+            "/big" => reply(200, &[], vec![0u8; 2048]),
+            _ => reply(404, &[], "not here"),
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_wav_is_fetched_with_its_etag_and_a_matching_etag_is_not_modified() {
+        let server = prompt_server().await;
+        let fetcher = fetcher(true);
+        let url = server.url("/hello.wav");
+        assert_eq!(
+            fetcher.get(&url, None).await.unwrap(),
+            Fetched::Body {
+                bytes: wav(),
+                etag: Some("\"v1\"".into())
+            }
+        );
+        assert_eq!(
+            fetcher.get(&url, Some("\"v1\"")).await.unwrap(),
+            Fetched::NotModified
+        );
+        assert!(matches!(
+            fetcher.get(&url, Some("\"v0\"")).await.unwrap(),
+            Fetched::Body { .. }
+        ));
+        // Redirects are followed.
+        assert!(matches!(
+            fetcher.get(&server.url("/moved"), None).await.unwrap(),
+            Fetched::Body { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn failures_say_what_went_wrong() {
+        let server = prompt_server().await;
+        let fetcher = Fetcher::new(FetchConfig {
+            allow_private: true,
+            max_bytes: 1024,
+            max_redirects: 3,
+            ..FetchConfig::default()
+        })
+        .unwrap();
+        let get = |path: &str| {
+            let url = server.url(path);
+            let fetcher = fetcher.clone();
+            async move { fetcher.get(&url, None).await.unwrap_err() }
+        };
+        assert_eq!(
+            get("/missing").await,
+            FetchError::Status {
+                url: server.url("/missing"),
+                status: 404
+            }
+        );
+        assert_eq!(
+            get("/page").await,
+            FetchError::NotWav {
+                url: server.url("/page"),
+                content_type: "text/html".into()
+            }
+        );
+        assert_eq!(
+            get("/big").await,
+            FetchError::TooLarge {
+                url: server.url("/big"),
+                max: 1024
+            }
+        );
+        let looped = get("/loop").await;
+        assert!(
+            looped.to_string().contains("more than 3 redirects"),
+            "{looped}"
+        );
+        assert_eq!(
+            get("/ftp").await,
+            FetchError::Scheme {
+                scheme: "ftp".into()
+            }
+        );
+        assert!(!get("/missing").await.is_transient());
+    }
+
+    #[tokio::test]
+    async fn a_body_without_length_is_cut_at_the_limit() {
+        // A raw server: no Content-Length, the body ends when it closes.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut request = [0u8; 1024];
+                let _ = stream.read(&mut request).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+                    .await;
+                for _ in 0..64 {
+                    if stream.write_all(&[0u8; 1024]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let fetcher = Fetcher::new(FetchConfig {
+            allow_private: true,
+            max_bytes: 10_000,
+            ..FetchConfig::default()
+        })
+        .unwrap();
+        let err = fetcher
+            .get(&format!("http://{addr}/x.wav"), None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, FetchError::TooLarge { max: 10_000, .. }),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn loopback_is_refused_unless_private_addresses_are_allowed() {
+        let server = prompt_server().await;
+        let fetcher = fetcher(false);
+        let port = server.addr.port();
+        for url in [
+            format!("http://127.0.0.1:{port}/hello.wav"),
+            format!("http://localhost:{port}/hello.wav"),
+            format!("http://[::1]:{port}/hello.wav"),
+            format!("http://[::ffff:127.0.0.1]:{port}/hello.wav"),
+            format!("http://2130706433:{port}/hello.wav"),
+            format!("http://0x7f.1:{port}/hello.wav"),
+        ] {
+            let err = fetcher.get(&url, None).await.unwrap_err();
+            assert!(matches!(err, FetchError::Private { .. }), "{url}: {err}");
+            assert!(
+                err.to_string().contains("local or private address"),
+                "{err}"
+            );
+        }
+        assert_eq!(server.hits(), 0);
+        assert!(matches!(
+            fetcher.get("file:///etc/passwd", None).await,
+            Err(FetchError::Scheme { .. })
+        ));
+        assert!(matches!(
+            fetcher.get("not a url", None).await,
+            Err(FetchError::BadUrl { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_times_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let fetcher = Fetcher::new(FetchConfig {
+            allow_private: true,
+            timeout: Duration::from_millis(300),
+            ..FetchConfig::default()
+        })
+        .unwrap();
+        let err = fetcher
+            .get(&format!("http://{addr}/x.wav"), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FetchError::Timeout { .. }), "{err}");
+        assert!(err.is_transient());
+    }
+
+    #[test]
+    fn only_ordinary_public_addresses_are_public() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "0.1.2.3",
+            "100.64.0.1",
+            "255.255.255.255",
+            "224.0.0.1",
+            "240.0.0.1",
+            "192.0.0.8",
+            "198.18.0.1",
+            "192.0.2.1",
+            "::",
+            "::1",
+            "fc00::1",
+            "fd12::1",
+            "fe80::1",
+            "fec0::1",
+            "ff02::1",
+            "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::a00:1",
+            "2002:7f00:1::",
+            "2001:db8::1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "100.128.0.1",
+            "172.32.0.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+        ] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
+}

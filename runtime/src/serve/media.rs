@@ -1,0 +1,247 @@
+//! The media edge: carries out the endpoint's media [`Action`]s with the
+//! engine (RTP), the cache (prompts) and the recording store, and turns
+//! what the engine reports into [`Notice`]s for the core task.
+//!
+//! Prompts are prepared off the core task (synthesis and fetches take
+//! milliseconds to seconds); a play that was stopped or replaced while its
+//! prompts were being prepared is dropped rather than started late.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use tokio::sync::mpsc;
+
+use crate::contract::{MediaSource, Prompt};
+use crate::media::cache::{MediaCache, MediaError};
+use crate::media::engine::{Command, Engine, Event};
+use crate::media::{Action, Clip, Notice, Saved, StreamId};
+use crate::sip::endpoint::CallRef;
+use crate::store::recordings::RecordingStore;
+
+use super::Input;
+
+/// Where a recording in progress will be filed.
+struct Filing {
+    tenant: String,
+    call_id: String,
+    source: &'static str,
+}
+
+#[derive(Clone)]
+pub struct MediaEdge {
+    engine: Engine,
+    cache: MediaCache,
+    /// Stream → (tenant, call id), from its Open.
+    owners: Arc<DashMap<StreamId, (String, String)>>,
+    /// Recordings in progress, by stream and id.
+    filings: Arc<DashMap<(StreamId, u64), Filing>>,
+    /// The play each stream should be playing (0: none); see the module doc.
+    plays: Arc<DashMap<StreamId, u64>>,
+    inputs: mpsc::UnboundedSender<Input>,
+}
+
+impl MediaEdge {
+    /// `start_engine` gets the sink the engine reports through.
+    pub fn new(
+        cache: MediaCache,
+        recordings: RecordingStore,
+        inputs: mpsc::UnboundedSender<Input>,
+        start_engine: impl FnOnce(Arc<dyn Fn(StreamId, Event) + Send + Sync>) -> std::io::Result<Engine>,
+    ) -> std::io::Result<Self> {
+        let filings: Arc<DashMap<(StreamId, u64), Filing>> = Arc::default();
+        let sink = sink(
+            inputs.clone(),
+            recordings,
+            Arc::clone(&filings),
+            tokio::runtime::Handle::current(),
+        );
+        Ok(Self {
+            engine: start_engine(sink)?,
+            cache,
+            owners: Arc::default(),
+            filings,
+            plays: Arc::default(),
+            inputs,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn handle(&self, call: CallRef, stream: StreamId, action: Action) {
+        let command = match action {
+            Action::Open {
+                port,
+                tenant,
+                call_id,
+            } => {
+                if let Err(e) = self.engine.open(stream, call, port) {
+                    let notice = Notice::Failed(format!("cannot bind RTP port {port}: {e}"));
+                    let _ = self.inputs.send(Input::Media(stream, notice));
+                } else {
+                    self.owners.insert(stream, (tenant, call_id));
+                }
+                return;
+            }
+            Action::Start(params) => Command::Start(params),
+            Action::Play {
+                id,
+                tenant,
+                prompts,
+            } => return self.play(stream, id, tenant, prompts),
+            Action::StopPlay => {
+                self.plays.insert(stream, 0);
+                Command::StopPlay
+            }
+            Action::SendDigits { id, digits } => Command::SendDigits { id, digits },
+            Action::Record { id, spec } => {
+                self.file(stream, id, "record");
+                Command::Record { id, spec }
+            }
+            Action::StopRecord(end) => Command::StopRecord(end),
+            Action::Bridge { other, record } => {
+                if let Some(id) = record {
+                    self.file(stream, id, "dial");
+                }
+                Command::Bridge { other, record }
+            }
+            Action::Unbridge => Command::Unbridge,
+            Action::Close => {
+                self.owners.remove(&stream);
+                self.plays.remove(&stream);
+                Command::Close
+            }
+        };
+        self.engine.command(stream, command);
+    }
+
+    fn file(&self, stream: StreamId, id: u64, source: &'static str) {
+        if let Some(owner) = self.owners.get(&stream) {
+            let (tenant, call_id) = owner.clone();
+            let filing = Filing {
+                tenant,
+                call_id,
+                source,
+            };
+            self.filings.insert((stream, id), filing);
+        }
+    }
+
+    /// Prepares the prompts, then starts them unless the play was stopped
+    /// or replaced meanwhile.
+    fn play(&self, stream: StreamId, id: u64, tenant: String, prompts: Vec<Prompt>) {
+        self.plays.insert(stream, id);
+        let edge = self.clone();
+        tokio::spawn(async move {
+            let prepared = clips(&edge.cache, &tenant, &prompts).await;
+            // Checked and sent under the entry's lock, so a StopPlay
+            // handled meanwhile is ordered before or after, never between.
+            let Some(current) = edge.plays.get_mut(&stream) else {
+                return;
+            };
+            if *current != id {
+                return;
+            }
+            match prepared {
+                Ok((clips, forever)) => {
+                    let command = Command::Play { id, clips, forever };
+                    edge.engine.command(stream, command);
+                }
+                Err(e) => {
+                    let notice = Notice::PlayFailed {
+                        id,
+                        error: e.to_string(),
+                    };
+                    let _ = edge.inputs.send(Input::Media(stream, notice));
+                }
+            }
+        });
+    }
+}
+
+/// The audio of `prompts`, each repeated its loop count; a prompt that
+/// loops forever (count 0, as in TwiML) ends the list and makes all of
+/// it repeat until stopped.
+async fn clips(
+    cache: &MediaCache,
+    tenant: &str,
+    prompts: &[Prompt],
+) -> Result<(Vec<Clip>, bool), MediaError> {
+    let mut clips = Vec::new();
+    for prompt in prompts {
+        let (clip, loops) = match prompt {
+            Prompt::Say(say) => {
+                let media = cache
+                    .say(&say.text, say.voice.as_deref(), say.language.as_deref())
+                    .await?;
+                (Clip::Audio(media.samples), say.loop_count)
+            }
+            Prompt::Play(play) => {
+                let media = match &play.source {
+                    MediaSource::Url(url) => cache.fetch(url).await?,
+                    MediaSource::MediaId(id) => cache.get(tenant, id)?,
+                };
+                (Clip::Audio(media.samples), play.loop_count)
+            }
+            Prompt::Pause(pause) => (
+                Clip::Silence {
+                    ms: pause.length_ms,
+                },
+                1,
+            ),
+        };
+        if loops == 0 {
+            clips.push(clip);
+            return Ok((clips, true));
+        }
+        clips.extend(std::iter::repeat_n(clip, loops as usize));
+    }
+    Ok((clips, false))
+}
+
+/// The engine's sink: notices go to the core task; a recording is stored
+/// first, off the engine's threads.
+fn sink(
+    inputs: mpsc::UnboundedSender<Input>,
+    recordings: RecordingStore,
+    filings: Arc<DashMap<(StreamId, u64), Filing>>,
+    runtime: tokio::runtime::Handle,
+) -> Arc<dyn Fn(StreamId, Event) + Send + Sync> {
+    Arc::new(move |stream, event| {
+        let notice = match event {
+            Event::Digit(digit) => Notice::Digit(digit),
+            Event::PlayDone(id) => Notice::PlayDone(id),
+            Event::DigitsSent(id) => Notice::DigitsSent(id),
+            Event::Timeout => Notice::Timeout,
+            Event::Recorded {
+                id,
+                samples,
+                ended_by,
+            } => {
+                let filing = filings.remove(&(stream, id)).map(|(_, f)| f);
+                let (recordings, inputs) = (recordings.clone(), inputs.clone());
+                runtime.spawn_blocking(move || {
+                    let saved = match filing {
+                        Some(f) => recordings
+                            .save(&f.tenant, &f.call_id, &samples, f.source)
+                            .map(|r| Saved {
+                                recording_id: r.id,
+                                duration_ms: r.duration_ms,
+                            })
+                            .map_err(|e| format!("{e:#}")),
+                        None => Err("recording of an unknown stream".into()),
+                    };
+                    let notice = Notice::Recorded {
+                        id,
+                        ended_by,
+                        saved,
+                    };
+                    let _ = inputs.send(Input::Media(stream, notice));
+                });
+                return;
+            }
+        };
+        let _ = inputs.send(Input::Media(stream, notice));
+    })
+}

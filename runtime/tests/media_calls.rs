@@ -1,0 +1,425 @@
+//! Calls with real audio: the test user agent (`common/ua.rs`) calls
+//! `switchyard serve` over 127.0.0.1 and listens to the RTP it gets.
+//!
+//! * The IVR greeting is heard exactly as the cache stored its synthesis,
+//!   which `GET /media/{id}` serves; an RFC 4733 digit interrupts the menu
+//!   and takes the voicemail branch; the tone sent after the beep is in
+//!   the stored recording, which the Recordings routes serve.
+//! * A WAV prompt at a URL (16 kHz, 1 kHz tone) is fetched once, resampled
+//!   and heard as a clean tone over PCMA.
+//! * The same `say` on two calls runs the synthesizer once; a digit in a
+//!   gather takes the guest's branch ("You pressed 5").
+//! * A caller that sends no RTP is hung up after the media timeout.
+//!
+//! The synthesizer is espeak-ng behind a wrapper script that logs every
+//! text it is asked for, so the tests see each synthesis.
+
+#[path = "common/sip.rs"]
+mod sip_common;
+#[path = "common/ua.rs"]
+mod ua;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use sip_common::{Config, Server, have_tool};
+use switchyard::media::audio::decode_wav;
+use switchyard::media::g711::Law;
+use switchyard::media::tone::sine;
+use switchyard::sip::sdp::Codec;
+use ua::{Call, Ua, tone_purity};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn have_espeak() -> bool {
+    have_tool("espeak-ng", "--version", "espeak-ng")
+}
+
+/// A server whose synthesizer logs each text to `{dir}/texts`.
+fn server(config: Config) -> Server {
+    let server = Server::serve(&config.media("tts = \"{dir}/tts\""));
+    let dir = server.dir.path();
+    let script = format!(
+        "#!/bin/sh\ntext=$(cat)\nprintf '%s\\n' \"$text\" >> '{}'\nprintf '%s' \"$text\" | exec espeak-ng \"$@\"\n",
+        dir.join("texts").display()
+    );
+    let path = dir.join("tts");
+    std::fs::write(&path, script).unwrap();
+    let mut perms = std::fs::metadata(&path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&path, perms).unwrap();
+    server
+}
+
+/// The texts synthesized so far, one per synthesis.
+fn synthesized(server: &Server) -> Vec<String> {
+    std::fs::read_to_string(server.dir.path().join("texts"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn data(server: &Server) -> PathBuf {
+    server.dir.path().join("data")
+}
+
+/// The WAV files in `dir`, by file stem.
+fn wavs(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(String, Vec<u8>)> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wav"))
+        .map(|p| {
+            let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+            (stem, std::fs::read(&p).unwrap())
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// `GET path` over HTTP/1.1: status and body.
+fn http_get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete HTTP response");
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut body = response[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = unchunk(&body);
+    }
+    (status, body)
+}
+
+fn unchunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = body.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap().trim(), 16)
+                .unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&body[line_end + 2..line_end + 2 + size]);
+        body = &body[line_end + 4 + size..];
+    }
+}
+
+/// Waits until `check` holds, polling; false after `timeout`.
+fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if check() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    check()
+}
+
+/// Where `needle` starts in `haystack`, exactly.
+fn find(haystack: &[i16], needle: &[i16]) -> Option<usize> {
+    if needle.is_empty() || needle.len() > haystack.len() {
+        return None;
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// What a peer decodes from `samples` sent with `law`.
+fn through(law: Law, samples: &[i16]) -> Vec<i16> {
+    samples
+        .iter()
+        .map(|s| law.decode_sample(law.encode_sample(*s)))
+        .collect()
+}
+
+#[test]
+fn the_ivr_greeting_is_the_cached_synthesis_a_digit_takes_voicemail_and_the_message_is_recorded() {
+    if !have_espeak() {
+        return;
+    }
+    let mut server = server(Config::new().tenant("acme", &[]).number("100", "ivr"));
+    let ua = Ua::new();
+    let call = ua
+        .call(server.udp, "100", &[Codec::PCMU], true)
+        .unwrap_or_else(|e| panic!("calling the IVR: {e}\n{}", server.output()));
+    call.start_silence();
+    assert!(
+        call.wait_for_audio(2_500, WAIT),
+        "no greeting within {WAIT:?}: {} packets\n{}",
+        call.packets().len(),
+        server.output()
+    );
+
+    // The greeting is one of the cached prompts, sample for sample.
+    let heard = call.audio();
+    let cached = wavs(&data(&server).join("media"));
+    let greeting = cached.iter().find(|(_, wav)| {
+        let samples = decode_wav(wav).unwrap();
+        let start = &through(Law::Mu, &samples)[..samples.len().min(4_000)];
+        find(&heard, start).is_some()
+    });
+    let Some((id, wav)) = greeting else {
+        panic!(
+            "the received audio matches none of the {} cached prompts",
+            cached.len()
+        );
+    };
+    assert_eq!(synthesized(&server)[0], "Welcome to Switchyard");
+    let (status, served) = http_get(server.http, &format!("/media/{id}"));
+    assert_eq!(status, 200);
+    assert_eq!(&served, wav, "GET /media/{id} serves the stored prompt");
+
+    // 3 interrupts the menu and leaves a message after the beep.
+    call.send_dtmf('3').unwrap();
+    let beep = wait_until(WAIT, || {
+        let audio = call.audio();
+        let tail = &audio[audio.len().saturating_sub(8_000)..];
+        tone_purity(tail, 1_000.0, 100) > 0.8
+    });
+    assert!(beep, "no beep after pressing 3\n{}", server.output());
+    // Recording starts when the 500 ms beep ends.
+    let quiet = wait_until(WAIT, || {
+        let audio = call.audio();
+        let tail = &audio[audio.len().saturating_sub(800)..];
+        tone_purity(tail, 1_000.0, 100) < 0.5
+    });
+    assert!(quiet, "the beep never ended");
+    assert!(
+        synthesized(&server)
+            .iter()
+            .any(|t| t == "Leave a message after the beep")
+    );
+    call.send_audio(&sine(440.0, 2_000, 0.5));
+    assert!(call.wait_sent(WAIT));
+    call.send_dtmf('#').unwrap();
+    call.wait_bye(WAIT).unwrap_or_else(|e| {
+        panic!(
+            "the IVR did not hang up after the message: {e}\n{}",
+            server.output()
+        )
+    });
+    assert!(
+        synthesized(&server)
+            .iter()
+            .any(|t| t == "Thank you, goodbye")
+    );
+
+    // The message is stored with its metadata and served by REST.
+    let mut recordings = Vec::new();
+    assert!(wait_until(WAIT, || {
+        recordings = wavs(&data(&server).join("recordings"));
+        !recordings.is_empty()
+    }));
+    let (id, wav) = &recordings[0];
+    let samples = decode_wav(wav).unwrap();
+    assert!(
+        tone_purity(&samples, 440.0, 100) > 0.8,
+        "the recording holds the 440 Hz tone"
+    );
+    let seconds = samples.len() as f64 / 8_000.0;
+    assert!((1.9..10.0).contains(&seconds), "recording of {seconds} s");
+    let (status, meta) = http_get(server.http, &format!("/v1/recordings/{id}"));
+    assert_eq!(status, 200);
+    let meta: serde_json::Value = serde_json::from_slice(&meta).unwrap();
+    assert_eq!(meta["tenant"], "acme");
+    assert!(meta["call_id"].as_str().unwrap().starts_with("CA"));
+    let (status, audio) = http_get(server.http, &format!("/v1/recordings/{id}/audio"));
+    assert_eq!((status, &audio), (200, wav));
+    drop(call);
+    drop(ua);
+    server.assert_alive();
+}
+
+/// A 16 kHz WAV of a 1 kHz tone, served on 127.0.0.1 to every GET.
+fn tone_server() -> (SocketAddr, Arc<AtomicUsize>) {
+    let samples: Vec<i16> = (0..16_000)
+        .map(|i| {
+            ((i as f64 * 2.0 * std::f64::consts::PI * 1_000.0 / 16_000.0).sin() * 16_000.0) as i16
+        })
+        .collect();
+    let mut wav = Vec::new();
+    let data_len = samples.len() as u32 * 2;
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data_len).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    for field in [
+        16u32.to_le_bytes().as_slice(),
+        &1u16.to_le_bytes(),
+        &1u16.to_le_bytes(),
+    ] {
+        wav.extend_from_slice(field);
+    }
+    wav.extend_from_slice(&16_000u32.to_le_bytes());
+    wav.extend_from_slice(&32_000u32.to_le_bytes());
+    wav.extend_from_slice(&2u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        wav.extend_from_slice(&s.to_le_bytes());
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&hits);
+    thread::spawn(move || {
+        // Bounded: serves for at most a minute.
+        let end = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < end {
+            let Ok((mut stream, _)) = listener.accept() else {
+                thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            counted.fetch_add(1, Ordering::SeqCst);
+            stream.set_nonblocking(false).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: audio/wav\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                wav.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&wav);
+        }
+    });
+    (addr, hits)
+}
+
+#[test]
+fn a_wav_prompt_at_a_url_is_fetched_once_resampled_and_heard_over_pcma() {
+    let (web, hits) = tone_server();
+    let mut server = Server::serve(
+        &Config::new()
+            .media("fetch_private = true")
+            .tenant("acme", &[])
+            .number("200", "player"),
+    );
+    let url = format!("http://{web}/tone.wav");
+    let ua = Ua::new();
+    for round in 0..2 {
+        let call = ua
+            .call_with(
+                server.udp,
+                "200",
+                &[Codec::PCMA],
+                true,
+                &[("X-Play-Url", &url)],
+            )
+            .unwrap_or_else(|e| panic!("call {round}: {e}\n{}", server.output()));
+        assert_eq!(call.codec, Codec::PCMA);
+        call.start_silence();
+        call.wait_bye(WAIT).unwrap_or_else(|e| {
+            panic!(
+                "call {round} did not end after the prompt: {e}\n{}",
+                server.output()
+            )
+        });
+        let audio = call.audio();
+        let seconds = audio.len() as f64 / 8_000.0;
+        assert!(
+            (0.9..1.5).contains(&seconds),
+            "call {round}: {seconds} s of audio"
+        );
+        assert!(
+            tone_purity(&audio, 1_000.0, 100) > 0.8,
+            "call {round}: the 1 kHz prompt is heard as a clean tone"
+        );
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "the second call plays the cached copy"
+    );
+    drop(ua);
+    server.assert_alive();
+}
+
+#[test]
+fn a_repeated_say_is_synthesized_once_and_a_gather_digit_takes_its_branch() {
+    if !have_espeak() {
+        return;
+    }
+    let mut server = server(Config::new().tenant("acme", &[]).number("300", "player"));
+    let ua = Ua::new();
+    let text = "This sentence is synthesized only once";
+    for round in 0..2 {
+        let headers = [("X-Say", text), ("X-Gather", "yes")];
+        let call: Call = ua
+            .call_with(server.udp, "300", &Codec::ALL, true, &headers)
+            .unwrap_or_else(|e| panic!("call {round}: {e}\n{}", server.output()));
+        call.start_silence();
+        assert!(
+            call.wait_for_audio(500, WAIT),
+            "call {round}: no prompt audio"
+        );
+        call.send_dtmf('5').unwrap();
+        call.wait_bye(WAIT).unwrap_or_else(|e| {
+            panic!(
+                "call {round}: no hangup after the digit: {e}\n{}",
+                server.output()
+            )
+        });
+    }
+    let texts = synthesized(&server);
+    assert_eq!(texts.iter().filter(|t| *t == text).count(), 1, "{texts:?}");
+    assert_eq!(
+        texts.iter().filter(|t| *t == "You pressed 5").count(),
+        1,
+        "{texts:?}"
+    );
+    drop(ua);
+    server.assert_alive();
+}
+
+#[test]
+fn a_caller_that_sends_no_media_is_hung_up_after_the_media_timeout() {
+    let mut server = Server::serve(
+        &Config::new()
+            .media("timeout_secs = 1")
+            .tenant("acme", &[])
+            .number("400", "hold"),
+    );
+    let ua = Ua::new();
+    let call = ua.call(server.udp, "400", &Codec::ALL, true).unwrap();
+    let started = Instant::now();
+    call.wait_bye(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("no BYE for a silent caller: {e}\n{}", server.output()));
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert!(
+        server.output().contains("no media from the peer"),
+        "{}",
+        server.output()
+    );
+    drop(call);
+    drop(ua);
+    server.assert_alive();
+}
