@@ -10,10 +10,15 @@
 //! * The same `say` on two calls runs the synthesizer once; a digit in a
 //!   gather takes the guest's branch ("You pressed 5").
 //! * A caller that sends no RTP is hung up after the media timeout.
+//! * A recorded `dial` to a fake far end (`common/far.rs`) is anchored:
+//!   each side hears the other's tone, a digit crosses the bridge, and the
+//!   recording holds both directions.
 //!
 //! The synthesizer is espeak-ng behind a wrapper script that logs every
 //! text it is asked for, so the tests see each synthesis.
 
+#[path = "common/far.rs"]
+mod far;
 #[path = "common/sip.rs"]
 mod sip_common;
 #[path = "common/ua.rs"]
@@ -27,10 +32,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use far::{Answer, FarEnd, far_audio};
 use sip_common::{Config, Server, have_tool};
 use switchyard::media::audio::decode_wav;
 use switchyard::media::g711::Law;
-use switchyard::media::tone::sine;
+use switchyard::media::tone::{goertzel, sine};
 use switchyard::sip::sdp::Codec;
 use ua::{Call, Ua, tone_purity};
 
@@ -419,6 +425,66 @@ fn a_caller_that_sends_no_media_is_hung_up_after_the_media_timeout() {
         "{}",
         server.output()
     );
+    drop(call);
+    drop(ua);
+    server.assert_alive();
+}
+
+#[test]
+fn a_recorded_dial_bridges_both_ways_relays_digits_and_stores_both_sides() {
+    if !have_espeak() {
+        return;
+    }
+    let far = FarEnd::start(Answer::Tone {
+        hz: 1_000.0,
+        hangup_after: Some(Duration::from_secs(3)),
+    });
+    let mut server = server(Config::new().tenant("acme", &[]).number("500", "player"));
+    let ua = Ua::new();
+    let target = format!("sip:bob@{}", far.sip);
+    let headers = [("X-Dial", target.as_str()), ("X-Record", "yes")];
+    let call = ua
+        .call_with(server.udp, "500", &[Codec::PCMU], true, &headers)
+        .unwrap_or_else(|e| panic!("calling: {e}\n{}", server.output()));
+    call.send_audio(&sine(440.0, 6_000, 0.5));
+    // The callee hangs up after 3 s; the dial ends and so does the call.
+    call.wait_bye(WAIT)
+        .unwrap_or_else(|e| panic!("no hangup after the dial: {e}\n{}", server.output()));
+
+    // Each side heard the other through the anchored bridge.
+    assert!(
+        tone_purity(&call.audio(), 1_000.0, 100) > 0.8,
+        "the caller hears the callee's 1 kHz tone"
+    );
+    let far_heard = far_audio(&far.log(), 0, Law::Mu);
+    assert!(
+        tone_purity(&far_heard, 440.0, 100) > 0.8,
+        "the callee hears the caller's 440 Hz tone"
+    );
+    assert!(
+        call.digits().contains('9'),
+        "the callee's digit reached the caller"
+    );
+
+    // One recording of the bridge, with both sides in it.
+    let mut recordings = Vec::new();
+    assert!(wait_until(WAIT, || {
+        recordings = wavs(&data(&server).join("recordings"));
+        !recordings.is_empty()
+    }));
+    let (id, wav) = &recordings[0];
+    let samples = decode_wav(wav).unwrap();
+    let seconds = samples.len() as f64 / 8_000.0;
+    assert!((2.5..5.0).contains(&seconds), "recording of {seconds} s");
+    let both = samples
+        .windows(800)
+        .step_by(400)
+        .any(|w| goertzel(w, 440.0) > 0.01 && goertzel(w, 1_000.0) > 0.01);
+    assert!(both, "the recording mixes both directions");
+    let (status, meta) = http_get(server.http, &format!("/v1/recordings/{id}"));
+    assert_eq!(status, 200);
+    let meta: serde_json::Value = serde_json::from_slice(&meta).unwrap();
+    assert_eq!(meta["source"], "dial");
     drop(call);
     drop(ua);
     server.assert_alive();

@@ -6,6 +6,8 @@
 //!   `X-Voice`). Without any, it says "Hello".
 //! * `X-Gather: yes` plays the prompt as a one-digit gather and says the
 //!   digit it got ("You pressed 5"), or "Nothing" on timeout.
+//! * `X-Dial: URI` says "Connecting" and dials the SIP URI (recorded with
+//!   `X-Record: yes`); the call ends with the dial.
 
 use switchyard_sdk::prelude::*;
 
@@ -19,6 +21,10 @@ fn handle(_ctx: Context, event: Event) -> Result<Plan, HandlerError> {
                     .find(|h| h.name.eq_ignore_ascii_case(name))
                     .map(|h| h.value.clone())
             };
+            if let Some(uri) = header("X-Dial") {
+                let dial = Dial::sip(uri).record(header("X-Record").is_some());
+                return Ok(Plan::new().say("Connecting").dial(dial));
+            }
             let prompt = prompt(
                 header("X-Play-Url"),
                 header("X-Play-Media"),
@@ -39,6 +45,7 @@ fn handle(_ctx: Context, event: Event) -> Result<Plan, HandlerError> {
         Event::GatherComplete(input) => Ok(Plan::new()
             .say(format!("You pressed {}", input.digits))
             .hangup()),
+        Event::DialComplete(_) => Ok(Plan::new().hangup()),
         _ => Ok(Plan::new()),
     }
 }

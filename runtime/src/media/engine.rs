@@ -508,6 +508,11 @@ impl Worker {
         self.unbridge(i);
         self.unbridge(j);
         let (a, b) = (self.id(i), self.id(j));
+        for k in [i, j] {
+            if let Some(s) = self.streams[k].as_mut() {
+                s.session.listen(true);
+            }
+        }
         if let Some(s) = self.streams[i].as_mut() {
             let recording = record.map(|id| (id, Vec::new()));
             s.bridge = Some(Bridge {
@@ -531,14 +536,20 @@ impl Worker {
 
     /// Ends the bridge of stream `i` (both sides), reporting its recording.
     fn unbridge(&mut self, i: usize) {
-        let Some(bridge) = self.streams[i].as_mut().and_then(|s| s.bridge.take()) else {
+        let Some(bridge) = self.streams[i].as_mut().and_then(|s| {
+            s.session.listen(false);
+            s.bridge.take()
+        }) else {
             return;
         };
         let j = bridge.partner;
         let partner = self.streams[j]
             .as_mut()
             .filter(|s| s.id == bridge.partner_id);
-        let theirs = partner.and_then(|s| s.bridge.take());
+        let theirs = partner.and_then(|s| {
+            s.session.listen(false);
+            s.bridge.take()
+        });
         let owners = [(i, bridge.recording), (j, theirs.and_then(|b| b.recording))];
         for (owner, recording) in owners {
             if let Some((id, samples)) = recording {

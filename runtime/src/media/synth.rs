@@ -180,8 +180,7 @@ impl Espeak {
             let _ = stdin.write_all(text.as_bytes());
         }
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-            let _ = child.kill();
-            let _ = child.wait();
+            stop(&mut child);
             return Err(SynthError::Spawn {
                 program,
                 reason: "no pipes to the child".into(),
@@ -203,8 +202,7 @@ impl Espeak {
             Ok(read) => read,
             Err(_) => {
                 // Killing closes the pipes, which ends the reader thread.
-                let _ = child.kill();
-                let _ = child.wait();
+                stop(&mut child);
                 return Err(SynthError::Timeout {
                     program,
                     secs: self.config.timeout.as_secs(),
@@ -213,14 +211,12 @@ impl Espeak {
         };
         let wav = match wav {
             Ok(wav) if wav.len() > max => {
-                let _ = child.kill();
-                let _ = child.wait();
+                stop(&mut child);
                 return Err(SynthError::OutputTooLarge { program, max });
             }
             Ok(wav) => wav,
             Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
+                stop(&mut child);
                 return Err(SynthError::Spawn {
                     program,
                     reason: format!("reading its output: {e}"),
@@ -308,6 +304,12 @@ fn check_name(what: &'static str, name: &str) -> Result<(), SynthError> {
             name: name.to_owned(),
         })
     }
+}
+
+/// Ends the program and reaps it (errors mean it is gone already).
+fn stop(child: &mut std::process::Child) {
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[cfg(test)]

@@ -375,8 +375,19 @@ fn a_received_event_is_one_digit() {
 }
 
 #[test]
+fn received_audio_is_not_decoded_when_nothing_takes_it() {
+    let mut rig = Rig::new(Duration::ZERO);
+    for i in 0..6 {
+        rig.exchange(&[1000 * (i + 1); 160]);
+        assert_eq!(rig.s.poll_received(), None);
+    }
+    assert_eq!(rig.s.stats().received_packets, 6, "still counted for RTCP");
+}
+
+#[test]
 fn received_audio_comes_out_after_the_jitter_delay() {
     let mut rig = Rig::new(Duration::ZERO);
+    rig.s.listen(true);
     let mut heard = Vec::new();
     for i in 0..6 {
         rig.exchange(&[1000 * (i + 1); 160]);

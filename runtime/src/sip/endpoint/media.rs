@@ -237,6 +237,7 @@ impl Endpoint {
     fn on_notice(&mut self, now: Instant, call: &mut CallState, stream: StreamId, notice: Notice) {
         let caller = call.media.as_ref().is_some_and(|m| m.stream == stream);
         match notice {
+            Notice::Digit(digit) if self.relay_digit(call, stream, digit) => {}
             Notice::Digit(digit) if caller => self.on_digit(now, call, digit),
             Notice::Digit(_) => {}
             Notice::PlayDone(id) | Notice::DigitsSent(id) => self.on_media_done(now, call, id),
@@ -373,6 +374,35 @@ impl Endpoint {
         if let Some(leg) = call.dial_media.take() {
             self.close_stream(call.reference, &leg);
         }
+    }
+
+    /// A digit on one side of an anchored, bridged dial goes to the other
+    /// side as an RFC 4733 event (or in band), as if the phones were
+    /// connected. `true` when it was relayed.
+    fn relay_digit(&mut self, call: &CallState, stream: StreamId, digit: char) -> bool {
+        let bridged = call
+            .dial
+            .as_ref()
+            .is_some_and(|d| d.anchored && d.winner.is_some());
+        let (Some(caller), Some(fork)) = (&call.media, &call.dial_media) else {
+            return false;
+        };
+        if !bridged {
+            return false;
+        }
+        let other = if stream == caller.stream {
+            fork.stream
+        } else {
+            caller.stream
+        };
+        // Id 0 is never a verb's generation while a dial runs, so the
+        // DigitsSent that follows is ignored.
+        let action = Action::SendDigits {
+            id: 0,
+            digits: digit.to_string(),
+        };
+        self.media(call.reference, other, action);
+        true
     }
 
     /// The recording of a finished dial: its result goes to the router.

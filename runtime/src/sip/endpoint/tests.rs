@@ -466,27 +466,41 @@ fn callee_response(
     response
 }
 
+/// A dial of SIP `targets` with the test defaults (20 s, answer on bridge).
+fn dial(
+    targets: &[crate::contract::DialTarget],
+    strategy: crate::contract::RingStrategy,
+    record: bool,
+) -> Verb {
+    Verb::Dial(Dial {
+        targets: targets
+            .iter()
+            .map(|target| crate::contract::DialLeg {
+                target: target.clone(),
+                headers: vec![],
+            })
+            .collect(),
+        strategy,
+        timeout_secs: 20,
+        caller_id: None,
+        record,
+        answer_on_bridge: true,
+        time_limit_secs: None,
+    })
+}
+
+fn sip_target(addr: &str) -> crate::contract::DialTarget {
+    crate::contract::DialTarget::Sip(format!("sip:bob@{addr}"))
+}
+
 fn dial_two() -> Box<Decide> {
     Box::new(|event| match event {
         Event::Incoming(_) => Plan {
-            verbs: vec![Verb::Dial(Dial {
-                targets: vec![
-                    crate::contract::DialLeg {
-                        target: crate::contract::DialTarget::Sip(format!("sip:bob@{CALLEE}")),
-                        headers: vec![],
-                    },
-                    crate::contract::DialLeg {
-                        target: crate::contract::DialTarget::Sip(format!("sip:bob@{CALLEE2}")),
-                        headers: vec![],
-                    },
-                ],
-                strategy: crate::contract::RingStrategy::Simultaneous,
-                timeout_secs: 20,
-                caller_id: None,
-                record: false,
-                answer_on_bridge: true,
-                time_limit_secs: None,
-            })],
+            verbs: vec![dial(
+                &[sip_target(CALLEE), sip_target(CALLEE2)],
+                crate::contract::RingStrategy::Simultaneous,
+                false,
+            )],
         },
         Event::DialComplete(_) => Plan {
             verbs: vec![Verb::Hangup],
@@ -721,18 +735,11 @@ Content-Length: 0
 fn dial_one(target: crate::contract::DialTarget) -> Box<Decide> {
     Box::new(move |event| match event {
         Event::Incoming(_) => Plan {
-            verbs: vec![Verb::Dial(Dial {
-                targets: vec![crate::contract::DialLeg {
-                    target: target.clone(),
-                    headers: vec![],
-                }],
-                strategy: crate::contract::RingStrategy::Sequential,
-                timeout_secs: 20,
-                caller_id: None,
-                record: false,
-                answer_on_bridge: true,
-                time_limit_secs: None,
-            })],
+            verbs: vec![dial(
+                std::slice::from_ref(&target),
+                crate::contract::RingStrategy::Sequential,
+                false,
+            )],
         },
         _ => Plan { verbs: vec![] },
     })
@@ -1074,18 +1081,11 @@ fn a_dial_after_answering_anchors_media_and_records_the_bridge() {
         Event::Incoming(_) => Plan {
             verbs: vec![
                 say("Connecting"),
-                Verb::Dial(Dial {
-                    targets: vec![crate::contract::DialLeg {
-                        target: crate::contract::DialTarget::Sip(format!("sip:bob@{CALLEE}")),
-                        headers: vec![],
-                    }],
-                    strategy: crate::contract::RingStrategy::Sequential,
-                    timeout_secs: 20,
-                    caller_id: None,
-                    record: true,
-                    answer_on_bridge: true,
-                    time_limit_secs: None,
-                }),
+                dial(
+                    &[sip_target(CALLEE)],
+                    crate::contract::RingStrategy::Sequential,
+                    true,
+                ),
             ],
         },
         Event::DialComplete(_) => Plan {
@@ -1134,6 +1134,12 @@ fn a_dial_after_answering_anchors_media_and_records_the_bridge() {
     let record = record
         .expect("caller and fork are bridged")
         .expect("and recorded");
+    // A digit of the caller reaches the callee through the bridge.
+    h.notice(caller_stream, Notice::Digit('4'));
+    let relayed = h.actions.iter().any(|(s, a)| {
+        *s == fork_stream && matches!(a, Action::SendDigits { digits, .. } if digits == "4")
+    });
+    assert!(relayed, "{:?}", h.actions);
     // The callee hangs up: the bridge ends, the recording is stored, then
     // the dial's result carries its id.
     let our_tag = fork_invite
