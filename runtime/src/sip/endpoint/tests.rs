@@ -74,6 +74,11 @@ fn udp(addr: &str) -> Peer {
 
 impl Harness {
     fn new(decide: Box<Decide>) -> Self {
+        Self::with_ports(decide, (20000, 29999))
+    }
+
+    /// A harness whose RTP port pool is `ports`.
+    fn with_ports(decide: Box<Decide>, ports: (u16, u16)) -> Self {
         let log = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = Arc::clone(&log);
         let handler: Arc<dyn CallHandler> = Arc::new(NativeHandler(
@@ -94,7 +99,9 @@ impl Harness {
         });
         let directory = Arc::new(Directory::new(vec![tenant]));
         let now = Instant::now();
-        let config = EndpointConfig::new(vec![(Transport::Udp, "127.0.0.1:5060".parse().unwrap())]);
+        let mut config =
+            EndpointConfig::new(vec![(Transport::Udp, "127.0.0.1:5060".parse().unwrap())]);
+        config.media_ports = ports;
         Self {
             ep: Endpoint::new(now, config, directory),
             now,
@@ -1196,4 +1203,64 @@ Content-Length: 0
         _ => None,
     });
     assert_eq!(dialed.unwrap().recording_id.as_deref(), Some("RE2"));
+}
+
+#[test]
+fn an_invite_without_sdp_gets_our_offer_and_the_stream_starts_with_the_answer_in_the_ack() {
+    let mut h = Harness::new(Box::new(|event| match event {
+        Event::Incoming(_) => Plan {
+            verbs: vec![say("Hello")],
+        },
+        _ => Plan { verbs: vec![] },
+    }));
+    let invite = invite("100", "m8");
+    let (head, _) = invite.split_once("\n\n").unwrap();
+    let head = head.replace("Content-Type: application/sdp\n", "").replace(
+        &format!("Content-Length: {}", SDP.replace('\n', "\r\n").len()),
+        "Content-Length: 0",
+    );
+    h.send(CALLER, &format!("{head}\n\n"));
+    let ok = h.response(200);
+    let offer = String::from_utf8(ok.body.clone()).unwrap();
+    let stream = h.last_stream();
+    assert!(offer.contains("m=audio "), "our offer: {offer}");
+    assert!(
+        !h.actions.iter().any(|(_, a)| matches!(a, Action::Start(_))),
+        "no stream starts before the answer"
+    );
+    let answer = SDP.replace("6000", "6100");
+    h.send(
+        CALLER,
+        &in_dialog(
+            "ACK",
+            "m8",
+            &tag(&ok),
+            1,
+            "Content-Type: application/sdp\n",
+            &answer,
+        ),
+    );
+    let started = h.actions.iter().find_map(|(s, a)| match a {
+        Action::Start(p) if *s == stream => Some(p.remote),
+        _ => None,
+    });
+    assert_eq!(started, Some(Some("127.0.0.1:6100".parse().unwrap())));
+}
+
+#[test]
+fn with_every_media_port_taken_a_call_is_refused_503_until_one_is_free() {
+    let hold = || Plan {
+        verbs: vec![pause_then(60_000, Verb::Hangup).verbs[0].clone()],
+    };
+    let mut h = Harness::with_ports(Box::new(move |_| hold()), (20000, 20001));
+    h.send(CALLER, &invite("100", "p1"));
+    let ok = h.response(200);
+    h.send(CALLER, &ack("p1", &tag(&ok)));
+    h.send(CALLER, &invite("100", "p2"));
+    // (The reason phrase says "no media ports"; rsip re-reads it as the
+    // standard one, so only the status is checked here.)
+    h.response(503);
+    h.send(CALLER, &in_dialog("BYE", "p1", &tag(&ok), 2, "", ""));
+    h.send(CALLER, &invite("100", "p3"));
+    h.response(200);
 }
