@@ -14,15 +14,20 @@
 //! * [`wasm`] — engine, component cache, limits, host imports.
 //! * [`router`] — per-call state machine and decision log.
 //! * [`store`] — persistence (SQLite).
+//! * [`tenancy`] — accounts and API keys.
+//! * [`api`] — the REST API under `/v1`.
 //! * [`simulate`] — scripted caller for local testing of guests.
 
+pub mod api;
 pub mod cli;
 pub mod contract;
 pub mod guest;
 pub mod media;
+pub mod metrics;
 pub mod router;
 pub mod serve;
 pub mod simulate;
 pub mod sip;
 pub mod store;
+pub mod tenancy;
 pub mod wasm;

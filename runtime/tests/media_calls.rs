@@ -33,11 +33,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use far::{Answer, FarEnd, far_audio};
-use sip_common::{Config, Server, have_tool};
+use sip_common::{Config, Server, basic_auth, have_tool};
 use switchyard::media::audio::decode_wav;
 use switchyard::media::g711::Law;
 use switchyard::media::tone::{goertzel, sine};
 use switchyard::sip::sdp::Codec;
+use switchyard::tenancy::Accounts;
 use ua::{Call, Ua, tone_purity};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -71,6 +72,14 @@ fn synthesized(server: &Server) -> Vec<String> {
         .collect()
 }
 
+/// HTTP Basic auth for the REST API as account `acme` (the config's
+/// tenant), with a key made in the server's accounts store.
+fn acme_auth(server: &Server) -> String {
+    let accounts = Accounts::open(&data(server).join("accounts.sqlite3")).unwrap();
+    let key = accounts.create_key("acme").unwrap().expect("account acme");
+    basic_auth("acme", &key.secret)
+}
+
 fn data(server: &Server) -> PathBuf {
     server.dir.path().join("data")
 }
@@ -95,11 +104,17 @@ fn wavs(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 /// `GET path` over HTTP/1.1: status and body.
 fn http_get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
+    http_get_as(addr, path, None)
+}
+
+/// A GET with `authorization` (a whole header value) if given.
+fn http_get_as(addr: SocketAddr, path: &str, authorization: Option<&str>) -> (u16, Vec<u8>) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(WAIT)).unwrap();
+    let auth = authorization.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut response = Vec::new();
@@ -249,12 +264,19 @@ fn the_ivr_greeting_is_the_cached_synthesis_a_digit_takes_voicemail_and_the_mess
     );
     let seconds = samples.len() as f64 / 8_000.0;
     assert!((1.9..10.0).contains(&seconds), "recording of {seconds} s");
-    let (status, meta) = http_get(server.http, &format!("/v1/recordings/{id}"));
+    let (status, _) = http_get(server.http, &format!("/v1/recordings/{id}"));
+    assert_eq!(status, 401, "recordings need the account's key");
+    let auth = acme_auth(&server);
+    let (status, meta) = http_get_as(server.http, &format!("/v1/recordings/{id}"), Some(&auth));
     assert_eq!(status, 200);
     let meta: serde_json::Value = serde_json::from_slice(&meta).unwrap();
     assert_eq!(meta["tenant"], "acme");
     assert!(meta["call_id"].as_str().unwrap().starts_with("CA"));
-    let (status, audio) = http_get(server.http, &format!("/v1/recordings/{id}/audio"));
+    let (status, audio) = http_get_as(
+        server.http,
+        &format!("/v1/recordings/{id}/audio"),
+        Some(&auth),
+    );
     assert_eq!((status, &audio), (200, wav));
     drop(call);
     drop(ua);
@@ -481,10 +503,66 @@ fn a_recorded_dial_bridges_both_ways_relays_digits_and_stores_both_sides() {
         .step_by(400)
         .any(|w| goertzel(w, 440.0) > 0.01 && goertzel(w, 1_000.0) > 0.01);
     assert!(both, "the recording mixes both directions");
-    let (status, meta) = http_get(server.http, &format!("/v1/recordings/{id}"));
+    let auth = acme_auth(&server);
+    let (status, meta) = http_get_as(server.http, &format!("/v1/recordings/{id}"), Some(&auth));
     assert_eq!(status, 200);
     let meta: serde_json::Value = serde_json::from_slice(&meta).unwrap();
     assert_eq!(meta["source"], "dial");
+    drop(call);
+    drop(ua);
+    server.assert_alive();
+}
+
+/// The value of the first metric line that starts with `series`.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn metrics_show_a_call_in_progress_its_stream_and_the_guest_that_decided_it() {
+    let mut server = Server::serve(&Config::new().tenant("acme", &[]).number("600", "hold"));
+    let ua = Ua::new();
+    let call = ua.call(server.udp, "600", &Codec::ALL, true).unwrap();
+    call.start_silence();
+    assert!(call.wait_for_audio(200, WAIT), "the hold guest's silence");
+    let (status, body) = http_get(server.http, "/metrics");
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    assert_eq!(
+        metric(&text, "switchyard_calls{state=\"answered\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "switchyard_media_streams"),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(metric(&text, "switchyard_media_packets_total{direction=\"sent\"}").unwrap() >= 10.0);
+    assert!(
+        metric(
+            &text,
+            "switchyard_media_packets_total{direction=\"received\"}"
+        )
+        .unwrap()
+            >= 5.0
+    );
+    assert_eq!(
+        metric(&text, "switchyard_guest_invocations_total{outcome=\"ok\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(metric(&text, "switchyard_process_cpu_seconds_total").unwrap() > 0.0);
+    call.bye().unwrap();
+    let ended = wait_until(WAIT, || {
+        let text = String::from_utf8(http_get(server.http, "/metrics").1).unwrap();
+        metric(&text, "switchyard_media_streams") == Some(0.0)
+            && metric(&text, "switchyard_calls{state=\"answered\"}") == Some(0.0)
+    });
+    assert!(ended, "the call and its stream are gone from the metrics");
     drop(call);
     drop(ua);
     server.assert_alive();

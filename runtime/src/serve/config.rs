@@ -29,6 +29,8 @@ pub struct Config {
     pub storage: StorageSection,
     #[serde(default)]
     pub media: MediaSection,
+    #[serde(default)]
+    pub api: ApiSection,
     #[serde(default, rename = "tenant")]
     pub tenants: Vec<TenantSection>,
 }
@@ -67,6 +69,20 @@ pub struct HttpSection {
     #[serde(default = "default_http")]
     pub listen: SocketAddr,
 }
+
+/// `[api]`: the REST API.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// The operator's key: HTTP Basic `admin:KEY` on operator routes
+    /// (accounts). At least [`MIN_ADMIN_KEY`] characters. Without one,
+    /// operator routes answer 403.
+    #[serde(default)]
+    pub admin_key: Option<String>,
+}
+
+/// Shortest `[api] admin_key` accepted.
+pub const MIN_ADMIN_KEY: usize = 16;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -307,6 +323,7 @@ impl Config {
             http: HttpSection::default(),
             storage: StorageSection::default(),
             media: MediaSection::default(),
+            api: ApiSection::default(),
             tenants: vec![TenantSection {
                 id: "demo".into(),
                 domains: Vec::new(),
@@ -340,6 +357,11 @@ impl Config {
         if self.sip.max_message_bytes < 1_024 {
             return invalid("[sip] max_message_bytes must be at least 1024".into());
         }
+        if (self.api.admin_key.as_ref()).is_some_and(|k| k.chars().count() < MIN_ADMIN_KEY) {
+            return invalid(format!(
+                "[api] admin_key must be at least {MIN_ADMIN_KEY} characters"
+            ));
+        }
         let mut ids = HashSet::new();
         let mut numbers = HashSet::new();
         let mut domains = HashSet::new();
@@ -347,6 +369,12 @@ impl Config {
         for tenant in &self.tenants {
             if tenant.id.is_empty() || !ids.insert(tenant.id.as_str()) {
                 return invalid(format!("tenant id {:?} is empty or used twice", tenant.id));
+            }
+            if tenant.id == "admin" || tenant.id.contains(':') {
+                return invalid(format!(
+                    "tenant id {:?}: \"admin\" and ids with ':' are reserved (REST Basic auth)",
+                    tenant.id
+                ));
             }
             for domain in &tenant.domains {
                 if !domains.insert(domain.to_ascii_lowercase()) {
@@ -525,6 +553,17 @@ mod tests {
                 .to_string();
             assert!(err.contains("[media] ports"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn a_short_admin_key_is_refused() {
+        let err = parse("[api]\nadmin_key = \"short\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[api] admin_key"), "{err}");
+        let config = parse("[api]\nadmin_key = \"0123456789abcdef\"").unwrap();
+        assert_eq!(config.api.admin_key.as_deref(), Some("0123456789abcdef"));
+        assert!(parse("[api]\nadmin = \"x\"").is_err());
     }
 
     #[test]

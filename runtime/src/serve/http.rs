@@ -1,25 +1,22 @@
-//! The HTTP listener: health, media files and recordings. The REST API
-//! (issue 5) mounts here; paths it will own answer a JSON 501 until then.
+//! The HTTP listener: health, media files, and the REST API under `/v1`
+//! (see [`crate::api`]: accounts, API keys, recordings, OpenAPI).
 //!
 //! ```text
 //!   GET    /health                       {"status":"ok"}
 //!   GET    /media/{id}                   audio/wav  (id: 64 hex, a cache entry)
-//!   GET    /v1/recordings/{id}           JSON metadata
-//!   GET    /v1/recordings/{id}/audio     audio/wav
-//!   DELETE /v1/recordings/{id}           204
+//!   *      /v1/...                       crate::api (HTTP Basic auth per account)
 //!   anything else                        501 {"code":"not_implemented",...}
 //! ```
 //!
-//! Errors are JSON `{"code", "message"}`; [`ApiError`] maps each to its
-//! status in one place. Ids are checked for their exact form before they
-//! name a file, so no path can leave the media or recordings directory.
+//! Errors are JSON `{"code", "message"}`; [`ApiError`] (shared with the
+//! API) maps each to its status in one place. Ids are checked for their
+//! exact form before they name a file, so no path can leave the media or
+//! recordings directory.
 //!
-//! **No per-tenant authentication yet.** Anyone who can reach this port
-//! and knows an id can read it (and delete a recording). The only
-//! protection is that ids cannot be guessed: a media id is the SHA-256 of
-//! the audio, a recording id carries 128 random bits. Per-tenant API keys,
-//! listing recordings over REST and scoping every route to the caller's
-//! tenant come with the REST issue.
+//! `/health` and `/media/{id}` are unauthenticated: a media id is the
+//! SHA-256 of the audio (content the guest already chose to play), and
+//! calls' far ends fetch nothing from here. Recordings are only served
+//! under `/v1`, to the account that owns them.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -28,21 +25,31 @@ use std::sync::Arc;
 use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
+use crate::api::{self, ApiError, ApiState, Reply, internal, json, wav_file};
 use crate::media::cache::{MediaCache, is_media_id};
-use crate::store::recordings::{RecordingStore, is_recording_id};
 
-/// What the media and recording routes serve from.
-#[derive(Clone, Debug)]
+/// Largest request head (request line and headers) read; hyper answers
+/// 431 above it.
+pub const HEAD_LIMIT: usize = 16 * 1024;
+
+/// Renders the Prometheus metrics (see `crate::metrics`).
+pub type Scrape =
+    Arc<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = String> + Send>> + Send + Sync>;
+
+/// What the HTTP edge serves from.
+#[derive(Clone)]
 pub struct HttpState {
     pub media: MediaCache,
-    pub recordings: RecordingStore,
+    pub api: ApiState,
+    pub scrape: Scrape,
 }
 
-/// Binds `addr` and serves health, media and recordings from `state`
+/// Binds `addr` and serves health, media and the API from `state`
 /// until the runtime stops. Returns the bound address (port 0 picks one).
 pub async fn serve_with(addr: SocketAddr, state: HttpState) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -62,6 +69,8 @@ pub async fn serve_with(addr: SocketAddr, state: HttpState) -> anyhow::Result<So
                     async move { Ok::<_, Infallible>(route(req, &state).await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
+                    // Caps the request head (431 above it); bodies stream.
+                    .max_buf_size(HEAD_LIMIT)
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
             });
@@ -70,65 +79,10 @@ pub async fn serve_with(addr: SocketAddr, state: HttpState) -> anyhow::Result<So
     Ok(bound)
 }
 
-type Reply = Response<Full<Bytes>>;
-
-/// Why a request failed; the one place errors become HTTP statuses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum ApiError {
-    NotFound(String),
-    MethodNotAllowed { allow: &'static str },
-    NotImplemented,
-    Internal(String),
-}
-
-impl ApiError {
-    fn status(&self) -> StatusCode {
-        match self {
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::NotImplemented => StatusCode::NOT_IMPLEMENTED,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+async fn route(req: Request<Incoming>, state: &HttpState) -> Reply {
+    if req.uri().path().starts_with("/v1/") {
+        return api::handle(req, &state.api).await;
     }
-
-    fn code(&self) -> &'static str {
-        match self {
-            ApiError::NotFound(_) => "not_found",
-            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
-            ApiError::NotImplemented => "not_implemented",
-            ApiError::Internal(_) => "internal",
-        }
-    }
-
-    fn message(&self) -> String {
-        match self {
-            ApiError::NotFound(what) => format!("no {what}"),
-            ApiError::MethodNotAllowed { allow } => format!("this path allows {allow}"),
-            ApiError::NotImplemented => "the REST API is not built yet".into(),
-            ApiError::Internal(reason) => reason.clone(),
-        }
-    }
-
-    fn into_reply(self) -> Reply {
-        if let ApiError::Internal(reason) = &self {
-            tracing::warn!(%reason, "HTTP request failed");
-        }
-        let body = serde_json::json!({ "code": self.code(), "message": self.message() });
-        let mut reply = json(self.status(), &body);
-        if let ApiError::MethodNotAllowed { allow } = self {
-            reply
-                .headers_mut()
-                .insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
-        }
-        reply
-    }
-}
-
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::Internal(e.to_string())
-}
-
-async fn route<B>(req: Request<B>, state: &HttpState) -> Reply {
     respond(req.method(), req.uri().path(), state)
         .await
         .unwrap_or_else(ApiError::into_reply)
@@ -139,17 +93,26 @@ async fn respond(method: &Method, path: &str, state: &HttpState) -> Result<Reply
     let reading = matches!(*method, Method::GET | Method::HEAD);
     match segments.as_slice() {
         ["health"] => Ok(json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))),
-        ["media", id] if reading => media_file(state, id).await,
-        ["media", _] => Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }),
-        ["v1", "recordings", id] if reading => recording(state, id).await,
-        ["v1", "recordings", id] if *method == Method::DELETE => delete_recording(state, id).await,
-        ["v1", "recordings", _] => Err(ApiError::MethodNotAllowed {
-            allow: "GET, HEAD, DELETE",
+        ["metrics"] if reading => Ok(metrics((state.scrape)().await)),
+        ["metrics"] => Err(ApiError::MethodNotAllowed {
+            allow: "GET, HEAD".into(),
         }),
-        ["v1", "recordings", id, "audio"] if reading => recording_audio(state, id).await,
-        ["v1", "recordings", _, "audio"] => Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }),
+        ["media", id] if reading => media_file(state, id).await,
+        ["media", _] => Err(ApiError::MethodNotAllowed {
+            allow: "GET, HEAD".into(),
+        }),
         _ => Err(ApiError::NotImplemented),
     }
+}
+
+/// The OpenMetrics text exposition (Prometheus scrapes it).
+fn metrics(text: String) -> Reply {
+    let mut reply = Response::new(Full::new(Bytes::from(text)));
+    reply.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    reply
 }
 
 async fn media_file(state: &HttpState, id: &str) -> Result<Reply, ApiError> {
@@ -168,76 +131,6 @@ async fn media_file(state: &HttpState, id: &str) -> Result<Reply, ApiError> {
         .ok_or_else(missing)
 }
 
-async fn recording(state: &HttpState, id: &str) -> Result<Reply, ApiError> {
-    let found = find_recording(state, id).await?;
-    Ok(json(StatusCode::OK, &found))
-}
-
-async fn recording_audio(state: &HttpState, id: &str) -> Result<Reply, ApiError> {
-    find_recording(state, id).await?;
-    let path = state.recordings.audio_path(id);
-    wav_file(&path, "private, no-cache")
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("audio of recording {id:?}")))
-}
-
-async fn delete_recording(state: &HttpState, id: &str) -> Result<Reply, ApiError> {
-    let (store, owned_id) = (state.recordings.clone(), id.to_owned());
-    let deleted = tokio::task::spawn_blocking(move || store.delete(&owned_id))
-        .await
-        .map_err(internal)?
-        .map_err(|e| internal(format!("{e:#}")))?;
-    if !deleted {
-        return Err(ApiError::NotFound(format!("recording {id:?}")));
-    }
-    let mut reply = Response::new(Full::new(Bytes::new()));
-    *reply.status_mut() = StatusCode::NO_CONTENT;
-    Ok(reply)
-}
-
-async fn find_recording(
-    state: &HttpState,
-    id: &str,
-) -> Result<crate::store::recordings::Recording, ApiError> {
-    let missing = || ApiError::NotFound(format!("recording {id:?}"));
-    if !is_recording_id(id) {
-        return Err(missing());
-    }
-    let (store, owned_id) = (state.recordings.clone(), id.to_owned());
-    tokio::task::spawn_blocking(move || store.get(&owned_id))
-        .await
-        .map_err(internal)?
-        .map_err(|e| internal(format!("{e:#}")))?
-        .ok_or_else(missing)
-}
-
-/// The WAV file at `path`; `None` if it is not there (any more).
-async fn wav_file(
-    path: &std::path::Path,
-    cache_control: &'static str,
-) -> Result<Option<Reply>, ApiError> {
-    let bytes = match tokio::fs::read(path).await {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(internal(format!("reading {}: {e}", path.display()))),
-    };
-    let mut reply = Response::new(Full::new(Bytes::from(bytes)));
-    let headers = reply.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static(cache_control));
-    Ok(Some(reply))
-}
-
-fn json(status: StatusCode, body: &impl serde::Serialize) -> Reply {
-    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    let mut reply = Response::new(Full::new(Bytes::from(bytes)));
-    *reply.status_mut() = status;
-    reply
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    reply
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -249,6 +142,8 @@ mod tests {
     use crate::media::fetch::{FetchConfig, Fetcher};
     use crate::media::synth::Synthesizer;
     use crate::media::tone::sine;
+    use crate::store::recordings::RecordingStore;
+    use crate::tenancy::Accounts;
 
     struct Beep;
 
@@ -271,7 +166,12 @@ mod tests {
         let fetcher = Fetcher::new(FetchConfig::default()).unwrap();
         HttpState {
             media: MediaCache::open(&dir.join("media"), 1 << 20, Arc::new(Beep), fetcher).unwrap(),
-            recordings: RecordingStore::open(&dir.join("recordings")).unwrap(),
+            api: ApiState {
+                accounts: Accounts::open(&dir.join("accounts.sqlite3")).unwrap(),
+                recordings: RecordingStore::open(&dir.join("recordings")).unwrap(),
+                admin_key: None,
+            },
+            scrape: Arc::new(|| Box::pin(async { "switchyard_calls{state=\"early\"} 0\n".into() })),
         }
     }
 
@@ -289,8 +189,15 @@ mod tests {
 
     /// One HTTP/1.1 request on a fresh connection.
     async fn request(addr: SocketAddr, method: &str, path: &str) -> Answer {
+        request_as(addr, method, path, None).await
+    }
+
+    /// One request, with `Authorization: Basic BASE64` if `basic` is given.
+    async fn request_as(addr: SocketAddr, method: &str, path: &str, basic: Option<&str>) -> Answer {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let head = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        let auth = basic.map_or(String::new(), |b| format!("Authorization: Basic {b}\r\n"));
+        let head =
+            format!("{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}Connection: close\r\n\r\n");
         stream.write_all(head.as_bytes()).await.unwrap();
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await.unwrap();
@@ -337,20 +244,37 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_recording_is_described_served_and_deleted() {
+    async fn a_recording_is_described_served_and_deleted_for_its_account_only() {
         let dir = tempfile::tempdir().unwrap();
         let state = state(dir.path());
         let audio = sine(440.0, 500, 0.3);
         let saved = state
+            .api
             .recordings
             .save("acme", "call-7", &audio, "dial")
             .unwrap();
+        state.api.accounts.ensure("acme").unwrap();
+        state.api.accounts.ensure("other").unwrap();
+        let acme = state.api.accounts.create_key("acme").unwrap().unwrap();
+        let other = state.api.accounts.create_key("other").unwrap().unwrap();
+        let acme = base64(&format!("acme:{}", acme.secret));
+        let other = base64(&format!("other:{}", other.secret));
+        let acme = Some(acme.as_str());
         let addr = serve_with("127.0.0.1:0".parse().unwrap(), state)
             .await
             .unwrap();
         let path = format!("/v1/recordings/{}", saved.id);
 
         let got = request(addr, "GET", &path).await;
+        assert_eq!(got.status, 401);
+        assert!(got.head.contains("www-authenticate: basic"), "{}", got.head);
+        let got = request_as(addr, "GET", &path, Some(&other)).await;
+        assert_eq!(
+            (got.status, got.json()["code"].as_str()),
+            (404, Some("not_found"))
+        );
+
+        let got = request_as(addr, "GET", &path, acme).await;
         assert_eq!(got.status, 200);
         let meta = got.json();
         assert_eq!(meta["id"], saved.id.as_str());
@@ -362,30 +286,65 @@ mod tests {
             (meta["duration_ms"].as_u64(), meta["source"].as_str()),
             (Some(500), Some("dial"))
         );
+        let got = request_as(addr, "GET", "/v1/recordings?call=call-7", acme).await;
+        assert_eq!(got.json()["data"][0]["id"], saved.id.as_str());
+        let got = request_as(addr, "GET", "/v1/recordings", Some(&other)).await;
+        assert_eq!(got.json()["data"], serde_json::json!([]));
 
-        let got = request(addr, "GET", &format!("{path}/audio")).await;
+        let got = request_as(addr, "GET", &format!("{path}/audio"), acme).await;
         assert_eq!(got.status, 200);
         assert!(got.head.contains("content-type: audio/wav"));
         assert_eq!(decode_wav(&got.body).unwrap(), audio);
 
-        assert_eq!(request(addr, "DELETE", &path).await.status, 204);
-        assert_eq!(request(addr, "DELETE", &path).await.status, 404);
-        assert_eq!(request(addr, "GET", &path).await.status, 404);
         assert_eq!(
-            request(addr, "GET", &format!("{path}/audio")).await.status,
+            request_as(addr, "DELETE", &path, Some(&other)).await.status,
             404
         );
+        assert_eq!(request_as(addr, "DELETE", &path, acme).await.status, 204);
+        assert_eq!(request_as(addr, "DELETE", &path, acme).await.status, 404);
+        assert_eq!(request_as(addr, "GET", &path, acme).await.status, 404);
         assert_eq!(
-            request(addr, "GET", "/v1/recordings/RE..%2F..%2Fx")
+            request_as(addr, "GET", &format!("{path}/audio"), acme)
                 .await
                 .status,
             404
         );
-        assert_eq!(request(addr, "PUT", &path).await.status, 405);
+        assert_eq!(
+            request_as(addr, "GET", "/v1/recordings/RE..%2F..%2Fx", acme)
+                .await
+                .status,
+            404
+        );
+        let got = request_as(addr, "PUT", &path, acme).await;
+        assert_eq!(got.status, 405);
+        assert!(
+            got.head.contains("allow: get, delete, head"),
+            "{}",
+            got.head
+        );
+    }
+
+    fn base64(text: &str) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in text.as_bytes().chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |acc, (i, &b)| acc | u32::from(b) << (16 - 8 * i));
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
     }
 
     #[tokio::test]
-    async fn health_stays_and_other_paths_are_still_not_implemented() {
+    async fn health_stays_and_unknown_paths_are_not_implemented() {
         let dir = tempfile::tempdir().unwrap();
         let addr = serve_with("127.0.0.1:0".parse().unwrap(), state(dir.path()))
             .await
@@ -395,7 +354,17 @@ mod tests {
             (got.status, got.json()["status"].as_str()),
             (200, Some("ok"))
         );
-        for path in ["/v1/calls", "/", "/media", "/v1/recordings"] {
+        let got = request(addr, "GET", "/metrics").await;
+        assert_eq!(got.status, 200);
+        assert!(
+            got.head
+                .contains("content-type: application/openmetrics-text"),
+            "{}",
+            got.head
+        );
+        assert_eq!(got.body, b"switchyard_calls{state=\"early\"} 0\n");
+        assert_eq!(request(addr, "POST", "/metrics").await.status, 405);
+        for path in ["/v1/calls", "/", "/media", "/v1/recordings/x/y/z"] {
             let got = request(addr, "GET", path).await;
             assert_eq!(
                 (got.status, got.json()["code"].as_str()),

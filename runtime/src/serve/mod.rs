@@ -31,11 +31,13 @@ use crate::media::engine::{Engine, EngineConfig};
 use crate::media::fetch::{FetchConfig, Fetcher};
 use crate::media::synth::{Espeak, EspeakConfig};
 use crate::media::{Notice, StreamId};
+use crate::metrics::{Metrics, Snapshot};
 use crate::sip::directory::{Directory, Tenant, Trunk};
 use crate::sip::endpoint::{CallRef, Endpoint, EndpointConfig, EndpointEvent};
 use crate::sip::{Peer, Transport};
 use crate::store::recordings::RecordingStore;
 use crate::store::{CdrStore, KvLimits, KvStore};
+use crate::tenancy::Accounts;
 use crate::wasm::{HostConfig, TenantScope, WasmHost};
 
 pub use config::Config;
@@ -49,6 +51,8 @@ pub(crate) enum Input {
     Disconnected(Peer),
     /// A notice of the media edge about one stream.
     Media(StreamId, Notice),
+    /// `/metrics` asks for the calls in progress: (early, answered).
+    CallCounts(tokio::sync::oneshot::Sender<(usize, usize)>),
 }
 
 /// The addresses actually bound (port 0 in the config picks a free one).
@@ -119,9 +123,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     })
     .context("starting the media engine")?;
     import_media(&config, &cache)?;
+    let accounts = open_accounts(&config)?;
+    let metrics = Arc::new(Metrics::new());
     let state = http::HttpState {
+        scrape: scrape(
+            Arc::clone(&metrics),
+            inputs.clone(),
+            edge.engine().clone(),
+            cache.clone(),
+        ),
         media: cache,
-        recordings,
+        api: crate::api::ApiState {
+            accounts,
+            recordings,
+            admin_key: config.api.admin_key.clone(),
+        },
     };
     listening.http = Some(http::serve_with(config.http.listen, state).await?);
 
@@ -134,6 +150,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         inputs,
         cdrs: cdrs.clone(),
         media: edge.clone(),
+        metrics,
     };
     let core = tokio::spawn(core(endpoint, queue, outputs));
     shutdown_signal().await;
@@ -143,6 +160,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Wait until every queued call record is on disk.
     let _ = tokio::task::spawn_blocking(move || cdrs.list("", 0)).await;
     Ok(())
+}
+
+/// The accounts store (`storage/accounts.sqlite3`), with an account for
+/// every tenant of the config (id = tenant id).
+fn open_accounts(config: &Config) -> anyhow::Result<Accounts> {
+    let path = config.storage.path.join("accounts.sqlite3");
+    let accounts = Accounts::open(&path).context("opening accounts")?;
+    for tenant in &config.tenants {
+        accounts
+            .ensure(&tenant.id)
+            .with_context(|| format!("creating the account of tenant {}", tenant.id))?;
+    }
+    Ok(accounts)
 }
 
 /// The prompt cache (`storage/media`) with its synthesizer and fetcher,
@@ -307,6 +337,44 @@ struct Outputs {
     inputs: mpsc::UnboundedSender<Input>,
     cdrs: CdrStore,
     media: media::MediaEdge,
+    metrics: Arc<Metrics>,
+}
+
+/// What `GET /metrics` runs: the calls by state from the core task, the
+/// engine's and the cache's counters, rendered by [`Metrics`].
+fn scrape(
+    metrics: Arc<Metrics>,
+    inputs: mpsc::UnboundedSender<Input>,
+    engine: Engine,
+    cache: MediaCache,
+) -> http::Scrape {
+    Arc::new(move || {
+        let (metrics, inputs, engine, cache) = (
+            Arc::clone(&metrics),
+            inputs.clone(),
+            engine.clone(),
+            cache.clone(),
+        );
+        Box::pin(async move {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let _ = inputs.send(Input::CallCounts(tx));
+            let (early, answered) = tokio::time::timeout(Duration::from_secs(2), rx)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            let cache = tokio::task::spawn_blocking(move || cache.stats())
+                .await
+                .unwrap_or_default();
+            let snapshot = Snapshot {
+                calls_early: early as u64,
+                calls_answered: answered as u64,
+                media: engine.stats(),
+                cache,
+            };
+            metrics.render(&snapshot)
+        })
+    })
 }
 
 async fn core(mut endpoint: Endpoint, mut queue: mpsc::UnboundedReceiver<Input>, outputs: Outputs) {
@@ -323,10 +391,10 @@ async fn core(mut endpoint: Endpoint, mut queue: mpsc::UnboundedReceiver<Input>,
             input = queue.recv() => {
                 let Some(input) = input else { return };
                 let now = Instant::now();
-                handle(&mut endpoint, &mut streams, now, input);
+                handle(&mut endpoint, &mut streams, &outputs.metrics, now, input);
                 for _ in 1..BATCH {
                     match queue.try_recv() {
-                        Ok(input) => handle(&mut endpoint, &mut streams, now, input),
+                        Ok(input) => handle(&mut endpoint, &mut streams, &outputs.metrics, now, input),
                         Err(_) => break,
                     }
                 }
@@ -340,12 +408,19 @@ async fn core(mut endpoint: Endpoint, mut queue: mpsc::UnboundedReceiver<Input>,
 fn handle(
     endpoint: &mut Endpoint,
     streams: &mut HashMap<SocketAddr, mpsc::UnboundedSender<bytes::Bytes>>,
+    metrics: &Metrics,
     now: Instant,
     input: Input,
 ) {
     match input {
         Input::Message(peer, msg) => endpoint.handle_message(now, peer, msg),
-        Input::Invocation(call, invocation) => endpoint.handle_invocation(now, call, invocation),
+        Input::Invocation(call, invocation) => {
+            metrics.observe(&invocation);
+            endpoint.handle_invocation(now, call, invocation);
+        }
+        Input::CallCounts(reply) => {
+            let _ = reply.send(endpoint.call_counts());
+        }
         Input::Connected(peer, writer) => {
             streams.insert(peer.addr, writer);
         }
@@ -367,6 +442,7 @@ fn flush(
         inputs,
         cdrs,
         media,
+        ..
     } = outputs;
     while let Some(transmit) = endpoint.poll_transmit() {
         let peer = transmit.peer;

@@ -5,7 +5,7 @@
 //!        │ id = "RE" + 32 random hex digits (128 bits: unguessable)
 //!        ├─► dir/ID.wav           8 kHz mono PCM16 (audio::encode_wav)
 //!        └─► dir/recordings.sqlite3: recordings(id, tenant, call_id, ...)
-//!   HTTP /v1/recordings/{id}[/audio] ◄── get / audio_path / delete
+//!   REST /v1/recordings[/{id}[/audio]] ◄── page / get / audio_path / delete
 //! ```
 //!
 //! Every call blocks (a file and SQLite); callers run them off the async
@@ -181,6 +181,32 @@ impl RecordingStore {
                 .collect::<Result<Vec<_>, _>>(),
         };
         rows.context("listing recordings")
+    }
+
+    /// `tenant`'s recordings in id order after `after` (a cursor), of one
+    /// call if `call_id` is given, at most `limit` (capped at
+    /// [`MAX_LIST`] + 1, so a caller can ask one extra to see if there is
+    /// a next page).
+    pub fn page(
+        &self,
+        tenant: &str,
+        call_id: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> anyhow::Result<Vec<Recording>> {
+        let limit = limit.min(MAX_LIST + 1);
+        self.db()
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM recordings
+                 WHERE tenant = ?1 AND (?2 IS NULL OR call_id = ?2) AND id > ?3
+                 ORDER BY id LIMIT ?4"
+            ))?
+            .query_map(
+                params![tenant, call_id, after.unwrap_or(""), limit],
+                row_to_recording,
+            )?
+            .collect::<Result<Vec<_>, _>>()
+            .context("listing recordings")
     }
 
     /// Where the audio of recording `id` is. A malformed id (anything but

@@ -131,14 +131,36 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// The value of an `Authorization` header: HTTP Basic `user:password`.
+pub fn basic_auth(user: &str, password: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let text = format!("{user}:{password}");
+    let mut out = String::from("Basic ");
+    for chunk in text.as_bytes().chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// The TOML config of a test server: 2 workers, SIP over UDP and TCP and
 /// HTTP on 127.0.0.1 (ports of the system's choosing). `[storage]` is left
-/// to `Server::start` unless `storage` names a path. `tenant` opens a
+/// to `Server::start` unless `storage` names a path; `api` adds `[api]` lines. `tenant` opens a
 /// tenant; `user`, `number` and `trunk` add to the last one opened.
 pub struct Config {
     sip: Vec<String>,
     storage: Option<String>,
     media: Vec<String>,
+    api: Vec<String>,
     tenants: String,
 }
 
@@ -167,6 +189,7 @@ impl Config {
             ],
             storage: None,
             media: Vec::new(),
+            api: Vec::new(),
             tenants: String::new(),
         }
     }
@@ -174,6 +197,12 @@ impl Config {
     /// One more line of `[media]`, e.g. `timeout_secs = 2`.
     pub fn media(mut self, line: &str) -> Config {
         self.media.push(line.to_string());
+        self
+    }
+
+    /// One more line of `[api]`, e.g. `admin_key = "..."`.
+    pub fn api(mut self, line: &str) -> Config {
+        self.api.push(line.to_string());
         self
     }
 
@@ -234,6 +263,9 @@ impl Config {
         }
         if !self.media.is_empty() {
             toml.push_str(&format!("\n[media]\n{}\n", self.media.join("\n")));
+        }
+        if !self.api.is_empty() {
+            toml.push_str(&format!("\n[api]\n{}\n", self.api.join("\n")));
         }
         toml.push_str(&self.tenants);
         toml

@@ -168,6 +168,17 @@ impl Endpoint {
         self.calls.len()
     }
 
+    /// Calls in progress as (not answered yet, answered); a scrape of
+    /// `/metrics` asks, so it costs one pass over the calls then only.
+    pub fn call_counts(&self) -> (usize, usize) {
+        let early = self
+            .calls
+            .values()
+            .filter(|c| c.caller == call::CallerState::Early)
+            .count();
+        (early, self.calls.len() - early)
+    }
+
     pub fn directory(&self) -> &Arc<Directory> {
         &self.directory
     }

@@ -1,0 +1,495 @@
+//! The REST API under `/v1` (issue 5, first slice): accounts, API keys,
+//! recordings and the OpenAPI document.
+//!
+//! ```text
+//!   POST   /v1/accounts                        operator            201 account
+//!   GET    /v1/accounts                        operator            page of accounts
+//!   GET    /v1/accounts/{id}                   operator | account  account
+//!   POST   /v1/accounts/{id}/suspend           operator            account
+//!   POST   /v1/accounts/{id}/resume            operator            account
+//!   POST   /v1/accounts/{id}/keys              operator | account  201 key + secret (once)
+//!   GET    /v1/accounts/{id}/keys              operator | account  page of keys
+//!   DELETE /v1/accounts/{id}/keys/{key}        operator | account  204
+//!   GET    /v1/recordings[?call=CA...]         account             page of recordings
+//!   GET    /v1/recordings/{id}                 account             recording
+//!   GET    /v1/recordings/{id}/audio           account             audio/wav
+//!   DELETE /v1/recordings/{id}                 account             204
+//!   GET    /v1/openapi.json                    anyone              OpenAPI 3.1
+//! ```
+//!
+//! **Auth** is HTTP Basic. An account sends `ACCOUNT_ID:SECRET` (a secret
+//! from `POST .../keys`); the operator sends `admin:ADMIN_KEY` (`[api]
+//! admin_key` of the config; without one, operator routes answer 403).
+//! A resource of another account is 404, never 403. A suspended account's
+//! keys get 403 "account suspended".
+//!
+//! **Bodies** are at most [`BODY_LIMIT`] bytes (413) and JSON with no
+//! unknown fields (400 naming the problem); request heads at most
+//! `serve::http::HEAD_LIMIT` (hyper answers 431). **Lists** take `?limit=`
+//! (default 50, max 1000) and `?after=<last id>` and answer
+//! `{"data": [...], "next": "<last id>" | null}`; pass `next` as `after`.
+
+pub mod accounts;
+pub mod error;
+pub mod keys;
+pub mod recordings;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::{HeaderMap, Method, Request, Response, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use error::{ApiError, internal};
+
+use crate::store::recordings::RecordingStore;
+use crate::tenancy::{Accounts, Verified, constant_time_eq, sha256};
+
+/// A response of the HTTP edge.
+pub type Reply = Response<Full<Bytes>>;
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// Page size when `limit` is not given, and the largest allowed.
+pub const DEFAULT_LIMIT: u32 = 50;
+pub const MAX_LIMIT: u32 = 1000;
+
+/// The OpenAPI 3.1 description of [`ROUTES`].
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// What the API serves from.
+#[derive(Clone, Debug)]
+pub struct ApiState {
+    pub accounts: Accounts,
+    pub recordings: RecordingStore,
+    /// The operator's key (`[api] admin_key`), if configured.
+    pub admin_key: Option<String>,
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Operator,
+    Account(String),
+}
+
+impl Caller {
+    /// Ok for the operator; 403 for an account.
+    fn operator(&self) -> Result<(), ApiError> {
+        match self {
+            Caller::Operator => Ok(()),
+            Caller::Account(_) => Err(ApiError::Forbidden(
+                "this route is for the operator (Basic admin:ADMIN_KEY)".into(),
+            )),
+        }
+    }
+
+    /// Ok for the operator or account `id`; 404 for another account.
+    fn may_see(&self, id: &str) -> Result<(), ApiError> {
+        match self {
+            Caller::Account(own) if own != id => Err(ApiError::NotFound(format!("account {id:?}"))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The calling account; 403 for the operator (account-scoped data).
+    fn account(&self) -> Result<&str, ApiError> {
+        match self {
+            Caller::Account(id) => Ok(id),
+            Caller::Operator => Err(ApiError::Forbidden(
+                "this route is read with an account's key, not the admin key".into(),
+            )),
+        }
+    }
+}
+
+/// The handlers [`ROUTES`] lead to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handler {
+    OpenApi,
+    CreateAccount,
+    ListAccounts,
+    GetAccount,
+    SuspendAccount,
+    ResumeAccount,
+    CreateKey,
+    ListKeys,
+    DeleteKey,
+    ListRecordings,
+    GetRecording,
+    RecordingAudio,
+    DeleteRecording,
+}
+
+/// Every route of the API: method, path template (`{x}` is one segment),
+/// handler. `HEAD` is answered wherever `GET` is.
+const ROUTES: &[(&str, &str, Handler)] = &[
+    ("GET", "/v1/openapi.json", Handler::OpenApi),
+    ("POST", "/v1/accounts", Handler::CreateAccount),
+    ("GET", "/v1/accounts", Handler::ListAccounts),
+    ("GET", "/v1/accounts/{id}", Handler::GetAccount),
+    ("POST", "/v1/accounts/{id}/suspend", Handler::SuspendAccount),
+    ("POST", "/v1/accounts/{id}/resume", Handler::ResumeAccount),
+    ("POST", "/v1/accounts/{id}/keys", Handler::CreateKey),
+    ("GET", "/v1/accounts/{id}/keys", Handler::ListKeys),
+    ("DELETE", "/v1/accounts/{id}/keys/{key}", Handler::DeleteKey),
+    ("GET", "/v1/recordings", Handler::ListRecordings),
+    ("GET", "/v1/recordings/{id}", Handler::GetRecording),
+    ("GET", "/v1/recordings/{id}/audio", Handler::RecordingAudio),
+    ("DELETE", "/v1/recordings/{id}", Handler::DeleteRecording),
+];
+
+/// The path parameters of `path` if it fits `template`.
+fn fit<'a>(template: &str, path: &'a str) -> Option<Vec<&'a str>> {
+    let mut want = template.trim_start_matches('/').split('/');
+    let mut got = path.trim_start_matches('/').split('/');
+    let mut params = Vec::new();
+    loop {
+        match (want.next(), got.next()) {
+            (None, None) => return Some(params),
+            (Some(w), Some(g)) if w.starts_with('{') => {
+                if g.is_empty() {
+                    return None;
+                }
+                params.push(g);
+            }
+            (Some(w), Some(g)) if w == g => {}
+            _ => return None,
+        }
+    }
+}
+
+/// Answers one request to a `/v1` path.
+pub async fn handle<B>(req: Request<B>, state: &ApiState) -> Reply
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    respond(req, state)
+        .await
+        .unwrap_or_else(ApiError::into_reply)
+}
+
+async fn respond<B>(req: Request<B>, state: &ApiState) -> Result<Reply, ApiError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let path = req.uri().path().to_owned();
+    let method = match *req.method() {
+        Method::HEAD => Method::GET,
+        ref other => other.clone(),
+    };
+    let mut allowed = Vec::new();
+    let mut found = None;
+    for (m, template, handler) in ROUTES {
+        if let Some(params) = fit(template, &path) {
+            if method.as_str() == *m {
+                found = Some((*handler, params.into_iter().map(str::to_owned).collect()));
+                break;
+            }
+            allowed.push(*m);
+        }
+    }
+    let (handler, params): (Handler, Vec<String>) = match found {
+        Some(found) => found,
+        None if allowed.is_empty() => return Err(ApiError::NotImplemented),
+        None => {
+            if allowed.contains(&"GET") {
+                allowed.push("HEAD");
+            }
+            return Err(ApiError::MethodNotAllowed {
+                allow: allowed.join(", "),
+            });
+        }
+    };
+    if handler == Handler::OpenApi {
+        let mut reply = Response::new(Full::new(Bytes::from_static(OPENAPI.as_bytes())));
+        reply
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        return Ok(reply);
+    }
+    let query = Query::parse(req.uri().query().unwrap_or(""))?;
+    let caller = authenticate(req.headers(), state).await?;
+    let body = read_body(req).await?;
+    let p = |i: usize| params[i].as_str();
+    match handler {
+        Handler::OpenApi => unreachable!("answered above"),
+        Handler::CreateAccount => accounts::create(state, &caller, &body).await,
+        Handler::ListAccounts => accounts::list(state, &caller, &query).await,
+        Handler::GetAccount => accounts::get(state, &caller, p(0)).await,
+        Handler::SuspendAccount => accounts::set_status(state, &caller, p(0), false).await,
+        Handler::ResumeAccount => accounts::set_status(state, &caller, p(0), true).await,
+        Handler::CreateKey => keys::create(state, &caller, p(0)).await,
+        Handler::ListKeys => keys::list(state, &caller, p(0), &query).await,
+        Handler::DeleteKey => keys::delete(state, &caller, p(0), p(1)).await,
+        Handler::ListRecordings => recordings::list(state, &caller, &query).await,
+        Handler::GetRecording => recordings::get(state, &caller, p(0)).await,
+        Handler::RecordingAudio => recordings::audio(state, &caller, p(0)).await,
+        Handler::DeleteRecording => recordings::delete(state, &caller, p(0)).await,
+    }
+}
+
+/// The caller named by the `Authorization` header.
+async fn authenticate(headers: &HeaderMap, state: &ApiState) -> Result<Caller, ApiError> {
+    let unauthorized = |why: &str| ApiError::Unauthorized(why.to_owned());
+    let header = headers.get(AUTHORIZATION).ok_or_else(|| {
+        unauthorized("send HTTP Basic auth: ACCOUNT_ID:SECRET or admin:ADMIN_KEY")
+    })?;
+    let encoded = header
+        .to_str()
+        .ok()
+        .and_then(|h| {
+            h.strip_prefix("Basic ")
+                .or_else(|| h.strip_prefix("basic "))
+        })
+        .ok_or_else(|| unauthorized("only HTTP Basic auth is accepted"))?;
+    let decoded = base64_decode(encoded.trim())
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .ok_or_else(|| unauthorized("the Basic credentials are not valid base64"))?;
+    let (user, secret) = decoded
+        .split_once(':')
+        .ok_or_else(|| unauthorized("the Basic credentials need a user and a password"))?;
+    if user == "admin" {
+        let Some(admin_key) = &state.admin_key else {
+            return Err(ApiError::Forbidden(
+                "no admin key is configured: set `[api] admin_key = \"...\"` (16 or more \
+                 characters) in the config and restart"
+                    .into(),
+            ));
+        };
+        return if constant_time_eq(&sha256(secret.as_bytes()), &sha256(admin_key.as_bytes())) {
+            Ok(Caller::Operator)
+        } else {
+            Err(unauthorized("wrong credentials"))
+        };
+    }
+    let (accounts, user, secret) = (state.accounts.clone(), user.to_owned(), secret.to_owned());
+    let verified = tokio::task::spawn_blocking(move || accounts.verify(&user, &secret))
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+    match verified {
+        Verified::Active(account) => Ok(Caller::Account(account.id)),
+        Verified::Suspended => Err(ApiError::Forbidden("account suspended".into())),
+        Verified::Invalid => Err(unauthorized("wrong credentials")),
+    }
+}
+
+/// The body, at most [`BODY_LIMIT`] bytes.
+async fn read_body<B>(req: Request<B>) -> Result<Bytes, ApiError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let too_large = ApiError::PayloadTooLarge { limit: BODY_LIMIT };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return Err(too_large);
+    }
+    match Limited::new(req.into_body(), BODY_LIMIT).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large),
+        Err(e) => Err(ApiError::BadRequest(format!("reading the body: {e}"))),
+    }
+}
+
+/// A JSON body as `T` (which should deny unknown fields).
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::BadRequest("expected a JSON body".into()));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid body: {e}")))
+}
+
+/// The query parameters the API knows.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Query {
+    pub limit: u32,
+    pub after: Option<String>,
+    pub call: Option<String>,
+}
+
+impl Query {
+    fn parse(query: &str) -> Result<Query, ApiError> {
+        let mut parsed = Query {
+            limit: DEFAULT_LIMIT,
+            ..Query::default()
+        };
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match name {
+                "limit" => {
+                    parsed.limit = value
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=MAX_LIMIT).contains(n))
+                        .ok_or_else(|| {
+                            ApiError::BadRequest(format!(
+                                "limit must be a number from 1 to {MAX_LIMIT}, not {value:?}"
+                            ))
+                        })?;
+                }
+                "after" => parsed.after = Some(value.to_owned()).filter(|v| !v.is_empty()),
+                "call" => parsed.call = Some(value.to_owned()).filter(|v| !v.is_empty()),
+                other => {
+                    return Err(ApiError::BadRequest(format!(
+                        "unknown query parameter {other:?}"
+                    )));
+                }
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+/// One page of a list: `{"data": [...], "next": ...}`. `items` holds up
+/// to `limit + 1` rows; the extra one only says there is a next page.
+pub(crate) fn page<T: Serialize>(mut items: Vec<T>, limit: u32, id: impl Fn(&T) -> &str) -> Reply {
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let next = if more { items.last().map(&id) } else { None };
+    json(
+        StatusCode::OK,
+        &serde_json::json!({ "data": items, "next": next }),
+    )
+}
+
+/// Runs blocking store work off the async path.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(internal)?
+        .map_err(internal)
+}
+
+/// A JSON reply.
+pub fn json(status: StatusCode, body: &impl Serialize) -> Reply {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut reply = Response::new(Full::new(Bytes::from(bytes)));
+    *reply.status_mut() = status;
+    reply
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    reply
+}
+
+/// An empty 204.
+pub(crate) fn no_content() -> Reply {
+    let mut reply = Response::new(Full::new(Bytes::new()));
+    *reply.status_mut() = StatusCode::NO_CONTENT;
+    reply
+}
+
+/// The WAV file at `path`; `None` if it is not there (any more).
+pub async fn wav_file(
+    path: &std::path::Path,
+    cache_control: &'static str,
+) -> Result<Option<Reply>, ApiError> {
+    let bytes = match tokio::fs::read(path).await {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(internal(format!("reading {}: {e}", path.display()))),
+    };
+    let mut reply = Response::new(Full::new(Bytes::from(bytes)));
+    let headers = reply.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static(cache_control));
+    Ok(Some(reply))
+}
+
+/// Standard base64 (padding optional); `None` if malformed.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let text = text.trim_end_matches('=').as_bytes();
+    if text.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    for chunk in text.chunks(4) {
+        let mut acc = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            acc |= u32::from(value(c)?) << (18 - 6 * i);
+        }
+        out.extend_from_slice(&acc.to_be_bytes()[1..chunk.len()]);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn every_route_is_in_the_openapi_document_and_nothing_else_is() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        assert_eq!(doc["openapi"].as_str().map(|v| &v[..4]), Some("3.1."));
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                if ["get", "post", "put", "patch", "delete", "head", "options"]
+                    .contains(&method.as_str())
+                {
+                    documented.insert((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        let routed: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p, _)| (m.to_string(), p.to_string()))
+            .collect();
+        assert_eq!(routed, documented);
+    }
+
+    #[test]
+    fn templates_fit_only_their_paths() {
+        assert_eq!(
+            fit("/v1/accounts/{id}/keys/{key}", "/v1/accounts/AC1/keys/SK2"),
+            Some(vec!["AC1", "SK2"])
+        );
+        assert_eq!(fit("/v1/accounts/{id}", "/v1/accounts/"), None);
+        assert_eq!(fit("/v1/accounts/{id}", "/v1/accounts/a/b"), None);
+        assert_eq!(fit("/v1/accounts", "/v1/accounts"), Some(vec![]));
+    }
+
+    #[test]
+    fn base64_decodes_basic_credentials() {
+        assert_eq!(
+            base64_decode("YWRtaW46c2VjcmV0").as_deref(),
+            Some(&b"admin:secret"[..])
+        );
+        assert_eq!(base64_decode("YQ==").as_deref(), Some(&b"a"[..]));
+        assert_eq!(base64_decode("YWI=").as_deref(), Some(&b"ab"[..]));
+        assert_eq!(base64_decode("!!!!"), None);
+    }
+
+    #[test]
+    fn queries_are_checked() {
+        assert_eq!(Query::parse("").unwrap().limit, DEFAULT_LIMIT);
+        let q = Query::parse("limit=2&after=SK1&call=CA9").unwrap();
+        assert_eq!(
+            (q.limit, q.after.as_deref(), q.call.as_deref()),
+            (2, Some("SK1"), Some("CA9"))
+        );
+        for bad in ["limit=0", "limit=1001", "limit=x", "color=red"] {
+            assert!(Query::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
