@@ -27,6 +27,8 @@ pub struct Snapshot {
     /// Calls not answered yet (ringing, deciding, dialling early).
     pub calls_early: u64,
     pub calls_answered: u64,
+    /// New calls refused by tenants' admission limits since start.
+    pub calls_refused: u64,
     pub media: EngineStats,
     pub cache: CacheStats,
 }
@@ -34,6 +36,7 @@ pub struct Snapshot {
 pub struct Metrics {
     registry: Registry,
     calls: Family<Labels, Gauge>,
+    refused: Counter,
     invocations: Family<Labels, Counter>,
     guest_seconds: Histogram,
     streams: Gauge,
@@ -59,6 +62,12 @@ impl Metrics {
         let mut registry = Registry::with_prefix("switchyard");
         let calls = Family::<Labels, Gauge>::default();
         registry.register("calls", "Calls in progress, by state", calls.clone());
+        let refused = Counter::default();
+        registry.register(
+            "admission_refused_calls",
+            "New calls refused (503 + Retry-After) because their tenant was at its limit",
+            refused.clone(),
+        );
         let invocations = Family::<Labels, Counter>::default();
         registry.register(
             "guest_invocations",
@@ -121,6 +130,7 @@ impl Metrics {
         Self {
             registry,
             calls,
+            refused,
             invocations,
             guest_seconds,
             streams,
@@ -162,6 +172,7 @@ impl Metrics {
         self.calls
             .get_or_create(&state("answered"))
             .set(snapshot.calls_answered as i64);
+        catch_up(&self.refused, snapshot.calls_refused);
         let m = &snapshot.media;
         self.streams.set(m.streams as i64);
         let packets = [
@@ -270,6 +281,7 @@ mod tests {
         let mut snapshot = Snapshot {
             calls_early: 2,
             calls_answered: 5,
+            calls_refused: 4,
             ..Snapshot::default()
         };
         snapshot.media.streams = 5;
@@ -279,6 +291,7 @@ mod tests {
         for line in [
             "switchyard_calls{state=\"early\"} 2",
             "switchyard_calls{state=\"answered\"} 5",
+            "switchyard_admission_refused_calls_total 4",
             "switchyard_guest_invocations_total{outcome=\"ok\"} 1",
             "switchyard_guest_invocations_total{outcome=\"trap\"} 1",
             "switchyard_guest_invocation_seconds_count 2",

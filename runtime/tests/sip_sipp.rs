@@ -191,3 +191,65 @@ fn dtmf_sent_as_sip_info_is_answered_200_during_a_call() {
     let sipp = Sipp::new(&format!("-s {HOLD} -d 300 -m 1")).sf("info_dtmf.xml");
     calls_succeed((HOLD, "hold"), Transport::Udp, sipp, 1);
 }
+
+#[test]
+fn a_tenant_at_its_call_limit_gets_503s_while_another_tenant_is_untouched() {
+    if !have_sipp() {
+        return;
+    }
+    let mut server = Server::serve(
+        &Config::new()
+            .tenant("limited", &[])
+            .tenant_key("max_calls = 5")
+            .number("700", "hold")
+            .tenant("free", &[])
+            .number("800", "hold"),
+    );
+    // Each: 20 calls in one second, held 2 s, so 20 would be up at once.
+    let limited = Sipp::new("-sn uac -s 700 -m 20 -r 20 -d 2000")
+        .to(server.udp)
+        .spawn();
+    let free = Sipp::new("-sn uac -s 800 -m 20 -r 20 -d 2000")
+        .to(server.udp)
+        .spawn();
+    let (limited, free) = (limited.finish(), free.finish());
+    assert_eq!(
+        (free.successful(), free.failed()),
+        (20, 0),
+        "the other tenant is not limited\n{}",
+        free.report()
+    );
+    assert!(
+        (5..20).contains(&limited.successful()) && limited.failed() > 0,
+        "at most 5 at once: some succeed, the rest get 503\n{}",
+        limited.report()
+    );
+    let metrics = http_get_text(server.http, "/metrics");
+    let refused: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("switchyard_admission_refused_calls_total"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .expect("the refusal counter");
+    assert_eq!(refused as u64, limited.failed(), "{metrics}");
+    server.assert_alive();
+}
+
+/// `GET path` on a fresh connection: the body as text.
+fn http_get_text(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
+}

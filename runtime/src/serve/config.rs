@@ -137,6 +137,11 @@ pub struct TenantSection {
     pub users: Vec<UserSection>,
     #[serde(default, rename = "trunk")]
     pub trunks: Vec<TrunkSection>,
+    /// Admission: calls in progress at most; more are refused with 503 +
+    /// Retry-After (default: no limit).
+    pub max_calls: Option<u32>,
+    /// Admission: new calls per second at most (default: no limit).
+    pub calls_per_second: Option<u32>,
     /// WAV files imported into the tenant's media store at start-up
     /// (`play` them by the id printed for each).
     #[serde(default)]
@@ -336,6 +341,8 @@ impl Config {
                     password: "alice-demo".into(),
                 }],
                 trunks: Vec::new(),
+                max_calls: None,
+                calls_per_second: None,
                 media: Vec::new(),
             }],
         }

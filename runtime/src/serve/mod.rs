@@ -32,7 +32,7 @@ use crate::media::fetch::{FetchConfig, Fetcher};
 use crate::media::synth::{Espeak, EspeakConfig};
 use crate::media::{Notice, StreamId};
 use crate::metrics::{Metrics, Snapshot};
-use crate::sip::directory::{Directory, Tenant, Trunk};
+use crate::sip::directory::{Directory, Limits, Tenant, Trunk};
 use crate::sip::endpoint::{CallRef, Endpoint, EndpointConfig, EndpointEvent};
 use crate::sip::{Peer, Transport};
 use crate::store::recordings::RecordingStore;
@@ -51,8 +51,9 @@ pub(crate) enum Input {
     Disconnected(Peer),
     /// A notice of the media edge about one stream.
     Media(StreamId, Notice),
-    /// `/metrics` asks for the calls in progress: (early, answered).
-    CallCounts(tokio::sync::oneshot::Sender<(usize, usize)>),
+    /// `/metrics` asks for the calls in progress, (early, answered), and
+    /// the calls refused by admission.
+    CallCounts(tokio::sync::oneshot::Sender<((usize, usize), u64)>),
 }
 
 /// The addresses actually bound (port 0 in the config picks a free one).
@@ -229,6 +230,10 @@ fn load_tenants(config: &Config, host: &WasmHost) -> anyhow::Result<Directory> {
     for section in &config.tenants {
         let mut tenant = Tenant::new(&section.id);
         tenant.domains = section.domains.clone();
+        tenant.limits = Limits {
+            max_calls: section.max_calls,
+            calls_per_second: section.calls_per_second,
+        };
         for user in &section.users {
             tenant
                 .users
@@ -358,7 +363,7 @@ fn scrape(
         Box::pin(async move {
             let (tx, rx) = tokio::sync::oneshot::channel();
             let _ = inputs.send(Input::CallCounts(tx));
-            let (early, answered) = tokio::time::timeout(Duration::from_secs(2), rx)
+            let ((early, answered), refused) = tokio::time::timeout(Duration::from_secs(2), rx)
                 .await
                 .ok()
                 .and_then(Result::ok)
@@ -369,6 +374,7 @@ fn scrape(
             let snapshot = Snapshot {
                 calls_early: early as u64,
                 calls_answered: answered as u64,
+                calls_refused: refused,
                 media: engine.stats(),
                 cache,
             };
@@ -419,7 +425,7 @@ fn handle(
             endpoint.handle_invocation(now, call, invocation);
         }
         Input::CallCounts(reply) => {
-            let _ = reply.send(endpoint.call_counts());
+            let _ = reply.send((endpoint.call_counts(), endpoint.refused_calls()));
         }
         Input::Connected(peer, writer) => {
             streams.insert(peer.addr, writer);

@@ -17,6 +17,15 @@ use super::Transport;
 /// Index of a tenant in the directory.
 pub type TenantIdx = usize;
 
+/// A tenant's admission limits (C7); `None` is unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Calls in progress at most.
+    pub max_calls: Option<u32>,
+    /// New calls per second at most (a token bucket as deep as the rate).
+    pub calls_per_second: Option<u32>,
+}
+
 #[derive(Clone)]
 pub struct Trunk {
     pub name: String,
@@ -35,6 +44,8 @@ pub struct Binding {
 
 pub struct Tenant {
     pub id: String,
+    /// Admission limits of this tenant's calls.
+    pub limits: Limits,
     pub domains: Vec<String>,
     /// SIP users: username → password.
     pub users: HashMap<String, String>,
@@ -48,6 +59,7 @@ impl Tenant {
     pub fn new(id: impl Into<String>) -> Self {
         Self {
             id: id.into(),
+            limits: Limits::default(),
             domains: Vec::new(),
             users: HashMap::new(),
             trunks: Vec::new(),

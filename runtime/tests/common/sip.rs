@@ -229,6 +229,14 @@ impl Config {
         self
     }
 
+    /// One more key of the last tenant, e.g. `max_calls = 5` (before its
+    /// users, numbers and trunks).
+    pub fn tenant_key(mut self, line: &str) -> Config {
+        self.tenants.push_str(line);
+        self.tenants.push('\n');
+        self
+    }
+
     pub fn user(mut self, username: &str, password: &str) -> Config {
         self.tenants.push_str(&format!(
             "\n[[tenant.user]]\nusername = \"{username}\"\npassword = \"{password}\"\n"

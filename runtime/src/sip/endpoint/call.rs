@@ -170,6 +170,20 @@ impl Endpoint {
             },
             None => sdp::offer(media, session, 1, sdp::Direction::SendRecv),
         };
+        // Checked last, so every admitted call reaches `forget`, which
+        // gives its place back.
+        let limits = self.directory.tenant(route.tenant).limits;
+        if let Err(retry) = self.admission.admit(now, route.tenant, limits) {
+            let mut busy = message::response(
+                &req,
+                503,
+                "Service Unavailable (tenant call limit)",
+                Some(&random_token()),
+            );
+            busy.headers
+                .push(rsip::Header::Other("Retry-After".into(), retry.to_string()));
+            return self.respond(now, &key, busy);
+        }
         // No 100 Trying here: the transaction layer sends one if no answer
         // is out within 200 ms (RFC 3261 §17.2.1), and a guest's decision
         // is usually out long before, so most calls save a datagram.

@@ -20,6 +20,7 @@
 //! on the caller's leg; without the media engine they take the time they
 //! would take on a real call, and DTMF arrives by SIP INFO.
 
+mod admission;
 mod call;
 mod dial;
 mod dialog;
@@ -125,6 +126,7 @@ pub struct Endpoint {
     clients: HashMap<TxKey, (CallRef, LegRef)>,
     timers: BinaryHeap<Reverse<(Instant, u64, CallRef, Timer)>>,
     ports: PortPool,
+    admission: admission::Admission,
     /// Open media streams → their call.
     streams: HashMap<StreamId, CallRef>,
     next_stream: StreamId,
@@ -154,6 +156,7 @@ impl Endpoint {
             timers: BinaryHeap::new(),
             timer_seq: 0,
             ports: PortPool::new(media_ports.0, media_ports.1),
+            admission: admission::Admission::default(),
             streams: HashMap::new(),
             next_stream: 0,
             events: VecDeque::new(),
@@ -177,6 +180,11 @@ impl Endpoint {
             .filter(|c| c.caller == call::CallerState::Early)
             .count();
         (early, self.calls.len() - early)
+    }
+
+    /// New calls refused by tenants' admission limits since start.
+    pub fn refused_calls(&self) -> u64 {
+        self.admission.refused
     }
 
     pub fn directory(&self) -> &Arc<Directory> {
@@ -427,6 +435,7 @@ impl Endpoint {
     /// A finished call leaves no trace but its CDR.
     fn forget(&mut self, now: Instant, mut call: CallState) {
         self.close_call_media(&mut call);
+        self.admission.ended(call.tenant);
         for key in &call.dialog_keys {
             self.dialogs.remove(key);
         }
