@@ -15,15 +15,21 @@
 //! * [`router`] — per-call state machine and decision log.
 //! * [`store`] — persistence (SQLite).
 //! * [`tenancy`] — accounts and API keys.
+//! * [`deploy`] — uploaded component versions and the numbers bound to them.
 //! * [`api`] — the REST API under `/v1`.
+//! * [`callbacks`] — signed status callbacks to tenants' URLs.
 //! * [`simulate`] — scripted caller for local testing of guests.
+//! * [`replay`] — a recorded call's events against another component.
 
 pub mod api;
+pub mod callbacks;
 pub mod cli;
 pub mod contract;
+pub mod deploy;
 pub mod guest;
 pub mod media;
 pub mod metrics;
+pub mod replay;
 pub mod router;
 pub mod serve;
 pub mod simulate;

@@ -7,6 +7,7 @@
 //! nothing on a call's path pays for a gauge.
 
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -15,11 +16,15 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::callbacks::CallbackStats;
 use crate::guest::{GuestFailure, Invocation};
 use crate::media::cache::CacheStats;
 use crate::media::engine::EngineStats;
+use crate::sip::endpoint::AdmissionStats;
 
 type Labels = Vec<(&'static str, &'static str)>;
+/// Labels whose value is only known at run time (a tenant id).
+type OwnedLabels = Vec<(&'static str, String)>;
 
 /// What is read at scrape time.
 #[derive(Debug, Clone, Default)]
@@ -27,26 +32,32 @@ pub struct Snapshot {
     /// Calls not answered yet (ringing, deciding, dialling early).
     pub calls_early: u64,
     pub calls_answered: u64,
-    /// New calls refused by tenants' admission limits since start.
-    pub calls_refused: u64,
+    /// Admission: refusals by reason, waits, queue depth by tenant.
+    pub admission: AdmissionStats,
     pub media: EngineStats,
     pub cache: CacheStats,
+    pub callbacks: CallbackStats,
 }
 
 pub struct Metrics {
     registry: Registry,
     calls: Family<Labels, Gauge>,
-    refused: Counter,
+    refused: Family<Labels, Counter>,
+    waiting: Family<OwnedLabels, Gauge>,
+    admitted_after_wait: Counter,
     invocations: Family<Labels, Counter>,
     guest_seconds: Histogram,
     streams: Gauge,
     packets: Family<Labels, Counter>,
     late_ticks: Counter,
+    workers: Family<Labels, Gauge>,
+    worker_busy: Family<OwnedLabels, Gauge<f64, AtomicU64>>,
     cache_entries: Gauge,
     cache_bytes: Gauge,
     cache_requests: Family<Labels, Counter>,
     cpu_seconds: Counter<f64>,
     rss_bytes: Gauge,
+    callbacks: Family<Labels, Counter>,
     /// Serialises scrapes: counters are brought up to the snapshot's totals.
     scrape: Mutex<()>,
 }
@@ -62,11 +73,24 @@ impl Metrics {
         let mut registry = Registry::with_prefix("switchyard");
         let calls = Family::<Labels, Gauge>::default();
         registry.register("calls", "Calls in progress, by state", calls.clone());
-        let refused = Counter::default();
+        let refused = Family::<Labels, Counter>::default();
         registry.register(
             "admission_refused_calls",
-            "New calls refused (503 + Retry-After) because their tenant was at its limit",
+            "New calls refused with 503 + Retry-After, by reason: full (at a call limit, queue full), \
+             rate (at a call-rate limit, queue full), timeout (waited queue_wait_ms)",
             refused.clone(),
+        );
+        let waiting = Family::<OwnedLabels, Gauge>::default();
+        registry.register(
+            "admission_queue_depth",
+            "New calls waiting for admission, by tenant",
+            waiting.clone(),
+        );
+        let admitted_after_wait = Counter::default();
+        registry.register(
+            "admission_admitted_after_wait_calls",
+            "New calls admitted after waiting in their tenant's queue",
+            admitted_after_wait.clone(),
         );
         let invocations = Family::<Labels, Counter>::default();
         registry.register(
@@ -97,6 +121,18 @@ impl Metrics {
             "Media worker slots that started more than 1 ms late (the pacing is falling behind)",
             late_ticks.clone(),
         );
+        let workers = Family::<Labels, Gauge>::default();
+        registry.register(
+            "media_workers",
+            "Media worker threads, by state (active; retiring: no new calls, ends when empty)",
+            workers.clone(),
+        );
+        let worker_busy = Family::<OwnedLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "media_worker_busy_ratio",
+            "Fraction of the last second a media worker spent handling rather than sleeping",
+            worker_busy.clone(),
+        );
         let cache_entries = Gauge::default();
         registry.register(
             "media_cache_entries",
@@ -121,6 +157,13 @@ impl Metrics {
             "CPU time of the process (user + system)",
             cpu_seconds.clone(),
         );
+        let callbacks = Family::<Labels, Counter>::default();
+        registry.register(
+            "status_callbacks",
+            "Status callback events, by result: delivered (2xx), retried (attempts made again), \
+             failed (given up), dropped (the queue was full)",
+            callbacks.clone(),
+        );
         let rss_bytes = Gauge::default();
         registry.register(
             "process_resident_bytes",
@@ -131,16 +174,21 @@ impl Metrics {
             registry,
             calls,
             refused,
+            waiting,
+            admitted_after_wait,
             invocations,
             guest_seconds,
             streams,
             packets,
             late_ticks,
+            workers,
+            worker_busy,
             cache_entries,
             cache_bytes,
             cache_requests,
             cpu_seconds,
             rss_bytes,
+            callbacks,
             scrape: Mutex::new(()),
         }
     }
@@ -172,7 +220,24 @@ impl Metrics {
         self.calls
             .get_or_create(&state("answered"))
             .set(snapshot.calls_answered as i64);
-        catch_up(&self.refused, snapshot.calls_refused);
+        let a = &snapshot.admission;
+        let refusals = [
+            ("full", a.refused_full),
+            ("rate", a.refused_rate),
+            ("timeout", a.refused_timeout),
+        ];
+        for (reason, total) in refusals {
+            catch_up(
+                &self.refused.get_or_create(&vec![("reason", reason)]),
+                total,
+            );
+        }
+        catch_up(&self.admitted_after_wait, a.admitted_after_wait);
+        for (tenant, depth) in &a.waiting {
+            self.waiting
+                .get_or_create(&vec![("tenant", tenant.clone())])
+                .set(*depth as i64);
+        }
         let m = &snapshot.media;
         self.streams.set(m.streams as i64);
         let packets = [
@@ -187,6 +252,22 @@ impl Metrics {
             );
         }
         catch_up(&self.late_ticks, m.late_ticks);
+        let workers = [
+            ("active", m.active_workers()),
+            ("retiring", m.retiring_workers()),
+        ];
+        for (state, n) in workers {
+            self.workers
+                .get_or_create(&vec![("state", state)])
+                .set(n as i64);
+        }
+        // Stopped workers' series go.
+        self.worker_busy.clear();
+        for w in &m.workers {
+            self.worker_busy
+                .get_or_create(&vec![("worker", w.id.to_string())])
+                .set(w.busy);
+        }
         let c = &snapshot.cache;
         self.cache_entries.set(c.entries as i64);
         self.cache_bytes.set(c.bytes as i64);
@@ -200,6 +281,19 @@ impl Metrics {
         for (result, total) in requests {
             catch_up(
                 &self.cache_requests.get_or_create(&vec![("result", result)]),
+                total,
+            );
+        }
+        let cb = &snapshot.callbacks;
+        let callbacks = [
+            ("delivered", cb.delivered),
+            ("retried", cb.retried),
+            ("failed", cb.failed),
+            ("dropped", cb.dropped),
+        ];
+        for (result, total) in callbacks {
+            catch_up(
+                &self.callbacks.get_or_create(&vec![("result", result)]),
                 total,
             );
         }
@@ -281,23 +375,35 @@ mod tests {
         let mut snapshot = Snapshot {
             calls_early: 2,
             calls_answered: 5,
-            calls_refused: 4,
+            admission: AdmissionStats {
+                refused_full: 4,
+                refused_timeout: 1,
+                admitted_after_wait: 7,
+                waiting: vec![("acme".into(), 3)],
+                ..AdmissionStats::default()
+            },
             ..Snapshot::default()
         };
         snapshot.media.streams = 5;
         snapshot.media.packets_sent = 1_000;
         snapshot.cache.syntheses = 3;
+        snapshot.callbacks.retried = 2;
         let text = metrics.render(&snapshot);
         for line in [
             "switchyard_calls{state=\"early\"} 2",
             "switchyard_calls{state=\"answered\"} 5",
-            "switchyard_admission_refused_calls_total 4",
+            "switchyard_admission_refused_calls_total{reason=\"full\"} 4",
+            "switchyard_admission_refused_calls_total{reason=\"rate\"} 0",
+            "switchyard_admission_refused_calls_total{reason=\"timeout\"} 1",
+            "switchyard_admission_admitted_after_wait_calls_total 7",
+            "switchyard_admission_queue_depth{tenant=\"acme\"} 3",
             "switchyard_guest_invocations_total{outcome=\"ok\"} 1",
             "switchyard_guest_invocations_total{outcome=\"trap\"} 1",
             "switchyard_guest_invocation_seconds_count 2",
             "switchyard_media_streams 5",
             "switchyard_media_packets_total{direction=\"sent\"} 1000",
             "switchyard_media_cache_requests_total{result=\"synthesis\"} 3",
+            "switchyard_status_callbacks_total{result=\"retried\"} 2",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
@@ -312,5 +418,35 @@ mod tests {
             text.contains("switchyard_media_packets_total{direction=\"sent\"} 1500"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn scrapes_carry_the_media_workers_and_their_busy_time() {
+        use crate::media::engine::WorkerStats;
+        let metrics = Metrics::new();
+        let worker = |id, retiring, busy| WorkerStats {
+            id,
+            retiring,
+            streams: 0,
+            busy,
+        };
+        let mut snapshot = Snapshot::default();
+        snapshot.media.workers = vec![worker(0, false, 0.25), worker(3, true, 0.5)];
+        let text = metrics.render(&snapshot);
+        for line in [
+            "switchyard_media_workers{state=\"active\"} 1",
+            "switchyard_media_workers{state=\"retiring\"} 1",
+            "switchyard_media_worker_busy_ratio{worker=\"0\"} 0.25",
+            "switchyard_media_worker_busy_ratio{worker=\"3\"} 0.5",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        snapshot.media.workers.pop();
+        let text = metrics.render(&snapshot);
+        assert!(
+            !text.contains("worker=\"3\""),
+            "a stopped worker's series goes"
+        );
+        assert!(text.contains("switchyard_media_workers{state=\"retiring\"} 0"));
     }
 }

@@ -1,117 +1,21 @@
 //! The REST API against a real `switchyard serve`: accounts, keys, auth,
 //! account scoping, body limits, pagination and the OpenAPI document.
 
+#[path = "common/http.rs"]
+mod http;
 #[path = "common/sip.rs"]
 mod sip_common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
-
+use http::{ADMIN_KEY, Auth, get, new_key, post, request};
 use serde_json::{Value, json};
-use sip_common::{Config, Server, basic_auth};
+use sip_common::{Config, Server};
 use switchyard::store::recordings::RecordingStore;
-
-const ADMIN_KEY: &str = "operator-key-0123456789";
-
-struct Answer {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    fn code(&self) -> String {
-        self.json()["code"].as_str().unwrap_or_default().to_owned()
-    }
-}
-
-/// Credentials: `user:password`, or none.
-#[derive(Clone)]
-struct Auth(Option<String>);
-
-impl Auth {
-    fn admin() -> Auth {
-        Auth(Some(format!("admin:{ADMIN_KEY}")))
-    }
-
-    fn none() -> Auth {
-        Auth(None)
-    }
-
-    fn account(id: &str, secret: &str) -> Auth {
-        Auth(Some(format!("{id}:{secret}")))
-    }
-}
-
-fn request(addr: SocketAddr, method: &str, path: &str, auth: &Auth, body: &[u8]) -> Answer {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let auth = auth.0.as_ref().map_or(String::new(), |a| {
-        let (user, password) = a.split_once(':').unwrap();
-        format!("Authorization: {}\r\n", basic_auth(user, password))
-    });
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    // The server may answer 413 before reading a large body.
-    let _ = stream.write_all(body);
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a complete HTTP response");
-    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    Answer {
-        status,
-        head,
-        body: raw[split + 4..].to_vec(),
-    }
-}
-
-fn get(addr: SocketAddr, path: &str, auth: &Auth) -> Answer {
-    request(addr, "GET", path, auth, b"")
-}
-
-fn post(addr: SocketAddr, path: &str, auth: &Auth, body: &Value) -> Answer {
-    request(addr, "POST", path, auth, body.to_string().as_bytes())
-}
 
 fn server() -> Server {
     Server::serve(
         &Config::new()
             .api(&format!("admin_key = \"{ADMIN_KEY}\""))
             .tenant("acme", &[]),
-    )
-}
-
-/// A new key of `account`, made by the operator: its id and Basic auth.
-fn new_key(addr: SocketAddr, account: &str) -> (String, Auth) {
-    let got = post(
-        addr,
-        &format!("/v1/accounts/{account}/keys"),
-        &Auth::admin(),
-        &json!({}),
-    );
-    assert_eq!(got.status, 201, "{}", String::from_utf8_lossy(&got.body));
-    let key = got.json();
-    assert_eq!(key["account"], account);
-    let secret = key["secret"].as_str().unwrap();
-    (
-        key["id"].as_str().unwrap().to_owned(),
-        Auth::account(account, secret),
     )
 }
 
@@ -164,7 +68,7 @@ fn operator_creates_accounts_and_keys_and_accounts_see_only_their_own() {
         get(addr, &format!("/v1/accounts/{globex}"), &wrong).status,
         401
     );
-    let wrong_admin = Auth(Some("admin:not-the-key-at-all".into()));
+    let wrong_admin = Auth::account("admin", "not-the-key-at-all");
     assert_eq!(get(addr, "/v1/accounts", &wrong_admin).status, 401);
 
     // Another account's things are 404; operator routes are 403.

@@ -19,13 +19,15 @@
 
 #[path = "common/far.rs"]
 mod far;
+#[path = "common/http.rs"]
+mod http;
 #[path = "common/sip.rs"]
 mod sip_common;
 #[path = "common/ua.rs"]
 mod ua;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,7 +35,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use far::{Answer, FarEnd, far_audio};
-use sip_common::{Config, Server, basic_auth, have_tool};
+use http::Auth;
+use sip_common::{Config, Server, have_tool};
 use switchyard::media::audio::decode_wav;
 use switchyard::media::g711::Law;
 use switchyard::media::tone::{goertzel, sine};
@@ -74,10 +77,10 @@ fn synthesized(server: &Server) -> Vec<String> {
 
 /// HTTP Basic auth for the REST API as account `acme` (the config's
 /// tenant), with a key made in the server's accounts store.
-fn acme_auth(server: &Server) -> String {
+fn acme_auth(server: &Server) -> Auth {
     let accounts = Accounts::open(&data(server).join("accounts.sqlite3")).unwrap();
     let key = accounts.create_key("acme").unwrap().expect("account acme");
-    basic_auth("acme", &key.secret)
+    Auth::account("acme", &key.secret)
 }
 
 fn data(server: &Server) -> PathBuf {
@@ -100,54 +103,6 @@ fn wavs(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .collect();
     found.sort();
     found
-}
-
-/// `GET path` over HTTP/1.1: status and body.
-fn http_get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
-    http_get_as(addr, path, None)
-}
-
-/// A GET with `authorization` (a whole header value) if given.
-fn http_get_as(addr: SocketAddr, path: &str, authorization: Option<&str>) -> (u16, Vec<u8>) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    let auth = authorization.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a complete HTTP response");
-    let head = String::from_utf8_lossy(&response[..split]).into_owned();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let mut body = response[split + 4..].to_vec();
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = unchunk(&body);
-    }
-    (status, body)
-}
-
-fn unchunk(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = body.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap().trim(), 16)
-                .unwrap();
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&body[line_end + 2..line_end + 2 + size]);
-        body = &body[line_end + 4 + size..];
-    }
 }
 
 /// Waits until `check` holds, polling; false after `timeout`.
@@ -211,7 +166,11 @@ fn the_ivr_greeting_is_the_cached_synthesis_a_digit_takes_voicemail_and_the_mess
         );
     };
     assert_eq!(synthesized(&server)[0], "Welcome to Switchyard");
-    let (status, served) = http_get(server.http, &format!("/media/{id}"));
+    let http::Answer {
+        status,
+        body: served,
+        ..
+    } = http::get(server.http, &format!("/media/{id}"), &Auth::none());
     assert_eq!(status, 200);
     assert_eq!(&served, wav, "GET /media/{id} serves the stored prompt");
 
@@ -264,19 +223,21 @@ fn the_ivr_greeting_is_the_cached_synthesis_a_digit_takes_voicemail_and_the_mess
     );
     let seconds = samples.len() as f64 / 8_000.0;
     assert!((1.9..10.0).contains(&seconds), "recording of {seconds} s");
-    let (status, _) = http_get(server.http, &format!("/v1/recordings/{id}"));
+    let status = http::get(server.http, &format!("/v1/recordings/{id}"), &Auth::none()).status;
     assert_eq!(status, 401, "recordings need the account's key");
     let auth = acme_auth(&server);
-    let (status, meta) = http_get_as(server.http, &format!("/v1/recordings/{id}"), Some(&auth));
+    let http::Answer {
+        status, body: meta, ..
+    } = http::get(server.http, &format!("/v1/recordings/{id}"), &auth);
     assert_eq!(status, 200);
     let meta: serde_json::Value = serde_json::from_slice(&meta).unwrap();
     assert_eq!(meta["tenant"], "acme");
     assert!(meta["call_id"].as_str().unwrap().starts_with("CA"));
-    let (status, audio) = http_get_as(
-        server.http,
-        &format!("/v1/recordings/{id}/audio"),
-        Some(&auth),
-    );
+    let http::Answer {
+        status,
+        body: audio,
+        ..
+    } = http::get(server.http, &format!("/v1/recordings/{id}/audio"), &auth);
     assert_eq!((status, &audio), (200, wav));
     drop(call);
     drop(ua);
@@ -504,7 +465,9 @@ fn a_recorded_dial_bridges_both_ways_relays_digits_and_stores_both_sides() {
         .any(|w| goertzel(w, 440.0) > 0.01 && goertzel(w, 1_000.0) > 0.01);
     assert!(both, "the recording mixes both directions");
     let auth = acme_auth(&server);
-    let (status, meta) = http_get_as(server.http, &format!("/v1/recordings/{id}"), Some(&auth));
+    let http::Answer {
+        status, body: meta, ..
+    } = http::get(server.http, &format!("/v1/recordings/{id}"), &auth);
     assert_eq!(status, 200);
     let meta: serde_json::Value = serde_json::from_slice(&meta).unwrap();
     assert_eq!(meta["source"], "dial");
@@ -528,7 +491,7 @@ fn metrics_show_a_call_in_progress_its_stream_and_the_guest_that_decided_it() {
     let call = ua.call(server.udp, "600", &Codec::ALL, true).unwrap();
     call.start_silence();
     assert!(call.wait_for_audio(200, WAIT), "the hold guest's silence");
-    let (status, body) = http_get(server.http, "/metrics");
+    let http::Answer { status, body, .. } = http::get(server.http, "/metrics", &Auth::none());
     assert_eq!(status, 200);
     let text = String::from_utf8(body).unwrap();
     assert_eq!(
@@ -558,7 +521,8 @@ fn metrics_show_a_call_in_progress_its_stream_and_the_guest_that_decided_it() {
     assert!(metric(&text, "switchyard_process_cpu_seconds_total").unwrap() > 0.0);
     call.bye().unwrap();
     let ended = wait_until(WAIT, || {
-        let text = String::from_utf8(http_get(server.http, "/metrics").1).unwrap();
+        let text =
+            String::from_utf8(http::get(server.http, "/metrics", &Auth::none()).body).unwrap();
         metric(&text, "switchyard_media_streams") == Some(0.0)
             && metric(&text, "switchyard_calls{state=\"answered\"}") == Some(0.0)
     });

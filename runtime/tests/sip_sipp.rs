@@ -6,6 +6,8 @@
 //! Without `sipp` on PATH every test prints `skipped: sipp not installed`,
 //! except with `CI=true`, where that is a failure.
 
+#[path = "common/http.rs"]
+mod http;
 #[path = "common/sip.rs"]
 mod sip_common;
 
@@ -224,32 +226,121 @@ fn a_tenant_at_its_call_limit_gets_503s_while_another_tenant_is_untouched() {
         "at most 5 at once: some succeed, the rest get 503\n{}",
         limited.report()
     );
-    let metrics = http_get_text(server.http, "/metrics");
-    let refused: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("switchyard_admission_refused_calls_total"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .expect("the refusal counter");
+    let metrics = http::get(server.http, "/metrics", &http::Auth::none()).text();
+    // Refused at once (queue full) or after waiting (timeout).
+    let refused = metric_sum(&metrics, "switchyard_admission_refused_calls_total");
     assert_eq!(refused as u64, limited.failed(), "{metrics}");
     server.assert_alive();
 }
 
-/// `GET path` on a fresh connection: the body as text.
-fn http_get_text(addr: std::net::SocketAddr, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default()
+/// The sum of a metric's samples (every label set).
+fn metric_sum(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// SIPp's mean INVITE→200 time (`ResponseTime1(C)`, `HH:MM:SS:micros`).
+fn mean_response(run: &SippRun) -> Duration {
+    let text = run
+        .stats
+        .get("ResponseTime1(C)")
+        .cloned()
+        .unwrap_or_default();
+    let parts: Vec<u64> = text
+        .trim()
+        .split(':')
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    let [h, m, s, micros] = parts[..] else {
+        panic!("ResponseTime1(C) {text:?}\n{}", run.report());
+    };
+    Duration::from_micros(((h * 60 + m) * 60 + s) * 1_000_000 + micros)
+}
+
+#[test]
+fn a_flooding_tenant_waits_in_its_queue_without_slowing_another_and_every_call_succeeds() {
+    if !have_sipp() {
+        return;
+    }
+    let mut server = Server::serve(
+        &Config::new()
+            .tenant("flood", &[])
+            .tenant_key("max_calls = 5\nqueue = 20\nqueue_wait_ms = 8000")
+            .number("700", "hold")
+            .tenant("calm", &[])
+            .number("800", "hold"),
+    );
+    // 20 calls in one second, held 1 s: 5 at a time, the other 15 wait
+    // (100 Trying) and start as the first ones end, 5 per second.
+    let flood = Sipp::new("-sn uac -s 700 -l 20 -m 20 -r 20 -d 1000")
+        .to(server.udp)
+        .spawn();
+    let calm = Sipp::new("-sn uac -s 800 -l 20 -m 20 -r 20 -d 1000")
+        .to(server.udp)
+        .spawn();
+    let (flood, calm) = (flood.finish(), calm.finish());
+    calm.assert_calls(20, &server);
+    flood.assert_calls(20, &server);
+    let (flood_wait, calm_wait) = (mean_response(&flood), mean_response(&calm));
+    assert!(
+        calm_wait < Duration::from_millis(250) && flood_wait > Duration::from_millis(500),
+        "the flood waits (mean INVITE→200 {flood_wait:?}), the other tenant does not ({calm_wait:?})"
+    );
+    let metrics = http::get(server.http, "/metrics", &http::Auth::none()).text();
+    for (name, value) in [
+        ("switchyard_admission_admitted_after_wait_calls_total", 15.0),
+        ("switchyard_admission_refused_calls_total", 0.0),
+        ("switchyard_admission_queue_depth", 0.0),
+    ] {
+        assert_eq!(metric_sum(&metrics, name), value, "{name}\n{metrics}");
+    }
+    assert!(
+        metrics.contains("switchyard_admission_queue_depth{tenant=\"flood\"} 0"),
+        "{metrics}"
+    );
+    server.assert_alive();
+}
+
+#[test]
+fn under_a_global_capacity_both_tenants_queued_calls_succeed_as_places_free() {
+    if !have_sipp() {
+        return;
+    }
+    let config = Config::new()
+        .tenant("a", &[])
+        .number("700", "hold")
+        .tenant("b", &[])
+        .number("800", "hold")
+        .toml();
+    // Top-level tables may follow the tenants' array of tables.
+    let mut server = Server::start(&format!(
+        "{config}\n[admission]\nmax_calls = 4\nqueue = 20\nqueue_wait_ms = 8000\n"
+    ));
+    let a = Sipp::new("-sn uac -s 700 -l 12 -m 12 -r 12 -d 1000")
+        .to(server.udp)
+        .spawn();
+    let b = Sipp::new("-sn uac -s 800 -l 12 -m 12 -r 12 -d 1000")
+        .to(server.udp)
+        .spawn();
+    let (a, b) = (a.finish(), b.finish());
+    a.assert_calls(12, &server);
+    b.assert_calls(12, &server);
+    let metrics = http::get(server.http, "/metrics", &http::Auth::none()).text();
+    let waited = metric_sum(
+        &metrics,
+        "switchyard_admission_admitted_after_wait_calls_total",
+    );
+    assert!(
+        waited >= 16.0,
+        "4 places for 24 calls: most waited ({waited})\n{metrics}"
+    );
+    assert_eq!(
+        metric_sum(&metrics, "switchyard_admission_refused_calls_total"),
+        0.0,
+        "{metrics}"
+    );
+    server.assert_alive();
 }

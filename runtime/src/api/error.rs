@@ -3,7 +3,7 @@
 //! here, in one place.
 
 use hyper::StatusCode;
-use hyper::header::{ALLOW, HeaderValue, WWW_AUTHENTICATE};
+use hyper::header::{ALLOW, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 
 use super::{Reply, json};
 
@@ -18,12 +18,19 @@ pub enum ApiError {
     NotFound(String),
     /// 400 `bad_request`.
     BadRequest(String),
+    /// 409 `conflict`: the request fights the resource's state.
+    Conflict(String),
     /// 413 `payload_too_large`.
     PayloadTooLarge { limit: usize },
     /// 405 `method_not_allowed`, with `Allow`.
     MethodNotAllowed { allow: String },
+    /// 429 `too_many_requests`, with `Retry-After`: the account is at its
+    /// call limits.
+    TooManyRequests { message: String, retry_after: u32 },
     /// 501 `not_implemented`: a path the REST API does not serve yet.
     NotImplemented,
+    /// 503 `unavailable`: out of a resource for now (media ports).
+    Unavailable(String),
     /// 500 `internal`.
     Internal(String),
 }
@@ -35,9 +42,12 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -48,9 +58,12 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::NotImplemented => "not_implemented",
+            ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -60,7 +73,10 @@ impl ApiError {
             ApiError::Unauthorized(why)
             | ApiError::Forbidden(why)
             | ApiError::BadRequest(why)
+            | ApiError::Conflict(why)
+            | ApiError::Unavailable(why)
             | ApiError::Internal(why) => why.clone(),
+            ApiError::TooManyRequests { message, .. } => message.clone(),
             ApiError::NotFound(what) => format!("no {what}"),
             ApiError::PayloadTooLarge { limit } => {
                 format!("the request body is larger than {limit} bytes")
@@ -82,6 +98,9 @@ impl ApiError {
                 if let Ok(value) = HeaderValue::from_str(&allow) {
                     headers.insert(ALLOW, value);
                 }
+            }
+            ApiError::TooManyRequests { retry_after, .. } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(retry_after));
             }
             ApiError::Unauthorized(_) => {
                 headers.insert(

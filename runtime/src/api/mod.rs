@@ -4,16 +4,33 @@
 //! ```text
 //!   POST   /v1/accounts                        operator            201 account
 //!   GET    /v1/accounts                        operator            page of accounts
-//!   GET    /v1/accounts/{id}                   operator | account  account
+//!   GET    /v1/accounts/{id}                   operator | account  account + signing_key
+//!   POST   /v1/accounts/{id}/signing_key       operator | account  account + new signing_key
 //!   POST   /v1/accounts/{id}/suspend           operator            account
 //!   POST   /v1/accounts/{id}/resume            operator            account
 //!   POST   /v1/accounts/{id}/keys              operator | account  201 key + secret (once)
 //!   GET    /v1/accounts/{id}/keys              operator | account  page of keys
 //!   DELETE /v1/accounts/{id}/keys/{key}        operator | account  204
+//!   GET    /v1/accounts/{id}/limits            operator | account  limits
+//!   PUT    /v1/accounts/{id}/limits            operator            limits
 //!   GET    /v1/recordings[?call=CA...]         account             page of recordings
 //!   GET    /v1/recordings/{id}                 account             recording
 //!   GET    /v1/recordings/{id}/audio           account             audio/wav
 //!   DELETE /v1/recordings/{id}                 account             204
+//!   GET    /v1/calls[?status&number&since&until] account           page of finished calls, newest first
+//!   POST   /v1/calls                           account             201 outbound call (429 at limits)
+//!   GET    /v1/calls/{id}                      account             call (live, or its CDR)
+//!   POST   /v1/calls/{id}                      account             202 hang up / redirect
+//!   GET    /v1/calls/{id}/log                  account             decision log entries
+//!   POST   /v1/components/{name}               account             201 version (body: .wasm)
+//!   GET    /v1/components                      account             page of components
+//!   GET    /v1/components/{name}/versions      account             page of versions
+//!   GET    /v1/components/{name}/versions/{v}  account             version
+//!   PUT    /v1/numbers/{number}                account             number (201 if new)
+//!   GET    /v1/numbers                         account             page of numbers
+//!   GET    /v1/numbers/{number}                account             number
+//!   DELETE /v1/numbers/{number}                account             204
+//!   POST   /v1/numbers/{number}/rollback       account             number
 //!   GET    /v1/openapi.json                    anyone              OpenAPI 3.1
 //! ```
 //!
@@ -30,8 +47,12 @@
 //! `{"data": [...], "next": "<last id>" | null}`; pass `next` as `after`.
 
 pub mod accounts;
+pub mod calls;
+pub mod components;
 pub mod error;
 pub mod keys;
+pub mod limits;
+pub mod numbers;
 pub mod recordings;
 
 use bytes::Bytes;
@@ -44,6 +65,7 @@ use serde::de::DeserializeOwned;
 pub use error::{ApiError, internal};
 
 use crate::store::recordings::RecordingStore;
+use crate::store::{CdrStore, LogStore};
 use crate::tenancy::{Accounts, Verified, constant_time_eq, sha256};
 
 /// A response of the HTTP edge.
@@ -63,8 +85,55 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 pub struct ApiState {
     pub accounts: Accounts,
     pub recordings: RecordingStore,
+    pub cdrs: CdrStore,
+    pub logs: LogStore,
     /// The operator's key (`[api] admin_key`), if configured.
     pub admin_key: Option<String>,
+    pub deploy: DeployState,
+    /// Asks the SIP core about calls in progress; `false` if it stopped.
+    pub switchboard: Switchboard,
+}
+
+/// Hands a request about calls in progress to the SIP core.
+#[derive(Clone)]
+pub struct Switchboard(
+    pub std::sync::Arc<dyn Fn(crate::sip::endpoint::CallRequest) -> bool + Send + Sync>,
+);
+
+impl std::fmt::Debug for Switchboard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Switchboard")
+    }
+}
+
+/// Rebuilds what serves calls from the stores (the SIP directory) and
+/// resolves once the change is live.
+pub type Refresh = std::sync::Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// What `/v1/components` and `/v1/numbers` work with.
+#[derive(Clone)]
+pub struct DeployState {
+    pub store: crate::deploy::Deployments,
+    /// Checks uploads exactly as `switchyard check` does.
+    pub host: crate::wasm::WasmHost,
+    /// Numbers bound in the config file: not rebindable over REST.
+    pub reserved: std::sync::Arc<std::collections::HashSet<String>>,
+    /// Largest component upload (`[api] max_component_kb`), in bytes.
+    pub max_component_bytes: usize,
+    pub refresh: Refresh,
+}
+
+impl std::fmt::Debug for DeployState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeployState")
+            .field("store", &self.store)
+            .field("max_component_bytes", &self.max_component_bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Who is calling.
@@ -111,15 +180,32 @@ enum Handler {
     CreateAccount,
     ListAccounts,
     GetAccount,
+    RotateSigningKey,
     SuspendAccount,
     ResumeAccount,
     CreateKey,
     ListKeys,
     DeleteKey,
+    GetLimits,
+    PutLimits,
     ListRecordings,
     GetRecording,
     RecordingAudio,
     DeleteRecording,
+    UploadComponent,
+    ListComponents,
+    ListVersions,
+    GetVersion,
+    PutNumber,
+    ListNumbers,
+    GetNumber,
+    DeleteNumber,
+    RollbackNumber,
+    ListCalls,
+    CreateCall,
+    GetCall,
+    CallLog,
+    UpdateCall,
 }
 
 /// Every route of the API: method, path template (`{x}` is one segment),
@@ -129,15 +215,48 @@ const ROUTES: &[(&str, &str, Handler)] = &[
     ("POST", "/v1/accounts", Handler::CreateAccount),
     ("GET", "/v1/accounts", Handler::ListAccounts),
     ("GET", "/v1/accounts/{id}", Handler::GetAccount),
+    (
+        "POST",
+        "/v1/accounts/{id}/signing_key",
+        Handler::RotateSigningKey,
+    ),
     ("POST", "/v1/accounts/{id}/suspend", Handler::SuspendAccount),
     ("POST", "/v1/accounts/{id}/resume", Handler::ResumeAccount),
     ("POST", "/v1/accounts/{id}/keys", Handler::CreateKey),
     ("GET", "/v1/accounts/{id}/keys", Handler::ListKeys),
     ("DELETE", "/v1/accounts/{id}/keys/{key}", Handler::DeleteKey),
+    ("GET", "/v1/accounts/{id}/limits", Handler::GetLimits),
+    ("PUT", "/v1/accounts/{id}/limits", Handler::PutLimits),
     ("GET", "/v1/recordings", Handler::ListRecordings),
     ("GET", "/v1/recordings/{id}", Handler::GetRecording),
     ("GET", "/v1/recordings/{id}/audio", Handler::RecordingAudio),
     ("DELETE", "/v1/recordings/{id}", Handler::DeleteRecording),
+    ("POST", "/v1/components/{name}", Handler::UploadComponent),
+    ("GET", "/v1/components", Handler::ListComponents),
+    (
+        "GET",
+        "/v1/components/{name}/versions",
+        Handler::ListVersions,
+    ),
+    (
+        "GET",
+        "/v1/components/{name}/versions/{version}",
+        Handler::GetVersion,
+    ),
+    ("PUT", "/v1/numbers/{number}", Handler::PutNumber),
+    ("GET", "/v1/numbers", Handler::ListNumbers),
+    ("GET", "/v1/numbers/{number}", Handler::GetNumber),
+    ("DELETE", "/v1/numbers/{number}", Handler::DeleteNumber),
+    (
+        "POST",
+        "/v1/numbers/{number}/rollback",
+        Handler::RollbackNumber,
+    ),
+    ("GET", "/v1/calls", Handler::ListCalls),
+    ("POST", "/v1/calls", Handler::CreateCall),
+    ("GET", "/v1/calls/{id}", Handler::GetCall),
+    ("POST", "/v1/calls/{id}", Handler::UpdateCall),
+    ("GET", "/v1/calls/{id}/log", Handler::CallLog),
 ];
 
 /// The path parameters of `path` if it fits `template`.
@@ -213,22 +332,43 @@ where
     }
     let query = Query::parse(req.uri().query().unwrap_or(""))?;
     let caller = authenticate(req.headers(), state).await?;
-    let body = read_body(req).await?;
+    let limit = match handler {
+        Handler::UploadComponent => state.deploy.max_component_bytes,
+        _ => BODY_LIMIT,
+    };
+    let body = read_body(req, limit).await?;
     let p = |i: usize| params[i].as_str();
     match handler {
         Handler::OpenApi => unreachable!("answered above"),
         Handler::CreateAccount => accounts::create(state, &caller, &body).await,
         Handler::ListAccounts => accounts::list(state, &caller, &query).await,
         Handler::GetAccount => accounts::get(state, &caller, p(0)).await,
+        Handler::RotateSigningKey => accounts::rotate_signing_key(state, &caller, p(0)).await,
         Handler::SuspendAccount => accounts::set_status(state, &caller, p(0), false).await,
         Handler::ResumeAccount => accounts::set_status(state, &caller, p(0), true).await,
         Handler::CreateKey => keys::create(state, &caller, p(0)).await,
         Handler::ListKeys => keys::list(state, &caller, p(0), &query).await,
         Handler::DeleteKey => keys::delete(state, &caller, p(0), p(1)).await,
+        Handler::GetLimits => limits::get(state, &caller, p(0)).await,
+        Handler::PutLimits => limits::put(state, &caller, p(0), &body).await,
         Handler::ListRecordings => recordings::list(state, &caller, &query).await,
         Handler::GetRecording => recordings::get(state, &caller, p(0)).await,
         Handler::RecordingAudio => recordings::audio(state, &caller, p(0)).await,
         Handler::DeleteRecording => recordings::delete(state, &caller, p(0)).await,
+        Handler::UploadComponent => components::upload(state, &caller, p(0), body).await,
+        Handler::ListComponents => components::list(state, &caller, &query).await,
+        Handler::ListVersions => components::versions(state, &caller, p(0), &query).await,
+        Handler::GetVersion => components::version(state, &caller, p(0), p(1)).await,
+        Handler::PutNumber => numbers::put(state, &caller, &decode(p(0)), &body).await,
+        Handler::ListNumbers => numbers::list(state, &caller, &query).await,
+        Handler::GetNumber => numbers::get(state, &caller, &decode(p(0))).await,
+        Handler::DeleteNumber => numbers::delete(state, &caller, &decode(p(0))).await,
+        Handler::RollbackNumber => numbers::rollback(state, &caller, &decode(p(0))).await,
+        Handler::ListCalls => calls::list(state, &caller, &query).await,
+        Handler::CreateCall => calls::create(state, &caller, &body).await,
+        Handler::GetCall => calls::get(state, &caller, p(0)).await,
+        Handler::CallLog => calls::log(state, &caller, p(0)).await,
+        Handler::UpdateCall => calls::update(state, &caller, p(0), &body).await,
     }
 }
 
@@ -278,22 +418,44 @@ async fn authenticate(headers: &HeaderMap, state: &ApiState) -> Result<Caller, A
     }
 }
 
-/// The body, at most [`BODY_LIMIT`] bytes.
-async fn read_body<B>(req: Request<B>) -> Result<Bytes, ApiError>
+/// A path segment with `%XX` escapes decoded (a `+` of an E.164 number
+/// may arrive as `%2B`); malformed escapes stay as they are.
+fn decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| segment.to_owned())
+}
+
+/// The body, at most `limit` bytes.
+async fn read_body<B>(req: Request<B>, limit: usize) -> Result<Bytes, ApiError>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let too_large = ApiError::PayloadTooLarge { limit: BODY_LIMIT };
+    let too_large = ApiError::PayloadTooLarge { limit };
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+    if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large);
     }
-    match Limited::new(req.into_body(), BODY_LIMIT).collect().await {
+    match Limited::new(req.into_body(), limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large),
         Err(e) => Err(ApiError::BadRequest(format!("reading the body: {e}"))),
@@ -314,6 +476,13 @@ pub struct Query {
     pub limit: u32,
     pub after: Option<String>,
     pub call: Option<String>,
+    /// `/v1/calls`: the call's outcome ("completed", "busy"...).
+    pub status: Option<String>,
+    /// `/v1/calls`: the number (or address) called.
+    pub number: Option<String>,
+    /// `/v1/calls`: started at or after / before, unix milliseconds.
+    pub since: Option<u64>,
+    pub until: Option<u64>,
 }
 
 impl Query {
@@ -338,6 +507,10 @@ impl Query {
                 }
                 "after" => parsed.after = Some(value.to_owned()).filter(|v| !v.is_empty()),
                 "call" => parsed.call = Some(value.to_owned()).filter(|v| !v.is_empty()),
+                "status" => parsed.status = Some(decode(value)).filter(|v| !v.is_empty()),
+                "number" => parsed.number = Some(decode(value)).filter(|v| !v.is_empty()),
+                "since" => parsed.since = Some(unix_ms(name, value)?),
+                "until" => parsed.until = Some(unix_ms(name, value)?),
                 other => {
                     return Err(ApiError::BadRequest(format!(
                         "unknown query parameter {other:?}"
@@ -349,12 +522,29 @@ impl Query {
     }
 }
 
+/// A `since`/`until` value: unix milliseconds.
+fn unix_ms(name: &str, value: &str) -> Result<u64, ApiError> {
+    value.parse().map_err(|_| {
+        ApiError::BadRequest(format!(
+            "{name} must be a time in unix milliseconds, not {value:?}"
+        ))
+    })
+}
+
 /// One page of a list: `{"data": [...], "next": ...}`. `items` holds up
 /// to `limit + 1` rows; the extra one only says there is a next page.
-pub(crate) fn page<T: Serialize>(mut items: Vec<T>, limit: u32, id: impl Fn(&T) -> &str) -> Reply {
+pub(crate) fn page<T: Serialize, K: ToString + ?Sized>(
+    mut items: Vec<T>,
+    limit: u32,
+    id: impl Fn(&T) -> &K,
+) -> Reply {
     let more = items.len() > limit as usize;
     items.truncate(limit as usize);
-    let next = if more { items.last().map(&id) } else { None };
+    let next = if more {
+        items.last().map(|item| id(item).to_string())
+    } else {
+        None
+    };
     json(
         StatusCode::OK,
         &serde_json::json!({ "data": items, "next": next }),
@@ -470,6 +660,15 @@ mod tests {
     }
 
     #[test]
+    fn path_segments_are_percent_decoded() {
+        assert_eq!(decode("%2B15550100"), "+15550100");
+        assert_eq!(decode("alice"), "alice");
+        assert_eq!(decode("100%"), "100%");
+        assert_eq!(decode("%zz%2"), "%zz%2");
+        assert_eq!(decode("%ff"), "%ff", "not UTF-8: left as sent");
+    }
+
+    #[test]
     fn base64_decodes_basic_credentials() {
         assert_eq!(
             base64_decode("YWRtaW46c2VjcmV0").as_deref(),
@@ -488,7 +687,24 @@ mod tests {
             (q.limit, q.after.as_deref(), q.call.as_deref()),
             (2, Some("SK1"), Some("CA9"))
         );
-        for bad in ["limit=0", "limit=1001", "limit=x", "color=red"] {
+        let q = Query::parse("status=completed&number=%2B15550100&since=5&until=9").unwrap();
+        // A `+` stays a `+`: numbers are often sent unescaped.
+        assert_eq!(
+            Query::parse("number=+1555").unwrap().number.as_deref(),
+            Some("+1555")
+        );
+        assert_eq!(
+            (q.status.as_deref(), q.number.as_deref(), q.since, q.until),
+            (Some("completed"), Some("+15550100"), Some(5), Some(9))
+        );
+        for bad in [
+            "limit=0",
+            "limit=1001",
+            "limit=x",
+            "color=red",
+            "since=yesterday",
+            "until=-1",
+        ] {
             assert!(Query::parse(bad).is_err(), "{bad}");
         }
     }

@@ -4,12 +4,33 @@
 //!   what is wrong with it.
 //! * `simulate COMPONENT SCRIPT` — one call through the real router and Wasm
 //!   host, with a scripted caller in place of a phone.
+//! * `serve` — the runtime itself.
 //!
-//! Exit codes: 0 success; 1 the component or script was refused; 2 bad
-//! usage or an unreadable file; 3 (simulate) the call ran, but a handler
-//! failed and the fallback played.
+//! Clients of a running `serve`, over its REST API (`remote`: `--api URL`
+//! or SWITCHYARD_API, default http://127.0.0.1:8080; `--account` /
+//! SWITCHYARD_ACCOUNT and `--key` / SWITCHYARD_KEY, HTTP Basic):
+//!
+//! * `deploy COMPONENT --number N [--name NAME]` — upload the component's
+//!   next version (`POST /v1/components/{name}`) and bind the number to it
+//!   (`PUT /v1/numbers/{N}`).
+//! * `calls list [--status S] [--number N] [--limit K]` — the latest
+//!   finished calls, newest first.
+//! * `logs CALL [--json]` — a call's decision log, line by line.
+//! * `replay CALL --component NEW.wasm` — the call's recorded events
+//!   against another component, with the recorded host-import results;
+//!   prints where the plans first differ.
+//!
+//! Exit codes: 0 success; 1 the component or script was refused, or
+//! (replay) a plan differs; 2 bad usage or an unreadable file (and, for
+//! replay, a refused component, so 1 always means a difference); 3
+//! (simulate) the call ran, but a handler failed and the fallback played;
+//! 4 the REST API could not be reached or refused the request.
 
+mod calls;
 mod check;
+mod deploy;
+mod remote;
+mod replay;
 mod simulate;
 
 use std::path::{Path, PathBuf};
@@ -17,7 +38,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub use calls::{ListArgs, LogsArgs};
 pub use check::check;
+pub use deploy::DeployArgs;
+pub use remote::RemoteArgs;
+pub use replay::ReplayArgs;
 pub use simulate::{SimulateArgs, simulate};
 
 #[derive(Debug, Parser)]
@@ -47,6 +72,24 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Upload a component and bind a number to it (REST client).
+    Deploy(DeployArgs),
+    /// Finished calls of the account (REST client).
+    Calls {
+        #[command(subcommand)]
+        command: CallsCommand,
+    },
+    /// Show a finished call's decision log (REST client).
+    Logs(LogsArgs),
+    /// Re-run a recorded call against another component and show where the
+    /// plans differ; exit 1 if one does (REST client).
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CallsCommand {
+    /// The latest finished calls, newest first.
+    List(ListArgs),
 }
 
 /// What a command failed on, and the exit code that goes with it.
@@ -56,6 +99,9 @@ pub enum CliError {
     Refused(String),
     #[error("{0}")]
     Usage(String),
+    /// The REST API could not be reached, or answered with an error.
+    #[error("{0}")]
+    Remote(String),
 }
 
 impl CliError {
@@ -63,6 +109,7 @@ impl CliError {
         match self {
             CliError::Refused(_) => ExitCode::from(1),
             CliError::Usage(_) => ExitCode::from(2),
+            CliError::Remote(_) => ExitCode::from(4),
         }
     }
 }
@@ -72,6 +119,12 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check { component } => check(&component),
         Command::Simulate(args) => simulate(args),
         Command::Serve { config } => serve(config.as_deref()),
+        Command::Deploy(args) => deploy::deploy(args),
+        Command::Calls {
+            command: CallsCommand::List(args),
+        } => calls::list(args),
+        Command::Logs(args) => calls::logs(args),
+        Command::Replay(args) => replay::replay(args),
     };
     match result {
         Ok(code) => code,

@@ -31,13 +31,22 @@
 //! audio. The sink is called on worker threads and must be cheap (push onto
 //! a channel); it must not hold an [`Engine`] (the workers would keep their
 //! own engine alive).
+//!
+//! The pool of workers is sized to the load: each worker adds up the time
+//! from waking to sleeping again (its busy time, from clock readings the
+//! tick loop takes anyway), and a supervisor thread samples every worker
+//! once per [`EngineConfig::sample`] into the sans-IO [`allocator`], which
+//! starts a worker when the pool runs hot and retires one when it has
+//! stayed cold. New calls go to the active worker with the fewest
+//! streams; calls never move, so a retiring worker gets no new calls and
+//! ends once its last stream closes.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -47,6 +56,8 @@ pub use super::session::Event;
 use super::session::{Session, SessionConfig};
 use super::{Clip, FRAME_MS, FRAME_SAMPLES, RecordSpec, StreamId, StreamParams};
 use crate::contract::RecordEnd;
+use allocator::{Allocator, Decision, Load};
+pub use allocator::{Policy, WorkerId};
 
 /// Slots in a worker's wheel: one per millisecond of the 20 ms period.
 const SLOTS: usize = FRAME_MS as usize;
@@ -65,11 +76,18 @@ const MTU: usize = 2048;
 pub struct EngineConfig {
     /// Where RTP/RTCP sockets bind.
     pub bind: IpAddr,
-    /// Worker threads (at least one).
-    pub workers: usize,
+    /// How many worker threads run and when that changes
+    /// ([`Policy::fixed`] for a fixed number).
+    pub pool: Policy,
+    /// How often the workers' load is sampled for the pool and the busy
+    /// gauges ([`SAMPLE`]).
+    pub sample: Duration,
     /// Media timeout of every stream; `Duration::ZERO` is off.
     pub timeout: Duration,
 }
+
+/// The default sampling interval of worker load.
+pub const SAMPLE: Duration = Duration::from_secs(1);
 
 /// What the endpoint asks of one stream.
 #[derive(Debug, Clone)]
@@ -105,7 +123,7 @@ pub enum Command {
 /// Where events go: called on worker threads, so it must be cheap.
 pub type Sink = Arc<dyn Fn(StreamId, Event) + Send + Sync>;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct EngineStats {
     pub streams: usize,
     pub packets_sent: u64,
@@ -115,9 +133,34 @@ pub struct EngineStats {
     /// Slots that started more than 1 ms after their deadline.
     pub late_ticks: u64,
     pub max_lateness: Duration,
+    /// The running workers, by id.
+    pub workers: Vec<WorkerStats>,
 }
 
-/// Counters a worker updates and [`Engine::stats`] reads.
+impl EngineStats {
+    /// Workers taking new calls.
+    pub fn active_workers(&self) -> usize {
+        self.workers.iter().filter(|w| !w.retiring).count()
+    }
+
+    /// Workers that take no new calls and stop once their streams close.
+    pub fn retiring_workers(&self) -> usize {
+        self.workers.iter().filter(|w| w.retiring).count()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WorkerStats {
+    pub id: WorkerId,
+    pub retiring: bool,
+    pub streams: usize,
+    /// Fraction of the last sample interval spent handling streams and
+    /// commands rather than sleeping.
+    pub busy: f64,
+}
+
+/// Counters a worker updates and [`Engine::stats`] reads. Kept per worker
+/// id across the id's threads, so totals never go back.
 #[derive(Debug, Default)]
 struct Counters {
     streams: AtomicUsize,
@@ -126,6 +169,8 @@ struct Counters {
     send_errors: AtomicU64,
     late_ticks: AtomicU64,
     max_lateness_us: AtomicU64,
+    /// Time spent handling, in total.
+    busy_ns: AtomicU64,
 }
 
 enum Msg {
@@ -137,23 +182,63 @@ enum Msg {
     Command(StreamId, Command),
 }
 
-/// Which worker serves a stream, and each call's worker.
+/// Which worker serves a stream, each call's worker, and the workers.
 #[derive(Default)]
 struct Routes {
-    streams: HashMap<StreamId, (usize, u64)>,
+    streams: HashMap<StreamId, (WorkerId, u64)>,
     /// Worker and number of open streams of each group.
-    groups: HashMap<u64, (usize, usize)>,
-    /// Open streams per worker (counted here, not by the workers, so a
-    /// burst of opens spreads before any worker has seen them).
-    load: Vec<usize>,
+    groups: HashMap<u64, (WorkerId, usize)>,
+    /// By worker id; `None` once a worker stopped.
+    workers: Vec<Option<Slot>>,
+    counters: Vec<Arc<Counters>>,
+}
+
+/// A running worker as the engine sees it.
+struct Slot {
+    tx: Sender<Msg>,
+    /// Open streams (counted here, not by the worker, so a burst of opens
+    /// spreads before any worker has seen them).
+    streams: usize,
+    /// Takes no new calls.
+    retiring: bool,
+    /// Over the last sample interval.
+    busy: f64,
+}
+
+impl Routes {
+    /// Where a new call goes: the active worker with the fewest streams
+    /// (any worker if none is active, which the allocator repairs).
+    fn least_loaded(&self) -> Option<WorkerId> {
+        let running =
+            || (self.workers.iter().enumerate()).filter_map(|(id, s)| Some((id, s.as_ref()?)));
+        let emptiest = |retiring: bool| {
+            running()
+                .filter(|(_, s)| s.retiring == retiring)
+                .min_by_key(|(id, s)| (s.streams, *id))
+                .map(|(id, _)| id)
+        };
+        emptiest(false).or_else(|| emptiest(true))
+    }
+
+    fn slot(&mut self, worker: WorkerId) -> Option<&mut Slot> {
+        self.workers.get_mut(worker)?.as_mut()
+    }
+}
+
+/// What the engine and its pool supervisor share.
+struct Pool {
+    config: EngineConfig,
+    sink: Sink,
+    stop: Arc<AtomicBool>,
+    routes: Mutex<Routes>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 struct Inner {
-    config: EngineConfig,
-    workers: Vec<(Sender<Msg>, Arc<Counters>)>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
-    routes: Mutex<Routes>,
-    stop: Arc<AtomicBool>,
+    pool: Arc<Pool>,
+    /// Dropped at shutdown, which wakes the supervisor.
+    wake: Mutex<Option<Sender<()>>>,
+    supervisor: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// A handle on the engine; clones share it. Workers stop when
@@ -164,97 +249,92 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts `config.workers` worker threads.
+    /// Starts `config.pool.min` worker threads, and the supervisor that
+    /// samples them and resizes the pool.
     pub fn start(config: EngineConfig, sink: Sink) -> io::Result<Engine> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut workers = Vec::new();
-        let mut threads = Vec::new();
-        for n in 0..config.workers.max(1) {
-            let (tx, rx) = mpsc::channel();
-            let counters = Arc::new(Counters::default());
-            let worker = Worker::new(
-                rx,
-                counters.clone(),
-                sink.clone(),
-                stop.clone(),
-                config.timeout,
-            );
-            threads.push(
-                thread::Builder::new()
-                    .name(format!("media-{n}"))
-                    .spawn(move || worker.run())?,
-            );
-            workers.push((tx, counters));
-        }
-        let n = workers.len();
-        let inner = Inner {
+        config
+            .pool
+            .check()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let mut allocator = Allocator::new(config.pool.clone());
+        let pool = Arc::new(Pool {
             config,
-            workers,
-            threads: Mutex::new(threads),
-            routes: Mutex::new(Routes {
-                load: vec![0; n],
-                ..Routes::default()
+            sink,
+            stop: Arc::new(AtomicBool::new(false)),
+            routes: Mutex::new(Routes::default()),
+            threads: Mutex::new(Vec::new()),
+        });
+        // From here on, dropping `engine` stops whatever was started.
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                pool: pool.clone(),
+                wake: Mutex::new(None),
+                supervisor: Mutex::new(None),
             }),
-            stop,
         };
-        Ok(Engine {
-            inner: Arc::new(inner),
-        })
+        {
+            let mut routes = lock(&pool.routes);
+            while let Some(decision) = allocator.poll_decision() {
+                if let Decision::Start(id) = decision {
+                    pool.spawn(&mut routes, id)?;
+                }
+            }
+        }
+        let (wake, asleep) = mpsc::channel();
+        let supervisor = thread::Builder::new()
+            .name("media-pool".into())
+            .spawn(move || supervise(pool, allocator, asleep))?;
+        *lock(&engine.inner.wake) = Some(wake);
+        *lock(&engine.inner.supervisor) = Some(supervisor);
+        Ok(engine)
     }
 
     /// Binds RTP `port` and RTCP `port + 1` now (so the caller learns at
     /// once if they are taken) and hands the stream to the worker of its
-    /// `group`. Port 0 picks a free even/odd pair (tests). Returns the RTP
-    /// address.
+    /// `group`, or for a new group the least-loaded active worker. Port 0
+    /// picks a free even/odd pair (tests). Returns the RTP address.
     pub fn open(&self, stream: StreamId, group: u64, port: u16) -> io::Result<SocketAddr> {
-        let (rtp, rtcp) = bind_pair(self.inner.config.bind, port)?;
+        let pool = &self.inner.pool;
+        let (rtp, rtcp) = bind_pair(pool.config.bind, port)?;
         let local = rtp.local_addr()?;
-        let mut routes = self
-            .inner
-            .routes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let stopped = || io::Error::other("media engine stopped");
+        let mut routes = lock(&pool.routes);
         if routes.streams.contains_key(&stream) {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 "stream already open",
             ));
         }
-        let worker = match routes.groups.get_mut(&group) {
-            Some((worker, count)) => {
-                *count += 1;
-                *worker
-            }
-            None => {
-                let worker = (0..routes.load.len())
-                    .min_by_key(|&w| routes.load[w])
-                    .unwrap_or(0);
-                routes.groups.insert(group, (worker, 1));
-                worker
-            }
+        let worker = match routes.groups.get(&group) {
+            Some(&(worker, _)) => worker,
+            None => routes.least_loaded().ok_or_else(stopped)?,
         };
+        let slot = routes.slot(worker).ok_or_else(stopped)?;
+        slot.tx
+            .send(Msg::Open { stream, rtp, rtcp })
+            .map_err(|_| stopped())?;
+        slot.streams += 1;
+        routes.groups.entry(group).or_insert((worker, 0)).1 += 1;
         routes.streams.insert(stream, (worker, group));
-        routes.load[worker] += 1;
-        let (tx, _) = &self.inner.workers[worker];
-        tx.send(Msg::Open { stream, rtp, rtcp })
-            .map_err(|_| io::Error::other("media engine stopped"))?;
         Ok(local)
     }
 
     /// Passes `command` to the stream's worker; unknown streams are ignored.
     pub fn command(&self, stream: StreamId, command: Command) {
-        let mut routes = self
-            .inner
-            .routes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut routes = lock(&self.inner.pool.routes);
         let Some(&(worker, group)) = routes.streams.get(&stream) else {
             tracing::debug!(stream, ?command, "media command for an unknown stream");
             return;
         };
-        if matches!(command, Command::Close) {
+        let close = matches!(command, Command::Close);
+        if let Some(slot) = routes.slot(worker) {
+            let _ = slot.tx.send(Msg::Command(stream, command));
+            if close {
+                slot.streams = slot.streams.saturating_sub(1);
+            }
+        }
+        if close {
             routes.streams.remove(&stream);
-            routes.load[worker] -= 1;
             if let Some((_, count)) = routes.groups.get_mut(&group) {
                 *count -= 1;
                 if *count == 0 {
@@ -262,14 +342,12 @@ impl Engine {
                 }
             }
         }
-        let _ = self.inner.workers[worker]
-            .0
-            .send(Msg::Command(stream, command));
     }
 
     pub fn stats(&self) -> EngineStats {
+        let routes = lock(&self.inner.pool.routes);
         let mut s = EngineStats::default();
-        for (_, c) in &self.inner.workers {
+        for c in &routes.counters {
             s.streams += c.streams.load(Relaxed);
             s.packets_sent += c.sent.load(Relaxed);
             s.packets_received += c.received.load(Relaxed);
@@ -278,6 +356,16 @@ impl Engine {
             s.max_lateness = s
                 .max_lateness
                 .max(Duration::from_micros(c.max_lateness_us.load(Relaxed)));
+        }
+        for (id, slot) in routes.workers.iter().enumerate() {
+            if let Some(slot) = slot {
+                s.workers.push(WorkerStats {
+                    id,
+                    retiring: slot.retiring,
+                    streams: slot.streams,
+                    busy: slot.busy,
+                });
+            }
         }
         s
     }
@@ -289,13 +377,159 @@ impl Engine {
     }
 }
 
+impl Pool {
+    /// Starts worker `id`.
+    fn spawn(&self, routes: &mut Routes, id: WorkerId) -> io::Result<()> {
+        if routes.counters.len() <= id {
+            routes.counters.resize_with(id + 1, Default::default);
+            routes.workers.resize_with(id + 1, || None);
+        }
+        let (tx, rx) = mpsc::channel();
+        let counters = routes.counters[id].clone();
+        let worker = Worker::new(
+            rx,
+            counters,
+            self.sink.clone(),
+            self.stop.clone(),
+            self.config.timeout,
+        );
+        let thread = thread::Builder::new()
+            .name(format!("media-{id}"))
+            .spawn(move || worker.run())?;
+        lock(&self.threads).push(thread);
+        routes.workers[id] = Some(Slot {
+            tx,
+            streams: 0,
+            retiring: false,
+            busy: 0.0,
+        });
+        Ok(())
+    }
+
+    fn apply(&self, routes: &mut Routes, decision: Decision) {
+        match decision {
+            Decision::Start(id) => match self.spawn(routes, id) {
+                Ok(()) => tracing::info!(worker = id, "media worker started"),
+                Err(e) => tracing::warn!(worker = id, "starting a media worker: {e}"),
+            },
+            Decision::Retire(id) | Decision::Reinstate(id) => {
+                let retiring = matches!(decision, Decision::Retire(_));
+                if let Some(slot) = routes.slot(id) {
+                    slot.retiring = retiring;
+                    tracing::info!(worker = id, retiring, "media worker");
+                }
+            }
+            Decision::Stop(id) => {
+                // Its Sender dropped, the worker sees the channel closed
+                // and ends. Only ever empty: a retiring worker with no
+                // streams has no call left that could add one.
+                let Some(slot) = routes.workers.get_mut(id) else {
+                    return;
+                };
+                if slot.as_ref().is_some_and(|s| s.streams > 0) {
+                    tracing::warn!(worker = id, "not stopping a media worker with streams");
+                    return;
+                }
+                *slot = None;
+                tracing::info!(worker = id, "media worker stopped");
+            }
+        }
+    }
+
+    /// Joins the threads of stopped workers.
+    fn reap(&self) {
+        let mut threads = lock(&self.threads);
+        let (done, running) = std::mem::take(&mut *threads)
+            .into_iter()
+            .partition(|t| t.is_finished());
+        *threads = running;
+        drop(threads);
+        for t in done {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What the supervisor saw of a worker at the last sample.
+struct Seen {
+    at: Instant,
+    busy_ns: u64,
+    late_ticks: u64,
+}
+
+/// The supervisor thread: every `config.sample`, one [`Load`] per worker
+/// into the allocator, and its decisions applied.
+fn supervise(pool: Arc<Pool>, mut allocator: Allocator, wake: Receiver<()>) {
+    let mut seen: HashMap<WorkerId, Seen> = HashMap::new();
+    loop {
+        match wake.recv_timeout(pool.config.sample) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+        if pool.stop.load(Relaxed) {
+            return;
+        }
+        let now = Instant::now();
+        let mut guard = lock(&pool.routes);
+        let routes = &mut *guard;
+        let mut loads = Vec::new();
+        for (id, slot) in routes.workers.iter_mut().enumerate() {
+            let Some(slot) = slot else {
+                seen.remove(&id);
+                continue;
+            };
+            let c = &routes.counters[id];
+            let (busy_ns, late_ticks) = (c.busy_ns.load(Relaxed), c.late_ticks.load(Relaxed));
+            let (busy, late) = match seen.get(&id) {
+                Some(s) => {
+                    let span = now.saturating_duration_since(s.at);
+                    let busy = (busy_ns - s.busy_ns) as f64 / span.as_nanos().max(1) as f64;
+                    let slots = span.as_millis().max(1) as f64;
+                    (busy, (late_ticks - s.late_ticks) as f64 / slots)
+                }
+                None => (0.0, 0.0),
+            };
+            let now_seen = Seen {
+                at: now,
+                busy_ns,
+                late_ticks,
+            };
+            seen.insert(id, now_seen);
+            slot.busy = busy.min(1.0);
+            loads.push(Load {
+                worker: id,
+                streams: slot.streams,
+                busy,
+                late,
+            });
+        }
+        allocator.handle_load(now, &loads);
+        while let Some(decision) = allocator.poll_decision() {
+            pool.apply(routes, decision);
+        }
+        drop(guard);
+        pool.reap();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl Inner {
     fn shutdown(&self) {
-        self.stop.store(true, Relaxed);
-        let threads =
-            std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        let pool = &self.pool;
+        pool.stop.store(true, Relaxed);
+        lock(&self.wake).take();
         let me = thread::current().id();
-        for t in threads {
+        // The supervisor first: then nothing starts another worker.
+        let supervisor = lock(&self.supervisor).take();
+        for t in supervisor.into_iter() {
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
+        }
+        for t in std::mem::take(&mut *lock(&pool.threads)) {
             if t.thread().id() != me {
                 let _ = t.join();
             }
@@ -367,6 +601,8 @@ struct Worker {
     counters: Arc<Counters>,
     sink: Sink,
     stop: Arc<AtomicBool>,
+    /// The engine dropped this worker's channel: it retired.
+    retired: bool,
     timeout: Duration,
     streams: Vec<Option<Stream>>,
     free: Vec<usize>,
@@ -389,6 +625,7 @@ impl Worker {
             counters,
             sink,
             stop,
+            retired: false,
             timeout,
             streams: Vec::new(),
             free: Vec::new(),
@@ -402,7 +639,7 @@ impl Worker {
     fn run(mut self) {
         let origin = Instant::now();
         let mut k: u64 = 0;
-        while !self.stop.load(Relaxed) {
+        while !self.stop.load(Relaxed) && !self.retired {
             let deadline = origin + Duration::from_millis(k);
             let now = Instant::now();
             let late = now.saturating_duration_since(deadline);
@@ -421,7 +658,12 @@ impl Worker {
             }
             k += 1;
             let next = origin + Duration::from_millis(k);
-            let now = Instant::now();
+            let done = Instant::now();
+            // Busy: from waking to going back to sleep (the clock is read
+            // here anyway); sleeping and oversleeping are idle.
+            let busy = done.saturating_duration_since(now).as_nanos() as u64;
+            self.counters.busy_ns.fetch_add(busy, Relaxed);
+            let now = done;
             if next > now {
                 thread::sleep(next - now);
             }
@@ -435,7 +677,7 @@ impl Worker {
                 Ok(Msg::Command(stream, command)) => self.command(now, stream, command),
                 Err(TryRecvError::Empty) => return,
                 Err(TryRecvError::Disconnected) => {
-                    self.stop.store(true, Relaxed);
+                    self.retired = true;
                     return;
                 }
             }
@@ -838,5 +1080,6 @@ fn stamp(h: &libc::msghdr) -> Option<SystemTime> {
     None
 }
 
+pub mod allocator;
 #[cfg(test)]
 mod tests;

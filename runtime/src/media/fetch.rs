@@ -150,32 +150,7 @@ impl std::fmt::Debug for Fetcher {
 impl Fetcher {
     pub fn new(config: FetchConfig) -> Result<Self, FetchError> {
         let setup = |e: &dyn std::fmt::Display| FetchError::Setup(e.to_string());
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        // Without CA certificates on the machine (a bare container) plain
-        // http still works; https fails saying why.
-        let (verifier, tls_unavailable): (Arc<dyn ServerCertVerifier>, _) =
-            match rustls_platform_verifier::Verifier::new(provider.clone()) {
-                Ok(verifier) => (Arc::new(verifier), None),
-                Err(e) => {
-                    let reason: Arc<str> =
-                        format!("https is unavailable: {e} (install ca-certificates)").into();
-                    tracing::warn!(%reason, "prompt fetcher");
-                    let schemes = provider
-                        .signature_verification_algorithms
-                        .supported_schemes();
-                    let refuse = NoRoots {
-                        reason: reason.to_string(),
-                        schemes,
-                    };
-                    (Arc::new(refuse), Some(reason))
-                }
-            };
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| setup(&e))?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
+        let (tls, tls_unavailable) = tls_config()?;
         let allow_private = config.allow_private;
         let max_redirects = config.max_redirects;
         let redirects = reqwest::redirect::Policy::custom(move |attempt| {
@@ -302,8 +277,43 @@ impl Fetcher {
     }
 }
 
+/// The TLS client setup of outbound requests (prompt fetches, status
+/// callbacks): the ring provider and the system's roots. Without CA
+/// certificates on the machine (a bare container) plain http still
+/// works and https fails saying why, which is the second value.
+pub(crate) fn tls_config() -> Result<(rustls::ClientConfig, Option<Arc<str>>), FetchError> {
+    let setup = |e: &dyn std::fmt::Display| FetchError::Setup(e.to_string());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // Without CA certificates on the machine (a bare container) plain
+    // http still works; https fails saying why.
+    let (verifier, tls_unavailable): (Arc<dyn ServerCertVerifier>, _) =
+        match rustls_platform_verifier::Verifier::new(provider.clone()) {
+            Ok(verifier) => (Arc::new(verifier), None),
+            Err(e) => {
+                let reason: Arc<str> =
+                    format!("https is unavailable: {e} (install ca-certificates)").into();
+                tracing::warn!(%reason, "outbound https");
+                let schemes = provider
+                    .signature_verification_algorithms
+                    .supported_schemes();
+                let refuse = NoRoots {
+                    reason: reason.to_string(),
+                    schemes,
+                };
+                (Arc::new(refuse), Some(reason))
+            }
+        };
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| setup(&e))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok((tls, tls_unavailable))
+}
+
 /// The message of `error` and its sources, most specific last.
-fn chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {
@@ -359,7 +369,7 @@ impl ServerCertVerifier for NoRoots {
 
 /// Refuses schemes other than http(s), and hosts written as addresses that
 /// are not public (names are checked when they are resolved).
-fn check_url(url: &Url, allow_private: bool) -> Result<(), FetchError> {
+pub(crate) fn check_url(url: &Url, allow_private: bool) -> Result<(), FetchError> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(FetchError::Scheme {
             scheme: url.scheme().into(),
@@ -388,8 +398,8 @@ fn check_url(url: &Url, allow_private: bool) -> Result<(), FetchError> {
 /// addresses (all of them when private ones are allowed). Since reqwest
 /// connects only to what this returns, a name cannot be checked against
 /// one address and then connect to another.
-struct CheckedResolver {
-    allow_private: bool,
+pub(crate) struct CheckedResolver {
+    pub(crate) allow_private: bool,
 }
 
 impl reqwest::dns::Resolve for CheckedResolver {

@@ -80,6 +80,13 @@ pub struct Call {
     /// The verb the leg is running.
     running: Option<Verb>,
     in_flight: Option<Purpose>,
+    /// The event of the invocation in flight, for a handover.
+    in_flight_event: Option<Event>,
+    /// The decision in flight was overtaken by an outside redirect.
+    superseded: bool,
+    /// The handler a failed decision is handed to once (the number's
+    /// fallback component) before the static fallback plan.
+    fallback_handler: Option<String>,
     /// A `Decide` event is queued or in flight: the plan must not advance.
     deciding: bool,
     waiting: VecDeque<(Event, Purpose)>,
@@ -117,6 +124,9 @@ impl Call {
             plan: VecDeque::new(),
             running: None,
             in_flight: None,
+            in_flight_event: None,
+            superseded: false,
+            fallback_handler: None,
             deciding: false,
             waiting: VecDeque::new(),
             ended: None,
@@ -128,6 +138,38 @@ impl Call {
         };
         call.send(now, Event::Incoming(incoming), Purpose::Decide);
         call
+    }
+
+    /// Hands a failed decision to `handler` (once per call) before the
+    /// static fallback plan runs.
+    pub fn set_fallback_handler(&mut self, handler: Option<String>) {
+        self.fallback_handler = handler;
+    }
+
+    /// Sends the call to `handler` from outside (the REST API): whatever
+    /// the leg was running and the rest of the plan are dropped (the leg
+    /// must stop it), and `handler` hears `redirected`, as after a
+    /// `redirect` verb. A decision in flight is discarded when it returns.
+    pub fn redirect(&mut self, now: Instant, handler: String) -> Result<(), RouterError> {
+        if self.finished || self.ended.is_some() {
+            return Err(RouterError::Finished);
+        }
+        self.running = None;
+        self.plan.clear();
+        // Decisions queued for the old handler are moot; notices stay.
+        self.waiting
+            .retain(|(_, purpose)| *purpose == Purpose::Notify);
+        self.superseded = self.in_flight == Some(Purpose::Decide);
+        let at = self.at_ms(now);
+        self.log.push(
+            at,
+            Entry::Verb {
+                verb: Verb::Redirect(handler.clone()),
+            },
+        );
+        let from = std::mem::replace(&mut self.ctx.handler, handler);
+        self.send(now, Event::Redirected(from), Purpose::Decide);
+        Ok(())
     }
 
     // ------------------------------------------------------------ getters
@@ -142,6 +184,11 @@ impl Call {
 
     pub fn log(&self) -> &DecisionLog {
         &self.log
+    }
+
+    /// Takes the log out (the call is over and its log is being stored).
+    pub fn take_log(&mut self) -> DecisionLog {
+        std::mem::take(&mut self.log)
     }
 
     pub fn is_finished(&self) -> bool {
@@ -160,6 +207,7 @@ impl Call {
             .in_flight
             .take()
             .ok_or(RouterError::NoInvocationInFlight)?;
+        let event = self.in_flight_event.take();
         let at = self.at_ms(now);
         self.vars = invocation.vars;
         self.log.push(
@@ -171,13 +219,33 @@ impl Call {
                 elapsed_us: invocation.elapsed.as_micros() as u64,
             },
         );
+        if purpose == Purpose::Decide && std::mem::take(&mut self.superseded) {
+            // Its plan is for a handler the call has left; the redirected
+            // event is waiting to go.
+            self.send_waiting(now);
+            return Ok(());
+        }
         if purpose == Purpose::Decide {
             self.deciding = false;
         }
         if purpose == Purpose::Decide && self.ended.is_none() {
             match invocation.outcome.and_then(|plan| self.checked(plan)) {
                 Ok(plan) => self.plan = plan.verbs.into(),
-                Err(reason) => self.fall_back(at, reason),
+                Err(reason) => match (self.fallback_handler.take(), event) {
+                    (Some(to), Some(event)) if to != self.ctx.handler => {
+                        tracing::warn!(call = %self.ctx.call_id, tenant = %self.ctx.tenant, %reason, %to, "handler failed; handing the event to the fallback handler");
+                        self.log.push(
+                            at,
+                            Entry::Handover {
+                                reason,
+                                to: to.clone(),
+                            },
+                        );
+                        self.ctx.handler = to;
+                        self.send(now, event, Purpose::Decide);
+                    }
+                    _ => self.fall_back(at, reason),
+                },
             }
             self.advance(now);
         }
@@ -349,6 +417,7 @@ impl Call {
             },
         );
         self.in_flight = Some(purpose);
+        self.in_flight_event = Some(event.clone());
         self.output.push_back(Output::Invoke(InvokeRequest {
             ctx: self.ctx.clone(),
             event,

@@ -33,6 +33,9 @@ pub enum Entry {
     },
     /// The handler failed; this static plan runs instead.
     Fallback { reason: GuestFailure, plan: Plan },
+    /// The handler failed; the same event goes to handler `to` (the
+    /// number's fallback component).
+    Handover { reason: GuestFailure, to: String },
     /// A verb the router executed (on the leg, or itself for set-var/redirect).
     Verb { verb: Verb },
     /// The call ended.

@@ -40,6 +40,17 @@ fn answer(call: &mut Call, now: Instant, outcome: Result<Plan, GuestFailure>) ->
     request
 }
 
+/// Answers the invocation already taken from the call's output.
+fn answer_request(call: &mut Call, now: Instant, outcome: Result<Plan, GuestFailure>) {
+    let invocation = Invocation {
+        outcome,
+        vars: CallVars::new(),
+        imports: vec![],
+        elapsed: Duration::ZERO,
+    };
+    call.handle_invocation(now, invocation).unwrap();
+}
+
 fn gather() -> Verb {
     Verb::Gather(Gather {
         input: GatherInput::Dtmf,
@@ -254,6 +265,69 @@ fn call_variables_survive_a_redirect_and_reach_the_next_handler() {
     );
     assert_eq!(events(&seen), ["incoming", "redirected", "hangup"]);
     assert_eq!(call.vars().get("lang").map(String::as_str), Some("fr"));
+}
+
+#[test]
+fn a_failed_decision_is_handed_once_to_the_fallback_handler_with_the_same_event() {
+    let start = Instant::now();
+    let mut call = new_call(start);
+    call.set_fallback_handler(Some("backup".into()));
+    let first = answer(&mut call, start, Err(GuestFailure::Trap("boom".into())));
+    assert_eq!(first.ctx.handler, "main");
+    let Some(Output::Invoke(handed)) = call.poll_output() else {
+        panic!("the event goes to the fallback handler")
+    };
+    assert_eq!(handed.ctx.handler, "backup");
+    assert_eq!(handed.event, first.event);
+    let invocation = Invocation {
+        outcome: Err(GuestFailure::Trap("again".into())),
+        vars: handed.vars.clone(),
+        imports: vec![],
+        elapsed: Duration::ZERO,
+    };
+    call.handle_invocation(start, invocation).unwrap();
+    // The fallback handler failed too: the static apology runs.
+    let handover = call
+        .log()
+        .entries()
+        .iter()
+        .filter(|e| matches!(e.entry, Entry::Handover { .. } | Entry::Fallback { .. }))
+        .count();
+    assert_eq!(handover, 2);
+    assert!(matches!(
+        call.poll_output(),
+        Some(Output::Execute(Verb::Say(_)))
+    ));
+}
+
+#[test]
+fn an_outside_redirect_drops_the_plan_and_any_decision_in_flight() {
+    let start = Instant::now();
+    let mut call = new_call(start);
+    answer(&mut call, start, plan(vec![gather()]));
+    assert!(matches!(
+        call.poll_output(),
+        Some(Output::Execute(Verb::Gather(_)))
+    ));
+    // Redirected while the gather runs: the billing handler decides next.
+    call.redirect(start, "billing".into()).unwrap();
+    let Some(Output::Invoke(request)) = call.poll_output() else {
+        panic!("the new handler is asked")
+    };
+    assert_eq!(request.ctx.handler, "billing");
+    assert_eq!(request.event, Event::Redirected("main".into()));
+    // Redirected again before billing answered: its plan is dropped.
+    call.redirect(start, "sales".into()).unwrap();
+    answer_request(&mut call, start, plan(vec![say("stale")]));
+    let Some(Output::Invoke(request)) = call.poll_output() else {
+        panic!("sales is asked")
+    };
+    assert_eq!(request.ctx.handler, "sales");
+    answer_request(&mut call, start, plan(vec![say("hi")]));
+    assert!(matches!(
+        call.poll_output(),
+        Some(Output::Execute(Verb::Say(_)))
+    ));
 }
 
 #[test]

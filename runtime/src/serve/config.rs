@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::media::engine::allocator::{Policy, cores};
 use crate::sip::Transport;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -31,6 +32,8 @@ pub struct Config {
     pub media: MediaSection,
     #[serde(default)]
     pub api: ApiSection,
+    #[serde(default)]
+    pub admission: AdmissionSection,
     #[serde(default, rename = "tenant")]
     pub tenants: Vec<TenantSection>,
 }
@@ -71,7 +74,7 @@ pub struct HttpSection {
 }
 
 /// `[api]`: the REST API.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiSection {
     /// The operator's key: HTTP Basic `admin:KEY` on operator routes
@@ -79,6 +82,64 @@ pub struct ApiSection {
     /// operator routes answer 403.
     #[serde(default)]
     pub admin_key: Option<String>,
+    /// Largest component a tenant may upload, in KiB (default 8,192).
+    #[serde(default = "default_component_kb")]
+    pub max_component_kb: usize,
+    /// Allow status callbacks to loopback/private addresses (off by
+    /// default: a tenant's URL must not reach the operator's network).
+    #[serde(default)]
+    pub callbacks_private: bool,
+}
+
+fn default_component_kb() -> usize {
+    8 * 1024
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        Self {
+            admin_key: None,
+            max_component_kb: default_component_kb(),
+            callbacks_private: false,
+        }
+    }
+}
+
+/// `[admission]` (C7): the runtime's capacity across tenants, and the
+/// default wait queue of each tenant. A new call above its tenant's limits
+/// or this capacity waits in its tenant's queue (the caller hears 100
+/// Trying) until a place frees, taken round-robin between tenants with
+/// waiting calls; a full queue or an expired wait is a 503 + Retry-After.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionSection {
+    /// Calls in progress at most, all tenants together (default: no limit).
+    pub max_calls: Option<u32>,
+    /// New calls per second at most, all tenants together (default: no limit).
+    pub calls_per_second: Option<u32>,
+    /// Calls each tenant may have waiting for a place (default 10; 0
+    /// refuses at once). A tenant's own `queue` overrides it.
+    #[serde(default = "default_queue")]
+    pub queue: u32,
+    /// How long a call waits at most, in ms (default 2,000; at most
+    /// [`MAX_QUEUE_WAIT_MS`]). A tenant's own `queue_wait_ms` overrides it.
+    #[serde(default = "default_queue_wait")]
+    pub queue_wait_ms: u64,
+}
+
+/// Longest admission wait accepted: callers give up on an INVITE without
+/// a final answer after 32 s (Timer B), and people much sooner.
+pub const MAX_QUEUE_WAIT_MS: u64 = 30_000;
+
+impl Default for AdmissionSection {
+    fn default() -> Self {
+        Self {
+            max_calls: None,
+            calls_per_second: None,
+            queue: default_queue(),
+            queue_wait_ms: default_queue_wait(),
+        }
+    }
 }
 
 /// Shortest `[api] admin_key` accepted.
@@ -106,9 +167,14 @@ pub struct MediaSection {
     /// (RTP or RTCP); 0 disables. Default 60 s.
     #[serde(default = "default_media_timeout")]
     pub timeout_secs: u64,
-    /// Media worker threads, each pacing its streams from one clock.
-    #[serde(default = "default_media_workers")]
-    pub workers: usize,
+    /// A fixed number of media worker threads (each paces its streams
+    /// from one clock), instead of the elastic pool below.
+    pub workers: Option<usize>,
+    /// Elastic pool: media workers always running (default 1). More start
+    /// when they run hot; idle ones retire after 30 s.
+    pub min_workers: Option<usize>,
+    /// Elastic pool: media workers at most (default: the cores available).
+    pub max_workers: Option<usize>,
     /// Size bound of the prompt cache (synthesized and fetched audio) in MiB.
     #[serde(default = "default_cache_mb")]
     pub cache_mb: u64,
@@ -142,6 +208,14 @@ pub struct TenantSection {
     pub max_calls: Option<u32>,
     /// Admission: new calls per second at most (default: no limit).
     pub calls_per_second: Option<u32>,
+    /// Admission: calls that may wait for a place (default: `[admission] queue`).
+    pub queue: Option<u32>,
+    /// Admission: longest wait in ms (default: `[admission] queue_wait_ms`).
+    pub queue_wait_ms: Option<u64>,
+    /// Guest limits of this tenant's components: linear memory in MiB
+    /// and wall time per event in ms (default: the host's, 32 MiB and 20 ms).
+    pub guest_memory_mb: Option<u64>,
+    pub guest_deadline_ms: Option<u64>,
     /// WAV files imported into the tenant's media store at start-up
     /// (`play` them by the id printed for each).
     #[serde(default)]
@@ -155,6 +229,10 @@ pub struct NumberSection {
     /// tenant's domains not bound otherwise.
     pub number: String,
     pub component: PathBuf,
+    /// An http(s) URL that gets this number's call status events
+    /// (initiated, ringing, answered, completed); see `crate::callbacks`.
+    #[serde(default)]
+    pub status_callback: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -203,9 +281,6 @@ fn default_ports() -> String {
 fn default_media_timeout() -> u64 {
     60
 }
-fn default_media_workers() -> usize {
-    1
-}
 fn default_cache_mb() -> u64 {
     512
 }
@@ -214,6 +289,12 @@ fn default_tts() -> PathBuf {
 }
 fn default_url_ttl() -> u64 {
     300
+}
+fn default_queue() -> u32 {
+    10
+}
+fn default_queue_wait() -> u64 {
+    2_000
 }
 fn default_transport() -> Transport {
     Transport::Udp
@@ -249,7 +330,9 @@ impl Default for MediaSection {
             ports: default_ports(),
             ip: None,
             timeout_secs: default_media_timeout(),
-            workers: default_media_workers(),
+            workers: None,
+            min_workers: None,
+            max_workers: None,
             cache_mb: default_cache_mb(),
             tts: default_tts(),
             fetch_private: false,
@@ -274,6 +357,30 @@ impl MediaSection {
             return Err(bad());
         }
         Ok((first, last))
+    }
+
+    /// The media worker pool: `workers` fixed, else elastic from
+    /// `min_workers` (1) to `max_workers` (the cores, at least min).
+    pub fn pool(&self) -> Result<Policy, ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(format!("[media] {m}")));
+        let policy = match (self.workers, self.min_workers, self.max_workers) {
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+                return invalid("workers is a fixed size: set it or min/max_workers".into());
+            }
+            (Some(n), None, None) => Policy::fixed(n),
+            (None, min, max) => {
+                let min = min.unwrap_or(1);
+                Policy {
+                    min,
+                    max: max.unwrap_or_else(|| cores().max(min)),
+                    ..Policy::default()
+                }
+            }
+        };
+        match policy.check() {
+            Ok(()) => Ok(policy),
+            Err(e) => invalid(e.to_string()),
+        }
     }
 }
 
@@ -329,12 +436,14 @@ impl Config {
             storage: StorageSection::default(),
             media: MediaSection::default(),
             api: ApiSection::default(),
+            admission: AdmissionSection::default(),
             tenants: vec![TenantSection {
                 id: "demo".into(),
                 domains: Vec::new(),
                 numbers: vec![NumberSection {
                     number: "*".into(),
                     component: DEMO_COMPONENT.into(),
+                    status_callback: None,
                 }],
                 users: vec![UserSection {
                     username: "alice".into(),
@@ -343,6 +452,10 @@ impl Config {
                 trunks: Vec::new(),
                 max_calls: None,
                 calls_per_second: None,
+                queue: None,
+                queue_wait_ms: None,
+                guest_memory_mb: None,
+                guest_deadline_ms: None,
                 media: Vec::new(),
             }],
         }
@@ -358,9 +471,7 @@ impl Config {
             return invalid("[sip] tls listeners need tls_cert and tls_key".into());
         }
         self.media.port_range()?;
-        if self.media.workers == 0 {
-            return invalid("[media] workers must be at least 1".into());
-        }
+        self.media.pool()?;
         if self.sip.max_message_bytes < 1_024 {
             return invalid("[sip] max_message_bytes must be at least 1024".into());
         }
@@ -368,6 +479,29 @@ impl Config {
             return invalid(format!(
                 "[api] admin_key must be at least {MIN_ADMIN_KEY} characters"
             ));
+        }
+        let waits = std::iter::once((
+            "[admission]".to_string(),
+            Some(self.admission.queue_wait_ms),
+        ))
+        .chain(
+            self.tenants
+                .iter()
+                .map(|t| (format!("tenant {}:", t.id), t.queue_wait_ms)),
+        );
+        let capacity = [self.admission.max_calls, self.admission.calls_per_second];
+        if capacity.contains(&Some(0)) {
+            return invalid(
+                "[admission] max_calls and calls_per_second must be at least 1 (leave them out for no limit)"
+                    .into(),
+            );
+        }
+        for (place, wait) in waits {
+            if wait.is_some_and(|ms| ms > MAX_QUEUE_WAIT_MS) {
+                return invalid(format!(
+                    "{place} queue_wait_ms must be at most {MAX_QUEUE_WAIT_MS}"
+                ));
+            }
         }
         let mut ids = HashSet::new();
         let mut numbers = HashSet::new();
@@ -417,6 +551,14 @@ impl Config {
             }
             let mut wildcard = false;
             for number in &tenant.numbers {
+                if let Some(url) = &number.status_callback
+                    && let Err(why) = crate::callbacks::check_url(url)
+                {
+                    return invalid(format!(
+                        "tenant {}: number {}: status_callback {url:?}: {why}",
+                        tenant.id, number.number
+                    ));
+                }
                 if number.number == "*" {
                     if wildcard {
                         return invalid(format!("tenant {}: number * is bound twice", tenant.id));
@@ -495,6 +637,26 @@ mod tests {
     }
 
     #[test]
+    fn media_workers_are_fixed_or_elastic() {
+        let pool = |toml: &str| parse(toml).map(|c| c.media.pool().unwrap());
+        let fixed = pool("[media]\nworkers = 3").unwrap();
+        assert_eq!((fixed.min, fixed.max), (3, 3));
+        let elastic = pool("").unwrap();
+        assert_eq!((elastic.min, elastic.max), (1, cores()));
+        let elastic = pool("[media]\nmin_workers = 2\nmax_workers = 6").unwrap();
+        assert_eq!((elastic.min, elastic.max), (2, 6));
+        for bad in [
+            "workers = 0",
+            "workers = 2\nmax_workers = 4",
+            "min_workers = 0",
+            "min_workers = 4\nmax_workers = 2",
+        ] {
+            let err = parse(&format!("[media]\n{bad}")).unwrap_err().to_string();
+            assert!(err.contains("[media]"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn unknown_fields_are_refused_by_name() {
         let err = parse("[sip]\nudpp = []").unwrap_err().to_string();
         assert!(err.contains("udpp"), "{err}");
@@ -543,6 +705,27 @@ mod tests {
     }
 
     #[test]
+    fn a_status_callback_must_be_an_http_url() {
+        let number = |url: &str| {
+            format!(
+                "[[tenant]]\nid = \"a\"\n[[tenant.number]]\nnumber = \"100\"\n\
+                 component = \"x.wasm\"\nstatus_callback = {url:?}"
+            )
+        };
+        let config = parse(&number("https://hooks.example.com/status?x=1")).unwrap();
+        assert_eq!(
+            config.tenants[0].numbers[0].status_callback.as_deref(),
+            Some("https://hooks.example.com/status?x=1")
+        );
+        for bad in ["ftp://example.com/x", "not a url", "http://", "/relative"] {
+            let err = parse(&number(bad)).unwrap_err().to_string();
+            assert!(err.contains("status_callback"), "{bad}: {err}");
+        }
+        let config = parse("[api]\ncallbacks_private = true").unwrap();
+        assert!(config.api.callbacks_private);
+    }
+
+    #[test]
     fn tls_without_a_certificate_is_refused() {
         let err = parse("[sip]\ntls = [\"127.0.0.1:5061\"]")
             .unwrap_err()
@@ -571,6 +754,44 @@ mod tests {
         let config = parse("[api]\nadmin_key = \"0123456789abcdef\"").unwrap();
         assert_eq!(config.api.admin_key.as_deref(), Some("0123456789abcdef"));
         assert!(parse("[api]\nadmin = \"x\"").is_err());
+    }
+
+    #[test]
+    fn admission_defaults_and_overrides_parse() {
+        let config = parse("").unwrap();
+        assert_eq!(
+            (config.admission.queue, config.admission.queue_wait_ms),
+            (10, 2_000)
+        );
+        assert_eq!(config.admission.max_calls, None);
+        let config = parse(
+            r#"
+            [admission]
+            max_calls = 50
+            calls_per_second = 10
+            queue = 4
+            queue_wait_ms = 500
+            [[tenant]]
+            id = "a"
+            max_calls = 5
+            queue = 0
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.admission.max_calls, Some(50));
+        assert_eq!(config.admission.calls_per_second, Some(10));
+        assert_eq!(config.tenants[0].queue, Some(0));
+        assert_eq!(config.tenants[0].queue_wait_ms, None);
+        let err = parse("[admission]\nmax_calls = 0").unwrap_err().to_string();
+        assert!(err.contains("[admission] max_calls"), "{err}");
+        let err = parse("[admission]\nqueue_wait_ms = 60000")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("queue_wait_ms"), "{err}");
+        let err = parse("[[tenant]]\nid = \"a\"\nqueue_wait_ms = 31000")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tenant a: queue_wait_ms"), "{err}");
     }
 
     #[test]

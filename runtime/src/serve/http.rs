@@ -169,7 +169,22 @@ mod tests {
             api: ApiState {
                 accounts: Accounts::open(&dir.join("accounts.sqlite3")).unwrap(),
                 recordings: RecordingStore::open(&dir.join("recordings")).unwrap(),
+                cdrs: crate::store::CdrStore::open(&dir.join("cdr.sqlite3")).unwrap(),
+                logs: crate::store::LogStore::open(&dir.join("logs.sqlite3")).unwrap(),
                 admin_key: None,
+                deploy: crate::api::DeployState {
+                    store: crate::deploy::Deployments::open(&dir.join("deploy")).unwrap(),
+                    host: crate::wasm::WasmHost::new(
+                        crate::wasm::HostConfig::builder().build().unwrap(),
+                        crate::store::KvStore::in_memory(crate::store::KvLimits::default())
+                            .unwrap(),
+                    )
+                    .unwrap(),
+                    reserved: Arc::default(),
+                    max_component_bytes: 1 << 20,
+                    refresh: Arc::new(|| Box::pin(async { Ok(()) })),
+                },
+                switchboard: crate::api::Switchboard(Arc::new(|_| false)),
             },
             scrape: Arc::new(|| Box::pin(async { "switchyard_calls{state=\"early\"} 0\n".into() })),
         }
@@ -325,22 +340,7 @@ mod tests {
     }
 
     fn base64(text: &str) -> String {
-        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::new();
-        for chunk in text.as_bytes().chunks(3) {
-            let n = chunk
-                .iter()
-                .enumerate()
-                .fold(0u32, |acc, (i, &b)| acc | u32::from(b) << (16 - 8 * i));
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
+        crate::callbacks::base64(text.as_bytes())
     }
 
     #[tokio::test]
@@ -364,7 +364,7 @@ mod tests {
         );
         assert_eq!(got.body, b"switchyard_calls{state=\"early\"} 0\n");
         assert_eq!(request(addr, "POST", "/metrics").await.status, 405);
-        for path in ["/v1/calls", "/", "/media", "/v1/recordings/x/y/z"] {
+        for path in ["/v1/queues", "/", "/media", "/v1/recordings/x/y/z"] {
             let got = request(addr, "GET", path).await;
             assert_eq!(
                 (got.status, got.json()["code"].as_str()),

@@ -14,6 +14,7 @@
 pub mod config;
 mod http;
 mod media;
+mod provision;
 mod transport;
 
 use std::collections::HashMap;
@@ -25,20 +26,23 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio::sync::mpsc;
 
+use crate::callbacks::{CallbackConfig, Callbacks};
 use crate::guest::{Invocation, invoke_named};
 use crate::media::cache::MediaCache;
-use crate::media::engine::{Engine, EngineConfig};
+use crate::media::engine::{self, Engine, EngineConfig};
 use crate::media::fetch::{FetchConfig, Fetcher};
 use crate::media::synth::{Espeak, EspeakConfig};
 use crate::media::{Notice, StreamId};
 use crate::metrics::{Metrics, Snapshot};
 use crate::sip::directory::{Directory, Limits, Tenant, Trunk};
-use crate::sip::endpoint::{CallRef, Endpoint, EndpointConfig, EndpointEvent};
+use crate::sip::endpoint::{
+    AdmissionStats, CallRef, Capacity, Endpoint, EndpointConfig, EndpointEvent,
+};
 use crate::sip::{Peer, Transport};
 use crate::store::recordings::RecordingStore;
-use crate::store::{CdrStore, KvLimits, KvStore};
+use crate::store::{CdrStore, KvLimits, KvStore, LogStore};
 use crate::tenancy::Accounts;
-use crate::wasm::{HostConfig, TenantScope, WasmHost};
+use crate::wasm::{GuestLimits, HostConfig, TenantScope, WasmHost};
 
 pub use config::Config;
 
@@ -49,11 +53,23 @@ pub(crate) enum Input {
     /// A stream connection to `peer` is up; bytes for it go to the sender.
     Connected(Peer, mpsc::UnboundedSender<bytes::Bytes>),
     Disconnected(Peer),
+    /// The REST API asks about calls in progress.
+    Calls(crate::sip::endpoint::CallRequest),
+    /// A new directory (REST changes to accounts or numbers).
+    Directory(Arc<Directory>),
     /// A notice of the media edge about one stream.
     Media(StreamId, Notice),
-    /// `/metrics` asks for the calls in progress, (early, answered), and
-    /// the calls refused by admission.
-    CallCounts(tokio::sync::oneshot::Sender<((usize, usize), u64)>),
+    /// `/metrics` asks for the calls in progress and admission figures.
+    CallCounts(tokio::sync::oneshot::Sender<CallCounts>),
+}
+
+/// What the core task tells a `/metrics` scrape.
+#[derive(Debug, Default)]
+pub(crate) struct CallCounts {
+    /// Calls in progress not answered yet, and answered.
+    pub early: usize,
+    pub answered: usize,
+    pub admission: AdmissionStats,
 }
 
 /// The addresses actually bound (port 0 in the config picks a free one).
@@ -72,12 +88,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let kv = KvStore::open(storage.join("kv.sqlite3"), KvLimits::default())
         .context("opening key-value storage")?;
     let cdrs = CdrStore::open(&storage.join("cdr.sqlite3")).context("opening call records")?;
+    let logs = LogStore::open(&storage.join("logs.sqlite3")).context("opening decision logs")?;
     let host_config = HostConfig::builder()
         .cache_dir(storage.join("component-cache"))
         .build()
         .context("configuring the Wasm host")?;
     let host = WasmHost::new(host_config, kv).context("starting the Wasm host")?;
-    let directory = Arc::new(load_tenants(&config, &host)?);
+    let (base, guest_limits) = load_tenants(&config, &host)?;
+    let reserved: std::collections::HashSet<String> = base
+        .iter()
+        .flat_map(|t| config_numbers(&config, &t.id))
+        .collect();
 
     let (inputs, queue) = mpsc::unbounded_channel();
     let limits = transport::Limits::from(&config.sip);
@@ -109,6 +130,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut endpoint_config = EndpointConfig::new(listening.sip.clone());
     endpoint_config.region = config.region.clone();
     endpoint_config.registrar.md5_first = !config.sip.sha256_first;
+    endpoint_config.admission = Capacity {
+        max_calls: config.admission.max_calls,
+        calls_per_second: config.admission.calls_per_second,
+    };
     if let Some(ip) = config.media.ip {
         endpoint_config.media_ip = ip;
     }
@@ -116,7 +141,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (cache, recordings) = open_media(&config)?;
     let engine_config = EngineConfig {
         bind: endpoint_config.media_ip,
-        workers: config.media.workers,
+        pool: config.media.pool()?,
+        sample: engine::SAMPLE,
         timeout: Duration::from_secs(config.media.timeout_secs),
     };
     let edge = media::MediaEdge::new(cache.clone(), recordings.clone(), inputs.clone(), |sink| {
@@ -125,19 +151,59 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .context("starting the media engine")?;
     import_media(&config, &cache)?;
     let accounts = open_accounts(&config)?;
+    let deployments = crate::deploy::Deployments::open(&storage.join("deploy"))
+        .context("opening the deployment store")?;
+    let mut provisioner = provision::Provisioner::new(
+        host.clone(),
+        deployments.clone(),
+        accounts.clone(),
+        base,
+        guest_limits,
+        Limits {
+            queue: config.admission.queue,
+            queue_wait: Duration::from_millis(config.admission.queue_wait_ms),
+            ..Limits::default()
+        },
+    );
+    let directory = provisioner.build().context("building the directory")?;
+    let provision = provisioner.start(inputs.clone())?;
     let metrics = Arc::new(Metrics::new());
+    let callbacks = Callbacks::start(
+        CallbackConfig {
+            allow_private: config.api.callbacks_private,
+            ..CallbackConfig::default()
+        },
+        Arc::new(accounts.clone()),
+    )
+    .context("setting up status callbacks")?;
     let state = http::HttpState {
         scrape: scrape(
             Arc::clone(&metrics),
             inputs.clone(),
             edge.engine().clone(),
             cache.clone(),
+            callbacks.clone(),
         ),
         media: cache,
         api: crate::api::ApiState {
             accounts,
             recordings,
+            cdrs: cdrs.clone(),
+            logs: logs.clone(),
             admin_key: config.api.admin_key.clone(),
+            deploy: crate::api::DeployState {
+                store: deployments,
+                host: host.clone(),
+                reserved: Arc::new(reserved),
+                max_component_bytes: config.api.max_component_kb.saturating_mul(1024),
+                refresh: provision.refresh(),
+            },
+            switchboard: {
+                let inputs = inputs.clone();
+                crate::api::Switchboard(Arc::new(move |request| {
+                    inputs.send(Input::Calls(request)).is_ok()
+                }))
+            },
         },
     };
     listening.http = Some(http::serve_with(config.http.listen, state).await?);
@@ -150,8 +216,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         udp,
         inputs,
         cdrs: cdrs.clone(),
+        logs: logs.clone(),
         media: edge.clone(),
         metrics,
+        provision,
+        callbacks,
     };
     let core = tokio::spawn(core(endpoint, queue, outputs));
     shutdown_signal().await;
@@ -159,7 +228,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     core.abort();
     edge.engine().shutdown();
     // Wait until every queued call record is on disk.
-    let _ = tokio::task::spawn_blocking(move || cdrs.list("", 0)).await;
+    let _ = tokio::task::spawn_blocking(move || (cdrs.list("", 0), logs.get("", ""))).await;
     Ok(())
 }
 
@@ -225,14 +294,46 @@ fn import_media(config: &Config, cache: &MediaCache) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn load_tenants(config: &Config, host: &WasmHost) -> anyhow::Result<Directory> {
+/// The numbers tenant `id` binds in the config file.
+fn config_numbers<'a>(config: &'a Config, id: &'a str) -> impl Iterator<Item = String> + 'a {
+    config
+        .tenants
+        .iter()
+        .filter(move |t| t.id == id)
+        .flat_map(|t| t.numbers.iter().map(|n| n.number.clone()))
+}
+
+/// The config's tenants with their numbers' components loaded, and the
+/// guest limits of those that set their own.
+fn load_tenants(
+    config: &Config,
+    host: &WasmHost,
+) -> anyhow::Result<(Vec<Tenant>, HashMap<String, GuestLimits>)> {
     let mut tenants = Vec::new();
+    let mut guest_limits = HashMap::new();
     for section in &config.tenants {
+        let mut scope = TenantScope::new(section.id.as_str());
+        if section.guest_memory_mb.is_some() || section.guest_deadline_ms.is_some() {
+            let mut limits = host.config().default_limits();
+            if let Some(mb) = section.guest_memory_mb {
+                limits.memory_bytes = mb << 20;
+            }
+            if let Some(ms) = section.guest_deadline_ms {
+                limits.deadline = Duration::from_millis(ms);
+            }
+            scope = scope.with_limits(limits);
+            guest_limits.insert(section.id.clone(), limits);
+        }
         let mut tenant = Tenant::new(&section.id);
         tenant.domains = section.domains.clone();
+        let wait_ms = section
+            .queue_wait_ms
+            .unwrap_or(config.admission.queue_wait_ms);
         tenant.limits = Limits {
             max_calls: section.max_calls,
             calls_per_second: section.calls_per_second,
+            queue: section.queue.unwrap_or(config.admission.queue),
+            queue_wait: Duration::from_millis(wait_ms),
         };
         for user in &section.users {
             tenant
@@ -273,7 +374,7 @@ fn load_tenants(config: &Config, host: &WasmHost) -> anyhow::Result<Directory> {
                 )
             })?;
             let handler = host
-                .handler(&component, TenantScope::new(section.id.as_str()))
+                .handler(&component, scope.clone())
                 .with_context(|| format!("tenant {}: guest limits", section.id))?;
             let name = path
                 .file_stem()
@@ -281,10 +382,11 @@ fn load_tenants(config: &Config, host: &WasmHost) -> anyhow::Result<Directory> {
                 .unwrap_or_else(|| "handler".into());
             let version = component.hash().to_string();
             tenant.bind(&number.number, &name, &version, Arc::new(handler));
+            tenant.set_status_callback(&number.number, number.status_callback.clone());
         }
         tenants.push(tenant);
     }
-    Ok(Directory::new(tenants))
+    Ok((tenants, guest_limits))
 }
 
 fn announce(listening: &Listening, config: &Config) {
@@ -341,8 +443,11 @@ struct Outputs {
     udp: transport::UdpSockets,
     inputs: mpsc::UnboundedSender<Input>,
     cdrs: CdrStore,
+    logs: LogStore,
     media: media::MediaEdge,
     metrics: Arc<Metrics>,
+    provision: provision::Provision,
+    callbacks: Callbacks,
 }
 
 /// What `GET /metrics` runs: the calls by state from the core task, the
@@ -352,18 +457,20 @@ fn scrape(
     inputs: mpsc::UnboundedSender<Input>,
     engine: Engine,
     cache: MediaCache,
+    callbacks: Callbacks,
 ) -> http::Scrape {
     Arc::new(move || {
-        let (metrics, inputs, engine, cache) = (
+        let (metrics, inputs, engine, cache, callbacks) = (
             Arc::clone(&metrics),
             inputs.clone(),
             engine.clone(),
             cache.clone(),
+            callbacks.clone(),
         );
         Box::pin(async move {
             let (tx, rx) = tokio::sync::oneshot::channel();
             let _ = inputs.send(Input::CallCounts(tx));
-            let ((early, answered), refused) = tokio::time::timeout(Duration::from_secs(2), rx)
+            let counts = tokio::time::timeout(Duration::from_secs(2), rx)
                 .await
                 .ok()
                 .and_then(Result::ok)
@@ -372,11 +479,12 @@ fn scrape(
                 .await
                 .unwrap_or_default();
             let snapshot = Snapshot {
-                calls_early: early as u64,
-                calls_answered: answered as u64,
-                calls_refused: refused,
+                calls_early: counts.early as u64,
+                calls_answered: counts.answered as u64,
+                admission: counts.admission,
                 media: engine.stats(),
                 cache,
+                callbacks: callbacks.stats(),
             };
             metrics.render(&snapshot)
         })
@@ -425,7 +533,12 @@ fn handle(
             endpoint.handle_invocation(now, call, invocation);
         }
         Input::CallCounts(reply) => {
-            let _ = reply.send((endpoint.call_counts(), endpoint.refused_calls()));
+            let (early, answered) = endpoint.call_counts();
+            let _ = reply.send(CallCounts {
+                early,
+                answered,
+                admission: endpoint.admission_stats(),
+            });
         }
         Input::Connected(peer, writer) => {
             streams.insert(peer.addr, writer);
@@ -435,6 +548,8 @@ fn handle(
             endpoint.handle_transport_error(now, peer);
         }
         Input::Media(stream, notice) => endpoint.handle_media(now, stream, notice),
+        Input::Directory(directory) => endpoint.set_directory(directory),
+        Input::Calls(request) => endpoint.handle_call_request(now, request),
     }
 }
 
@@ -447,7 +562,9 @@ fn flush(
         udp,
         inputs,
         cdrs,
+        logs,
         media,
+        callbacks,
         ..
     } = outputs;
     while let Some(transmit) = endpoint.poll_transmit() {
@@ -488,12 +605,17 @@ fn flush(
                     let _ = inputs.send(Input::Invocation(call, invocation));
                 });
             }
-            EndpointEvent::Cdr(cdr) => cdrs.record(cdr),
+            EndpointEvent::Cdr(cdr, log) => {
+                outputs.provision.call_ended(&cdr, &log);
+                logs.record(&cdr.call_id, &cdr.tenant, cdr.started_ms, log);
+                cdrs.record(cdr);
+            }
             EndpointEvent::Media {
                 call,
                 stream,
                 action,
             } => media.handle(call, stream, action),
+            EndpointEvent::Status(event) => callbacks.send(event),
         }
     }
 }

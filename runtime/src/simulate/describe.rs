@@ -73,6 +73,7 @@ pub fn describe_entry(entry: &LogEntry) -> String {
             std::iter::once(head).chain(logs).collect()
         }
         Entry::Fallback { plan, .. } => format!("! fallback {}", describe_plan(plan)),
+        Entry::Handover { reason, to } => format!("! handover to {to} ({reason})"),
         Entry::Verb { verb } => format!("  run     {}", describe_verb(verb)),
         Entry::Ended { cause } => format!("■ ended   by {}", wit_name(cause)),
     };

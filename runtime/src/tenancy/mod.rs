@@ -1,7 +1,8 @@
 //! Accounts and their API keys (`storage/accounts.sqlite3`).
 //!
 //! ```text
-//!   accounts(id, name, status, created_ms)      id: a config tenant id, or "AC" + 16 hex
+//!   accounts(id, name, status, created_ms, signing_key)
+//!                                               id: a config tenant id, or "AC" + 16 hex
 //!   api_keys(id, account, secret_sha256, created_ms, revoked)   id: "SK" + 16 hex
 //! ```
 //!
@@ -11,9 +12,15 @@
 //! is nothing to brute-force, so a slow password hash would only cost CPU
 //! on every request. [`Accounts::verify`] compares hashes in constant time.
 //!
+//! An account's signing key (32 random bytes as 64 hex digits) signs its
+//! status callbacks (`crate::callbacks`). Unlike API secrets it is stored
+//! as is: the runtime needs it to sign, and the account reads it back
+//! (`GET /v1/accounts/{id}`) to verify. Rotating it replaces it at once.
+//!
 //! Every call blocks (SQLite); async callers run them off the async path.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -71,6 +78,9 @@ pub const SUSPENDED: &str = "suspended";
 #[derive(Clone)]
 pub struct Accounts {
     db: Arc<Mutex<Connection>>,
+    /// Bumped whenever a signing key changes, so caches of keys
+    /// ([`Accounts::signing_generation`]) know to read them again.
+    signing_generation: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -95,6 +105,14 @@ const SCHEMA: &str = "
     ) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS api_keys_account ON api_keys (account, id);
 ";
+
+/// Added after the first release: stores from before lack it.
+const SIGNING_KEY_COLUMN: &str = "ALTER TABLE accounts ADD COLUMN signing_key TEXT";
+
+/// A new signing key: 32 random bytes, hex.
+fn new_signing_key() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -125,9 +143,11 @@ impl Accounts {
             .and_then(|_| conn.pragma_update(None, "synchronous", "NORMAL"))
             .and_then(|_| conn.busy_timeout(Duration::from_secs(5)))
             .and_then(|_| conn.execute_batch(SCHEMA))
+            .and_then(|_| add_signing_key_column(&conn))
             .with_context(|| format!("preparing the accounts store {}", path.display()))?;
         Ok(Self {
             db: Arc::new(Mutex::new(conn)),
+            signing_generation: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -140,11 +160,13 @@ impl Accounts {
     pub fn ensure(&self, id: &str) -> anyhow::Result<()> {
         self.db()
             .execute(
-                "INSERT OR IGNORE INTO accounts (id, name, status, created_ms)
-                 VALUES (?1, ?1, ?2, ?3)",
-                params![id, ACTIVE, now_ms() as i64],
+                "INSERT OR IGNORE INTO accounts (id, name, status, created_ms, signing_key)
+                 VALUES (?1, ?1, ?2, ?3, ?4)",
+                params![id, ACTIVE, now_ms() as i64, new_signing_key()],
             )
             .with_context(|| format!("ensuring account {id}"))?;
+        // An account from a store older than signing keys gets one now.
+        self.signing_key(id)?;
         Ok(())
     }
 
@@ -158,12 +180,14 @@ impl Accounts {
         };
         self.db()
             .execute(
-                "INSERT INTO accounts (id, name, status, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO accounts (id, name, status, created_ms, signing_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![
                     account.id,
                     account.name,
                     account.status,
-                    account.created_ms as i64
+                    account.created_ms as i64,
+                    new_signing_key()
                 ],
             )
             .context("creating an account")?;
@@ -203,6 +227,57 @@ impl Accounts {
             )
             .context("changing an account's status")?;
         self.get(id)
+    }
+
+    /// The signing key of account `id` (64 hex digits); `None` if there is
+    /// no such account. An account without one (made before signing
+    /// keys existed) gets one.
+    pub fn signing_key(&self, id: &str) -> anyhow::Result<Option<String>> {
+        let db = self.db();
+        let found: Option<Option<String>> = db
+            .query_row(
+                "SELECT signing_key FROM accounts WHERE id = ?1",
+                params![id],
+                |row| row.get(0),
+            )
+            .optional()
+            .context("reading a signing key")?;
+        match found {
+            None => Ok(None),
+            Some(Some(key)) => Ok(Some(key)),
+            Some(None) => {
+                let key = new_signing_key();
+                db.execute(
+                    "UPDATE accounts SET signing_key = ?2 WHERE id = ?1",
+                    params![id, key],
+                )
+                .context("adding a signing key")?;
+                self.signing_generation.fetch_add(1, Ordering::SeqCst);
+                Ok(Some(key))
+            }
+        }
+    }
+
+    /// Replaces the signing key of account `id`; the new key, or `None`
+    /// if there is no such account. Callbacks are signed with the new key
+    /// from the next delivery attempt on.
+    pub fn rotate_signing_key(&self, id: &str) -> anyhow::Result<Option<String>> {
+        let key = new_signing_key();
+        let changed = self
+            .db()
+            .execute(
+                "UPDATE accounts SET signing_key = ?2 WHERE id = ?1",
+                params![id, key],
+            )
+            .context("rotating a signing key")?;
+        self.signing_generation.fetch_add(1, Ordering::SeqCst);
+        Ok((changed > 0).then_some(key))
+    }
+
+    /// Changes whenever a signing key changes: a cache of keys taken at
+    /// one generation is current while this returns the same number.
+    pub fn signing_generation(&self) -> u64 {
+        self.signing_generation.load(Ordering::SeqCst)
     }
 
     /// A new key of `account`; `None` if there is no such account.
@@ -295,6 +370,17 @@ impl Accounts {
     }
 }
 
+/// Adds `accounts.signing_key` to a store made before it existed.
+fn add_signing_key_column(conn: &Connection) -> rusqlite::Result<()> {
+    let has = conn
+        .prepare("SELECT 1 FROM pragma_table_info('accounts') WHERE name = 'signing_key'")?
+        .exists([])?;
+    if !has {
+        conn.execute(SIGNING_KEY_COLUMN, [])?;
+    }
+    Ok(())
+}
+
 fn row_to_account(row: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
     Ok(Account {
         id: row.get(0)?,
@@ -384,6 +470,58 @@ mod tests {
             Verified::Active(_)
         ));
         assert!(accounts.set_status("nobody", ACTIVE).unwrap().is_none());
+    }
+
+    #[test]
+    fn signing_keys_are_made_with_the_account_and_rotate() {
+        let (_dir, accounts) = store();
+        let account = accounts.create("Acme").unwrap();
+        let key = accounts.signing_key(&account.id).unwrap().unwrap();
+        assert_eq!(key.len(), 64);
+        assert!(key.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(
+            accounts.signing_key(&account.id).unwrap(),
+            Some(key.clone())
+        );
+        accounts.ensure("acme").unwrap();
+        let config_key = accounts.signing_key("acme").unwrap().unwrap();
+        assert_ne!(config_key, key);
+        // Ensuring again at the next start keeps the key.
+        accounts.ensure("acme").unwrap();
+        assert_eq!(accounts.signing_key("acme").unwrap(), Some(config_key));
+        let generation = accounts.signing_generation();
+        let rotated = accounts.rotate_signing_key(&account.id).unwrap().unwrap();
+        assert_ne!(rotated, key);
+        assert_eq!(accounts.signing_key(&account.id).unwrap(), Some(rotated));
+        assert!(accounts.signing_generation() > generation);
+        assert_eq!(accounts.rotate_signing_key("nobody").unwrap(), None);
+        assert_eq!(accounts.signing_key("nobody").unwrap(), None);
+    }
+
+    #[test]
+    fn a_store_from_before_signing_keys_opens_and_its_accounts_get_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("accounts.sqlite3");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE accounts (
+                    id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL,
+                    created_ms INTEGER NOT NULL
+                 ) WITHOUT ROWID;
+                 INSERT INTO accounts VALUES ('old', 'Old', 'active', 1), ('cfg', 'cfg', 'active', 2);",
+            )
+            .unwrap();
+        }
+        let accounts = Accounts::open(&path).unwrap();
+        assert_eq!(accounts.get("old").unwrap().unwrap().name, "Old");
+        assert_eq!(accounts.signing_key("old").unwrap().unwrap().len(), 64);
+        accounts.ensure("cfg").unwrap();
+        let key = accounts.signing_key("cfg").unwrap().unwrap();
+        drop(accounts);
+        // Opening again neither fails on the added column nor changes keys.
+        let accounts = Accounts::open(&path).unwrap();
+        assert_eq!(accounts.signing_key("cfg").unwrap(), Some(key));
     }
 
     #[test]

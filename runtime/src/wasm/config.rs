@@ -19,7 +19,7 @@ use std::time::Duration;
 
 /// Limits of one event's guest instance. Every field has a documented
 /// default; tenants may override them within the pool's bounds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct GuestLimits {
     /// Wall time a guest may run on one event before it is interrupted
     /// (enforced with epochs, accurate to one epoch tick). Default 20 ms.

@@ -19,6 +19,7 @@
 //! trapped leaves the host exactly as healthy as before.
 
 use std::any::Any;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -233,6 +234,16 @@ impl WasmHost {
     }
 }
 
+/// Host-import answers for a replayed event (`crate::replay`): the kv
+/// imports reach a scratch store instead of the host's, the clock answers
+/// recorded readings.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub kv: KvStore,
+    /// `now-ms` answers, in order; the last one repeats. Empty: the real clock.
+    pub clock_ms: Vec<u64>,
+}
+
 /// A tenant's component as a [`CallHandler`]: a fresh instance per event.
 pub struct WasmHandler {
     host: Arc<HostInner>,
@@ -255,17 +266,28 @@ impl WasmHandler {
         &self.limits
     }
 
-    async fn run(&self, request: InvokeRequest) -> Invocation {
+    /// Decides on `request` as [`CallHandler::invoke`] does, with the kv
+    /// and clock imports answered from `recorded`.
+    pub async fn replay(&self, request: InvokeRequest, recorded: Recorded) -> Invocation {
+        self.run(request, Some(recorded)).await
+    }
+
+    async fn run(&self, request: InvokeRequest, recorded: Option<Recorded>) -> Invocation {
         let start = Instant::now();
         let InvokeRequest { ctx, event, vars } = request;
         // The router gets the variables back unchanged when the guest fails.
         let vars_before = vars.clone();
         let config = &self.host.config;
+        let (kv, clock) = match recorded {
+            Some(r) => (r.kv, VecDeque::from(r.clock_ms)),
+            None => (self.host.kv.clone(), VecDeque::new()),
+        };
         let state = HostState::new(
             Arc::clone(&self.tenant),
             &ctx.call_id,
             vars,
-            self.host.kv.clone(),
+            kv,
+            clock,
             &self.limits,
             config.guest_output_bytes(),
         );
@@ -359,7 +381,7 @@ impl WasmHandler {
 
 impl CallHandler for WasmHandler {
     fn invoke(&self, request: InvokeRequest) -> BoxFuture<'_, Invocation> {
-        Box::pin(self.run(request))
+        Box::pin(self.run(request, None))
     }
 }
 

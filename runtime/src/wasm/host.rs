@@ -2,7 +2,7 @@
 //! fresh for each event and dropped with its `Store`.
 //!
 //! ```text
-//!   InvokeRequest + TenantScope
+//!   InvokeRequest + TenantScope (+ recorded kv/clock when replaying)
 //!          │ HostState::new (no preopens, env, args or network)
 //!          ▼
 //!   HostState ─┬─ wasi + table ─────▶ WasiView (wasmtime-wasi)
@@ -19,6 +19,7 @@
 //! The tenant id lives here, set by the host from the handler's scope; no
 //! import takes it from the guest.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use wasmtime::ResourceLimiter;
@@ -45,6 +46,8 @@ struct CallState {
     vars: CallVars,
     imports: Vec<ImportRecord>,
     kv: KvStore,
+    /// Recorded clock readings to answer with (replay); empty: the real clock.
+    clock: VecDeque<u64>,
     output: Arc<GuestOutput>,
 }
 
@@ -63,6 +66,7 @@ impl HostState {
         call_id: &str,
         vars: CallVars,
         kv: KvStore,
+        clock: VecDeque<u64>,
         limits: &GuestLimits,
         output_budget: usize,
     ) -> Self {
@@ -90,6 +94,7 @@ impl HostState {
                 vars,
                 imports: Vec::new(),
                 kv,
+                clock,
                 output,
             },
         }
@@ -117,7 +122,7 @@ impl HostState {
     }
 
     pub(crate) fn clock(&mut self) -> ClockView<'_> {
-        ClockView::new(&mut self.call.imports)
+        ClockView::new(&mut self.call.clock, &mut self.call.imports)
     }
 
     pub(crate) fn vars(&mut self) -> VarsView<'_> {

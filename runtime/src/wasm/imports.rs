@@ -13,6 +13,7 @@
 //! failures (a key too large, storage down) are WIT `result` errors the
 //! guest handles; none of these imports traps.
 
+use std::collections::VecDeque;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use wasmtime::component::{HasData, Linker};
@@ -210,22 +211,29 @@ pub(crate) fn describe(e: &kv::KvError) -> String {
 
 /// `clock`: wall time, recorded so a replay sees the same instant.
 pub(crate) struct ClockView<'a> {
+    /// A replay's recorded readings, answered in order, the last one
+    /// repeating; empty: the real clock.
+    recorded: &'a mut VecDeque<u64>,
     imports: &'a mut Vec<ImportRecord>,
 }
 
 impl<'a> ClockView<'a> {
-    pub(crate) fn new(imports: &'a mut Vec<ImportRecord>) -> Self {
-        Self { imports }
+    pub(crate) fn new(recorded: &'a mut VecDeque<u64>, imports: &'a mut Vec<ImportRecord>) -> Self {
+        Self { recorded, imports }
     }
 }
 
 impl clock::Host for ClockView<'_> {
     async fn now_ms(&mut self) -> wasmtime::Result<u64> {
-        // A clock before 1970 is a host misconfiguration; 0 is as good an
-        // answer as any and keeps the import infallible.
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let ms = match self.recorded.len() {
+            // A clock before 1970 is a host misconfiguration; 0 is as good
+            // an answer as any and keeps the import infallible.
+            0 => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            1 => self.recorded[0],
+            _ => self.recorded.pop_front().unwrap_or_default(),
+        };
         self.imports.push(ImportRecord::ClockNow { ms });
         Ok(ms)
     }
@@ -284,6 +292,7 @@ impl call_vars::Host for VarsView<'_> {
 #[cfg(test)]
 mod tests {
     use call_vars::Host as _;
+    use clock::Host as _;
     use kv::Host as _;
 
     use super::*;
@@ -325,6 +334,20 @@ mod tests {
         assert!(
             matches!(&records[0], ImportRecord::KvSet { result: Err(e), .. } if e == "too-large(512)")
         );
+    }
+
+    #[tokio::test]
+    async fn a_replayed_clock_answers_its_readings_in_order_then_repeats_the_last() {
+        let mut readings = VecDeque::from([5, 7]);
+        let mut records = Vec::new();
+        let mut view = ClockView::new(&mut readings, &mut records);
+        let seen = [
+            view.now_ms().await.unwrap(),
+            view.now_ms().await.unwrap(),
+            view.now_ms().await.unwrap(),
+        ];
+        assert_eq!(seen, [5, 7, 7]);
+        assert_eq!(records[2], ImportRecord::ClockNow { ms: 7 });
     }
 
     #[tokio::test]

@@ -37,4 +37,4 @@ pub use cache::{CacheError, CacheStats, ContentHash, LoadSource};
 pub use component::{ComponentInfo, LoadError, World, check_header};
 pub use config::{ConfigError, GuestLimits, HostConfig, HostConfigBuilder, PoolLimits};
 pub use engine::EngineError;
-pub use handler::{HostError, LoadedComponent, TenantScope, WasmHandler, WasmHost};
+pub use handler::{HostError, LoadedComponent, Recorded, TenantScope, WasmHandler, WasmHost};

@@ -133,10 +133,14 @@ fn tail(text: &str, lines: usize) -> String {
 
 /// The value of an `Authorization` header: HTTP Basic `user:password`.
 pub fn basic_auth(user: &str, password: &str) -> String {
+    format!("Basic {}", base64(format!("{user}:{password}").as_bytes()))
+}
+
+/// Standard base64 with padding.
+pub fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let text = format!("{user}:{password}");
-    let mut out = String::from("Basic ");
-    for chunk in text.as_bytes().chunks(3) {
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
         let n = chunk
             .iter()
             .enumerate()
@@ -403,7 +407,12 @@ impl Server {
 
     fn stderr_has_panic(&self) -> bool {
         std::fs::read_to_string(&self.stderr_path)
-            .map(|s| s.contains("panicked at"))
+            // A host panic's line starts with `thread '...'`; a trapping
+            // guest's panic message is only quoted inside a log line.
+            .map(|s| {
+                s.lines()
+                    .any(|l| l.starts_with("thread '") && l.contains("panicked at"))
+            })
             .unwrap_or(false)
     }
 

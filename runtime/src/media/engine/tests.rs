@@ -13,6 +13,10 @@ use std::sync::mpsc::Receiver;
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 fn engine(workers: usize) -> (Engine, Receiver<(StreamId, Event)>) {
+    engine_with(Policy::fixed(workers), SAMPLE)
+}
+
+fn engine_with(pool: Policy, sample: Duration) -> (Engine, Receiver<(StreamId, Event)>) {
     let (tx, rx) = mpsc::channel();
     let tx = Mutex::new(tx);
     let sink: Sink = Arc::new(move |stream, event| {
@@ -20,7 +24,8 @@ fn engine(workers: usize) -> (Engine, Receiver<(StreamId, Event)>) {
     });
     let config = EngineConfig {
         bind: LOCALHOST,
-        workers,
+        pool,
+        sample,
         timeout: Duration::ZERO,
     };
     (Engine::start(config, sink).unwrap(), rx)
@@ -302,6 +307,66 @@ fn a_taken_port_fails_at_open() {
     engine.shutdown();
 }
 
+/// Waits (at most 10 s) until `done` holds for the engine's stats.
+fn wait_stats(engine: &Engine, what: &str, done: impl Fn(&EngineStats) -> bool) -> EngineStats {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = engine.stats();
+        if done(&stats) {
+            return stats;
+        }
+        assert!(Instant::now() < end, "{what}: {stats:?}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// With a high-water mark of 1 % busy, a few hundred paced streams are
+/// overload: the pool grows to its max of 2 and new calls go to the new
+/// worker; once every stream closed and the hold time passed, it is back
+/// to one worker, which still serves calls.
+#[test]
+fn the_pool_grows_under_load_and_shrinks_back_when_idle() {
+    let pool = Policy {
+        min: 1,
+        max: 2,
+        high: 0.01,
+        low: 0.005,
+        rise: Duration::from_millis(100),
+        hold: Duration::from_millis(300),
+        ..Policy::default()
+    };
+    let (engine, _events) = engine_with(pool, Duration::from_millis(50));
+    let sink = bind_one(LOCALHOST, 0).unwrap(); // never read: packets just land
+    let to = sink.local_addr().unwrap();
+    assert_eq!(engine.stats().workers.len(), 1);
+    for s in 0..200 {
+        engine.open(s, s, 0).unwrap();
+        engine.command(s, Command::Start(params(to)));
+    }
+    let stats = wait_stats(&engine, "grown to 2", |s| s.active_workers() == 2);
+    assert_eq!(stats.workers[0].streams, 200);
+    assert!(stats.workers[0].busy > 0.0, "{stats:?}");
+    // New calls go to the emptiest worker: the new one.
+    for s in 200..300 {
+        engine.open(s, s, 0).unwrap();
+        engine.command(s, Command::Start(params(to)));
+    }
+    let stats = engine.stats();
+    assert_eq!(stats.workers.len(), 2, "max 2: {stats:?}");
+    assert_eq!(stats.workers[1].streams, 100);
+    wait_stats(&engine, "the new worker sends", |s| s.streams == 300);
+    for s in 0..300 {
+        engine.command(s, Command::Close);
+    }
+    let stats = wait_stats(&engine, "back to 1", |s| s.workers.len() == 1);
+    assert_eq!((stats.active_workers(), stats.workers[0].id), (1, 0));
+    assert_eq!(stats.streams, 0);
+    let peer = peer();
+    engine.open(1000, 1000, 0).unwrap();
+    engine.command(1000, Command::Start(params(peer.local_addr().unwrap())));
+    assert!(!receive_for(&peer, Duration::from_millis(300)).is_empty());
+}
+
 /// Load: 1,000 streams on one worker, each sending to one peer socket.
 /// Send jitter is measured from kernel receive timestamps at the peer
 /// (loopback: the moment each packet was sent, whatever the reading
@@ -359,12 +424,14 @@ fn thousand_streams_on_one_worker() {
     let pct = |q: f64| deviations[((deviations.len() as f64 - 1.0) * q) as usize];
     eprintln!(
         "{streams} streams, {} intervals: send jitter p50 {} us, p99 {} us, max {} us; \
-         not received by the peer {lost}; worker CPU {:.0}%; late ticks {}, send errors {}, max lateness {:?}",
+         not received by the peer {lost}; worker CPU {:.0}%, busy {:.0}% (last sample); \
+         late ticks {}, send errors {}, max lateness {:?}",
         deviations.len(),
         pct(0.5),
         pct(0.99),
         pct(1.0),
         cpu,
+        after.workers[0].busy * 100.0,
         after.late_ticks - before.late_ticks,
         after.send_errors - before.send_errors,
         after.max_lateness,

@@ -10,7 +10,7 @@ use crate::contract::{
     RejectReason, Verb,
 };
 use crate::router::{self, LegEvent, Output};
-use crate::sip::directory::{Binding, TenantIdx};
+use crate::sip::directory::{Binding, Route, TenantIdx};
 use crate::sip::transaction::TxKey;
 use crate::sip::{Peer, message, sdp};
 use crate::store::Cdr;
@@ -18,6 +18,7 @@ use crate::store::Cdr;
 use super::dial::DialRun;
 use super::dialog::Dialog;
 use super::media::{LegMedia, RecordRun};
+use super::status::CallProgress;
 use super::wire::{self, random_token};
 use super::{Endpoint, EndpointEvent};
 
@@ -48,6 +49,8 @@ pub enum TimerKind {
     DialTimeout(usize),
     /// The bridged call reached `time-limit-secs`.
     DialLimit,
+    /// An outbound call rang too long, or its CANCEL got no final answer.
+    OutboundTimeout,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +61,7 @@ pub enum CallerState {
     Ended,
 }
 
-struct GatherRun {
+pub(super) struct GatherRun {
     spec: Gather,
     digits: String,
     /// When the prompts ended (a digit ends them early); `None` while
@@ -101,16 +104,29 @@ pub struct CallState {
     pub final_status: Option<u16>,
     pub generation: u64,
     pub dial: Option<DialRun>,
-    gather: Option<GatherRun>,
-    digits_to_send: VecDeque<char>,
+    pub(super) gather: Option<GatherRun>,
+    pub(super) digits_to_send: VecDeque<char>,
     /// Leg events produced while the router's output was being drained.
     pub pending: VecDeque<LegEvent>,
     pub finished: bool,
     pub dialog_keys: Vec<(String, String)>,
     pub client_keys: Vec<TxKey>,
+    /// Status callback events sent so far (the next one's sequence number).
+    pub status_sequence: u32,
+    /// A call we placed (`POST /v1/calls`): its leg is ours as the UAC.
+    pub outbound: Option<super::outbound::Outbound>,
 }
 
 impl CallState {
+    /// Forgets the verb the leg runs (gather, digits, record): a redirect
+    /// from outside replaces it. Late media notices are stale by generation.
+    pub(super) fn stop_verbs(&mut self) {
+        self.generation += 1;
+        self.gather = None;
+        self.digits_to_send.clear();
+        self.recording = None;
+    }
+
     pub fn cdr(&self, started_ms: u64, ended_ms: u64, at_ms: impl Fn(Instant) -> u64) -> Cdr {
         let answered_ms = self.answered_at.map(&at_ms);
         let outcome = if self.answered_at.is_some() {
@@ -118,6 +134,7 @@ impl CallState {
         } else {
             match self.final_status {
                 Some(486) | Some(600) => "busy",
+                Some(408) | Some(480) if self.outbound.is_some() => "no-answer",
                 Some(487) => "canceled",
                 Some(603) => "rejected",
                 _ => "failed",
@@ -146,14 +163,31 @@ fn visible_header(name: &str) -> bool {
     lower.starts_with("x-") || lower == "user-to-user"
 }
 
+/// A routed INVITE on its way through admission (it may wait there).
+pub(super) struct NewCall {
+    pub key: TxKey,
+    pub peer: Peer,
+    pub req: rsip::Request,
+    pub route: Route,
+    /// The Request-URI user (the number dialled).
+    pub user: Option<String>,
+    pub call_id: String,
+    pub offer: Option<Vec<u8>>,
+    pub local_sdp: String,
+}
+
 impl Endpoint {
     /// A new INVITE: route it to a tenant and start its router.
     pub(super) fn start_call(&mut self, now: Instant, key: TxKey, peer: Peer, req: rsip::Request) {
         let user = req.uri.user().map(str::to_string);
         let host = req.uri.host_with_port.host.to_string();
-        let Some(route) = self.directory.route(user.as_deref(), &host) else {
+        let roll = rand::random::<u8>() % 100;
+        let Some(route) = self.directory.route(user.as_deref(), &host, roll) else {
             return self.reply(now, &key, &req, 404, "Not Found");
         };
+        if self.directory.tenant(route.tenant).suspended {
+            return self.reply(now, &key, &req, 403, "Forbidden (account suspended)");
+        }
         let Some(call_id) = wire::call_id(&req) else {
             return self.reply(now, &key, &req, 400, "Missing Call-ID");
         };
@@ -172,18 +206,31 @@ impl Endpoint {
         };
         // Checked last, so every admitted call reaches `forget`, which
         // gives its place back.
-        let limits = self.directory.tenant(route.tenant).limits;
-        if let Err(retry) = self.admission.admit(now, route.tenant, limits) {
-            let mut busy = message::response(
-                &req,
-                503,
-                "Service Unavailable (tenant call limit)",
-                Some(&random_token()),
-            );
-            busy.headers
-                .push(rsip::Header::Other("Retry-After".into(), retry.to_string()));
-            return self.respond(now, &key, busy);
-        }
+        let new = NewCall {
+            key,
+            peer,
+            req,
+            route,
+            user,
+            call_id,
+            offer,
+            local_sdp,
+        };
+        self.admit(now, new);
+    }
+
+    /// Starts a call admission let in (at once, or after it waited).
+    pub(super) fn begin_call(&mut self, now: Instant, new: NewCall) {
+        let NewCall {
+            key,
+            peer,
+            req,
+            route,
+            user,
+            call_id,
+            offer,
+            local_sdp,
+        } = new;
         // No 100 Trying here: the transaction layer sends one if no answer
         // is out within 200 ms (RFC 3261 §17.2.1), and a guest's decision
         // is usually out long before, so most calls save a datagram.
@@ -215,7 +262,7 @@ impl Endpoint {
             })
             .collect();
         let id = format!("CA{}", random_token());
-        let router = router::Call::new(
+        let mut router = router::Call::new(
             now,
             &id,
             &tenant.id,
@@ -223,6 +270,7 @@ impl Endpoint {
             incoming,
             self.config.router.clone(),
         );
+        router.set_fallback_handler(route.binding.fallback.clone());
         let to_header = req
             .to_header()
             .map(|h| h.value().to_string())
@@ -277,7 +325,10 @@ impl Endpoint {
             finished: false,
             dialog_keys: vec![dialog_key],
             client_keys: Vec::new(),
+            status_sequence: 0,
+            outbound: None,
         };
+        self.report_progress(now, &mut call, CallProgress::Initiated, None);
         self.pump(now, &mut call);
         if call.finished {
             self.forget(now, call);
@@ -289,6 +340,9 @@ impl Endpoint {
     /// Drains the router's output and feeds back what the leg produced,
     /// until both are quiet.
     pub(super) fn pump(&mut self, now: Instant, call: &mut CallState) {
+        if call.outbound.as_ref().is_some_and(|o| o.holds_router()) {
+            return; // no plan runs on an outbound call until it is answered
+        }
         loop {
             while let Some(output) = call.router.poll_output() {
                 match output {
@@ -379,6 +433,7 @@ impl Endpoint {
             TimerKind::SendDigit => self.send_next_digit(now, call),
             TimerKind::DialTimeout(round) => self.on_dial_timeout(now, call, round),
             TimerKind::DialLimit => self.on_dial_limit(now, call),
+            TimerKind::OutboundTimeout => self.on_outbound_timeout(now, call),
         }
     }
 
@@ -440,6 +495,7 @@ impl Endpoint {
         call.caller = CallerState::Answered;
         call.answered_at = Some(now);
         call.final_status = Some(200);
+        self.report_progress(now, call, CallProgress::Answered, None);
     }
 
     /// Ends the caller's leg from our side: a final response while it is
@@ -453,6 +509,12 @@ impl Endpoint {
     ) {
         self.stop_dial(now, call);
         match call.caller {
+            // Our own INVITE: CANCEL it (the CDR says canceled).
+            CallerState::Early if call.outbound.is_some() => {
+                call.caller = CallerState::Ended;
+                call.generation += 1;
+                return self.cancel_outbound(now, call, 487);
+            }
             CallerState::Early => {
                 let tag = call.dialog_keys[0].1.clone();
                 let response = message::response(&call.invite, status, reason, Some(&tag));

@@ -379,6 +379,9 @@ impl Endpoint {
         response: rsip::Response,
     ) {
         let LegRef::Fork(index) = leg else {
+            if Self::is_outbound_invite(call, key) {
+                return self.on_outbound_response(now, call, &response);
+            }
             return self.on_caller_response(call, &response);
         };
         let code = response.status_code.code();
@@ -440,6 +443,7 @@ impl Endpoint {
                 ringing.body = body;
             }
             self.respond(now, &call.invite_key.clone(), ringing);
+            self.report_progress(now, call, super::status::CallProgress::Ringing, None);
         }
         if first {
             self.report_status(call, CallStatus::Ringing);
@@ -614,7 +618,9 @@ impl Endpoint {
         status: u16,
     ) {
         let LegRef::Fork(index) = leg else {
-            return;
+            // Our outbound INVITE got no response (a caller-leg re-INVITE
+            // only happens once it is answered, which this ignores).
+            return self.on_outbound_failed(call, status);
         };
         let Some(dial) = call.dial.as_mut() else {
             return;
@@ -807,7 +813,7 @@ impl Endpoint {
 
 /// The CANCEL for an INVITE we sent: same Request-URI, Call-ID, From, To,
 /// CSeq number and top Via (§9.1).
-fn cancel_for(invite: &rsip::Request) -> Option<rsip::Request> {
+pub(super) fn cancel_for(invite: &rsip::Request) -> Option<rsip::Request> {
     let via = wire::header_value(&invite.headers, "Via")?;
     let (cseq, _) = wire::cseq(invite)?;
     RequestText::new("CANCEL", &invite.uri.to_string())
@@ -821,7 +827,7 @@ fn cancel_for(invite: &rsip::Request) -> Option<rsip::Request> {
         .ok()
 }
 
-fn response_to(response: &rsip::Response) -> String {
+pub(super) fn response_to(response: &rsip::Response) -> String {
     wire::header_value(&response.headers, "To").unwrap_or_default()
 }
 

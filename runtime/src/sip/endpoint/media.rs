@@ -51,16 +51,26 @@ impl Endpoint {
     /// Opens a stream for `call` on a free port pair; `None` when the pool
     /// is exhausted.
     pub(super) fn open_stream(&mut self, call: &CallState) -> Option<LegMedia> {
+        self.open_stream_for(call.reference, &call.tenant_id, &call.id)
+    }
+
+    /// [`open_stream`](Self::open_stream) for a call not built yet.
+    pub(super) fn open_stream_for(
+        &mut self,
+        reference: CallRef,
+        tenant: &str,
+        call_id: &str,
+    ) -> Option<LegMedia> {
         let port = self.ports.allocate()?;
         self.next_stream += 1;
         let stream = self.next_stream;
-        self.streams.insert(stream, call.reference);
+        self.streams.insert(stream, reference);
         let open = Action::Open {
             port,
-            tenant: call.tenant_id.clone(),
-            call_id: call.id.clone(),
+            tenant: tenant.to_owned(),
+            call_id: call_id.to_owned(),
         };
-        self.media(call.reference, stream, open);
+        self.media(reference, stream, open);
         Some(LegMedia {
             stream,
             port,

@@ -8,7 +8,7 @@
 //!                                                     │  in-dialog → the call's leg
 //!   poll_transmit() ◄─ bytes for the transport edge ◄─┘
 //!   poll_event()    ◄─ Invoke (run a guest) · Cdr (store a record)
-//!   poll_timeout()  ◄─ earliest of transactions, registrar, call timers
+//!   poll_timeout()  ◄─ earliest of transactions, registrar, call timers, admission
 //! ```
 //!
 //! After every `handle_*`, drain `poll_transmit` and `poll_event`, then
@@ -16,15 +16,20 @@
 //! feeds each answer back with `handle_invocation`.
 //!
 //! A call is one inbound leg (the caller, where this endpoint is the UAS)
-//! plus the outbound forks of a `dial` (where it is the UAC). Verbs run
+//! plus the outbound forks of a `dial` (where it is the UAC). A call we
+//! place (`originate`, `POST /v1/calls`) has our INVITE's leg in the
+//! caller's place; its handler starts when that leg answers. Verbs run
 //! on the caller's leg; without the media engine they take the time they
 //! would take on a real call, and DTMF arrives by SIP INFO.
 
 mod admission;
 mod call;
+mod control;
 mod dial;
 mod dialog;
 mod media;
+mod outbound;
+mod status;
 mod transfer;
 mod wire;
 
@@ -39,7 +44,7 @@ use rsip::prelude::*;
 use crate::guest::{Invocation, InvokeRequest};
 use crate::media::ports::PortPool;
 use crate::media::{Action, StreamId};
-use crate::router::RouterConfig;
+use crate::router::{DecisionLog, RouterConfig};
 use crate::store::Cdr;
 
 use super::directory::{Directory, TenantIdx};
@@ -48,8 +53,12 @@ use super::registrar::{Registrar, RegistrarConfig};
 use super::transaction::{TimerConfig, Transactions, TxEvent, TxKey};
 use super::{Peer, Transmit, Transport};
 
+pub use admission::{AdmissionStats, Capacity};
 pub use call::CallRef;
 use call::{CallState, LegRef, Timer};
+pub use control::{CallRequest, Control, ControlError, LiveCall};
+pub use outbound::{OriginateError, OriginateSpec};
+pub use status::{CallEnd, CallProgress, CallStatusEvent};
 pub use wire::{Local, uri_peer};
 
 /// Extensions we support (Require: of anything else gets 420).
@@ -67,6 +76,8 @@ pub struct EndpointConfig {
     pub router: RouterConfig,
     pub timers: TimerConfig,
     pub registrar: RegistrarConfig,
+    /// The capacity across tenants (`[admission]`).
+    pub admission: Capacity,
 }
 
 impl EndpointConfig {
@@ -87,6 +98,7 @@ impl EndpointConfig {
             router: RouterConfig::default(),
             timers: TimerConfig::default(),
             registrar: RegistrarConfig::default(),
+            admission: Capacity::default(),
         }
     }
 }
@@ -100,8 +112,8 @@ pub enum EndpointEvent {
         tenant: TenantIdx,
         request: InvokeRequest,
     },
-    /// A call ended: store its record.
-    Cdr(Cdr),
+    /// A call ended: store its record and its decision log.
+    Cdr(Cdr, DecisionLog),
     /// Work for the media edge on one of `call`'s streams; what comes of
     /// it returns through `handle_media`.
     Media {
@@ -109,6 +121,8 @@ pub enum EndpointEvent {
         stream: StreamId,
         action: Action,
     },
+    /// A status of a call whose number has a status callback: POST it.
+    Status(CallStatusEvent),
 }
 
 pub struct Endpoint {
@@ -126,7 +140,12 @@ pub struct Endpoint {
     clients: HashMap<TxKey, (CallRef, LegRef)>,
     timers: BinaryHeap<Reverse<(Instant, u64, CallRef, Timer)>>,
     ports: PortPool,
-    admission: admission::Admission,
+    admission: admission::Admission<TxKey>,
+    /// INVITEs waiting for admission, by server transaction.
+    waiting: HashMap<TxKey, call::NewCall>,
+    /// Admission outcomes are being acted on (a call ending meanwhile
+    /// leaves its outcomes to that loop).
+    admitting: bool,
     /// Open media streams → their call.
     streams: HashMap<StreamId, CallRef>,
     next_stream: StreamId,
@@ -139,6 +158,7 @@ pub struct Endpoint {
 impl Endpoint {
     pub fn new(now: Instant, config: EndpointConfig, directory: Arc<Directory>) -> Self {
         let media_ports = config.media_ports;
+        let capacity = config.admission;
         let unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -156,7 +176,9 @@ impl Endpoint {
             timers: BinaryHeap::new(),
             timer_seq: 0,
             ports: PortPool::new(media_ports.0, media_ports.1),
-            admission: admission::Admission::default(),
+            admission: admission::Admission::new(now, capacity),
+            waiting: HashMap::new(),
+            admitting: false,
             streams: HashMap::new(),
             next_stream: 0,
             events: VecDeque::new(),
@@ -182,13 +204,24 @@ impl Endpoint {
         (early, self.calls.len() - early)
     }
 
-    /// New calls refused by tenants' admission limits since start.
-    pub fn refused_calls(&self) -> u64 {
-        self.admission.refused
+    /// Admission figures: refusals by reason, calls admitted after a
+    /// wait, calls waiting by tenant.
+    pub fn admission_stats(&self) -> AdmissionStats {
+        let tenants = self.directory.tenants().iter().enumerate();
+        self.admission
+            .stats(tenants.map(|(idx, t)| (idx, t.id.as_str())))
     }
 
     pub fn directory(&self) -> &Arc<Directory> {
         &self.directory
+    }
+
+    /// Replaces the directory (a REST change of accounts or numbers).
+    /// Calls in progress keep their tenant index: a new directory must
+    /// keep every tenant of the old one at its place.
+    pub fn set_directory(&mut self, directory: Arc<Directory>) {
+        debug_assert!(directory.tenants().len() >= self.directory.tenants().len());
+        self.directory = directory;
     }
 
     // ------------------------------------------------------------ input
@@ -219,6 +252,8 @@ impl Endpoint {
         self.tx.handle_timeout(now);
         self.drain_transactions(now);
         self.registrar.expire(now);
+        self.admission.handle_timeout(now);
+        self.drain_admission(now);
         while let Some(Reverse((at, _, call, timer))) = self.timers.peek().cloned() {
             if at > now {
                 break;
@@ -246,7 +281,9 @@ impl Endpoint {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let calls = self.timers.peek().map(|Reverse((at, ..))| *at);
-        [self.tx.poll_timeout(), self.registrar.poll_timeout(), calls]
+        let admission = self.admission.poll_timeout();
+        let tx = self.tx.poll_timeout();
+        [tx, self.registrar.poll_timeout(), calls, admission]
             .into_iter()
             .flatten()
             .min()
@@ -312,6 +349,7 @@ impl Endpoint {
                     }
                 }
                 TxEvent::Terminated { key } => {
+                    self.drop_waiting(&key);
                     self.invites.remove(&key);
                     self.clients.remove(&key);
                 }
@@ -403,6 +441,9 @@ impl Endpoint {
     }
 
     fn on_cancel(&mut self, now: Instant, key: &TxKey, req: &rsip::Request) {
+        if self.cancel_waiting(now, key, req) {
+            return;
+        }
         let call = self
             .tx
             .find_invite(key)
@@ -432,10 +473,11 @@ impl Endpoint {
         }
     }
 
-    /// A finished call leaves no trace but its CDR.
+    /// A finished call leaves no trace but its CDR and decision log.
     fn forget(&mut self, now: Instant, mut call: CallState) {
         self.close_call_media(&mut call);
-        self.admission.ended(call.tenant);
+        self.admission.ended(now, call.tenant);
+        self.drain_admission(now);
         for key in &call.dialog_keys {
             self.dialogs.remove(key);
         }
@@ -446,7 +488,9 @@ impl Endpoint {
         let cdr = call.cdr(self.unix_ms(call.started), self.unix_ms(now), |at| {
             self.unix_ms(at)
         });
-        self.events.push_back(EndpointEvent::Cdr(cdr));
+        self.report_progress(now, &mut call, status::CallProgress::Completed, Some(&cdr));
+        let log = call.router.take_log();
+        self.events.push_back(EndpointEvent::Cdr(cdr, log));
     }
 }
 

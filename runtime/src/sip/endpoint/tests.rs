@@ -21,6 +21,8 @@ const CALLEE: &str = "127.0.0.1:5080";
 const CALLEE2: &str = "127.0.0.1:5081";
 const TRUNK: &str = "127.0.0.1:5090";
 const ALICE: &str = "127.0.0.1:5099";
+/// The status callback of number 300 (100 has none).
+const STATUS_URL: &str = "https://hooks.acme.test/status";
 
 type Decide = dyn Fn(&Event) -> Plan + Send + Sync;
 
@@ -37,6 +39,8 @@ struct Harness {
     actions: Vec<(StreamId, Action)>,
     /// The fake media edge: notices due at a virtual time.
     notices: Vec<(Instant, StreamId, Notice)>,
+    /// Status callback events, in the order they came.
+    statuses: Vec<CallStatusEvent>,
 }
 
 /// A stand-in for the media edge: a play takes the time its prompts
@@ -90,6 +94,8 @@ impl Harness {
         let mut tenant = Tenant::new("acme");
         tenant.domains.push("acme.test".into());
         tenant.bind("100", "main", "v1", Arc::clone(&handler));
+        tenant.bind("300", "main", "v1", Arc::clone(&handler));
+        tenant.set_status_callback("300", Some(STATUS_URL.into()));
         tenant.users.insert("alice".into(), "secret".into());
         tenant.trunks.push(crate::sip::directory::Trunk {
             name: "carrier".into(),
@@ -112,6 +118,7 @@ impl Harness {
             log,
             actions: Vec::new(),
             notices: Vec::new(),
+            statuses: Vec::new(),
         }
     }
 
@@ -146,7 +153,25 @@ impl Harness {
                     };
                     self.ep.handle_invocation(self.now, call, invocation);
                 }
-                EndpointEvent::Cdr(cdr) => self.cdrs.push(cdr),
+                EndpointEvent::Cdr(cdr, log) => {
+                    // An outbound call nobody answered ran no handler:
+                    // its log is empty.
+                    if log.entries().is_empty() && cdr.answered_ms.is_none() {
+                        self.cdrs.push(cdr);
+                        continue;
+                    }
+                    // Every record comes with its call's whole decision log.
+                    let first = log.events().next().map(|(ctx, _)| ctx.call_id.clone());
+                    assert_eq!(first.as_deref(), Some(cdr.call_id.as_str()));
+                    assert!(
+                        log.entries()
+                            .iter()
+                            .any(|e| matches!(e.entry, crate::router::Entry::Ended { .. })),
+                        "{log:?}"
+                    );
+                    self.cdrs.push(cdr)
+                }
+                EndpointEvent::Status(status) => self.statuses.push(status),
                 EndpointEvent::Media { stream, action, .. } => {
                     fake_media(self.now, stream, &action, &mut self.notices);
                     self.actions.push((stream, action));
@@ -1263,4 +1288,642 @@ fn with_every_media_port_taken_a_call_is_refused_503_until_one_is_free() {
     h.send(CALLER, &in_dialog("BYE", "p1", &tag(&ok), 2, "", ""));
     h.send(CALLER, &invite("100", "p3"));
     h.response(200);
+}
+
+/// A dialled call to `number` that rings, is answered, then hung up by
+/// the caller 3 s later.
+fn ring_answer_hang_up(h: &mut Harness, number: &str, call_id: &str) {
+    h.send(CALLER, &invite(number, call_id));
+    let out = h.request(rsip::Method::Invite, CALLEE);
+    h.send_msg(
+        CALLEE,
+        callee_response(&out, 180, "Ringing", "t1", CALLEE, ""),
+    );
+    h.response(180);
+    let answer = SDP.replace("6000", "7000");
+    h.send_msg(
+        CALLEE,
+        callee_response(&out, 200, "OK", "t1", CALLEE, &answer),
+    );
+    let to_tag = tag(&h.response(200));
+    h.send(CALLER, &ack(call_id, &to_tag));
+    h.advance(3_000);
+    h.send(CALLER, &in_dialog("BYE", call_id, &to_tag, 2, "", ""));
+    h.request(rsip::Method::Bye, CALLEE);
+    assert_eq!(h.ep.calls(), 0);
+}
+
+#[test]
+fn a_number_with_a_status_callback_reports_initiated_ringing_answered_completed() {
+    let mut h = Harness::new(dial_one(sip_target(CALLEE)));
+    let start = h.ep.unix_ms(h.now);
+    ring_answer_hang_up(&mut h, "300", "s1");
+    let got: Vec<(&str, u32)> = h
+        .statuses
+        .iter()
+        .map(|s| (s.status.as_str(), s.sequence))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("initiated", 0),
+            ("ringing", 1),
+            ("answered", 2),
+            ("completed", 3)
+        ]
+    );
+    let cdr = &h.cdrs[0];
+    for status in &h.statuses {
+        assert_eq!(status.url, STATUS_URL);
+        assert_eq!(status.call_id, cdr.call_id);
+        assert_eq!(status.tenant, "acme");
+        assert_eq!(status.from, "sip:caller@example.com");
+        assert_eq!(status.to, "300");
+        assert!(status.unix_ms >= start);
+        assert_eq!(
+            status.end.is_some(),
+            status.status == CallProgress::Completed
+        );
+    }
+    let times: Vec<u64> = h.statuses.iter().map(|s| s.unix_ms).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    assert_eq!(times[3] - times[2], 3_000, "completed 3 s after answer");
+    assert_eq!(
+        h.statuses[3].end,
+        Some(CallEnd {
+            outcome: "completed".into(),
+            sip_status: Some(200),
+            duration_secs: 3,
+        })
+    );
+}
+
+#[test]
+fn a_number_without_a_status_callback_reports_nothing() {
+    let mut h = Harness::new(dial_one(sip_target(CALLEE)));
+    ring_answer_hang_up(&mut h, "100", "s2");
+    assert_eq!(h.cdrs.len(), 1);
+    assert!(h.statuses.is_empty(), "{:?}", h.statuses);
+}
+
+#[test]
+fn a_rejected_call_reports_initiated_then_completed_with_its_status() {
+    let mut h = Harness::new(Box::new(|_| Plan {
+        verbs: vec![Verb::Reject(RejectReason::Busy)],
+    }));
+    h.send(CALLER, &invite("300", "s3"));
+    let busy = h.response(486);
+    h.send(CALLER, &ack("s3", &tag(&busy)));
+    let got: Vec<&str> = h.statuses.iter().map(|s| s.status.as_str()).collect();
+    assert_eq!(got, ["initiated", "completed"]);
+    let end = h.statuses[1].end.as_ref().unwrap();
+    assert_eq!(
+        (end.outcome.as_str(), end.sip_status, end.duration_secs),
+        ("busy", Some(486), 0)
+    );
+}
+
+// ------------------------------------------------------------ admission
+
+/// A harness whose tenants `acme` (number 100) and `beta` (number 200)
+/// both have `limits`, under the runtime's `capacity`; every call holds
+/// for a minute.
+fn admission_harness(limits: crate::sip::directory::Limits, capacity: Capacity) -> Harness {
+    let mut h = Harness::new(Box::new(|event| match event {
+        Event::Incoming(_) => pause_then(60_000, Verb::Hangup),
+        _ => Plan { verbs: vec![] },
+    }));
+    let mut tenants = Vec::new();
+    for (id, number) in [("acme", "100"), ("beta", "200")] {
+        let mut tenant = Tenant::new(id);
+        tenant.limits = limits;
+        tenant.bind(number, "main", "v1", Arc::clone(&h.handler));
+        tenants.push(tenant);
+    }
+    let mut config = EndpointConfig::new(vec![(Transport::Udp, "127.0.0.1:5060".parse().unwrap())]);
+    config.admission = capacity;
+    h.ep = Endpoint::new(h.now, config, Arc::new(Directory::new(tenants)));
+    h
+}
+
+fn queued(max_calls: Option<u32>, queue: u32, wait_ms: u64) -> crate::sip::directory::Limits {
+    crate::sip::directory::Limits {
+        max_calls,
+        calls_per_second: None,
+        queue,
+        queue_wait: Duration::from_millis(wait_ms),
+    }
+}
+
+/// The final responses sent since the last look: (status, Call-ID).
+fn finals(h: &mut Harness) -> Vec<(u16, String)> {
+    std::mem::take(&mut h.sent)
+        .into_iter()
+        .filter_map(|(_, msg)| match msg {
+            rsip::SipMessage::Response(r) if r.status_code.code() >= 200 => Some((
+                r.status_code.code(),
+                r.call_id_header().unwrap().value().to_string(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Answers `call_id`'s 200 with an ACK; the To tag, for its BYE.
+fn ack_ok(h: &mut Harness, call_id: &str) -> String {
+    let ok = h.response(200);
+    assert_eq!(ok.call_id_header().unwrap().value(), call_id);
+    let tag = tag(&ok);
+    h.send(CALLER, &ack(call_id, &tag));
+    tag
+}
+
+#[test]
+fn a_call_above_its_tenants_limit_waits_with_100_trying_and_starts_when_a_call_ends() {
+    let mut h = admission_harness(queued(Some(1), 5, 2_000), Capacity::default());
+    h.send(CALLER, &invite("100", "w1"));
+    let tag1 = ack_ok(&mut h, "w1");
+    h.send(CALLER, &invite("100", "w2"));
+    assert!(h.nothing_sent(), "w2 waits: no answer yet");
+    assert_eq!(h.ep.calls(), 1, "no call, no guest, while waiting");
+    h.advance(200);
+    h.response(100);
+    h.advance(1_000);
+    assert!(h.nothing_sent());
+    h.send(CALLER, &in_dialog("BYE", "w1", &tag1, 2, "", ""));
+    assert_eq!(finals(&mut h), vec![(200, "w1".into()), (200, "w2".into())]);
+    let stats = h.ep.admission_stats();
+    assert_eq!(stats.admitted_after_wait, 1);
+    assert_eq!(stats.waiting, vec![("acme".into(), 0), ("beta".into(), 0)]);
+}
+
+#[test]
+fn a_full_queue_and_an_expired_wait_are_503_with_retry_after() {
+    let mut h = admission_harness(queued(Some(1), 1, 1_000), Capacity::default());
+    h.send(CALLER, &invite("100", "f1"));
+    ack_ok(&mut h, "f1");
+    h.send(CALLER, &invite("100", "f2"));
+    h.send(CALLER, &invite("100", "f3"));
+    let full = h.response(503);
+    assert_eq!(
+        full.call_id_header().unwrap().value(),
+        "f3",
+        "the queue holds one"
+    );
+    assert!(full.to_string().contains("Retry-After: 1"), "{full}");
+    assert_eq!(h.ep.admission_stats().waiting[0], ("acme".into(), 1));
+    h.advance(999);
+    // (f3's 503 is retransmitted until ACKed: only f2 matters here.)
+    assert!(!finals(&mut h).iter().any(|(_, id)| id == "f2"));
+    h.advance(1);
+    let expired = h.response(503);
+    assert_eq!(expired.call_id_header().unwrap().value(), "f2");
+    assert!(expired.to_string().contains("Retry-After: 1"), "{expired}");
+    let stats = h.ep.admission_stats();
+    assert_eq!(
+        (
+            stats.refused_full,
+            stats.refused_timeout,
+            stats.waiting[0].1
+        ),
+        (1, 1, 0)
+    );
+    assert!(h.cdrs.is_empty(), "refused calls never started");
+}
+
+#[test]
+fn a_cancel_of_a_waiting_call_is_487_and_it_leaves_the_queue() {
+    let mut h = admission_harness(queued(Some(1), 5, 2_000), Capacity::default());
+    h.send(CALLER, &invite("100", "k1"));
+    let tag1 = ack_ok(&mut h, "k1");
+    h.send(CALLER, &invite("100", "k2"));
+    let cancel = format!(
+        "CANCEL sip:100@acme.test SIP/2.0
+Via: SIP/2.0/UDP {CALLER};branch=z9hG4bK-k2
+Max-Forwards: 70
+From: <sip:caller@example.com>;tag=caller-k2
+To: <sip:100@acme.test>
+Call-ID: k2
+CSeq: 1 CANCEL
+Content-Length: 0
+
+"
+    );
+    h.send(CALLER, &cancel);
+    assert_eq!(finals(&mut h), vec![(200, "k2".into()), (487, "k2".into())]);
+    assert_eq!(h.ep.admission_stats().waiting[0].1, 0);
+    // The place k1 frees goes to nobody: k2 is gone.
+    h.send(CALLER, &in_dialog("BYE", "k1", &tag1, 2, "", ""));
+    assert_eq!(finals(&mut h), vec![(200, "k1".into())]);
+    assert_eq!(h.ep.calls(), 0);
+}
+
+#[test]
+fn under_the_global_capacity_a_flooding_tenant_does_not_take_the_others_turn() {
+    let capacity = Capacity {
+        max_calls: Some(2),
+        calls_per_second: None,
+    };
+    let mut h = admission_harness(queued(None, 10, 5_000), capacity);
+    h.send(CALLER, &invite("100", "a1"));
+    let a1 = ack_ok(&mut h, "a1");
+    h.send(CALLER, &invite("100", "a2"));
+    let a2 = ack_ok(&mut h, "a2");
+    for id in ["a3", "a4", "a5"] {
+        h.send(CALLER, &invite("100", id));
+    }
+    h.send(CALLER, &invite("200", "b1"));
+    assert!(finals(&mut h).is_empty(), "the runtime is full: all wait");
+    h.send(CALLER, &in_dialog("BYE", "a1", &a1, 2, "", ""));
+    assert_eq!(finals(&mut h), vec![(200, "a1".into()), (200, "a3".into())]);
+    h.send(CALLER, &in_dialog("BYE", "a2", &a2, 2, "", ""));
+    assert_eq!(
+        finals(&mut h),
+        vec![(200, "a2".into()), (200, "b1".into())],
+        "beta's turn, although acme waited longer"
+    );
+    assert_eq!(h.ep.admission_stats().waiting[0].1, 2);
+}
+
+#[test]
+fn a_global_call_rate_releases_a_waiting_call_when_its_token_arrives() {
+    let capacity = Capacity {
+        max_calls: None,
+        calls_per_second: Some(1),
+    };
+    let mut h = admission_harness(queued(None, 5, 2_000), capacity);
+    h.send(CALLER, &invite("100", "r1"));
+    ack_ok(&mut h, "r1");
+    h.send(CALLER, &invite("200", "r2"));
+    h.advance(990);
+    assert!(finals(&mut h).is_empty());
+    h.advance(20);
+    assert_eq!(finals(&mut h), vec![(200, "r2".into())]);
+}
+
+// ------------------------------------------------------------ outbound calls
+
+fn outbound(timeout_secs: u64) -> OriginateSpec {
+    OriginateSpec {
+        to: format!("sip:bob@{CALLEE}"),
+        handler: "main".into(),
+        from: Some("sip:+15550100@acme.test".into()),
+        timeout: Duration::from_secs(timeout_secs),
+        status_callback: Some(STATUS_URL.into()),
+    }
+}
+
+/// Places an outbound call to CALLEE: its id and our INVITE.
+fn originate(h: &mut Harness, timeout_secs: u64) -> (String, rsip::Request) {
+    let id =
+        h.ep.originate(h.now, "acme", outbound(timeout_secs))
+            .unwrap();
+    h.settle();
+    let invite = h.request(rsip::Method::Invite, CALLEE);
+    (id, invite)
+}
+
+/// A request from CALLEE inside the dialog of our `invite`, answered with `to_tag`.
+fn from_callee(method: &str, invite: &rsip::Request, to_tag: &str, cseq: u32) -> String {
+    format!(
+        "{method} sip:switchyard@127.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP {CALLEE};branch=z9hG4bK-{method}-{cseq}
+Max-Forwards: 70
+From: <sip:bob@{CALLEE}>;tag={to_tag}
+To: <sip:+15550100@acme.test>;tag={from_tag}
+Call-ID: {call_id}
+CSeq: {cseq} {method}
+Content-Length: 0
+
+",
+        from_tag = super::wire::from_tag(invite).unwrap(),
+        call_id = super::wire::call_id(invite).unwrap()
+    )
+}
+
+fn progress(h: &Harness) -> Vec<&'static str> {
+    h.statuses.iter().map(|s| s.status.as_str()).collect()
+}
+
+#[test]
+fn an_answered_outbound_call_runs_its_handler_on_our_stream_until_the_callee_hangs_up() {
+    let mut h = Harness::new(Box::new(|event| match event {
+        Event::Incoming(_) => Plan {
+            verbs: vec![
+                say("hello"),
+                Verb::Pause(crate::contract::Pause { length_ms: 60_000 }),
+            ],
+        },
+        _ => Plan { verbs: vec![] },
+    }));
+    let (id, invite) = originate(&mut h, 30);
+    let stream = h.last_stream();
+    let port = h
+        .actions
+        .iter()
+        .find_map(|(_, a)| match a {
+            Action::Open { port, .. } => Some(*port),
+            _ => None,
+        })
+        .unwrap();
+    let offer = String::from_utf8_lossy(&invite.body).into_owned();
+    assert!(offer.contains(&format!("m=audio {port} ")), "{offer}");
+    assert!(
+        invite
+            .from_header()
+            .unwrap()
+            .value()
+            .contains("+15550100@acme.test")
+    );
+    assert_eq!(h.ep.live_calls("acme")[0].status, "ringing");
+    h.send_msg(
+        CALLEE,
+        callee_response(&invite, 180, "Ringing", "b1", CALLEE, ""),
+    );
+    assert!(
+        h.events_seen.is_empty(),
+        "no handler runs before the answer"
+    );
+    h.send_msg(
+        CALLEE,
+        callee_response(&invite, 200, "OK", "b1", CALLEE, SDP),
+    );
+    let ack = h.request(rsip::Method::Ack, CALLEE);
+    assert_eq!(super::wire::to_tag(&ack).as_deref(), Some("b1"));
+    assert_eq!(
+        ack.uri.to_string(),
+        format!("sip:callee@{CALLEE}"),
+        "to the Contact"
+    );
+    match &h.events_seen[..] {
+        [Event::Incoming(call)] => {
+            assert_eq!(call.direction, crate::contract::Direction::Outbound);
+            assert_eq!(call.to, format!("sip:bob@{CALLEE}"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // The answer started our stream toward the callee, and the plan plays on it.
+    assert!(h.actions.iter().any(|(s, a)| *s == stream
+        && matches!(a, Action::Start(p) if p.remote.map(|r| r.port()) == Some(6000))));
+    assert!(
+        h.actions
+            .iter()
+            .any(|(s, a)| *s == stream && matches!(a, Action::Play { .. }))
+    );
+    assert_eq!(h.ep.live_calls("acme")[0].status, "in-progress");
+    h.advance(2_000);
+    h.send(CALLEE, &from_callee("BYE", &invite, "b1", 1));
+    h.response(200);
+    assert!(h.events_seen.iter().any(|e| matches!(e, Event::Hangup(_))));
+    assert_eq!(h.cdrs.len(), 1);
+    let cdr = &h.cdrs[0];
+    assert_eq!(
+        (cdr.call_id.as_str(), cdr.outcome.as_str()),
+        (id.as_str(), "completed")
+    );
+    assert!(cdr.answered_ms.is_some());
+    assert_eq!(cdr.handler, "main");
+    assert_eq!(
+        progress(&h),
+        ["initiated", "ringing", "answered", "completed"]
+    );
+    assert_eq!(h.ep.calls(), 0);
+}
+
+#[test]
+fn the_plan_of_an_outbound_call_hangs_up_with_a_bye_in_the_callees_dialog() {
+    let mut h = Harness::new(Box::new(|event| match event {
+        Event::Incoming(_) => pause_then(1_000, Verb::Hangup),
+        _ => Plan { verbs: vec![] },
+    }));
+    let (_, invite) = originate(&mut h, 30);
+    let mut ok = callee_response(&invite, 200, "OK", "b2", CALLEE, SDP);
+    ok.headers
+        .push(rsip::Header::RecordRoute(rsip::headers::RecordRoute::new(
+            "<sip:proxy@127.0.0.1:5100;lr>",
+        )));
+    h.send_msg(CALLEE, ok);
+    h.request(rsip::Method::Ack, CALLEE);
+    h.advance(1_000);
+    let bye = h.request(rsip::Method::Bye, CALLEE);
+    assert_eq!(super::wire::to_tag(&bye).as_deref(), Some("b2"));
+    assert_eq!(super::wire::call_id(&bye), super::wire::call_id(&invite));
+    assert_eq!(
+        super::wire::cseq(&bye).map(|c| c.0),
+        Some(2),
+        "after the INVITE's 1"
+    );
+    assert!(
+        bye.to_string()
+            .contains("Route: <sip:proxy@127.0.0.1:5100;lr>")
+    );
+    assert_eq!(h.cdrs[0].outcome, "completed");
+}
+
+#[test]
+fn a_busy_callee_ends_the_outbound_call_as_busy_without_running_a_plan() {
+    let mut h = Harness::new(Box::new(|_| Plan {
+        verbs: vec![Verb::Hangup],
+    }));
+    let (id, invite) = originate(&mut h, 30);
+    let stream = h.last_stream();
+    h.send_msg(
+        CALLEE,
+        callee_response(&invite, 486, "Busy Here", "b3", CALLEE, ""),
+    );
+    // The transaction layer ACKs the failure.
+    h.request(rsip::Method::Ack, CALLEE);
+    assert!(h.events_seen.is_empty());
+    assert_eq!(h.cdrs.len(), 1);
+    assert_eq!(
+        (h.cdrs[0].call_id.as_str(), h.cdrs[0].outcome.as_str()),
+        (id.as_str(), "busy")
+    );
+    assert_eq!(h.cdrs[0].sip_status, Some(486));
+    assert!(
+        h.actions
+            .iter()
+            .any(|(s, a)| *s == stream && matches!(a, Action::Close))
+    );
+    assert_eq!(progress(&h), ["initiated", "completed"]);
+    assert_eq!(h.ep.calls(), 0);
+}
+
+#[test]
+fn an_outbound_call_nobody_answers_is_cancelled_at_its_timeout() {
+    let mut h = Harness::new(Box::new(|_| Plan {
+        verbs: vec![Verb::Hangup],
+    }));
+    let (_, invite) = originate(&mut h, 5);
+    h.send_msg(
+        CALLEE,
+        callee_response(&invite, 180, "Ringing", "b4", CALLEE, ""),
+    );
+    h.advance(4_900);
+    assert!(h.nothing_sent());
+    h.advance(200);
+    let cancel = h.request(rsip::Method::Cancel, CALLEE);
+    assert_eq!(super::wire::call_id(&cancel), super::wire::call_id(&invite));
+    assert_eq!(cancel.uri, invite.uri);
+    h.send_msg(CALLEE, message::response(&cancel, 200, "OK", Some("b4")));
+    assert!(h.cdrs.is_empty(), "the INVITE's final response is awaited");
+    h.send_msg(
+        CALLEE,
+        callee_response(&invite, 487, "Request Terminated", "b4", CALLEE, ""),
+    );
+    assert_eq!(h.cdrs[0].outcome, "no-answer");
+    assert!(h.events_seen.is_empty());
+}
+
+#[test]
+fn a_hangup_from_the_api_before_the_answer_cancels_the_invite() {
+    let mut h = Harness::new(Box::new(|_| Plan {
+        verbs: vec![Verb::Hangup],
+    }));
+    let (id, invite) = originate(&mut h, 30);
+    // No provisional response yet: the CANCEL waits for one (§9.1).
+    h.ep.control(h.now, "acme", &id, Control::Hangup).unwrap();
+    h.settle();
+    assert!(h.nothing_sent());
+    assert!(h.ep.live_calls("acme").is_empty());
+    h.send_msg(
+        CALLEE,
+        callee_response(&invite, 180, "Ringing", "b5", CALLEE, ""),
+    );
+    let cancel = h.request(rsip::Method::Cancel, CALLEE);
+    h.send_msg(CALLEE, message::response(&cancel, 200, "OK", Some("b5")));
+    h.send_msg(
+        CALLEE,
+        callee_response(&invite, 487, "Request Terminated", "b5", CALLEE, ""),
+    );
+    assert_eq!(h.cdrs[0].outcome, "canceled");
+    assert!(h.events_seen.is_empty());
+    assert_eq!(h.ep.calls(), 0);
+}
+
+#[test]
+fn an_answer_that_crosses_our_cancel_is_acked_and_hung_up() {
+    let mut h = Harness::new(Box::new(|_| Plan {
+        verbs: vec![Verb::Hangup],
+    }));
+    let (id, invite) = originate(&mut h, 30);
+    h.send_msg(
+        CALLEE,
+        callee_response(&invite, 180, "Ringing", "b6", CALLEE, ""),
+    );
+    h.ep.control(h.now, "acme", &id, Control::Hangup).unwrap();
+    h.settle();
+    h.request(rsip::Method::Cancel, CALLEE);
+    h.send_msg(
+        CALLEE,
+        callee_response(&invite, 200, "OK", "b6", CALLEE, SDP),
+    );
+    h.request(rsip::Method::Ack, CALLEE);
+    h.request(rsip::Method::Bye, CALLEE);
+    assert_eq!(h.cdrs[0].outcome, "canceled");
+    assert!(h.events_seen.is_empty());
+}
+
+#[test]
+fn outbound_calls_are_refused_at_the_tenants_limit_never_queued() {
+    let mut h = admission_harness(queued(Some(1), 5, 2_000), Capacity::default());
+    let mut spec = outbound(30);
+    spec.status_callback = None;
+    let first = h.ep.originate(h.now, "acme", spec.clone());
+    assert!(first.is_ok());
+    assert_eq!(
+        h.ep.originate(h.now, "acme", spec.clone()),
+        Err(OriginateError::Busy { retry_after: 1 })
+    );
+    // Another tenant is not held up by it.
+    assert!(h.ep.originate(h.now, "beta", spec.clone()).is_ok());
+    assert_eq!(
+        h.ep.originate(
+            h.now,
+            "acme",
+            OriginateSpec {
+                handler: "nope".into(),
+                ..spec.clone()
+            }
+        ),
+        Err(OriginateError::UnknownHandler("nope".into()))
+    );
+    assert!(matches!(
+        h.ep.originate(
+            h.now,
+            "acme",
+            OriginateSpec {
+                to: "sip:bob@example.com".into(),
+                ..spec.clone()
+            }
+        ),
+        Err(OriginateError::BadAddress(_))
+    ));
+    for (to, from) in [
+        (format!("sip:bob@{CALLEE}>\r\nX-Evil: 1"), None),
+        (format!("sip:bob@{CALLEE}"), Some("sip:a@b> x".to_string())),
+    ] {
+        let bad = OriginateSpec {
+            to,
+            from,
+            ..spec.clone()
+        };
+        assert!(matches!(
+            h.ep.originate(h.now, "acme", bad),
+            Err(OriginateError::BadAddress(_))
+        ));
+    }
+    assert_eq!(
+        h.ep.originate(h.now, "nobody", spec.clone()),
+        Err(OriginateError::UnknownTenant("nobody".into()))
+    );
+    // A busy callee frees the place.
+    h.settle();
+    let invite = h.request(rsip::Method::Invite, CALLEE);
+    h.send_msg(
+        CALLEE,
+        callee_response(&invite, 486, "Busy Here", "b7", CALLEE, ""),
+    );
+    assert!(h.ep.originate(h.now, "acme", spec).is_ok());
+}
+
+#[test]
+fn with_no_media_port_free_an_outbound_call_is_refused_and_gives_its_place_back() {
+    let mut h = Harness::with_ports(Box::new(|_| Plan { verbs: vec![] }), (20000, 20001));
+    let (_id, _invite) = originate(&mut h, 30);
+    assert_eq!(
+        h.ep.originate(h.now, "acme", outbound(30)),
+        Err(OriginateError::NoMedia)
+    );
+    assert_eq!(h.ep.calls(), 1);
+}
+
+#[test]
+fn a_redirect_before_the_answer_names_the_handler_that_runs_at_the_answer() {
+    let mut h = Harness::new(Box::new(|event| match event {
+        Event::Incoming(_) => pause_then(1_000, Verb::Hangup),
+        _ => Plan { verbs: vec![] },
+    }));
+    let mut tenant = Tenant::new("acme");
+    tenant.bind("100", "main", "v1", Arc::clone(&h.handler));
+    tenant.bind("200", "other", "v1", Arc::clone(&h.handler));
+    h.ep.set_directory(Arc::new(Directory::new(vec![tenant])));
+    let (id, invite) = originate(&mut h, 30);
+    assert_eq!(
+        h.ep.control(h.now, "acme", &id, Control::Redirect("nope".into())),
+        Err(ControlError::UnknownHandler("nope".into()))
+    );
+    h.ep.control(h.now, "acme", &id, Control::Redirect("other".into()))
+        .unwrap();
+    h.settle();
+    assert!(h.events_seen.is_empty(), "nothing runs before the answer");
+    h.send_msg(
+        CALLEE,
+        callee_response(&invite, 200, "OK", "b8", CALLEE, SDP),
+    );
+    assert!(matches!(h.events_seen[..], [Event::Incoming(_)]));
+    h.advance(1_000);
+    h.request(rsip::Method::Bye, CALLEE);
+    assert_eq!(h.cdrs[0].handler, "other");
+    assert_eq!(h.cdrs[0].outcome, "completed");
 }

@@ -1,0 +1,295 @@
+//! Outbound calls over REST against a real `switchyard serve`: `POST
+//! /v1/calls` rings a fake far end, the handler runs once it answers, the
+//! call is recorded with its decision log; a busy far end, the account's
+//! call limit (429 + Retry-After), request errors and tenant isolation.
+
+#[path = "common/far.rs"]
+mod far;
+#[path = "common/http.rs"]
+mod http;
+#[path = "common/sip.rs"]
+mod sip_common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use far::{Answer, FarEnd};
+use http::{ADMIN_KEY, Auth, get, new_key, post, put, request_typed};
+use serde_json::{Value, json};
+use sip_common::{Config, Server, guest};
+
+fn server(config: Config) -> Server {
+    Server::serve(
+        &config
+            .api(&format!("admin_key = \"{ADMIN_KEY}\""))
+            .api("max_component_kb = 2048")
+            .media(&sip_common::media_ports()),
+    )
+}
+
+/// A new account made by the operator, with a key.
+fn account(addr: SocketAddr, name: &str) -> Auth {
+    let got = post(
+        addr,
+        "/v1/accounts",
+        &Auth::admin(),
+        &json!({ "name": name }),
+    );
+    assert_eq!(got.status, 201, "{}", got.text());
+    let id = got.json()["id"].as_str().unwrap().to_owned();
+    new_key(addr, &id).1
+}
+
+/// Uploads guest `guest_name` as component `name` and binds it to `number`.
+fn deploy(addr: SocketAddr, auth: &Auth, name: &str, guest_name: &str, number: &str) {
+    let bytes = std::fs::read(guest(guest_name)).unwrap();
+    let path = format!("/v1/components/{name}");
+    let got = request_typed(addr, "POST", &path, auth, "application/wasm", &bytes);
+    assert_eq!(got.status, 201, "{}", got.text());
+    let got = put(
+        addr,
+        &format!("/v1/numbers/{number}"),
+        auth,
+        &json!({ "component": name }),
+    );
+    assert_eq!(got.status, 201, "{}", got.text());
+}
+
+/// `POST /v1/calls` to the far end; the new call's id.
+fn place(addr: SocketAddr, auth: &Auth, far: &FarEnd, handler: &str) -> String {
+    let got = post(
+        addr,
+        "/v1/calls",
+        auth,
+        &json!({ "to": format!("sip:bob@{}", far.sip), "handler": handler, "timeout_secs": 10 }),
+    );
+    assert_eq!(got.status, 201, "{}", got.text());
+    let body = got.json();
+    assert_eq!(body["status"], "queued");
+    let id = body["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("CA"), "{id}");
+    id
+}
+
+/// The call's record once it has one (it ended), within 10 s.
+fn finished(server: &Server, auth: &Auth, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = get(server.http, &format!("/v1/calls/{id}"), auth);
+        if got.status == 200 && got.json()["ended_ms"].is_u64() {
+            return got.json();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "call {id} did not end: {} {}\n{}",
+            got.status,
+            got.text(),
+            server.output()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_outbound_call_runs_its_handler_once_answered_and_is_recorded_with_its_log() {
+    let server = server(Config::new());
+    let addr = server.http;
+    let auth = account(addr, "Globex");
+    let other = account(addr, "Initech");
+    // `bye` answers, pauses a second and hangs up.
+    deploy(addr, &auth, "main", "bye", "2000");
+    let far = FarEnd::start(Answer::Tone {
+        hz: 440.0,
+        hangup_after: None,
+    });
+
+    let id = place(addr, &auth, &far, "main");
+    far.wait("the INVITE, answered and ACKed", |log| {
+        log.invites == 1 && log.acks == 1
+    });
+    let live = get(addr, &format!("/v1/calls/{id}"), &auth).json();
+    assert_eq!(live["status"], "in-progress", "{live}");
+    assert_eq!(live["to"], format!("sip:bob@{}", far.sip));
+    // The handler's plan runs on the answered leg: its hangup is our BYE.
+    far.wait("our BYE after the handler's pause", |log| {
+        log.requests.iter().any(|(method, _)| method == "BYE")
+    });
+    assert!(
+        !far.log().rtp.is_empty(),
+        "our stream sent RTP to the far end"
+    );
+
+    let call = finished(&server, &auth, &id);
+    assert_eq!(call["status"], "completed", "{call}");
+    assert_eq!(call["sip_status"], 200);
+    assert!(call["answered_ms"].is_u64(), "{call}");
+    assert_eq!(call["handler"], "main");
+    assert_eq!(
+        call["handler_version"].as_str().map(str::len),
+        Some(64),
+        "the component's content hash: {call}"
+    );
+    let log = get(addr, &format!("/v1/calls/{id}/log"), &auth);
+    assert_eq!(log.status, 200, "{}", log.text());
+    let log = log.json();
+    let entries = log.as_array().unwrap();
+    let incoming = entries
+        .iter()
+        .find(|e| e["kind"] == "event" && e["event"]["Incoming"].is_object())
+        .unwrap_or_else(|| panic!("no incoming event: {log}"));
+    assert_eq!(
+        incoming["event"]["Incoming"]["direction"], "Outbound",
+        "{incoming}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["kind"] == "verb" && e.to_string().contains("Hangup")),
+        "the plan's hangup is logged: {log}"
+    );
+
+    // Another account sees none of it.
+    for path in [format!("/v1/calls/{id}"), format!("/v1/calls/{id}/log")] {
+        let got = get(addr, &path, &other);
+        assert_eq!(
+            (got.status, got.code()),
+            (404, "not_found".into()),
+            "{path}"
+        );
+    }
+    // Nor may it run this account's handler.
+    let got = post(
+        addr,
+        "/v1/calls",
+        &other,
+        &json!({ "to": format!("sip:bob@{}", far.sip), "handler": "main" }),
+    );
+    assert_eq!(got.status, 400, "{}", got.text());
+    assert_eq!(far.log().invites, 1);
+}
+
+#[test]
+fn bad_requests_to_place_a_call_say_why() {
+    let server = server(Config::new());
+    let addr = server.http;
+    let auth = account(addr, "Globex");
+    deploy(addr, &auth, "main", "bye", "2000");
+    for (body, why) in [
+        (
+            json!({ "to": "sip:bob@127.0.0.1:9", "handler": "nope" }),
+            "no handler named",
+        ),
+        (
+            json!({ "to": "tel:+15550100", "handler": "main" }),
+            "sip: URI",
+        ),
+        (
+            json!({ "to": "sip:bob@example.com", "handler": "main" }),
+            "DNS",
+        ),
+        (
+            json!({ "to": "sip:bob@127.0.0.1:9", "handler": "main", "timeout_secs": 0 }),
+            "timeout_secs",
+        ),
+        (
+            json!({ "to": "sip:bob@127.0.0.1:9", "handler": "main", "status_callback": "ftp://x" }),
+            "http(s)",
+        ),
+        (
+            json!({ "to": "sip:bob@127.0.0.1:9", "handler": "main", "colour": "red" }),
+            "unknown field",
+        ),
+        (json!({ "handler": "main" }), "missing field"),
+    ] {
+        let got = post(addr, "/v1/calls", &auth, &body);
+        assert_eq!(
+            (got.status, got.code()),
+            (400, "bad_request".into()),
+            "{body}"
+        );
+        assert!(got.text().contains(why), "{body}: {}", got.text());
+    }
+    let got = post(
+        addr,
+        "/v1/calls",
+        &Auth::none(),
+        &json!({ "to": "sip:bob@127.0.0.1:9", "handler": "main" }),
+    );
+    assert_eq!(got.status, 401);
+}
+
+#[test]
+fn a_busy_far_end_gives_a_busy_call_and_no_plan() {
+    let server = server(Config::new());
+    let addr = server.http;
+    let auth = account(addr, "Globex");
+    deploy(addr, &auth, "main", "bye", "2000");
+    let far = FarEnd::start(Answer::Refuse(486));
+
+    let id = place(addr, &auth, &far, "main");
+    let call = finished(&server, &auth, &id);
+    assert_eq!(
+        (call["status"].as_str(), call["sip_status"].as_u64()),
+        (Some("busy"), Some(486)),
+        "{call}"
+    );
+    assert!(call["answered_ms"].is_null());
+    assert_eq!(far.log().invites, 1);
+    // No handler ran: the decision log is empty.
+    let log = get(addr, &format!("/v1/calls/{id}/log"), &auth);
+    assert_eq!((log.status, log.json()), (200, json!([])));
+    let busy = get(addr, "/v1/calls?status=busy", &auth).json();
+    assert_eq!(busy["data"][0]["id"], id.as_str(), "{busy}");
+}
+
+#[test]
+fn at_the_accounts_call_limit_a_new_call_is_429_with_retry_after() {
+    // A config tenant with a limit of one call; `hold` pauses a minute.
+    let server = server(
+        Config::new()
+            .tenant("acme", &[])
+            .tenant_key("max_calls = 1\nqueue = 5\nqueue_wait_ms = 5000")
+            .number("1000", "hold"),
+    );
+    let addr = server.http;
+    let (_, auth) = new_key(addr, "acme");
+    let far = FarEnd::start(Answer::Tone {
+        hz: 440.0,
+        hangup_after: None,
+    });
+
+    let first = place(addr, &auth, &far, "guest_hold");
+    // Outbound calls never wait in the admission queue.
+    let to = format!("sip:bob@{}", far.sip);
+    let body = json!({ "to": to, "handler": "guest_hold" });
+    let got = post(addr, "/v1/calls", &auth, &body);
+    assert_eq!(
+        (got.status, got.code()),
+        (429, "too_many_requests".into()),
+        "{}",
+        got.text()
+    );
+    assert!(got.head.contains("retry-after: 1"), "{}", got.head);
+
+    // Hung up over REST, the call gives its place back.
+    far.wait("the first call answered", |log| log.acks == 1);
+    let got = post(
+        addr,
+        &format!("/v1/calls/{first}"),
+        &auth,
+        &json!({ "status": "completed" }),
+    );
+    assert_eq!(got.status, 202, "{}", got.text());
+    far.wait("our BYE", |log| {
+        log.requests.iter().any(|(method, _)| method == "BYE")
+    });
+    assert_eq!(finished(&server, &auth, &first)["status"], "completed");
+    let again = place(addr, &auth, &far, "guest_hold");
+    let got = post(
+        addr,
+        &format!("/v1/calls/{again}"),
+        &auth,
+        &json!({ "status": "completed" }),
+    );
+    assert_eq!(got.status, 202, "{}", got.text());
+}
