@@ -10,11 +10,9 @@ mod sip_common;
 #[path = "common/ua.rs"]
 mod ua;
 
-use std::net::SocketAddr;
-
-use http::{ADMIN_KEY, Auth, get, new_key, post, put, request, request_typed};
+use http::{ADMIN_KEY, Auth, account, get, new_key, post, put, request, request_typed, upload};
 use serde_json::{Value, json};
-use sip_common::{Config, Server, guest};
+use sip_common::{Config, Server, Sipp, have_sipp};
 use switchyard::sip::sdp::Codec;
 use ua::Ua;
 
@@ -25,32 +23,6 @@ fn server() -> Server {
             .api("max_component_kb = 2048")
             .tenant("acme", &[])
             .number("1000", "busy"),
-    )
-}
-
-/// A new account made by the operator, with a key.
-fn account(addr: SocketAddr, name: &str) -> (String, Auth) {
-    let got = post(
-        addr,
-        "/v1/accounts",
-        &Auth::admin(),
-        &json!({ "name": name }),
-    );
-    assert_eq!(got.status, 201, "{}", got.text());
-    let id = got.json()["id"].as_str().unwrap().to_owned();
-    let (_, auth) = new_key(addr, &id);
-    (id, auth)
-}
-
-fn upload(addr: SocketAddr, auth: &Auth, name: &str, guest_name: &str) -> http::Answer {
-    let bytes = std::fs::read(guest(guest_name)).unwrap();
-    request_typed(
-        addr,
-        "POST",
-        &format!("/v1/components/{name}"),
-        auth,
-        "application/wasm",
-        &bytes,
     )
 }
 
@@ -444,4 +416,81 @@ fn the_operator_sets_an_accounts_own_limits() {
     let first = ua.call(server.udp, "5000", &[Codec::PCMU], false).unwrap();
     assert_eq!(call(&ua, &server, "5000"), 200, "limits lifted");
     first.bye().unwrap();
+}
+
+/// A REGISTER of `user` with `password` at acme.test: whether it got 200.
+fn registers(server: &Server, user: &str, password: &str) -> bool {
+    let run = Sipp::new(&format!(
+        "-s {user} -au {user} -ap {password} -auth_uri acme.test -key domain acme.test -m 1"
+    ))
+    .sf("register_auth.xml")
+    .to(server.udp)
+    .timeout(std::time::Duration::from_secs(20))
+    .run();
+    run.successful() == 1
+}
+
+#[test]
+fn sip_credentials_set_over_rest_register_in_the_accounts_domain() {
+    if !have_sipp() {
+        return;
+    }
+    let server = Server::serve(
+        &Config::new()
+            .api(&format!("admin_key = \"{ADMIN_KEY}\""))
+            .tenant("acme", &["acme.test"])
+            .user("alice", "config-secret"),
+    );
+    let addr = server.http;
+    let (_, acme) = new_key(addr, "acme");
+    let (_, other) = account(addr, "Globex");
+    assert!(
+        !registers(&server, "bob", "bob-secret-1"),
+        "no such user yet"
+    );
+
+    let path = "/v1/sip/credentials/bob";
+    for bad in [
+        json!({ "password": "short" }),
+        json!({ "pw": "long-enough-1" }),
+    ] {
+        assert_eq!(put(addr, path, &acme, &bad).status, 400, "{bad}");
+    }
+    let got = put(
+        addr,
+        "/v1/sip/credentials/b%20b",
+        &acme,
+        &json!({ "password": "bob-secret-1" }),
+    );
+    assert_eq!(got.status, 400);
+    let got = put(addr, path, &acme, &json!({ "password": "bob-secret-1" }));
+    assert_eq!(got.status, 201, "{}", got.text());
+    assert!(registers(&server, "bob", "bob-secret-1"));
+    assert!(!registers(&server, "bob", "wrong-secret"));
+
+    // A new password takes over; the list never shows one.
+    let got = put(addr, path, &acme, &json!({ "password": "bob-secret-2" }));
+    assert_eq!(got.status, 200);
+    assert!(registers(&server, "bob", "bob-secret-2"));
+    let list = get(addr, "/v1/sip/credentials", &acme).json();
+    assert_eq!(list["data"][0]["username"], "bob");
+    assert!(!list.to_string().contains("secret"), "{list}");
+    // The config's user stays as configured.
+    let got = put(
+        addr,
+        "/v1/sip/credentials/alice",
+        &acme,
+        &json!({ "password": "rest-secret-1" }),
+    );
+    assert_eq!(got.status, 201);
+    assert!(registers(&server, "alice", "config-secret"));
+
+    // Another account sees none of it.
+    assert_eq!(
+        get(addr, "/v1/sip/credentials", &other).json()["data"],
+        json!([])
+    );
+    assert_eq!(request(addr, "DELETE", path, &other, b"").status, 404);
+    assert_eq!(request(addr, "DELETE", path, &acme, b"").status, 204);
+    assert!(!registers(&server, "bob", "bob-secret-2"));
 }

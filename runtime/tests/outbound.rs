@@ -14,9 +14,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use far::{Answer, FarEnd};
-use http::{ADMIN_KEY, Auth, get, new_key, post, put, request_typed};
+use http::{ADMIN_KEY, Auth, account, get, new_key, post, put, upload};
 use serde_json::{Value, json};
-use sip_common::{Config, Server, guest};
+use sip_common::{Config, Server};
 
 fn server(config: Config) -> Server {
     Server::serve(
@@ -27,24 +27,9 @@ fn server(config: Config) -> Server {
     )
 }
 
-/// A new account made by the operator, with a key.
-fn account(addr: SocketAddr, name: &str) -> Auth {
-    let got = post(
-        addr,
-        "/v1/accounts",
-        &Auth::admin(),
-        &json!({ "name": name }),
-    );
-    assert_eq!(got.status, 201, "{}", got.text());
-    let id = got.json()["id"].as_str().unwrap().to_owned();
-    new_key(addr, &id).1
-}
-
 /// Uploads guest `guest_name` as component `name` and binds it to `number`.
 fn deploy(addr: SocketAddr, auth: &Auth, name: &str, guest_name: &str, number: &str) {
-    let bytes = std::fs::read(guest(guest_name)).unwrap();
-    let path = format!("/v1/components/{name}");
-    let got = request_typed(addr, "POST", &path, auth, "application/wasm", &bytes);
+    let got = upload(addr, auth, name, guest_name);
     assert_eq!(got.status, 201, "{}", got.text());
     let got = put(
         addr,
@@ -94,8 +79,8 @@ fn finished(server: &Server, auth: &Auth, id: &str) -> Value {
 fn an_outbound_call_runs_its_handler_once_answered_and_is_recorded_with_its_log() {
     let server = server(Config::new());
     let addr = server.http;
-    let auth = account(addr, "Globex");
-    let other = account(addr, "Initech");
+    let (_, auth) = account(addr, "Globex");
+    let (_, other) = account(addr, "Initech");
     // `bye` answers, pauses a second and hangs up.
     deploy(addr, &auth, "main", "bye", "2000");
     let far = FarEnd::start(Answer::Tone {
@@ -172,7 +157,7 @@ fn an_outbound_call_runs_its_handler_once_answered_and_is_recorded_with_its_log(
 fn bad_requests_to_place_a_call_say_why() {
     let server = server(Config::new());
     let addr = server.http;
-    let auth = account(addr, "Globex");
+    let (_, auth) = account(addr, "Globex");
     deploy(addr, &auth, "main", "bye", "2000");
     for (body, why) in [
         (
@@ -222,7 +207,7 @@ fn bad_requests_to_place_a_call_say_why() {
 fn a_busy_far_end_gives_a_busy_call_and_no_plan() {
     let server = server(Config::new());
     let addr = server.http;
-    let auth = account(addr, "Globex");
+    let (_, auth) = account(addr, "Globex");
     deploy(addr, &auth, "main", "bye", "2000");
     let far = FarEnd::start(Answer::Refuse(486));
 

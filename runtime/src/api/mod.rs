@@ -26,6 +26,9 @@
 //!   GET    /v1/components                      account             page of components
 //!   GET    /v1/components/{name}/versions      account             page of versions
 //!   GET    /v1/components/{name}/versions/{v}  account             version
+//!   PUT    /v1/sip/credentials/{username}      account             201 / 200 (body: password)
+//!   GET    /v1/sip/credentials                 account             page of SIP users
+//!   DELETE /v1/sip/credentials/{username}      account             204
 //!   PUT    /v1/numbers/{number}                account             number (201 if new)
 //!   GET    /v1/numbers                         account             page of numbers
 //!   GET    /v1/numbers/{number}                account             number
@@ -49,6 +52,7 @@
 pub mod accounts;
 pub mod calls;
 pub mod components;
+pub mod credentials;
 pub mod error;
 pub mod keys;
 pub mod limits;
@@ -193,6 +197,9 @@ enum Handler {
     RecordingAudio,
     DeleteRecording,
     UploadComponent,
+    PutCredential,
+    ListCredentials,
+    DeleteCredential,
     ListComponents,
     ListVersions,
     GetVersion,
@@ -232,6 +239,17 @@ const ROUTES: &[(&str, &str, Handler)] = &[
     ("GET", "/v1/recordings/{id}/audio", Handler::RecordingAudio),
     ("DELETE", "/v1/recordings/{id}", Handler::DeleteRecording),
     ("POST", "/v1/components/{name}", Handler::UploadComponent),
+    (
+        "PUT",
+        "/v1/sip/credentials/{username}",
+        Handler::PutCredential,
+    ),
+    ("GET", "/v1/sip/credentials", Handler::ListCredentials),
+    (
+        "DELETE",
+        "/v1/sip/credentials/{username}",
+        Handler::DeleteCredential,
+    ),
     ("GET", "/v1/components", Handler::ListComponents),
     (
         "GET",
@@ -356,6 +374,9 @@ where
         Handler::RecordingAudio => recordings::audio(state, &caller, p(0)).await,
         Handler::DeleteRecording => recordings::delete(state, &caller, p(0)).await,
         Handler::UploadComponent => components::upload(state, &caller, p(0), body).await,
+        Handler::PutCredential => credentials::put(state, &caller, &decode(p(0)), &body).await,
+        Handler::ListCredentials => credentials::list(state, &caller, &query).await,
+        Handler::DeleteCredential => credentials::delete(state, &caller, &decode(p(0))).await,
         Handler::ListComponents => components::list(state, &caller, &query).await,
         Handler::ListVersions => components::versions(state, &caller, p(0), &query).await,
         Handler::GetVersion => components::version(state, &caller, p(0), p(1)).await,

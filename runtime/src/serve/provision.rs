@@ -179,6 +179,13 @@ impl Provisioner {
             .enumerate()
             .map(|(i, id)| (id.clone(), i))
             .collect();
+        for (tenant_id, username, password) in self.store.all_sip_users()? {
+            let Some(&idx) = index.get(&tenant_id) else {
+                continue;
+            };
+            // The config's users win: a REST user of the same name waits.
+            tenants[idx].users.entry(username).or_insert(password);
+        }
         self.numbers.clear();
         for (tenant_id, number) in self.store.all_numbers()? {
             let Some(&idx) = index.get(&tenant_id) else {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::sip_common::basic_auth;
+use super::sip_common::{basic_auth, guest};
 
 /// The operator key the REST tests configure.
 pub const ADMIN_KEY: &str = "operator-key-0123456789";
@@ -146,4 +146,25 @@ pub fn new_key(addr: SocketAddr, account: &str) -> (String, Auth) {
         key["id"].as_str().unwrap().to_owned(),
         Auth::account(account, secret),
     )
+}
+
+/// A new account made by the operator, with a key: its id and Basic auth.
+pub fn account(addr: SocketAddr, name: &str) -> (String, Auth) {
+    let got = post(
+        addr,
+        "/v1/accounts",
+        &Auth::admin(),
+        &serde_json::json!({ "name": name }),
+    );
+    assert_eq!(got.status, 201, "{}", got.text());
+    let id = got.json()["id"].as_str().unwrap().to_owned();
+    let (_, auth) = new_key(addr, &id);
+    (id, auth)
+}
+
+/// Uploads example guest `guest_name` as component `name`.
+pub fn upload(addr: SocketAddr, auth: &Auth, name: &str, guest_name: &str) -> Answer {
+    let bytes = std::fs::read(guest(guest_name)).unwrap();
+    let path = format!("/v1/components/{name}");
+    request_typed(addr, "POST", &path, auth, "application/wasm", &bytes)
 }
