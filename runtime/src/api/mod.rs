@@ -1,5 +1,6 @@
-//! The REST API under `/v1` (issue 5, first slice): accounts, API keys,
-//! recordings and the OpenAPI document.
+//! The REST API under `/v1`: accounts and their keys, limits and SIP
+//! users; components, numbers and calls; recordings; the OpenAPI document.
+//! One file per resource.
 //!
 //! ```text
 //!   POST   /v1/accounts                        operator            201 account
@@ -43,7 +44,8 @@
 //! A resource of another account is 404, never 403. A suspended account's
 //! keys get 403 "account suspended".
 //!
-//! **Bodies** are at most [`BODY_LIMIT`] bytes (413) and JSON with no
+//! **Bodies** are at most [`BODY_LIMIT`] bytes (413; a component upload
+//! at most `[api] max_component_kb`) and JSON with no
 //! unknown fields (400 naming the problem); request heads at most
 //! `serve::http::HEAD_LIMIT` (hyper answers 431). **Lists** take `?limit=`
 //! (default 50, max 1000) and `?after=<last id>` and answer
