@@ -108,6 +108,10 @@ pub struct Provisioner {
     /// The REST bindings the current directory was built from.
     numbers: HashMap<(String, String), Number>,
     canaries: CanaryWatch,
+    /// Canaries condemned but not yet recorded in the store, by (tenant,
+    /// number) with their version: left out of every build so that the
+    /// directory drops a canary before the REST API can report it gone.
+    condemned: HashMap<(String, String), u32>,
 }
 
 impl Provisioner {
@@ -134,6 +138,7 @@ impl Provisioner {
             handlers: HashMap::new(),
             numbers: HashMap::new(),
             canaries: CanaryWatch::default(),
+            condemned: HashMap::new(),
         }
     }
 
@@ -187,7 +192,13 @@ impl Provisioner {
             tenants[idx].users.entry(username).or_insert(password);
         }
         self.numbers.clear();
-        for (tenant_id, number) in self.store.all_numbers()? {
+        for (tenant_id, mut number) in self.store.all_numbers()? {
+            let key = (tenant_id.clone(), number.number.clone());
+            if let (Some(canary), Some(&version)) = (&number.canary, self.condemned.get(&key))
+                && canary.version == version
+            {
+                number.canary = None;
+            }
             let Some(&idx) = index.get(&tenant_id) else {
                 tracing::warn!(tenant = %tenant_id, number = %number.number, "number of an unknown account ignored");
                 continue;
@@ -302,39 +313,46 @@ impl Provisioner {
     }
 
     /// Counts a finished call for its number's canary; rolls the canary
-    /// back when its failure rate is over the threshold. `true` when the
-    /// directory must be rebuilt.
-    fn ended(&mut self, tenant: &str, to: &str, handler: &str, failed: bool) -> bool {
+    /// back when its failure rate is over the threshold. The directory
+    /// without the canary is queued before the rollback is stored, so a
+    /// client that sees the rollback over REST never reaches the canary.
+    fn ended(
+        &mut self,
+        inputs: &mpsc::UnboundedSender<Input>,
+        tenant: &str,
+        to: &str,
+        handler: &str,
+        failed: bool,
+    ) -> anyhow::Result<()> {
         let number = self
             .numbers
             .get(&(tenant.to_owned(), to.to_owned()))
             .or_else(|| self.numbers.get(&(tenant.to_owned(), "*".to_owned())));
-        let Some(number) = number else { return false };
+        let Some(number) = number else { return Ok(()) };
         let Some(canary) = &number.canary else {
-            return false;
+            return Ok(());
         };
         if handler != format!("{}@{}", number.component, canary.version) {
-            return false;
+            return Ok(());
         }
         let (name, version) = (number.number.clone(), canary.version);
         let Some(verdict) = self.canaries.observe(tenant, &name, canary, failed) else {
-            return false;
+            return Ok(());
         };
         tracing::warn!(
             %tenant, number = %name, version, calls = verdict.calls, failures = verdict.failures,
             "canary failed too often; rolled back"
         );
         self.canaries.forget(tenant, &name);
-        match self
-            .store
+        let key = (tenant.to_owned(), name.clone());
+        self.condemned.insert(key.clone(), version);
+        self.publish(inputs)?;
+        // Until the store says so, the canary stays condemned (left out).
+        self.store
             .roll_back_canary(tenant, &name, version, verdict.calls, verdict.failures)
-        {
-            Ok(changed) => changed,
-            Err(e) => {
-                tracing::error!(%tenant, number = %name, "recording a canary rollback failed: {e:#}");
-                false
-            }
-        }
+            .context("recording a canary rollback")?;
+        self.condemned.remove(&key);
+        Ok(())
     }
 
     /// Runs the provisioner on its own thread; directories go to `inputs`.
@@ -354,10 +372,8 @@ impl Provisioner {
                             handler,
                             failed,
                         } => {
-                            if self.ended(&tenant, &to, &handler, failed)
-                                && let Err(e) = self.publish(&inputs)
-                            {
-                                tracing::error!("rebuilding the directory failed: {e:#}");
+                            if let Err(e) = self.ended(&inputs, &tenant, &to, &handler, failed) {
+                                tracing::error!(%tenant, number = %to, "rolling a canary back failed: {e:#}");
                             }
                         }
                     }
