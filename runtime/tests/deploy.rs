@@ -420,8 +420,13 @@ fn the_operator_sets_an_accounts_own_limits() {
 
 /// A REGISTER of `user` with `password` at acme.test: whether it got 200.
 fn registers(server: &Server, user: &str, password: &str) -> bool {
+    registers_at(server, "acme.test", user, password)
+}
+
+/// A REGISTER of `user` with `password` in `domain`: whether it got 200.
+fn registers_at(server: &Server, domain: &str, user: &str, password: &str) -> bool {
     let run = Sipp::new(&format!(
-        "-s {user} -au {user} -ap {password} -auth_uri acme.test -key domain acme.test -m 1"
+        "-s {user} -au {user} -ap {password} -auth_uri {domain} -key domain {domain} -m 1"
     ))
     .sf("register_auth.xml")
     .to(server.udp)
@@ -431,13 +436,15 @@ fn registers(server: &Server, user: &str, password: &str) -> bool {
 }
 
 #[test]
-fn sip_credentials_set_over_rest_register_in_the_accounts_domain() {
+fn sip_credentials_and_domains_set_over_rest_register_in_the_accounts_domain() {
     if !have_sipp() {
         return;
     }
     let server = Server::serve(
         &Config::new()
-            .api(&format!("admin_key = \"{ADMIN_KEY}\""))
+            .api(&format!(
+                "admin_key = \"{ADMIN_KEY}\"\nsip_domain_suffix = \"sip.test\""
+            ))
             .tenant("acme", &["acme.test"])
             .user("alice", "config-secret"),
     );
@@ -493,4 +500,63 @@ fn sip_credentials_set_over_rest_register_in_the_accounts_domain() {
     assert_eq!(request(addr, "DELETE", path, &other, b"").status, 404);
     assert_eq!(request(addr, "DELETE", path, &acme, b"").status, 204);
     assert!(!registers(&server, "bob", "bob-secret-2"));
+
+    // An account made over REST claims a domain for its users.
+    let domain = "/v1/sip/domains/globex.sip.test";
+    let got = put(
+        addr,
+        "/v1/sip/credentials/gina",
+        &other,
+        &json!({ "password": "gina-secret-1" }),
+    );
+    assert_eq!(got.status, 201);
+    assert!(
+        !registers_at(&server, "globex.sip.test", "gina", "gina-secret-1"),
+        "no domain yet"
+    );
+    let got = request(addr, "PUT", domain, &other, b"");
+    assert_eq!(got.status, 201, "{}", got.text());
+    assert_eq!(got.json()["domain"], "globex.sip.test");
+    assert!(registers_at(
+        &server,
+        "globex.sip.test",
+        "gina",
+        "gina-secret-1"
+    ));
+    assert!(!registers_at(
+        &server,
+        "globex.sip.test",
+        "gina",
+        "wrong-secret"
+    ));
+    // Claiming it again is a no-op; names are not case-sensitive.
+    let got = put(addr, "/v1/sip/domains/Globex.SIP.test", &other, &json!({}));
+    assert_eq!(got.status, 200, "{}", got.text());
+    let list = get(addr, "/v1/sip/domains", &other).json();
+    assert_eq!(list["data"][0]["domain"], "globex.sip.test", "{list}");
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(1), "{list}");
+    // Taken, configured, outside the operator's suffix, not a name, a body.
+    for (path, body, status) in [
+        (domain, &b""[..], 409),
+        ("/v1/sip/domains/acme.test", b"", 409),
+        ("/v1/sip/domains/globex.example", b"", 400),
+        ("/v1/sip/domains/127.0.0.1", b"", 400),
+        ("/v1/sip/domains/sip.test", b"", 400),
+        ("/v1/sip/domains/acme.sip.test", b"{\"x\":1}", 400),
+    ] {
+        let got = request(addr, "PUT", path, &acme, body);
+        assert_eq!(got.status, status, "{path}: {}", got.text());
+    }
+    assert_eq!(
+        get(addr, "/v1/sip/domains", &acme).json()["data"],
+        json!([])
+    );
+    assert_eq!(request(addr, "DELETE", domain, &acme, b"").status, 404);
+    assert_eq!(request(addr, "DELETE", domain, &other, b"").status, 204);
+    assert!(!registers_at(
+        &server,
+        "globex.sip.test",
+        "gina",
+        "gina-secret-1"
+    ));
 }

@@ -30,6 +30,9 @@
 //!   PUT    /v1/sip/credentials/{username}      account             201 / 200 (body: password)
 //!   GET    /v1/sip/credentials                 account             page of SIP users
 //!   DELETE /v1/sip/credentials/{username}      account             204
+//!   PUT    /v1/sip/domains/{domain}            account             201 / 200 (body: none)
+//!   GET    /v1/sip/domains                     account             page of SIP domains
+//!   DELETE /v1/sip/domains/{domain}            account             204
 //!   PUT    /v1/numbers/{number}                account             number (201 if new)
 //!   GET    /v1/numbers                         account             page of numbers
 //!   GET    /v1/numbers/{number}                account             number
@@ -55,6 +58,7 @@ pub mod accounts;
 pub mod calls;
 pub mod components;
 pub mod credentials;
+pub mod domains;
 pub mod error;
 pub mod keys;
 pub mod limits;
@@ -126,8 +130,8 @@ pub struct DeployState {
     pub store: crate::deploy::Deployments,
     /// Checks uploads exactly as `switchyard check` does.
     pub host: crate::wasm::WasmHost,
-    /// Numbers bound in the config file: not rebindable over REST.
-    pub reserved: std::sync::Arc<std::collections::HashSet<String>>,
+    /// What accounts may not claim over REST.
+    pub reserved: std::sync::Arc<Reserved>,
     /// Largest component upload (`[api] max_component_kb`), in bytes.
     pub max_component_bytes: usize,
     pub refresh: Refresh,
@@ -140,6 +144,17 @@ impl std::fmt::Debug for DeployState {
             .field("max_component_bytes", &self.max_component_bytes)
             .finish_non_exhaustive()
     }
+}
+
+/// What the config file holds, and the operator's rule for domains.
+#[derive(Debug, Clone, Default)]
+pub struct Reserved {
+    /// Numbers bound in the config file.
+    pub numbers: std::collections::HashSet<String>,
+    /// SIP domains of the config's tenants, lowercase.
+    pub domains: std::collections::HashSet<String>,
+    /// `[api] sip_domain_suffix`: accounts claim only domains under it.
+    pub domain_suffix: Option<String>,
 }
 
 /// Who is calling.
@@ -202,6 +217,9 @@ enum Handler {
     PutCredential,
     ListCredentials,
     DeleteCredential,
+    PutDomain,
+    ListDomains,
+    DeleteDomain,
     ListComponents,
     ListVersions,
     GetVersion,
@@ -252,6 +270,9 @@ const ROUTES: &[(&str, &str, Handler)] = &[
         "/v1/sip/credentials/{username}",
         Handler::DeleteCredential,
     ),
+    ("PUT", "/v1/sip/domains/{domain}", Handler::PutDomain),
+    ("GET", "/v1/sip/domains", Handler::ListDomains),
+    ("DELETE", "/v1/sip/domains/{domain}", Handler::DeleteDomain),
     ("GET", "/v1/components", Handler::ListComponents),
     (
         "GET",
@@ -379,6 +400,9 @@ where
         Handler::PutCredential => credentials::put(state, &caller, &decode(p(0)), &body).await,
         Handler::ListCredentials => credentials::list(state, &caller, &query).await,
         Handler::DeleteCredential => credentials::delete(state, &caller, &decode(p(0))).await,
+        Handler::PutDomain => domains::put(state, &caller, &decode(p(0)), &body).await,
+        Handler::ListDomains => domains::list(state, &caller, &query).await,
+        Handler::DeleteDomain => domains::delete(state, &caller, &decode(p(0))).await,
         Handler::ListComponents => components::list(state, &caller, &query).await,
         Handler::ListVersions => components::versions(state, &caller, p(0), &query).await,
         Handler::GetVersion => components::version(state, &caller, p(0), p(1)).await,

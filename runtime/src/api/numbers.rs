@@ -42,7 +42,7 @@ pub(super) async fn put(
             "{number:?} is not a number: use 1 to 64 printable characters without '/' or spaces, or *"
         )));
     }
-    if state.deploy.reserved.contains(number) {
+    if state.deploy.reserved.numbers.contains(number) {
         return Err(ApiError::Conflict(format!(
             "number {number:?} is bound in the runtime's config file"
         )));
@@ -135,12 +135,15 @@ fn check_url(url: &str) -> Result<(), ApiError> {
     })
 }
 
-fn deploy_error(e: DeployError) -> ApiError {
+pub(super) fn deploy_error(e: DeployError) -> ApiError {
     match e {
-        // Not 404: the number exists, and the account should learn that it
-        // cannot have it rather than retry.
+        // Not 404: the number (or domain) exists, and the account should
+        // learn that it cannot have it rather than retry.
         DeployError::NumberTaken(number) => {
             ApiError::Conflict(format!("number {number:?} is not available"))
+        }
+        DeployError::DomainTaken(domain) => {
+            ApiError::Conflict(format!("SIP domain {domain:?} is not available"))
         }
         DeployError::NothingToRollBack(_) => ApiError::Conflict(e.to_string()),
         DeployError::Store(e) => match e.downcast::<Refused>() {

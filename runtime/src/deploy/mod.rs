@@ -15,6 +15,9 @@
 //! a time. SQLite (`storage/deploy.sqlite3`), blobs beside it.
 
 pub mod canary;
+mod sip;
+
+pub use sip::{SipDomain, SipUser, valid_domain};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -110,13 +113,6 @@ pub struct NewBinding {
     pub canary: Option<Canary>,
 }
 
-/// A SIP user of an account (the password is never shown again).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SipUser {
-    pub username: String,
-    pub created_ms: u64,
-}
-
 /// An account's own limits, set by the operator; what is not set comes
 /// from the config (`[[tenant]]` for config tenants, `[admission]`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,6 +176,8 @@ impl AccountLimits {
 pub enum DeployError {
     #[error("number {0:?} is bound by another account")]
     NumberTaken(String),
+    #[error("SIP domain {0:?} belongs to another account")]
+    DomainTaken(String),
     #[error("no version before {0} to roll back to")]
     NothingToRollBack(u32),
     #[error(transparent)]
@@ -238,6 +236,12 @@ const SCHEMA: &str = "
         created_ms INTEGER NOT NULL,
         PRIMARY KEY (tenant, username)
     ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS sip_domains (
+        domain     TEXT PRIMARY KEY,
+        tenant     TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS sip_domains_tenant ON sip_domains (tenant, domain);
     CREATE TABLE IF NOT EXISTS limits (
         tenant TEXT PRIMARY KEY,
         limits TEXT NOT NULL
@@ -562,67 +566,6 @@ impl Deployments {
             .context("listing numbers")
     }
 
-    /// Sets SIP user `username`'s password; `true` if the user is new.
-    pub fn set_sip_user(
-        &self,
-        tenant: &str,
-        username: &str,
-        password: &str,
-    ) -> anyhow::Result<bool> {
-        let db = self.db();
-        let updated = db.execute(
-            "UPDATE sip_users SET password = ?3 WHERE tenant = ?1 AND username = ?2",
-            params![tenant, username, password],
-        )?;
-        if updated == 0 {
-            db.execute(
-                "INSERT INTO sip_users (tenant, username, password, created_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![tenant, username, password, now_ms() as i64],
-            )?;
-        }
-        Ok(updated == 0)
-    }
-
-    /// `tenant`'s SIP users in name order after `after`.
-    pub fn sip_users(
-        &self,
-        tenant: &str,
-        after: Option<&str>,
-        limit: u32,
-    ) -> anyhow::Result<Vec<SipUser>> {
-        self.db()
-            .prepare_cached(
-                "SELECT username, created_ms FROM sip_users WHERE tenant = ?1 AND username > ?2
-                 ORDER BY username LIMIT ?3",
-            )?
-            .query_map(params![tenant, after.unwrap_or(""), limit], |r| {
-                Ok(SipUser {
-                    username: r.get(0)?,
-                    created_ms: r.get::<_, i64>(1)? as u64,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()
-            .context("listing SIP users")
-    }
-
-    /// Every account's SIP users with their passwords: (tenant, user, password).
-    pub fn all_sip_users(&self) -> anyhow::Result<Vec<(String, String, String)>> {
-        self.db()
-            .prepare_cached("SELECT tenant, username, password FROM sip_users")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<Result<Vec<_>, _>>()
-            .context("listing SIP users")
-    }
-
-    /// `false` if `tenant` had no such user.
-    pub fn delete_sip_user(&self, tenant: &str, username: &str) -> anyhow::Result<bool> {
-        let removed = self.db().execute(
-            "DELETE FROM sip_users WHERE tenant = ?1 AND username = ?2",
-            params![tenant, username],
-        )?;
-        Ok(removed > 0)
-    }
-
     pub fn set_limits(&self, tenant: &str, limits: &AccountLimits) -> anyhow::Result<()> {
         self.db().execute(
             "INSERT OR REPLACE INTO limits (tenant, limits) VALUES (?1, ?2)",
@@ -815,29 +758,6 @@ mod tests {
         let guest = own.guest(GuestLimits::default());
         assert_eq!(guest.deadline, Duration::from_millis(50));
         assert_eq!(guest.memory_bytes, GuestLimits::default().memory_bytes);
-    }
-
-    #[test]
-    fn sip_users_are_per_account_and_their_passwords_can_change() {
-        let (_dir, store) = store();
-        assert!(store.set_sip_user("acme", "bob", "pw-one-123").unwrap());
-        assert!(!store.set_sip_user("acme", "bob", "pw-two-456").unwrap());
-        assert!(store.set_sip_user("globex", "bob", "other-pw-1").unwrap());
-        let users = store.sip_users("acme", None, 10).unwrap();
-        assert_eq!(users.len(), 1);
-        assert_eq!(users[0].username, "bob");
-        let mut all = store.all_sip_users().unwrap();
-        all.sort();
-        assert_eq!(
-            all,
-            [
-                ("acme".into(), "bob".into(), "pw-two-456".into()),
-                ("globex".into(), "bob".into(), "other-pw-1".into())
-            ]
-        );
-        assert!(!store.delete_sip_user("acme", "carol").unwrap());
-        assert!(store.delete_sip_user("acme", "bob").unwrap());
-        assert!(store.sip_users("acme", None, 10).unwrap().is_empty());
     }
 
     #[test]

@@ -89,6 +89,11 @@ pub struct ApiSection {
     /// default: a tenant's URL must not reach the operator's network).
     #[serde(default)]
     pub callbacks_private: bool,
+    /// When set (e.g. `sip.example.net`), accounts may claim only SIP
+    /// domains under it (`acme.sip.example.net`); otherwise any DNS name
+    /// no other account or config tenant has.
+    #[serde(default)]
+    pub sip_domain_suffix: Option<String>,
 }
 
 fn default_component_kb() -> usize {
@@ -101,6 +106,7 @@ impl Default for ApiSection {
             admin_key: None,
             max_component_kb: default_component_kb(),
             callbacks_private: false,
+            sip_domain_suffix: None,
         }
     }
 }
@@ -480,6 +486,13 @@ impl Config {
                 "[api] admin_key must be at least {MIN_ADMIN_KEY} characters"
             ));
         }
+        if let Some(suffix) = &self.api.sip_domain_suffix
+            && !crate::deploy::valid_domain(suffix)
+        {
+            return invalid(format!(
+                "[api] sip_domain_suffix {suffix:?} must be a lowercase DNS name such as sip.example.net"
+            ));
+        }
         let waits = std::iter::once((
             "[admission]".to_string(),
             Some(self.admission.queue_wait_ms),
@@ -723,6 +736,13 @@ mod tests {
         }
         let config = parse("[api]\ncallbacks_private = true").unwrap();
         assert!(config.api.callbacks_private);
+        let config = parse("[api]\nsip_domain_suffix = \"sip.example.net\"").unwrap();
+        assert_eq!(
+            config.api.sip_domain_suffix.as_deref(),
+            Some("sip.example.net")
+        );
+        let err = parse("[api]\nsip_domain_suffix = \".Sip\"").unwrap_err();
+        assert!(err.to_string().contains("sip_domain_suffix"), "{err}");
     }
 
     #[test]

@@ -95,10 +95,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("configuring the Wasm host")?;
     let host = WasmHost::new(host_config, kv).context("starting the Wasm host")?;
     let (base, guest_limits) = load_tenants(&config, &host)?;
-    let reserved: std::collections::HashSet<String> = base
-        .iter()
-        .flat_map(|t| config_numbers(&config, &t.id))
-        .collect();
+    let reserved = crate::api::Reserved {
+        numbers: base
+            .iter()
+            .flat_map(|t| config_numbers(&config, &t.id))
+            .collect(),
+        domains: base
+            .iter()
+            .flat_map(|t| t.domains.iter().map(|d| d.to_ascii_lowercase()))
+            .collect(),
+        domain_suffix: config.api.sip_domain_suffix.clone(),
+    };
 
     let (inputs, queue) = mpsc::unbounded_channel();
     let limits = transport::Limits::from(&config.sip);

@@ -1,6 +1,6 @@
 //! Keeps the SIP directory in step with the REST stores: accounts (and
 //! their suspension), uploaded component versions and the numbers bound
-//! to them, canaries included; and rolls a canary back when it fails too
+//! to them, canaries included, SIP users and domains; and rolls a canary back when it fails too
 //! often.
 //!
 //! ```text
@@ -190,6 +190,20 @@ impl Provisioner {
             };
             // The config's users win: a REST user of the same name waits.
             tenants[idx].users.entry(username).or_insert(password);
+        }
+        // The API refuses config domains; one the config took later waits.
+        let configured: std::collections::HashSet<String> = tenants
+            .iter()
+            .flat_map(|t| t.domains.iter().map(|d| d.to_ascii_lowercase()))
+            .collect();
+        for (tenant_id, domain) in self.store.all_domains()? {
+            match index.get(&tenant_id) {
+                Some(_) if configured.contains(&domain) => {
+                    tracing::warn!(tenant = %tenant_id, %domain, "SIP domain served by the config file; its REST claim is ignored")
+                }
+                Some(&idx) => tenants[idx].domains.push(domain),
+                None => {}
+            }
         }
         self.numbers.clear();
         for (tenant_id, mut number) in self.store.all_numbers()? {
