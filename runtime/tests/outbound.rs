@@ -1,7 +1,8 @@
 //! Outbound calls over REST against a real `switchyard serve`: `POST
 //! /v1/calls` rings a fake far end, the handler runs once it answers, the
-//! call is recorded with its decision log; a busy far end, the account's
-//! call limit (429 + Retry-After), request errors and tenant isolation.
+//! call is recorded with its decision log; a number through a trunk that
+//! challenges; a busy far end, the account's call limit (429 +
+//! Retry-After), request errors and tenant isolation.
 
 #[path = "common/far.rs"]
 mod far;
@@ -13,7 +14,7 @@ mod sip_common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use far::{Answer, FarEnd};
+use far::{Answer, FarEnd, TRUNK_PASSWORD, TRUNK_USER};
 use http::{ADMIN_KEY, Auth, account, get, new_key, post, put, upload};
 use serde_json::{Value, json};
 use sip_common::{Config, Server};
@@ -151,6 +152,48 @@ fn an_outbound_call_runs_its_handler_once_answered_and_is_recorded_with_its_log(
     );
     assert_eq!(got.status, 400, "{}", got.text());
     assert_eq!(far.log().invites, 1);
+}
+
+#[test]
+fn a_number_is_called_through_the_accounts_trunk_which_challenges_for_its_credentials() {
+    let far = FarEnd::start(Answer::Challenge { hz: 1000.0 });
+    let server = server(
+        Config::new()
+            .tenant("acme", &["acme.test"])
+            .trunk("carrier", far.sip.port())
+            .trunk_credentials(TRUNK_USER, TRUNK_PASSWORD),
+    );
+    let addr = server.http;
+    let (_, auth) = new_key(addr, "acme");
+    deploy(addr, &auth, "main", "bye", "2000");
+    let got = post(
+        addr,
+        "/v1/calls",
+        &auth,
+        &json!({ "to": "+15550199", "handler": "main", "timeout_secs": 10 }),
+    );
+    assert_eq!(got.status, 201, "{}", got.text());
+    let id = got.json()["id"].as_str().unwrap().to_owned();
+    far.wait(
+        "a challenge, then the INVITE with credentials answered",
+        |log| log.challenged == 1 && log.invites == 2 && log.acks >= 2,
+    );
+    let call = finished(&server, &auth, &id);
+    assert_eq!(call["status"], "completed", "{call}");
+    assert_eq!(call["to"], "+15550199");
+
+    // Another account has no trunk: a number is refused with the reason.
+    let (_, other) = account(addr, "Globex");
+    deploy(addr, &other, "main", "bye", "3000");
+    let got = post(
+        addr,
+        "/v1/calls",
+        &other,
+        &json!({ "to": "+15550199", "handler": "main" }),
+    );
+    assert_eq!(got.status, 400);
+    assert!(got.text().contains("no trunk"), "{}", got.text());
+    assert_eq!(far.log().invites, 2);
 }
 
 #[test]

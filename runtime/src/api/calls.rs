@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 
 use super::{ApiError, ApiState, Caller, Query, Reply, blocking, internal, json, page, parse_json};
 use crate::sip::endpoint::{
-    CallRequest, Control, ControlError, LiveCall, OriginateError, OriginateSpec,
+    CallRequest, Control, ControlError, LiveCall, OriginateError, OriginateSpec, is_number,
 };
 use crate::store::{Cdr, CdrFilter};
 
@@ -144,7 +144,8 @@ pub(super) async fn list(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Create {
-    /// The SIP URI to call (`sip:user@host[:port]`).
+    /// The SIP URI to call (`sip:user@host[:port]`), or a number to call
+    /// through the account's first trunk.
     to: String,
     /// The account's handler (component name) that runs once answered.
     handler: String,
@@ -181,9 +182,9 @@ pub(super) async fn create(
         )));
     }
     let scheme = create.to.split(':').next().unwrap_or_default();
-    if !matches!(scheme, "sip" | "sips") {
+    if !matches!(scheme, "sip" | "sips") && !is_number(&create.to) {
         return Err(ApiError::BadRequest(format!(
-            "to must be a sip: URI, not {:?}",
+            "to must be a sip: URI or a number (+15550100), not {:?}",
             create.to
         )));
     }

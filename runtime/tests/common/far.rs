@@ -35,7 +35,15 @@ pub enum Answer {
         hangup_after: Option<Duration>,
     },
     Refuse(u16),
+    /// A trunk: 407 to an INVITE without good credentials for
+    /// [`TRUNK_USER`] / [`TRUNK_PASSWORD`] in realm `carrier`, then as `Tone`.
+    Challenge {
+        hz: f64,
+    },
 }
+
+pub const TRUNK_USER: &str = "acme-trunk";
+pub const TRUNK_PASSWORD: &str = "trunk-secret-1";
 
 /// An RTP packet as the fake far end read it (its own parser).
 #[derive(Debug, Clone)]
@@ -51,6 +59,8 @@ pub struct Rtp {
 pub struct FarLog {
     pub invites: usize,
     pub acks: usize,
+    /// INVITEs answered with a 407 (`Answer::Challenge`).
+    pub challenged: usize,
     /// Methods of the in-dialog requests from the UA, with their bodies.
     pub requests: Vec<(String, String)>,
     pub rtp: Vec<Rtp>,
@@ -131,16 +141,42 @@ pub fn far_end(
     let mut acked_at: Option<Instant> = None;
     let mut hung_up = false;
     let (mut seq, mut ts, mut next_frame) = (1000u16, 5000u32, Instant::now());
+    let mut book = switchyard::sip::digest::NonceBook::new(Duration::from_secs(60));
+    let challenges = matches!(answer, Answer::Challenge { .. });
+    let answer = match answer {
+        Answer::Challenge { hz } => Answer::Tone {
+            hz,
+            hangup_after: None,
+        },
+        other => other,
+    };
     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
         if let Ok((n, from)) = sip.recv_from(&mut buf) {
             match message::parse_datagram(&buf[..n], &Limits::default()) {
                 Ok(Inbound::Message(SipMessage::Request(req))) => match req.method {
                     Method::Invite => {
                         lock(log).invites += 1;
+                        if challenges && !authorized(&mut book, &req) {
+                            lock(log).challenged += 1;
+                            let mut reply = message::response(
+                                &req,
+                                407,
+                                "Proxy Authentication Required",
+                                Some("far"),
+                            );
+                            for value in book.challenge(Instant::now(), "carrier", false) {
+                                reply
+                                    .headers
+                                    .push(rsip::Header::Other("Proxy-Authenticate".into(), value));
+                            }
+                            let _ = sip.send_to(reply.to_string().as_bytes(), from);
+                            continue;
+                        }
                         let reply = match answer {
                             Answer::Refuse(status) => {
                                 message::response(&req, status, "Refused", Some("far")).to_string()
                             }
+                            Answer::Challenge { .. } => unreachable!("mapped to Tone"),
                             Answer::Tone { .. } => {
                                 let local = rtp.local_addr().unwrap();
                                 let (body, n) = sdp::answer(&req.body, local, 1, 1).unwrap();
@@ -240,6 +276,23 @@ pub fn far_end(
             let _ = sip.send_to(far_bye(req).as_bytes(), *from);
         }
     }
+}
+
+/// Whether `invite` carries good trunk credentials.
+fn authorized(book: &mut switchyard::sip::digest::NonceBook, invite: &rsip::Request) -> bool {
+    let value = invite.headers.iter().find_map(|h| {
+        let text = h.to_string();
+        let (name, value) = text.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("Proxy-Authorization")
+            .then(|| value.trim().to_owned())
+    });
+    value.is_some_and(|value| {
+        let verdict = book.verify(Instant::now(), "carrier", "INVITE", &value, |user| {
+            (user == TRUNK_USER).then(|| TRUNK_PASSWORD.to_owned())
+        });
+        matches!(verdict, switchyard::sip::digest::Verdict::Ok { .. })
+    })
 }
 
 /// The far end's BYE in the dialog of `invite` (From and To swapped, to the UA's Contact).

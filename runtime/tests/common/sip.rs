@@ -265,6 +265,14 @@ impl Config {
         self
     }
 
+    /// Digest credentials of the last trunk.
+    pub fn trunk_credentials(mut self, username: &str, password: &str) -> Config {
+        self.tenants.push_str(&format!(
+            "username = \"{username}\"\npassword = \"{password}\"\n"
+        ));
+        self
+    }
+
     pub fn toml(&self) -> String {
         let mut toml = format!(
             "workers = 2\n\n[sip]\n{}\n\n[http]\nlisten = \"127.0.0.1:0\"\n",

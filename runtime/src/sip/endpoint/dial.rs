@@ -241,13 +241,7 @@ impl Endpoint {
                     .trunks
                     .first()
                     .ok_or_else(|| format!("tenant {} has no trunk to dial numbers", tenant.id))?;
-                let param = match trunk.transport {
-                    crate::sip::Transport::Udp => "",
-                    crate::sip::Transport::Tcp => ";transport=tcp",
-                    crate::sip::Transport::Tls => ";transport=tls",
-                };
-                let uri = format!("sip:{number}@{}{param}", trunk.address);
-                let peer = Peer::new(trunk.transport, trunk.address);
+                let (uri, peer) = trunk_uri(trunk, number);
                 Ok(vec![(uri, peer, trunk.credentials.clone())])
             }
             DialTarget::Sip(uri) => {
@@ -546,37 +540,9 @@ impl Endpoint {
         else {
             return false;
         };
-        let (header, answer_name) = if response.status_code.code() == 407 {
-            ("Proxy-Authenticate", "Proxy-Authorization")
-        } else {
-            ("WWW-Authenticate", "Authorization")
-        };
-        let challenges: Vec<String> = response
-            .headers
-            .iter()
-            .filter_map(|h| {
-                let text = h.to_string();
-                let (name, value) = text.split_once(':')?;
-                name.trim()
-                    .eq_ignore_ascii_case(header)
-                    .then(|| value.trim().to_string())
-            })
-            .collect();
-        let refs: Vec<&str> = challenges.iter().map(String::as_str).collect();
-        let Some(challenge) = digest::pick(&refs) else {
-            return false;
-        };
         let uri = fork.invite.uri.to_string();
-        let value = match digest::answer(
-            challenge,
-            "INVITE",
-            &uri,
-            &username,
-            &password,
-            1,
-            &random_token(),
-        ) {
-            Ok(v) => v,
+        let (answer_name, value) = match authorization(response, &uri, &username, &password) {
+            Ok(answer) => answer,
             Err(e) => {
                 tracing::warn!(call = %call.id, error = %e, "cannot answer the trunk's challenge");
                 return false;
@@ -833,4 +799,54 @@ pub(super) fn response_to(response: &rsip::Response) -> String {
 
 fn from_value(request: &rsip::Request) -> Option<String> {
     wire::header_value(&request.headers, "From")
+}
+
+/// The Request-URI and next hop of `number` through `trunk`.
+pub(super) fn trunk_uri(trunk: &crate::sip::directory::Trunk, number: &str) -> (String, Peer) {
+    let param = match trunk.transport {
+        crate::sip::Transport::Udp => "",
+        crate::sip::Transport::Tcp => ";transport=tcp",
+        crate::sip::Transport::Tls => ";transport=tls",
+    };
+    let uri = format!("sip:{number}@{}{param}", trunk.address);
+    (uri, Peer::new(trunk.transport, trunk.address))
+}
+
+/// The header that answers a 401/407 to our INVITE of `uri` with
+/// `username`/`password` (RFC 3261 §22.2): (header name, value).
+pub(super) fn authorization(
+    response: &rsip::Response,
+    uri: &str,
+    username: &str,
+    password: &str,
+) -> Result<(&'static str, String), String> {
+    let (header, answer_name) = if response.status_code.code() == 407 {
+        ("Proxy-Authenticate", "Proxy-Authorization")
+    } else {
+        ("WWW-Authenticate", "Authorization")
+    };
+    let challenges: Vec<String> = response
+        .headers
+        .iter()
+        .filter_map(|h| {
+            let text = h.to_string();
+            let (name, value) = text.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case(header)
+                .then(|| value.trim().to_string())
+        })
+        .collect();
+    let refs: Vec<&str> = challenges.iter().map(String::as_str).collect();
+    let challenge = digest::pick(&refs).ok_or_else(|| format!("no usable {header}"))?;
+    let value = digest::answer(
+        challenge,
+        "INVITE",
+        uri,
+        username,
+        password,
+        1,
+        &random_token(),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((answer_name, value))
 }

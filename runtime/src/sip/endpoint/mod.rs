@@ -57,7 +57,7 @@ pub use admission::{AdmissionStats, Capacity};
 pub use call::CallRef;
 use call::{CallState, LegRef, Timer};
 pub use control::{CallRequest, Control, ControlError, LiveCall};
-pub use outbound::{OriginateError, OriginateSpec};
+pub use outbound::{OriginateError, OriginateSpec, is_number};
 pub use status::{CallEnd, CallProgress, CallStatusEvent};
 pub use wire::{Local, uri_peer};
 

@@ -9,6 +9,10 @@
 //!        └─ admission: refused at once, never queued ─► CDR, no plan
 //! ```
 //!
+//! `to` is a SIP URI, or a number that goes out through the account's
+//! first trunk. A trunk's credentials answer one 401/407 challenge, for
+//! a number and for a URI at the trunk's address alike (RFC 3261 §22.2).
+//!
 //! Until the answer the call has a router that is never pumped: no plan
 //! may run on a leg nobody picked up. It is replaced by a fresh one at the
 //! answer, so the decision log starts there; an unanswered call leaves an
@@ -18,13 +22,14 @@ use std::time::{Duration, Instant};
 
 use crate::contract::{Direction, IncomingCall};
 use crate::router;
-use crate::sip::directory::Binding;
+use crate::sip::Peer;
+use crate::sip::directory::{Binding, Tenant};
 use crate::sip::sdp;
 use crate::sip::transaction::{TxKey, make_branch};
 
 use super::admission::Decision;
 use super::call::{CallState, CallerState, LegRef, TimerKind};
-use super::dial::{cancel_for, response_to};
+use super::dial::{authorization, cancel_for, response_to, trunk_uri};
 use super::dialog::Dialog;
 use super::status::CallProgress;
 use super::wire::{self, RequestText, random_token};
@@ -37,7 +42,8 @@ const CANCEL_GRACE: Duration = Duration::from_secs(32);
 /// What `POST /v1/calls` asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginateSpec {
-    /// The SIP URI to call.
+    /// The SIP URI to call, or a number (see [`is_number`]) to call
+    /// through the account's first trunk.
     pub to: String,
     /// The account's handler (component name) that runs once answered.
     pub handler: String,
@@ -87,6 +93,45 @@ pub struct Outbound {
     pub(super) cancelled: bool,
     /// The first event of the handler, sent when the far end answers.
     incoming: Option<IncomingCall>,
+    /// The CSeq of our current INVITE: 1, or 2 after a challenge.
+    cseq: u32,
+    /// The trunk's username and password, for one challenge.
+    credentials: Option<(String, String)>,
+    auth_tried: bool,
+}
+
+/// Whether `to` is a number rather than a URI: 1–32 of digits, `*`, `#`,
+/// with an optional leading `+`, and at least one digit.
+pub fn is_number(to: &str) -> bool {
+    let digits = to.strip_prefix('+').unwrap_or(to);
+    (1..=32).contains(&digits.len())
+        && digits
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
+        && digits.bytes().any(|b| b.is_ascii_digit())
+}
+
+/// Where an outbound call to `to` goes: (Request-URI, next hop, the
+/// credentials of the trunk it goes through).
+type Target = (String, Peer, Option<(String, String)>);
+
+fn target(tenant: &Tenant, to: &str) -> Result<Target, OriginateError> {
+    if is_number(to) {
+        let trunk = tenant.trunks.first().ok_or_else(|| {
+            OriginateError::BadAddress(format!(
+                "{to:?} is a number, and the account has no trunk to call numbers through: give a sip: URI"
+            ))
+        })?;
+        let (uri, peer) = trunk_uri(trunk, to);
+        return Ok((uri, peer, trunk.credentials.clone()));
+    }
+    let peer = wire::uri_peer(to).map_err(OriginateError::BadAddress)?;
+    let credentials = tenant
+        .trunks
+        .iter()
+        .find(|t| t.address == peer.addr && t.transport == peer.transport)
+        .and_then(|t| t.credentials.clone());
+    Ok((to.to_owned(), peer, credentials))
 }
 
 impl Outbound {
@@ -128,7 +173,7 @@ impl Endpoint {
                 )));
             }
         }
-        let peer = wire::uri_peer(&spec.to).map_err(OriginateError::BadAddress)?;
+        let (uri, peer, credentials) = target(tenant, &spec.to)?;
         let from = match &spec.from {
             Some(from) => {
                 let uri = rsip::Uri::try_from(from.as_str()).map_err(|e| {
@@ -166,14 +211,14 @@ impl Endpoint {
         let dialog = Dialog {
             call_id: format!("{}@switchyard", random_token()),
             local: format!("<{from}>;tag={tag}"),
-            remote: format!("<{}>", spec.to),
-            remote_target: spec.to.clone(),
+            remote: format!("<{uri}>"),
+            remote_target: uri.clone(),
             route_set: Vec::new(),
             // The INVITE is CSeq 1; in-dialog requests follow it.
             local_cseq: 1,
             peer,
         };
-        let invite = match self.outbound_invite(&dialog, &spec.to, offer.as_bytes()) {
+        let invite = match self.outbound_invite(&dialog, &uri, offer.as_bytes(), None) {
             Ok(invite) => invite,
             Err(e) => {
                 self.close_stream(reference, &leg);
@@ -245,6 +290,9 @@ impl Endpoint {
                 cancel_pending: false,
                 cancelled: false,
                 incoming: Some(incoming),
+                cseq: 1,
+                credentials,
+                auth_tried: false,
             }),
         };
         self.schedule(&call, now + spec.timeout, TimerKind::OutboundTimeout);
@@ -253,25 +301,86 @@ impl Endpoint {
         Ok(id)
     }
 
+    /// Our INVITE at `dialog.local_cseq`, with `authorization` (header
+    /// name, value) when it answers a challenge.
     fn outbound_invite(
         &self,
         dialog: &Dialog,
         uri: &str,
         offer: &[u8],
+        authorization: Option<(&str, String)>,
     ) -> Result<rsip::Request, String> {
         let local = &self.config.local;
         let transport = dialog.peer.transport;
-        RequestText::new("INVITE", uri)
+        let mut text = RequestText::new("INVITE", uri)
             .header("Via", local.via(transport, &make_branch()))
             .header("Max-Forwards", 70)
             .header("From", &dialog.local)
             .header("To", &dialog.remote)
             .header("Call-ID", &dialog.call_id)
-            .header("CSeq", "1 INVITE")
+            .header("CSeq", format!("{} INVITE", dialog.local_cseq))
             .header("Contact", local.contact(transport, "switchyard"))
             .header("Allow", super::ALLOW)
-            .header("User-Agent", &local.user_agent)
-            .build(Some("application/sdp"), offer)
+            .header("User-Agent", &local.user_agent);
+        if let Some((name, value)) = authorization {
+            text = text.header(name, value);
+        }
+        text.build(Some("application/sdp"), offer)
+    }
+
+    /// Answers a 401/407 to our INVITE once, with the trunk's credentials:
+    /// the same Call-ID and From tag, the next CSeq. `false` when it
+    /// cannot (no credentials, tried already, given up).
+    fn retry_outbound_auth(
+        &mut self,
+        now: Instant,
+        call: &mut CallState,
+        response: &rsip::Response,
+    ) -> bool {
+        let Some(out) = call.outbound.as_ref() else {
+            return false;
+        };
+        let Some((username, password)) = out.credentials.clone() else {
+            return false;
+        };
+        if out.auth_tried || out.cancelled {
+            return false;
+        }
+        let uri = call.invite.uri.to_string();
+        let answer = match authorization(response, &uri, &username, &password) {
+            Ok(answer) => answer,
+            Err(e) => {
+                tracing::warn!(call = %call.id, error = %e, "cannot answer the trunk's challenge");
+                return false;
+            }
+        };
+        let cseq = out.cseq + 1;
+        call.dialog.local_cseq = cseq;
+        let invite = match self.outbound_invite(
+            &call.dialog,
+            &uri,
+            call.local_sdp.as_bytes(),
+            Some(answer),
+        ) {
+            Ok(invite) => invite,
+            Err(e) => {
+                tracing::warn!(call = %call.id, error = %e, "cannot build the authenticated INVITE");
+                return false;
+            }
+        };
+        let key = self.tx.send_request(now, call.dialog.peer, invite.clone());
+        self.clients.remove(&call.invite_key);
+        self.clients
+            .insert(key.clone(), (call.reference, LegRef::Caller));
+        call.client_keys.push(key.clone());
+        call.invite = invite;
+        call.invite_key = key.clone();
+        if let Some(out) = call.outbound.as_mut() {
+            out.key = key;
+            out.cseq = cseq;
+            out.auth_tried = true;
+        }
+        true
     }
 
     /// Whether `key` is the INVITE of `call`'s outbound leg.
@@ -303,6 +412,7 @@ impl Endpoint {
                 }
             }
             200..=299 => self.on_outbound_answer(now, call, response),
+            401 | 407 if self.retry_outbound_auth(now, call, response) => {}
             code => self.on_outbound_failed(call, code),
         }
     }
@@ -345,7 +455,8 @@ impl Endpoint {
                 .collect();
         }
         // ACK every 2xx, retransmissions included (§13.2.2.4).
-        if let Ok(ack) = call.dialog.ack(&local, 1).build(None, &[]) {
+        let cseq = call.outbound.as_ref().map_or(1, |o| o.cseq);
+        if let Ok(ack) = call.dialog.ack(&local, cseq).build(None, &[]) {
             self.tx.send_stateless(call.dialog.peer, ack);
         }
         if answered {

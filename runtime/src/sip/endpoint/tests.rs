@@ -837,25 +837,46 @@ fn a_trunk_challenge_is_answered_once_with_its_credentials() {
     let first = h.request(rsip::Method::Invite, TRUNK);
     assert_eq!(first.uri.to_string(), format!("sip:+15550199@{TRUNK}"));
     let mut book = crate::sip::digest::NonceBook::new(Duration::from_secs(300));
-    let mut challenge = message::response(&first, 407, "Proxy Authentication Required", Some("tr"));
-    for value in book.challenge(h.now, "carrier", false) {
+    h.send_msg(TRUNK, trunk_challenge(&mut book, h.now, &first));
+    let second = h.request(rsip::Method::Invite, TRUNK);
+    assert_trunk_credentials(&mut book, h.now, &first, &second);
+}
+
+/// The trunk's 407 to `invite`, with challenges from `book` (realm carrier).
+fn trunk_challenge(
+    book: &mut crate::sip::digest::NonceBook,
+    now: Instant,
+    invite: &rsip::Request,
+) -> rsip::Response {
+    let mut challenge = message::response(invite, 407, "Proxy Authentication Required", Some("tr"));
+    for value in book.challenge(now, "carrier", false) {
         challenge
             .headers
             .push(rsip::Header::Other("Proxy-Authenticate".into(), value));
     }
-    h.send_msg(TRUNK, challenge);
-    let second = h.request(rsip::Method::Invite, TRUNK);
+    challenge
+}
+
+/// `second` retries `first` with the trunk's credentials (acme /
+/// trunk-secret), in the same dialog attempt at CSeq 2.
+fn assert_trunk_credentials(
+    book: &mut crate::sip::digest::NonceBook,
+    now: Instant,
+    first: &rsip::Request,
+    second: &rsip::Request,
+) {
     let authorization =
         super::wire::header_value(&second.headers, "Proxy-Authorization").expect("credentials");
-    let verdict = book.verify(h.now, "carrier", "INVITE", &authorization, |user| {
+    let verdict = book.verify(now, "carrier", "INVITE", &authorization, |user| {
         (user == "acme").then(|| "trunk-secret".to_string())
     });
     assert!(
         matches!(verdict, crate::sip::digest::Verdict::Ok { .. }),
         "{verdict:?}"
     );
-    assert_eq!(super::wire::cseq(&second).map(|(n, _)| n), Some(2));
-    assert_eq!(super::wire::call_id(&second), super::wire::call_id(&first));
+    assert_eq!(super::wire::cseq(second).map(|(n, _)| n), Some(2));
+    assert_eq!(super::wire::call_id(second), super::wire::call_id(first));
+    assert_eq!(super::wire::from_tag(second), super::wire::from_tag(first));
 }
 
 // ---------------------------------------------------------------- media
@@ -1822,6 +1843,85 @@ fn an_answer_that_crosses_our_cancel_is_acked_and_hung_up() {
     h.request(rsip::Method::Bye, CALLEE);
     assert_eq!(h.cdrs[0].outcome, "canceled");
     assert!(h.events_seen.is_empty());
+}
+
+#[test]
+fn an_outbound_call_to_a_number_goes_through_the_trunk_and_answers_its_challenge() {
+    let mut h = Harness::new(Box::new(|_| Plan {
+        verbs: vec![Verb::Pause(crate::contract::Pause { length_ms: 60_000 })],
+    }));
+    let mut spec = outbound(30);
+    spec.to = "+15550199".into();
+    h.ep.originate(h.now, "acme", spec).unwrap();
+    h.settle();
+    let first = h.request(rsip::Method::Invite, TRUNK);
+    assert_eq!(first.uri.to_string(), format!("sip:+15550199@{TRUNK}"));
+    let mut book = crate::sip::digest::NonceBook::new(Duration::from_secs(300));
+    h.send_msg(TRUNK, trunk_challenge(&mut book, h.now, &first));
+    h.request(rsip::Method::Ack, TRUNK);
+    let second = h.request(rsip::Method::Invite, TRUNK);
+    assert_trunk_credentials(&mut book, h.now, &first, &second);
+    assert_eq!(second.body, first.body, "the same offer");
+    h.send_msg(TRUNK, callee_response(&second, 200, "OK", "t1", TRUNK, SDP));
+    let ack = h.request(rsip::Method::Ack, TRUNK);
+    assert_eq!(super::wire::cseq(&ack), Some((2, rsip::Method::Ack)));
+    match &h.events_seen[..] {
+        [Event::Incoming(call)] => assert_eq!(call.to, "+15550199"),
+        other => panic!("{other:?}"),
+    }
+    // In-dialog requests follow the authenticated INVITE's CSeq.
+    let id = h.ep.live_calls("acme")[0].call_id.clone();
+    h.ep.control(h.now, "acme", &id, Control::Hangup).unwrap();
+    h.settle();
+    let bye = h.request(rsip::Method::Bye, TRUNK);
+    assert_eq!(super::wire::cseq(&bye).map(|c| c.0), Some(3));
+}
+
+#[test]
+fn a_second_challenge_or_one_without_credentials_fails_the_outbound_call() {
+    let mut h = Harness::new(Box::new(|_| Plan {
+        verbs: vec![Verb::Hangup],
+    }));
+    let mut spec = outbound(30);
+    spec.to = "+15550199".into();
+    h.ep.originate(h.now, "acme", spec).unwrap();
+    h.settle();
+    let first = h.request(rsip::Method::Invite, TRUNK);
+    let mut book = crate::sip::digest::NonceBook::new(Duration::from_secs(300));
+    h.send_msg(TRUNK, trunk_challenge(&mut book, h.now, &first));
+    let second = h.request(rsip::Method::Invite, TRUNK);
+    h.send_msg(TRUNK, trunk_challenge(&mut book, h.now, &second));
+    assert_eq!(
+        (h.cdrs[0].outcome.as_str(), h.cdrs[0].sip_status),
+        ("failed", Some(407))
+    );
+    // A URI elsewhere has no credentials: its challenge ends the call.
+    let (_, invite) = originate(&mut h, 30);
+    h.send_msg(CALLEE, trunk_challenge(&mut book, h.now, &invite));
+    h.request(rsip::Method::Ack, CALLEE);
+    assert!(!h.sent.iter().any(
+        |(_, m)| matches!(m, rsip::SipMessage::Request(r) if r.method == rsip::Method::Invite)
+    ));
+    assert_eq!(h.cdrs[1].sip_status, Some(407));
+    assert!(h.events_seen.is_empty());
+    assert_eq!(h.ep.calls(), 0);
+}
+
+#[test]
+fn a_number_without_a_trunk_is_refused() {
+    let mut h = Harness::new(Box::new(|_| Plan { verbs: vec![] }));
+    let mut spec = outbound(30);
+    spec.to = "+15550199".into();
+    let tenant = h.ep.directory().tenant(0).clone();
+    let mut bare = tenant.clone();
+    bare.trunks.clear();
+    h.ep.set_directory(std::sync::Arc::new(crate::sip::directory::Directory::new(
+        vec![bare],
+    )));
+    let err = h.ep.originate(h.now, "acme", spec).unwrap_err();
+    assert!(err.to_string().contains("no trunk"), "{err}");
+    assert!(!super::outbound::is_number("sip:+1555@x") && !is_number("+") && !is_number("12a"));
+    assert!(super::outbound::is_number("+15550199") && super::outbound::is_number("*72#1"));
 }
 
 #[test]
