@@ -5,6 +5,7 @@
 
 use hyper::StatusCode;
 
+use super::deployed::{self, deployments};
 use super::{ApiError, ApiState, Caller, Query, Reply, blocking, json, page};
 use crate::deploy::{Deployments, valid_name};
 use crate::wasm::ContentHash;
@@ -44,12 +45,7 @@ pub(super) async fn upload(
     let store = deploy.store.clone();
     let (stored, created) =
         blocking(move || store.add_component(&tenant, &name, &body, &hash, &world)).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok(json(status, &stored))
+    Ok(json(deployed::created(created), &stored))
 }
 
 /// `GET /v1/components`: the account's components in name order.
@@ -58,12 +54,7 @@ pub(super) async fn list(
     caller: &Caller,
     query: &Query,
 ) -> Result<Reply, ApiError> {
-    let (after, limit) = (query.after.clone(), query.limit);
-    let found = deployments(state, caller, move |store, tenant| {
-        store.components(tenant, after.as_deref(), limit + 1)
-    })
-    .await?;
-    Ok(page(found, limit, |c| &c.name))
+    deployed::list(state, caller, query, Deployments::components, |c| &c.name).await
 }
 
 /// `GET /v1/components/{name}/versions`: oldest first; `after` is a version number.
@@ -106,16 +97,4 @@ pub(super) async fn version(
     .await?
     .ok_or_else(missing)?;
     Ok(json(StatusCode::OK, &found))
-}
-
-/// Runs `work` on the deployment store for the calling account, off the
-/// async runtime.
-pub(super) async fn deployments<T: Send + 'static>(
-    state: &ApiState,
-    caller: &Caller,
-    work: impl FnOnce(&Deployments, &str) -> anyhow::Result<T> + Send + 'static,
-) -> Result<T, ApiError> {
-    let tenant = caller.account()?.to_owned();
-    let store = state.deploy.store.clone();
-    blocking(move || work(&store, &tenant)).await
 }

@@ -2,11 +2,11 @@
 //! in the account's SIP domains). The password is set, never shown.
 //! A user of the same name in the config file wins over one set here.
 
-use hyper::StatusCode;
 use serde::Deserialize;
 
-use super::components::deployments;
-use super::{ApiError, ApiState, Caller, Query, Reply, json, no_content, page, parse_json};
+use super::deployed::{self, deployments, refresh};
+use super::{ApiError, ApiState, Caller, Query, Reply, json, parse_json};
+use crate::deploy::Deployments;
 
 /// Body of `PUT /v1/sip/credentials/{username}`.
 #[derive(Debug, Deserialize)]
@@ -54,13 +54,11 @@ pub(super) async fn put(
         store.set_sip_user(tenant, &owned, &credential.password)
     })
     .await?;
-    (state.deploy.refresh)().await.map_err(super::internal)?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok(json(status, &serde_json::json!({ "username": username })))
+    refresh(state).await?;
+    Ok(json(
+        deployed::created(created),
+        &serde_json::json!({ "username": username }),
+    ))
 }
 
 /// `GET /v1/sip/credentials`: the account's SIP users in name order.
@@ -69,12 +67,10 @@ pub(super) async fn list(
     caller: &Caller,
     query: &Query,
 ) -> Result<Reply, ApiError> {
-    let (after, limit) = (query.after.clone(), query.limit);
-    let found = deployments(state, caller, move |store, tenant| {
-        store.sip_users(tenant, after.as_deref(), limit + 1)
+    deployed::list(state, caller, query, Deployments::sip_users, |u| {
+        &u.username
     })
-    .await?;
-    Ok(page(found, limit, |u| &u.username))
+    .await
 }
 
 /// `DELETE /v1/sip/credentials/{username}`: 204.
@@ -83,14 +79,12 @@ pub(super) async fn delete(
     caller: &Caller,
     username: &str,
 ) -> Result<Reply, ApiError> {
-    let owned = username.to_owned();
-    let removed = deployments(state, caller, move |store, tenant| {
-        store.delete_sip_user(tenant, &owned)
-    })
-    .await?;
-    if !removed {
-        return Err(ApiError::NotFound(format!("SIP user {username:?}")));
-    }
-    (state.deploy.refresh)().await.map_err(super::internal)?;
-    Ok(no_content())
+    deployed::remove(
+        state,
+        caller,
+        "SIP user",
+        username,
+        Deployments::delete_sip_user,
+    )
+    .await
 }

@@ -4,13 +4,12 @@
 //! of the config file cannot be claimed, and when the operator sets
 //! `[api] sip_domain_suffix` only names under it can.
 
-use hyper::StatusCode;
 use serde::Deserialize;
 
-use super::components::deployments;
+use super::deployed::{self, deployments, refresh};
 use super::numbers::deploy_error;
-use super::{ApiError, ApiState, Caller, Query, Reply, json, no_content, page, parse_json};
-use crate::deploy::valid_domain;
+use super::{ApiError, ApiState, Caller, Query, Reply, json, parse_json};
+use crate::deploy::{Deployments, valid_domain};
 
 /// Body of `PUT /v1/sip/domains/{domain}`: nothing yet (empty or `{}`).
 #[derive(Debug, Deserialize)]
@@ -54,13 +53,11 @@ pub(super) async fn put(
     })
     .await?
     .map_err(deploy_error)?;
-    (state.deploy.refresh)().await.map_err(super::internal)?;
-    let status = if claimed {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok(json(status, &serde_json::json!({ "domain": domain })))
+    refresh(state).await?;
+    Ok(json(
+        deployed::created(claimed),
+        &serde_json::json!({ "domain": domain }),
+    ))
 }
 
 /// `GET /v1/sip/domains`: the account's domains in name order.
@@ -69,12 +66,7 @@ pub(super) async fn list(
     caller: &Caller,
     query: &Query,
 ) -> Result<Reply, ApiError> {
-    let (after, limit) = (query.after.clone(), query.limit);
-    let found = deployments(state, caller, move |store, tenant| {
-        store.domains(tenant, after.as_deref(), limit + 1)
-    })
-    .await?;
-    Ok(page(found, limit, |d| &d.domain))
+    deployed::list(state, caller, query, Deployments::domains, |d| &d.domain).await
 }
 
 /// `DELETE /v1/sip/domains/{domain}`: 204; its users no longer register
@@ -84,14 +76,13 @@ pub(super) async fn delete(
     caller: &Caller,
     domain: &str,
 ) -> Result<Reply, ApiError> {
-    let owned = domain.to_ascii_lowercase();
-    let removed = deployments(state, caller, move |store, tenant| {
-        store.release_domain(tenant, &owned)
-    })
-    .await?;
-    if !removed {
-        return Err(ApiError::NotFound(format!("SIP domain {domain:?}")));
-    }
-    (state.deploy.refresh)().await.map_err(super::internal)?;
-    Ok(no_content())
+    let domain = domain.to_ascii_lowercase();
+    deployed::remove(
+        state,
+        caller,
+        "SIP domain",
+        &domain,
+        Deployments::release_domain,
+    )
+    .await
 }

@@ -58,6 +58,7 @@ pub mod accounts;
 pub mod calls;
 pub mod components;
 pub mod credentials;
+mod deployed;
 pub mod domains;
 pub mod error;
 pub mod keys;

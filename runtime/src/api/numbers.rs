@@ -6,8 +6,8 @@
 use hyper::StatusCode;
 use serde::Deserialize;
 
-use super::components::deployments;
-use super::{ApiError, ApiState, Caller, Query, Reply, json, no_content, page, parse_json};
+use super::deployed::{self, deployments, refresh};
+use super::{ApiError, ApiState, Caller, Query, Reply, json, parse_json};
 use crate::deploy::{Canary, DeployError, Deployments, NewBinding, valid_name, valid_number};
 use crate::wasm::World;
 
@@ -62,12 +62,7 @@ pub(super) async fn put(
     .await?;
     let (bound, existed) = bound.map_err(deploy_error)?;
     refresh(state).await?;
-    let status = if existed {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok(json(status, &bound))
+    Ok(json(deployed::created(!existed), &bound))
 }
 
 /// Checks a bind request against the tenant's components.
@@ -153,23 +148,13 @@ pub(super) fn deploy_error(e: DeployError) -> ApiError {
     }
 }
 
-/// Rebuilds the directory so the change is live.
-async fn refresh(state: &ApiState) -> Result<(), ApiError> {
-    (state.deploy.refresh)().await.map_err(super::internal)
-}
-
 /// `GET /v1/numbers`: the account's numbers in order.
 pub(super) async fn list(
     state: &ApiState,
     caller: &Caller,
     query: &Query,
 ) -> Result<Reply, ApiError> {
-    let (after, limit) = (query.after.clone(), query.limit);
-    let found = deployments(state, caller, move |store, tenant| {
-        store.numbers(tenant, after.as_deref(), limit + 1)
-    })
-    .await?;
-    Ok(page(found, limit, |n| &n.number))
+    deployed::list(state, caller, query, Deployments::numbers, |n| &n.number).await
 }
 
 /// `GET /v1/numbers/{number}`.
@@ -193,16 +178,7 @@ pub(super) async fn delete(
     caller: &Caller,
     number: &str,
 ) -> Result<Reply, ApiError> {
-    let owned = number.to_owned();
-    if !deployments(state, caller, move |store, tenant| {
-        store.unbind(tenant, &owned)
-    })
-    .await?
-    {
-        return Err(ApiError::NotFound(format!("number {number:?}")));
-    }
-    refresh(state).await?;
-    Ok(no_content())
+    deployed::remove(state, caller, "number", number, Deployments::unbind).await
 }
 
 /// `POST /v1/numbers/{number}/rollback`: back to the version before the

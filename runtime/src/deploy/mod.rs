@@ -251,6 +251,11 @@ const SCHEMA: &str = "
 const NUMBER_COLUMNS: &str = "number, component, version, previous_version, fallback, \
                               status_callback, canary, rolled_back, updated_ms";
 
+/// The tenant `select` (one `?1` parameter: `key`) names, if any.
+fn owner(db: &Connection, select: &str, key: &str) -> rusqlite::Result<Option<String>> {
+    db.query_row(select, params![key], |r| r.get(0)).optional()
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -436,13 +441,7 @@ impl Deployments {
     ) -> Result<Number, DeployError> {
         let mut db = self.db();
         let tx = db.transaction()?;
-        let owner: Option<String> = tx
-            .query_row(
-                "SELECT tenant FROM numbers WHERE number = ?1",
-                params![number],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let owner = owner(&tx, "SELECT tenant FROM numbers WHERE number = ?1", number)?;
         if owner.as_deref().is_some_and(|o| o != tenant) {
             return Err(DeployError::NumberTaken(number.to_owned()));
         }
@@ -641,10 +640,10 @@ fn row_to_number(r: &Row<'_>) -> rusqlite::Result<Number> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, Deployments) {
+    pub(crate) fn store() -> (tempfile::TempDir, Deployments) {
         let dir = tempfile::tempdir().unwrap();
         let store = Deployments::open(dir.path()).unwrap();
         (dir, store)

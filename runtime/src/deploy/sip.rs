@@ -3,10 +3,10 @@
 //! in. A domain belongs to one account at a time, like a number.
 
 use anyhow::Context as _;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 use serde::Serialize;
 
-use super::{DeployError, Deployments, now_ms};
+use super::{DeployError, Deployments, now_ms, owner};
 
 /// A SIP user of an account (the password is never shown again).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -69,19 +69,16 @@ impl Deployments {
         after: Option<&str>,
         limit: u32,
     ) -> anyhow::Result<Vec<SipUser>> {
-        self.db()
-            .prepare_cached(
-                "SELECT username, created_ms FROM sip_users WHERE tenant = ?1 AND username > ?2
-                 ORDER BY username LIMIT ?3",
-            )?
-            .query_map(params![tenant, after.unwrap_or(""), limit], |r| {
-                Ok(SipUser {
-                    username: r.get(0)?,
-                    created_ms: r.get::<_, i64>(1)? as u64,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()
-            .context("listing SIP users")
+        self.named(
+            "SELECT username, created_ms FROM sip_users WHERE tenant = ?1 AND username > ?2
+             ORDER BY username LIMIT ?3",
+            (tenant, after, limit),
+            |username, created_ms| SipUser {
+                username,
+                created_ms,
+            },
+        )
+        .context("listing SIP users")
     }
 
     /// Every account's SIP users with their passwords: (tenant, user, password).
@@ -106,14 +103,11 @@ impl Deployments {
     pub fn claim_domain(&self, tenant: &str, domain: &str) -> Result<bool, DeployError> {
         let mut db = self.db();
         let tx = db.transaction()?;
-        let owner: Option<String> = tx
-            .query_row(
-                "SELECT tenant FROM sip_domains WHERE domain = ?1",
-                params![domain],
-                |r| r.get(0),
-            )
-            .optional()?;
-        match owner {
+        match owner(
+            &tx,
+            "SELECT tenant FROM sip_domains WHERE domain = ?1",
+            domain,
+        )? {
             Some(owner) if owner == tenant => Ok(false),
             Some(_) => Err(DeployError::DomainTaken(domain.to_owned())),
             None => {
@@ -134,19 +128,29 @@ impl Deployments {
         after: Option<&str>,
         limit: u32,
     ) -> anyhow::Result<Vec<SipDomain>> {
+        self.named(
+            "SELECT domain, created_ms FROM sip_domains WHERE tenant = ?1 AND domain > ?2
+             ORDER BY domain LIMIT ?3",
+            (tenant, after, limit),
+            |domain, created_ms| SipDomain { domain, created_ms },
+        )
+        .context("listing SIP domains")
+    }
+
+    /// A page of (name, created_ms) rows of `select`, which takes the
+    /// tenant, the name to start after and the limit.
+    fn named<T>(
+        &self,
+        select: &str,
+        (tenant, after, limit): (&str, Option<&str>, u32),
+        make: fn(String, u64) -> T,
+    ) -> rusqlite::Result<Vec<T>> {
         self.db()
-            .prepare_cached(
-                "SELECT domain, created_ms FROM sip_domains WHERE tenant = ?1 AND domain > ?2
-                 ORDER BY domain LIMIT ?3",
-            )?
+            .prepare_cached(select)?
             .query_map(params![tenant, after.unwrap_or(""), limit], |r| {
-                Ok(SipDomain {
-                    domain: r.get(0)?,
-                    created_ms: r.get::<_, i64>(1)? as u64,
-                })
+                Ok(make(r.get(0)?, r.get::<_, i64>(1)? as u64))
             })?
-            .collect::<Result<Vec<_>, _>>()
-            .context("listing SIP domains")
+            .collect()
     }
 
     /// Every account's SIP domains: (tenant, domain).
@@ -170,13 +174,8 @@ impl Deployments {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::store;
     use super::*;
-
-    fn store() -> (tempfile::TempDir, Deployments) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Deployments::open(dir.path()).unwrap();
-        (dir, store)
-    }
 
     #[test]
     fn sip_users_are_per_account_and_their_passwords_can_change() {

@@ -416,8 +416,10 @@ impl MediaCache {
                     };
                     tokio::spawn(async move {
                         let result = work.await;
-                        let _ = done.send(Some(result));
+                        // Land before answering: a caller that has seen a
+                        // failure and asks again must start a new flight.
                         drop(landing);
+                        let _ = done.send(Some(result));
                     });
                     (flight, true)
                 }
