@@ -392,13 +392,15 @@ fn the_operator_sets_an_accounts_own_limits() {
     assert_eq!(get(addr, &path, &auth).json(), json!({}));
 
     // Only the operator sets them; nobody else sees them.
-    let limits = json!({ "max_calls": 1, "queue": 0 });
+    let limits = json!({ "max_calls": 1, "queue": 0, "component_kb": 1 });
     assert_eq!(put(addr, &path, &auth, &limits).status, 403);
     assert_eq!(get(addr, &path, &other).status, 404);
     for bad in [
         json!({ "max_calls": 0 }),
         json!({ "queue_wait_ms": 60_000 }),
         json!({ "guest_memory_mb": 1_000_000 }),
+        json!({ "component_kb": 0 }),
+        json!({ "component_kb": 4096 }),
         json!({ "colour": 1 }),
     ] {
         assert_eq!(put(addr, &path, &Auth::admin(), &bad).status, 400, "{bad}");
@@ -406,6 +408,10 @@ fn the_operator_sets_an_accounts_own_limits() {
     let got = put(addr, &path, &Auth::admin(), &limits);
     assert_eq!(got.status, 200, "{}", got.text());
     assert_eq!(get(addr, &path, &auth).json()["max_calls"], 1);
+    // Uploads above the account's own size limit are refused unread.
+    let got = upload(addr, &auth, "busy", "busy");
+    assert_eq!(got.status, 413, "{}", got.text());
+    assert!(got.text().contains("1024 bytes"), "{}", got.text());
 
     // One call at a time, no waiting: the second is refused before any guest.
     let first = ua.call(server.udp, "5000", &[Codec::PCMU], false).unwrap();
@@ -413,6 +419,7 @@ fn the_operator_sets_an_accounts_own_limits() {
     first.bye().unwrap();
     let got = put(addr, &path, &Auth::admin(), &json!({}));
     assert_eq!(got.status, 200);
+    assert_eq!(upload(addr, &auth, "busy", "busy").status, 201);
     let first = ua.call(server.udp, "5000", &[Codec::PCMU], false).unwrap();
     assert_eq!(call(&ua, &server, "5000"), 200, "limits lifted");
     first.bye().unwrap();

@@ -48,6 +48,16 @@ pub(super) async fn upload(
     Ok(json(deployed::created(created), &stored))
 }
 
+/// The largest upload the calling account may make, in bytes: the
+/// runtime's, or the account's own limit below it. Read before the body.
+pub(super) async fn upload_limit(state: &ApiState, caller: &Caller) -> Result<usize, ApiError> {
+    let most = state.deploy.max_component_bytes;
+    let own = deployments(state, caller, |store, tenant| store.limits(tenant)).await?;
+    Ok(own.component_kb.map_or(most, |kb| {
+        most.min(usize::try_from(kb.saturating_mul(1024)).unwrap_or(usize::MAX))
+    }))
+}
+
 /// `GET /v1/components`: the account's components in name order.
 pub(super) async fn list(
     state: &ApiState,

@@ -16,11 +16,8 @@ pub(super) async fn get(state: &ApiState, caller: &Caller, id: &str) -> Result<R
     caller.may_see(id)?;
     exists(state, id).await?;
     let (store, owned) = (state.deploy.store.clone(), id.to_owned());
-    let mut all = blocking(move || store.all_limits()).await?;
-    Ok(json(
-        StatusCode::OK,
-        &all.remove(&owned).unwrap_or_default(),
-    ))
+    let limits = blocking(move || store.limits(&owned)).await?;
+    Ok(json(StatusCode::OK, &limits))
 }
 
 /// `PUT /v1/accounts/{id}/limits` (operator): replaces the account's limits.
@@ -47,6 +44,15 @@ pub(super) async fn put(
             "max_calls and calls_per_second are at least 1 (suspend the account to stop its calls)"
                 .into(),
         ));
+    }
+    let most_kb = (state.deploy.max_component_bytes / 1024) as u64;
+    if limits
+        .component_kb
+        .is_some_and(|kb| !(1..=most_kb).contains(&kb))
+    {
+        return Err(ApiError::BadRequest(format!(
+            "component_kb is 1 to {most_kb} (the runtime's [api] max_component_kb)"
+        )));
     }
     if limits.sets_guest_limits() {
         let host = state.deploy.host.config();

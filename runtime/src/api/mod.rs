@@ -48,7 +48,8 @@
 //! keys get 403 "account suspended".
 //!
 //! **Bodies** are at most [`BODY_LIMIT`] bytes (413; a component upload
-//! at most `[api] max_component_kb`) and JSON with no
+//! at most `[api] max_component_kb`, or the account's own `component_kb`
+//! limit below it) and JSON with no
 //! unknown fields (400 naming the problem); request heads at most
 //! `serve::http::HEAD_LIMIT` (hyper answers 431). **Lists** take `?limit=`
 //! (default 50, max 1000) and `?after=<last id>` and answer
@@ -375,7 +376,7 @@ where
     let query = Query::parse(req.uri().query().unwrap_or(""))?;
     let caller = authenticate(req.headers(), state).await?;
     let limit = match handler {
-        Handler::UploadComponent => state.deploy.max_component_bytes,
+        Handler::UploadComponent => components::upload_limit(state, &caller).await?,
         _ => BODY_LIMIT,
     };
     let body = read_body(req, limit).await?;

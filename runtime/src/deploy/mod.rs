@@ -136,6 +136,9 @@ pub struct AccountLimits {
     /// Guest wall time per event, ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guest_deadline_ms: Option<u64>,
+    /// Largest component upload, KiB (at most `[api] max_component_kb`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub component_kb: Option<u64>,
 }
 
 impl AccountLimits {
@@ -573,6 +576,22 @@ impl Deployments {
         Ok(())
     }
 
+    /// `tenant`'s own limits (none set: all default).
+    pub fn limits(&self, tenant: &str) -> anyhow::Result<AccountLimits> {
+        let text: Option<String> = self
+            .db()
+            .query_row(
+                "SELECT limits FROM limits WHERE tenant = ?1",
+                params![tenant],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match text {
+            Some(text) => serde_json::from_str(&text).context("reading the account's limits"),
+            None => Ok(AccountLimits::default()),
+        }
+    }
+
     /// Every account's own limits (unreadable rows are skipped with a warning).
     pub fn all_limits(&self) -> anyhow::Result<std::collections::HashMap<String, AccountLimits>> {
         let rows = self
@@ -743,6 +762,8 @@ pub(crate) mod tests {
         let stored = store.all_limits().unwrap();
         assert_eq!(stored.get("acme"), Some(&own));
         assert!(!stored.contains_key("globex"));
+        assert_eq!(store.limits("acme").unwrap(), own);
+        assert_eq!(store.limits("globex").unwrap(), AccountLimits::default());
         let mut limits = Limits {
             calls_per_second: Some(9),
             queue: 10,
