@@ -6,10 +6,11 @@ mod http;
 #[path = "common/sip.rs"]
 mod sip_common;
 
-use http::{ADMIN_KEY, Auth, get, new_key, post, request};
+use http::{ADMIN_KEY, Auth, account, get, new_key, post, put, request, request_typed, upload};
 use serde_json::{Value, json};
 use sip_common::{Config, Server};
-use switchyard::store::recordings::RecordingStore;
+use switchyard::router::DecisionLog;
+use switchyard::store::{Cdr, CdrStore, LogStore, recordings::RecordingStore};
 
 fn server() -> Server {
     Server::serve(
@@ -231,4 +232,247 @@ fn openapi_is_served_without_auth_and_operator_routes_need_an_admin_key() {
     assert_eq!(got.status, 403);
     let message = got.json()["message"].as_str().unwrap().to_owned();
     assert!(message.contains("admin_key"), "{message}");
+}
+
+/// Routes only the operator may use: an account gets 403 on them (the
+/// role is wrong), except where the id is another account's (404).
+const OPERATOR_ONLY: &[(&str, &str)] = &[
+    ("POST", "/v1/accounts"),
+    ("GET", "/v1/accounts"),
+    ("POST", "/v1/accounts/{id}/suspend"),
+    ("POST", "/v1/accounts/{id}/resume"),
+    ("PUT", "/v1/accounts/{id}/limits"),
+];
+
+/// A finished call of `tenant` with an (empty) decision log, written
+/// straight into the server's stores as a real call would leave it.
+fn finished_call(server: &Server, tenant: &str, call_id: &str) {
+    let data = server.dir.path().join("data");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    CdrStore::open(&data.join("cdr.sqlite3"))
+        .unwrap()
+        .record(Cdr {
+            call_id: call_id.into(),
+            tenant: tenant.into(),
+            from: "sip:caller@127.0.0.1".into(),
+            to: "+15550100".into(),
+            started_ms: now,
+            answered_ms: Some(now),
+            ended_ms: now + 1000,
+            duration_secs: 1,
+            outcome: "completed".into(),
+            sip_status: Some(200),
+            handler: "main".into(),
+            handler_version: "0".repeat(64),
+        });
+    LogStore::open(&data.join("logs.sqlite3")).unwrap().record(
+        call_id,
+        tenant,
+        now,
+        DecisionLog::default(),
+    );
+}
+
+/// The path of `template` for one account's resources.
+fn fill(template: &str, ids: &[(&str, &str)]) -> String {
+    let mut path = template.to_owned();
+    for (param, value) in ids {
+        path = path.replace(param, value);
+    }
+    assert!(
+        !path.contains('{'),
+        "no value for a parameter of {template}"
+    );
+    path
+}
+
+/// Every operation of the OpenAPI document, swept against a live server:
+/// without credentials it is 401; on another account's resource it is 404
+/// (403 only where the route is the operator's); a JSON body that does not
+/// parse, has an unknown field or is too large is 400, 400 naming the
+/// field, 413; and every status seen is one the document lists.
+#[test]
+fn every_route_refuses_missing_auth_other_accounts_and_bad_bodies() {
+    let server = server();
+    let addr = server.http;
+    let doc = get(addr, "/v1/openapi.json", &Auth::none()).json();
+    let acme = new_key(addr, "acme").1;
+    let (globex, theirs) = account(addr, "Globex");
+
+    // Globex owns one resource of every kind.
+    let (their_key, _) = new_key(addr, &globex);
+    assert_eq!(upload(addr, &theirs, "main", "bye").status, 201);
+    let number = json!({"component": "main"});
+    assert_eq!(
+        put(addr, "/v1/numbers/%2B15550199", &theirs, &number).status,
+        201
+    );
+    let password = json!({"password": "correct-horse"});
+    assert_eq!(
+        put(addr, "/v1/sip/credentials/bob", &theirs, &password).status,
+        201
+    );
+    assert_eq!(
+        put(
+            addr,
+            "/v1/sip/domains/globex.example.net",
+            &theirs,
+            &json!({})
+        )
+        .status,
+        201
+    );
+    let recordings = RecordingStore::open(&server.dir.path().join("data/recordings")).unwrap();
+    let recording = recordings
+        .save(&globex, "CAglobex1", &[0i16; 800], "record")
+        .unwrap();
+    finished_call(&server, &globex, "CAglobex1");
+    finished_call(&server, "acme", "CAacme1");
+    // The stores' writers land their rows within a batch.
+    for _ in 0..100 {
+        if get(addr, "/v1/calls/CAglobex1/log", &theirs).status == 200
+            && get(addr, "/v1/calls/CAacme1", &acme).status == 200
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let their_ids = [
+        ("{key}", their_key.as_str()),
+        ("/v1/accounts/{id}", &format!("/v1/accounts/{globex}")),
+        ("/v1/calls/{id}", "/v1/calls/CAglobex1"),
+        (
+            "/v1/recordings/{id}",
+            &format!("/v1/recordings/{}", recording.id),
+        ),
+        ("{name}", "main"),
+        ("{version}", "1"),
+        ("{number}", "%2B15550199"),
+        ("{username}", "bob"),
+        ("{domain}", "globex.example.net"),
+    ];
+    let own_ids = [
+        ("/v1/accounts/{id}", "/v1/accounts/acme"),
+        ("/v1/calls/{id}", "/v1/calls/CAacme1"),
+        ("{number}", "%2B15550100"),
+        ("{username}", "alice"),
+        ("{domain}", "acme.example.net"),
+    ];
+
+    let mut swept = 0;
+    for (template, operations) in doc["paths"].as_object().unwrap() {
+        if template == "/v1/openapi.json" {
+            continue;
+        }
+        for (method, operation) in operations.as_object().unwrap() {
+            let method = method.to_uppercase();
+            let listed = |status: u16| {
+                assert!(
+                    operation["responses"].get(status.to_string()).is_some(),
+                    "{method} {template} answered {status}, which the document does not list"
+                );
+            };
+            let operator_only = OPERATOR_ONLY.contains(&(method.as_str(), template.as_str()));
+            let json_body = operation["requestBody"]["content"]
+                .get("application/json")
+                .is_some();
+            // A valid body where one is needed, so only the resource's
+            // owner can make the difference.
+            let body: &[u8] = match (method.as_str(), template.as_str()) {
+                ("POST", "/v1/calls/{id}") => br#"{"status": "completed"}"#,
+                _ if json_body => b"{}",
+                _ => b"",
+            };
+            swept += 1;
+
+            let path = fill(template, &their_ids);
+            let got = request(addr, &method, &path, &Auth::none(), body);
+            assert_eq!(
+                (got.status, got.code().as_str()),
+                (401, "unauthorized"),
+                "{method} {path}"
+            );
+            listed(401);
+
+            // Another account's resource. A PUT or an upload names the
+            // caller's own resource (their names are per account), so
+            // only reads, deletes and actions are tried.
+            // Even on operator-only routes another account's id answers
+            // 404: a tenant learns nothing about who else exists.
+            let creates = method == "PUT" || template == "/v1/components/{name}";
+            if template.contains('{') && (!creates || operator_only) {
+                let got = request(addr, &method, &path, &acme, body);
+                assert_eq!(
+                    (got.status, got.code().as_str()),
+                    (404, "not_found"),
+                    "{method} {path}: {}",
+                    got.text()
+                );
+                listed(404);
+            }
+            // On its own id (or no id) an account hits the wrong role.
+            if operator_only {
+                let own = fill(template, &own_ids);
+                let got = request(addr, &method, &own, &acme, body);
+                assert_eq!(
+                    (got.status, got.code().as_str()),
+                    (403, "forbidden"),
+                    "{method} {own}: {}",
+                    got.text()
+                );
+                listed(403);
+            }
+
+            if !json_body {
+                continue;
+            }
+            let (path, auth) = if operator_only {
+                (fill(template, &own_ids), Auth::admin())
+            } else {
+                (fill(template, &own_ids), acme.clone())
+            };
+            let got = request(addr, &method, &path, &auth, b"{\"to\":");
+            assert_eq!(
+                (got.status, got.code().as_str()),
+                (400, "bad_request"),
+                "{method} {path}"
+            );
+            let got = request(addr, &method, &path, &auth, b"{\"surprise\": 1}");
+            assert_eq!(got.status, 400, "{method} {path}: {}", got.text());
+            let message = got.json()["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            assert!(message.contains("surprise"), "{method} {path}: {message}");
+            let big = format!("{{\"name\": \"{}\"}}", "x".repeat(70 * 1024));
+            let got = request(addr, &method, &path, &auth, big.as_bytes());
+            assert_eq!(
+                (got.status, got.code().as_str()),
+                (413, "payload_too_large"),
+                "{method} {path}"
+            );
+            listed(400);
+            listed(413);
+        }
+    }
+    assert!(swept >= 35, "the document lists {swept} operations");
+
+    // An upload that is no component is refused with the reason.
+    let got = request_typed(
+        addr,
+        "POST",
+        "/v1/components/x",
+        &acme,
+        "application/wasm",
+        b"\0asm junk",
+    );
+    assert_eq!(
+        (got.status, got.code().as_str()),
+        (400, "bad_request"),
+        "{}",
+        got.text()
+    );
 }

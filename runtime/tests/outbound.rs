@@ -19,7 +19,13 @@ use http::{ADMIN_KEY, Auth, account, get, new_key, post, put, upload};
 use serde_json::{Value, json};
 use sip_common::{Config, Server};
 
+/// A server whose REST calls may reach the far ends on loopback.
 fn server(config: Config) -> Server {
+    strict_server(config.sip("private_destinations = true"))
+}
+
+/// A server with the default outbound policy: public addresses and trunks.
+fn strict_server(config: Config) -> Server {
     Server::serve(
         &config
             .api(&format!("admin_key = \"{ADMIN_KEY}\""))
@@ -185,7 +191,7 @@ fn a_number_is_called_through_the_accounts_trunk_which_challenges_for_its_creden
 
 #[test]
 fn bad_requests_to_place_a_call_say_why() {
-    let server = server(Config::new());
+    let server = strict_server(Config::new());
     let addr = server.http;
     let (_, auth) = account(addr, "Globex");
     deploy(addr, &auth, "main", "bye", "2000");
@@ -219,6 +225,14 @@ fn bad_requests_to_place_a_call_say_why() {
             "unknown field",
         ),
         (json!({ "handler": "main" }), "missing field"),
+        (
+            json!({ "to": "sip:bob@127.0.0.1:9", "handler": "main" }),
+            "private_destinations",
+        ),
+        (
+            json!({ "to": "sip:bob@10.0.0.1", "handler": "main" }),
+            "not a public address",
+        ),
     ] {
         let got = post(addr, "/v1/calls", &auth, &body);
         assert_eq!(

@@ -27,8 +27,9 @@ pub enum ApiError {
     /// 429 `too_many_requests`, with `Retry-After`: the account is at its
     /// call limits.
     TooManyRequests { message: String, retry_after: u32 },
-    /// 501 `not_implemented`: a path the REST API does not serve yet.
-    NotImplemented,
+    /// 501 `not_implemented`: a path the REST API does not serve (yet),
+    /// with why.
+    NotImplemented(&'static str),
     /// 503 `unavailable`: out of a resource for now (media ports).
     Unavailable(String),
     /// 500 `internal`.
@@ -46,7 +47,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -62,7 +63,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::TooManyRequests { .. } => "too_many_requests",
-            ApiError::NotImplemented => "not_implemented",
+            ApiError::NotImplemented(_) => "not_implemented",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -82,7 +83,7 @@ impl ApiError {
                 format!("the request body is larger than {limit} bytes")
             }
             ApiError::MethodNotAllowed { allow } => format!("this path allows {allow}"),
-            ApiError::NotImplemented => "the REST API does not serve this path yet".into(),
+            ApiError::NotImplemented(why) => (*why).into(),
         }
     }
 

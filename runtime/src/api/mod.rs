@@ -302,6 +302,34 @@ const ROUTES: &[(&str, &str, Handler)] = &[
     ("GET", "/v1/calls/{id}/log", Handler::CallLog),
 ];
 
+/// Why a path that fits no route is not served.
+pub const UNKNOWN_PATH: &str = "the REST API does not serve this path";
+
+/// Resources the issue list brings later, named so a client learns they
+/// are not built rather than mistyped.
+const PLANNED: &[(&str, &str)] = &[
+    (
+        "/v1/queues",
+        "queues and their members are not built yet: they come with the queue \
+         and conference verbs (SIP calls refuse `enqueue` with 503 for now)",
+    ),
+    (
+        "/v1/conferences",
+        "conferences and participants are not built yet: they come with the \
+         conference verb (SIP calls refuse `conference` with 503 for now)",
+    ),
+];
+
+fn not_built(path: &str) -> &'static str {
+    PLANNED
+        .iter()
+        .find(|(prefix, _)| {
+            path.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+        .map_or(UNKNOWN_PATH, |(_, why)| why)
+}
+
 /// The path parameters of `path` if it fits `template`.
 fn fit<'a>(template: &str, path: &'a str) -> Option<Vec<&'a str>> {
     let mut want = template.trim_start_matches('/').split('/');
@@ -356,7 +384,7 @@ where
     }
     let (handler, params): (Handler, Vec<String>) = match found {
         Some(found) => found,
-        None if allowed.is_empty() => return Err(ApiError::NotImplemented),
+        None if allowed.is_empty() => return Err(ApiError::NotImplemented(not_built(&path))),
         None => {
             if allowed.contains(&"GET") {
                 allowed.push("HEAD");

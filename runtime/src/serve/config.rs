@@ -64,6 +64,12 @@ pub struct SipSection {
     /// when it is not MD5; both are always offered.
     #[serde(default)]
     pub sha256_first: bool,
+    /// Let calls to `sip:` URIs (REST calls, guests' dials) reach
+    /// loopback, private and other non-public addresses that are not a
+    /// trunk of the tenant. Off by default: tenants name these addresses,
+    /// and the runtime must not be their way into the operator's network.
+    #[serde(default)]
+    pub private_destinations: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -318,6 +324,7 @@ impl Default for SipSection {
             max_connections: default_max_connections(),
             idle_secs: default_idle(),
             sha256_first: false,
+            private_destinations: false,
         }
     }
 }

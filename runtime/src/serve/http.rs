@@ -101,7 +101,7 @@ async fn respond(method: &Method, path: &str, state: &HttpState) -> Result<Reply
         ["media", _] => Err(ApiError::MethodNotAllowed {
             allow: "GET, HEAD".into(),
         }),
-        _ => Err(ApiError::NotImplemented),
+        _ => Err(ApiError::NotImplemented(api::UNKNOWN_PATH)),
     }
 }
 
@@ -364,12 +364,24 @@ mod tests {
         );
         assert_eq!(got.body, b"switchyard_calls{state=\"early\"} 0\n");
         assert_eq!(request(addr, "POST", "/metrics").await.status, 405);
-        for path in ["/v1/queues", "/", "/media", "/v1/recordings/x/y/z"] {
+        for (path, why) in [
+            ("/v1/queues", "not built yet"),
+            ("/v1/conferences/CF1/participants", "not built yet"),
+            ("/v1/queuesx", "does not serve this path"),
+            ("/", "does not serve this path"),
+            ("/media", "does not serve this path"),
+            ("/v1/recordings/x/y/z", "does not serve this path"),
+        ] {
             let got = request(addr, "GET", path).await;
+            let body = got.json();
             assert_eq!(
-                (got.status, got.json()["code"].as_str()),
+                (got.status, body["code"].as_str()),
                 (501, Some("not_implemented")),
                 "{path}"
+            );
+            assert!(
+                body["message"].as_str().unwrap().contains(why),
+                "{path}: {body}"
             );
         }
     }

@@ -137,6 +137,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut endpoint_config = EndpointConfig::new(listening.sip.clone());
     endpoint_config.region = config.region.clone();
     endpoint_config.registrar.md5_first = !config.sip.sha256_first;
+    endpoint_config.private_destinations = config.sip.private_destinations;
     endpoint_config.admission = Capacity {
         max_calls: config.admission.max_calls,
         calls_per_second: config.admission.calls_per_second,

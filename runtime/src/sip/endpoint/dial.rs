@@ -10,6 +10,7 @@
 use std::time::{Duration, Instant};
 
 use crate::contract::{CallStatus, Dial, DialResult, DialStatus, DialTarget, Event, RingStrategy};
+use crate::media::fetch::is_public;
 use crate::router::LegEvent;
 use crate::sip::transaction::{TxKey, make_branch};
 use crate::sip::{Peer, digest, sdp};
@@ -69,8 +70,9 @@ pub struct DialRun {
     pub(super) record_id: Option<u64>,
 }
 
-/// Where a fork rings: Request-URI, next hop, outbound credentials.
-type Destination = (String, Peer, Option<(String, String)>);
+/// Where a call rings: (Request-URI, next hop, the credentials of the
+/// trunk it goes through).
+pub(super) type Destination = (String, Peer, Option<(String, String)>);
 
 /// A failed fork's SIP status as a dial outcome.
 fn failure(status: u16) -> DialStatus {
@@ -254,7 +256,11 @@ impl Endpoint {
                 });
                 match local_user {
                     Some(user) => self.registered(now, &tenant.id, &user),
-                    None => Ok(vec![(uri.clone(), wire::uri_peer(uri)?, None)]),
+                    None => Ok(vec![sip_destination(
+                        tenant,
+                        uri,
+                        self.config.private_destinations,
+                    )?]),
                 }
             }
             DialTarget::Client(identity) => self.registered(now, &tenant.id, identity),
@@ -799,6 +805,36 @@ pub(super) fn response_to(response: &rsip::Response) -> String {
 
 fn from_value(request: &rsip::Request) -> Option<String> {
     wire::header_value(&request.headers, "From")
+}
+
+/// Where a `sip:` URI outside the tenant's domains rings: straight to its
+/// host, with the credentials of the tenant's trunk at that address if
+/// there is one. Tenants name these addresses, so without `allow_private`
+/// one that is not public must be a trunk: the runtime must not be a
+/// tenant's way into the operator's network (the rule status callbacks and
+/// prompt URLs follow too).
+pub(super) fn sip_destination(
+    tenant: &crate::sip::directory::Tenant,
+    uri: &str,
+    allow_private: bool,
+) -> Result<Destination, String> {
+    let peer = wire::uri_peer(uri)?;
+    let trunk = tenant
+        .trunks
+        .iter()
+        .find(|t| t.address == peer.addr && t.transport == peer.transport);
+    if trunk.is_none() && !allow_private && !is_public(peer.addr.ip()) {
+        return Err(format!(
+            "{} is not a public address (calls to loopback and private addresses need \
+             `[sip] private_destinations = true`)",
+            peer.addr.ip()
+        ));
+    }
+    Ok((
+        uri.to_owned(),
+        peer,
+        trunk.and_then(|t| t.credentials.clone()),
+    ))
 }
 
 /// The Request-URI and next hop of `number` through `trunk`.

@@ -78,6 +78,10 @@ pub struct EndpointConfig {
     pub registrar: RegistrarConfig,
     /// The capacity across tenants (`[admission]`).
     pub admission: Capacity,
+    /// Whether a `sip:` URI a tenant calls (REST call or dial) may be at a
+    /// loopback, private or otherwise non-public address that is not one
+    /// of its trunks (`[sip] private_destinations`, default false).
+    pub private_destinations: bool,
 }
 
 impl EndpointConfig {
@@ -99,6 +103,7 @@ impl EndpointConfig {
             timers: TimerConfig::default(),
             registrar: RegistrarConfig::default(),
             admission: Capacity::default(),
+            private_destinations: false,
         }
     }
 }

@@ -22,14 +22,15 @@ use std::time::{Duration, Instant};
 
 use crate::contract::{Direction, IncomingCall};
 use crate::router;
-use crate::sip::Peer;
 use crate::sip::directory::{Binding, Tenant};
 use crate::sip::sdp;
 use crate::sip::transaction::{TxKey, make_branch};
 
 use super::admission::Decision;
 use super::call::{CallState, CallerState, LegRef, TimerKind};
-use super::dial::{authorization, cancel_for, response_to, trunk_uri};
+use super::dial::{
+    Destination, authorization, cancel_for, response_to, sip_destination, trunk_uri,
+};
 use super::dialog::Dialog;
 use super::status::CallProgress;
 use super::wire::{self, RequestText, random_token};
@@ -111,11 +112,8 @@ pub fn is_number(to: &str) -> bool {
         && digits.bytes().any(|b| b.is_ascii_digit())
 }
 
-/// Where an outbound call to `to` goes: (Request-URI, next hop, the
-/// credentials of the trunk it goes through).
-type Target = (String, Peer, Option<(String, String)>);
-
-fn target(tenant: &Tenant, to: &str) -> Result<Target, OriginateError> {
+/// Where an outbound call to `to` goes.
+fn target(tenant: &Tenant, to: &str, allow_private: bool) -> Result<Destination, OriginateError> {
     if is_number(to) {
         let trunk = tenant.trunks.first().ok_or_else(|| {
             OriginateError::BadAddress(format!(
@@ -125,13 +123,7 @@ fn target(tenant: &Tenant, to: &str) -> Result<Target, OriginateError> {
         let (uri, peer) = trunk_uri(trunk, to);
         return Ok((uri, peer, trunk.credentials.clone()));
     }
-    let peer = wire::uri_peer(to).map_err(OriginateError::BadAddress)?;
-    let credentials = tenant
-        .trunks
-        .iter()
-        .find(|t| t.address == peer.addr && t.transport == peer.transport)
-        .and_then(|t| t.credentials.clone());
-    Ok((to.to_owned(), peer, credentials))
+    sip_destination(tenant, to, allow_private).map_err(OriginateError::BadAddress)
 }
 
 impl Outbound {
@@ -173,7 +165,7 @@ impl Endpoint {
                 )));
             }
         }
-        let (uri, peer, credentials) = target(tenant, &spec.to)?;
+        let (uri, peer, credentials) = target(tenant, &spec.to, self.config.private_destinations)?;
         let from = match &spec.from {
             Some(from) => {
                 let uri = rsip::Uri::try_from(from.as_str()).map_err(|e| {

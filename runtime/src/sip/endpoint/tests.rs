@@ -108,6 +108,8 @@ impl Harness {
         let mut config =
             EndpointConfig::new(vec![(Transport::Udp, "127.0.0.1:5060".parse().unwrap())]);
         config.media_ports = ports;
+        // The test callees are on loopback.
+        config.private_destinations = true;
         Self {
             ep: Endpoint::new(now, config, directory),
             now,
@@ -1423,6 +1425,7 @@ fn admission_harness(limits: crate::sip::directory::Limits, capacity: Capacity) 
     }
     let mut config = EndpointConfig::new(vec![(Transport::Udp, "127.0.0.1:5060".parse().unwrap())]);
     config.admission = capacity;
+    config.private_destinations = true;
     h.ep = Endpoint::new(h.now, config, Arc::new(Directory::new(tenants)));
     h
 }
@@ -1922,6 +1925,63 @@ fn a_number_without_a_trunk_is_refused() {
     assert!(err.to_string().contains("no trunk"), "{err}");
     assert!(!super::outbound::is_number("sip:+1555@x") && !is_number("+") && !is_number("12a"));
     assert!(super::outbound::is_number("+15550199") && super::outbound::is_number("*72#1"));
+}
+
+#[test]
+fn calls_reach_private_addresses_only_when_allowed_or_at_a_trunk() {
+    let mut h = Harness::new(dial_one(sip_target("10.1.2.3:5060")));
+    h.ep.config.private_destinations = false;
+    let spec = |to: String| OriginateSpec { to, ..outbound(30) };
+    for to in [
+        format!("sip:bob@{CALLEE}"),
+        "sip:bob@10.1.2.3".to_string(),
+        "sip:bob@127.0.0.1:5080".to_string(),
+        "sip:bob@169.254.169.254".to_string(),
+    ] {
+        match h.ep.originate(h.now, "acme", spec(to.clone())) {
+            Err(OriginateError::BadAddress(why)) => {
+                assert!(why.contains("private_destinations"), "{to}: {why}")
+            }
+            other => panic!("{to}: {other:?}"),
+        }
+    }
+    assert!(h.sent.is_empty(), "nothing was sent");
+    // The account's trunk and public addresses stay reachable.
+    for to in [
+        format!("sip:bob@{TRUNK}"),
+        "sip:bob@192.0.43.10".to_string(),
+    ] {
+        assert!(
+            h.ep.originate(h.now, "acme", spec(to.clone())).is_ok(),
+            "{to}"
+        );
+    }
+    h.settle();
+    let invites = |h: &Harness| {
+        h.sent
+            .iter()
+            .filter(|(_, m)| matches!(m, rsip::SipMessage::Request(r) if r.method == rsip::Method::Invite))
+            .count()
+    };
+    assert_eq!(invites(&h), 2);
+
+    // A guest's dial follows the same rule: the fork never starts.
+    h.send(CALLER, &invite("100", "private"));
+    assert_eq!(invites(&h), 2, "no INVITE to 10.1.2.3");
+    assert!(
+        h.events_seen.iter().any(|e| matches!(
+            e,
+            Event::DialComplete(d) if d.status == DialStatus::Failed
+        )),
+        "{:?}",
+        h.events_seen
+    );
+
+    h.ep.config.private_destinations = true;
+    assert!(
+        h.ep.originate(h.now, "acme", spec(format!("sip:bob@{CALLEE}")))
+            .is_ok()
+    );
 }
 
 #[test]
