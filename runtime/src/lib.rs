@@ -24,16 +24,18 @@
 pub mod api;
 pub mod callbacks;
 pub mod cli;
-pub mod contract;
-pub mod deploy;
-pub mod guest;
 pub mod media;
 pub mod metrics;
 pub mod replay;
-pub mod router;
 pub mod serve;
 pub mod simulate;
-pub mod sip;
-pub mod store;
-pub mod tenancy;
-pub mod wasm;
+
+// The layers below, under the names the modules above (and the tests,
+// benches and fuzz targets) use.
+pub use switchyard_contract as contract;
+pub use switchyard_contract::guest;
+pub use switchyard_router as router;
+pub use switchyard_sip as sip;
+pub use switchyard_store as store;
+pub use switchyard_store::{deploy, tenancy};
+pub use switchyard_wasm as wasm;

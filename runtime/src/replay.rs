@@ -183,7 +183,7 @@ pub async fn replay(
             vars: step.vars.clone(),
         };
         let recorded_imports = Recorded {
-            kv,
+            kv: std::sync::Arc::new(kv),
             clock_ms: clock.readings(step.at_ms, imports),
         };
         let invocation = handler.replay(request, recorded_imports).await;

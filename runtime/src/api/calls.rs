@@ -79,7 +79,7 @@ impl From<LiveCall> for Call {
 
 /// `account`'s calls in progress, from the SIP core.
 async fn live(state: &ApiState, account: &str) -> Result<Vec<Call>, ApiError> {
-    let (reply, answer) = oneshot::channel();
+    let (reply, answer) = reply_channel();
     let tenant = account.to_owned();
     if !(state.switchboard.0)(CallRequest::List { tenant, reply }) {
         return Err(internal("the SIP core has stopped"));
@@ -195,7 +195,7 @@ pub(super) async fn create(
         timeout: std::time::Duration::from_secs(u64::from(timeout_secs)),
         status_callback: create.status_callback,
     };
-    let (reply, answer) = oneshot::channel();
+    let (reply, answer) = reply_channel();
     let request = CallRequest::Originate {
         tenant: account,
         spec,
@@ -273,7 +273,7 @@ pub(super) async fn update(
             ));
         }
     };
-    let (reply, answer) = oneshot::channel();
+    let (reply, answer) = reply_channel();
     let request = CallRequest::Control {
         tenant: account,
         call_id: id.to_owned(),
@@ -327,4 +327,16 @@ async fn find(state: &ApiState, caller: &Caller, id: &str) -> Result<Cdr, ApiErr
     blocking(move || Ok(store.get(&account, &owned)?))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("call {id:?}")))
+}
+
+/// A reply for the SIP core and the receiver this handler awaits.
+fn reply_channel<T: Send + 'static>() -> (crate::sip::endpoint::Reply<T>, oneshot::Receiver<T>) {
+    let (tx, rx) = oneshot::channel();
+    (
+        Box::new(move |answer| {
+            // The request was dropped (client gone): nobody waits any more.
+            let _ = tx.send(answer);
+        }),
+        rx,
+    )
 }

@@ -9,7 +9,7 @@ use crate::deploy::AccountLimits;
 
 /// Longest admission wait an account may be given, as for the config
 /// (`[admission] queue_wait_ms`).
-const MAX_QUEUE_WAIT_MS: u64 = crate::serve::config::MAX_QUEUE_WAIT_MS;
+const MAX_QUEUE_WAIT_MS: u64 = crate::sip::directory::Limits::MAX_QUEUE_WAIT_MS;
 
 /// `GET /v1/accounts/{id}/limits` (operator or that account).
 pub(super) async fn get(state: &ApiState, caller: &Caller, id: &str) -> Result<Reply, ApiError> {

@@ -141,7 +141,7 @@ pub struct AdmissionSection {
 
 /// Longest admission wait accepted: callers give up on an INVITE without
 /// a final answer after 32 s (Timer B), and people much sooner.
-pub const MAX_QUEUE_WAIT_MS: u64 = 30_000;
+pub const MAX_QUEUE_WAIT_MS: u64 = crate::sip::directory::Limits::MAX_QUEUE_WAIT_MS;
 
 impl Default for AdmissionSection {
     fn default() -> Self {

@@ -114,6 +114,10 @@ fn answer(peer: &Peer, rejection: Rejection) -> Option<Bytes> {
             tracing::info!(%peer, %reason, "bad SIP message dropped");
             None
         }
+        other => {
+            tracing::info!(%peer, rejection = ?other, "bad SIP message dropped");
+            None
+        }
     }
 }
 
@@ -294,6 +298,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 }
                 Err(StreamError::Fatal(reason)) => {
                     tracing::info!(%peer, %reason, "closing connection: unframeable input");
+                    return;
+                }
+                Err(other) => {
+                    tracing::info!(%peer, error = %other, "closing connection");
                     return;
                 }
             }

@@ -7,17 +7,13 @@ use std::collections::VecDeque;
 
 use crate::contract::{
     ConferenceEnd, ConferenceResult, Dial, DialResult, DialStatus, Event, Gather, GatherEnd,
-    GatherResult, HangupCause, PayResult, PayStatus, Prompt, QueueOutcome, QueueResult, RecordEnd,
+    GatherResult, HangupCause, PayResult, PayStatus, QueueOutcome, QueueResult, RecordEnd,
     RecordOptions, RecordResult, RingStrategy, Verb,
 };
 use crate::router::LegEvent;
+use crate::router::estimate::{PLAY_MS, prompts_ms, say_ms};
 
 use super::script::{Action, QueueAction, Step};
-
-/// Speaking rate used to estimate how long a `say` lasts.
-const MS_PER_CHAR: u64 = 65;
-/// How long a `play` is taken to last (the simulator fetches no media).
-pub(crate) const PLAY_MS: u64 = 3_000;
 
 /// What running one verb did.
 #[derive(Debug, Clone, PartialEq)]
@@ -179,21 +175,6 @@ impl SimulatedLeg {
             }),
         }
     }
-}
-
-pub(crate) fn say_ms(text: &str) -> u64 {
-    text.chars().count() as u64 * MS_PER_CHAR
-}
-
-pub(crate) fn prompts_ms(prompts: &[Prompt]) -> u64 {
-    prompts
-        .iter()
-        .map(|p| match p {
-            Prompt::Say(say) => say_ms(&say.text),
-            Prompt::Play(_) => PLAY_MS,
-            Prompt::Pause(pause) => u64::from(pause.length_ms),
-        })
-        .sum()
 }
 
 /// TwiML gather semantics over the keys the caller pressed.

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-pub use describe::{describe_entry, describe_event, describe_line, describe_verb, wit_name};
+pub use crate::router::describe::{describe_entry, describe_event, describe_verb, wit_name};
+pub use describe::describe_line;
 pub use leg::{Mismatch, SimulatedLeg};
 pub use script::{Action, Script, ScriptError, Step};
 

@@ -2,11 +2,11 @@
 
 use super::*;
 use crate::media::Samples;
+use crate::media::codec::{Codec, DTMF_PT, Direction};
 use crate::media::dtmf::Payload;
 use crate::media::g711::Law;
 use crate::media::rtp::{self, Header};
 use crate::media::tone::{goertzel, sine};
-use crate::sip::sdp::{Codec, DTMF_PT, Direction};
 use std::net::Ipv4Addr;
 use std::sync::mpsc::Receiver;
 

@@ -1,0 +1,57 @@
+//! The WIT contract (`voice:runtime@0.1.0`) as host-side Rust types.
+//!
+//! Generated from `wit/` by `wasmtime::component::bindgen!`, so the WIT
+//! package is the single source of truth: the router, the decision log,
+//! the simulator and the webhook benchmark all speak these types. They
+//! derive serde so events and plans can be logged as JSON lines.
+
+wasmtime::component::bindgen!({
+    path: "../../wit",
+    world: "call-handler",
+    imports: { default: async | trappable },
+    exports: { default: async },
+    additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
+});
+
+pub mod guest;
+
+pub use voice::runtime::types::*;
+
+/// The generated host-import traits, for the Wasm host to implement.
+pub mod imports {
+    pub use super::voice::runtime::{call_vars, clock, kv, log};
+}
+
+impl IncomingCall {
+    /// An inbound call with no extra headers and no verification done yet.
+    pub fn inbound(
+        from: impl Into<String>,
+        to: impl Into<String>,
+        region: impl Into<String>,
+    ) -> Self {
+        Self {
+            from: from.into(),
+            to: to.into(),
+            direction: Direction::Inbound,
+            region: region.into(),
+            headers: Vec::new(),
+            verification: Verification {
+                status: VerificationStatus::NotChecked,
+                attestation: None,
+                label: None,
+            },
+        }
+    }
+}
+
+impl Say {
+    /// Speak `text` once in the default voice and language.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            voice: None,
+            language: None,
+            loop_count: 1,
+        }
+    }
+}

@@ -1,0 +1,451 @@
+//! The router driven by closures: no sockets, no guests, no sleeps.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use switchyard_contract::guest::{CallVars, GuestFailure, Invocation, InvokeRequest};
+use switchyard_contract::*;
+
+fn incoming() -> IncomingCall {
+    IncomingCall::inbound("+1555", "+1666", "test")
+}
+
+fn say(text: &str) -> Verb {
+    Verb::Say(Say::text(text))
+}
+
+fn new_call(start: Instant) -> Call {
+    Call::new(
+        start,
+        "c1",
+        "t1",
+        "main",
+        incoming(),
+        RouterConfig::default(),
+    )
+}
+
+/// Takes the invocation the call asks for and answers it with `outcome`.
+fn answer(call: &mut Call, now: Instant, outcome: Result<Plan, GuestFailure>) -> InvokeRequest {
+    let Some(Output::Invoke(request)) = call.poll_output() else {
+        panic!("an invocation was expected")
+    };
+    let invocation = Invocation {
+        outcome,
+        vars: request.vars.clone(),
+        imports: vec![],
+        elapsed: Duration::ZERO,
+    };
+    call.handle_invocation(now, invocation).unwrap();
+    request
+}
+
+/// Answers the invocation already taken from the call's output.
+fn answer_request(call: &mut Call, now: Instant, outcome: Result<Plan, GuestFailure>) {
+    let invocation = Invocation {
+        outcome,
+        vars: CallVars::new(),
+        imports: vec![],
+        elapsed: Duration::ZERO,
+    };
+    call.handle_invocation(now, invocation).unwrap();
+}
+
+fn gather() -> Verb {
+    Verb::Gather(Gather {
+        input: GatherInput::Dtmf,
+        num_digits: Some(1),
+        finish_on_key: Some('#'),
+        timeout_secs: 5,
+        prompts: vec![],
+    })
+}
+
+fn plan(verbs: Vec<Verb>) -> Result<Plan, GuestFailure> {
+    Ok(Plan { verbs })
+}
+
+fn pressed(digits: &str) -> LegEvent {
+    LegEvent::Result(Event::GatherComplete(GatherResult {
+        digits: digits.into(),
+        ended_by: GatherEnd::NumDigits,
+    }))
+}
+
+/// What the driver saw, in order.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Event(String),
+    Verb(String),
+    Finished(HangupCause, u32),
+}
+
+/// Drives a call to its end: `decide` plays the handler (it may set vars),
+/// `leg` plays the call leg. Each step advances a virtual clock by 1 s.
+fn drive(
+    config: RouterConfig,
+    mut decide: impl FnMut(&InvokeRequest, &mut CallVars) -> Result<Plan, GuestFailure>,
+    mut leg: impl FnMut(&Verb) -> LegEvent,
+) -> (Call, Vec<Seen>) {
+    let start = Instant::now();
+    let mut call = Call::new(start, "c1", "t1", "main", incoming(), config);
+    let mut seen = Vec::new();
+    for step in 1..=200u64 {
+        let now = start + Duration::from_secs(step);
+        match call.poll_output() {
+            Some(Output::Invoke(request)) => {
+                seen.push(Seen::Event(crate::describe::describe_event(&request.event)));
+                let mut vars = request.vars.clone();
+                let outcome = decide(&request, &mut vars);
+                let invocation = Invocation {
+                    outcome,
+                    vars,
+                    imports: vec![],
+                    elapsed: Duration::from_micros(10),
+                };
+                call.handle_invocation(now, invocation).unwrap();
+            }
+            Some(Output::Execute(verb)) => {
+                seen.push(Seen::Verb(crate::describe::describe_verb(&verb)));
+                let event = leg(&verb);
+                call.handle_leg(now, event).unwrap();
+            }
+            Some(Output::Finished(summary)) => {
+                seen.push(Seen::Finished(summary.ended_by, summary.fallbacks));
+                return (call, seen);
+            }
+            None => panic!("router stalled after {seen:?}"),
+        }
+    }
+    panic!("call never finished: {seen:?}")
+}
+
+fn events(seen: &[Seen]) -> Vec<&str> {
+    seen.iter()
+        .filter_map(|s| match s {
+            Seen::Event(e) => Some(e.split_whitespace().next().unwrap()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_gather_result_becomes_the_next_event() {
+    let (call, seen) = drive(
+        RouterConfig::default(),
+        |req, _| match &req.event {
+            Event::Incoming(_) => plan(vec![say("Menu"), gather()]),
+            Event::GatherComplete(g) if g.digits == "2" => plan(vec![say("Support"), Verb::Hangup]),
+            _ => plan(vec![]),
+        },
+        |verb| match verb {
+            Verb::Gather(_) => pressed("2"),
+            _ => LegEvent::Done,
+        },
+    );
+    assert_eq!(events(&seen), ["incoming", "gather-complete", "hangup"]);
+    assert!(
+        seen.contains(&Seen::Verb("say \"Support\"".into())),
+        "{seen:?}"
+    );
+    assert_eq!(seen.last(), Some(&Seen::Finished(HangupCause::Handler, 0)));
+    assert!(call.is_finished());
+}
+
+#[test]
+fn a_trapping_handler_gets_the_fallback_apology_then_hangup() {
+    let (_, seen) = drive(
+        RouterConfig::default(),
+        |_, _| Err(GuestFailure::Trap("unreachable".into())),
+        |_| LegEvent::Done,
+    );
+    let verbs: Vec<_> = seen.iter().filter(|s| matches!(s, Seen::Verb(_))).collect();
+    assert!(
+        matches!(verbs[0], Seen::Verb(v) if v.contains("sorry")),
+        "{seen:?}"
+    );
+    assert_eq!(verbs[1], &Seen::Verb("hangup".into()));
+    assert_eq!(seen.last(), Some(&Seen::Finished(HangupCause::Handler, 1)));
+}
+
+#[test]
+fn an_invalid_plan_runs_none_of_its_verbs_and_logs_why() {
+    let (call, seen) = drive(
+        RouterConfig::default(),
+        |_, _| plan(vec![gather(), say("unreachable")]),
+        |_| LegEvent::Done,
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|s| matches!(s, Seen::Verb(v) if v.starts_with("gather"))),
+        "{seen:?}"
+    );
+    let reason = call.log().entries().iter().find_map(|e| match &e.entry {
+        Entry::Fallback { reason, .. } => Some(reason.to_string()),
+        _ => None,
+    });
+    assert!(reason.unwrap().contains("must be the last verb"));
+}
+
+#[test]
+fn a_tenant_fallback_replaces_the_default() {
+    let fallback = Fallback::new(Plan {
+        verbs: vec![say("Please call back later")],
+    })
+    .unwrap();
+    let config = RouterConfig {
+        fallback,
+        ..RouterConfig::default()
+    };
+    let (_, seen) = drive(
+        config,
+        |_, _| Err(GuestFailure::Deadline { limit_ms: 20 }),
+        |_| LegEvent::Done,
+    );
+    assert!(seen.contains(&Seen::Verb("say \"Please call back later\"".into())));
+    assert!(
+        seen.contains(&Seen::Verb("hangup".into())),
+        "a hangup is appended: {seen:?}"
+    );
+}
+
+#[test]
+fn a_fallback_that_needs_a_decision_is_refused() {
+    let err = Fallback::new(Plan {
+        verbs: vec![gather()],
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("gather"), "{err}");
+}
+
+#[test]
+fn a_plan_that_runs_out_hangs_up() {
+    let (_, seen) = drive(
+        RouterConfig::default(),
+        |_, _| plan(vec![say("Bye")]),
+        |_| LegEvent::Done,
+    );
+    assert_eq!(
+        &seen[1..],
+        [
+            Seen::Verb("say \"Bye\"".into()),
+            Seen::Verb("hangup".into()),
+            Seen::Event("hangup (handler)".into()),
+            Seen::Finished(HangupCause::Handler, 0)
+        ]
+    );
+}
+
+#[test]
+fn call_variables_survive_a_redirect_and_reach_the_next_handler() {
+    let (call, seen) = drive(
+        RouterConfig::default(),
+        |req, vars| match (&req.ctx.handler[..], &req.event) {
+            ("main", Event::Incoming(_)) => {
+                vars.insert("from-guest".into(), "1".into());
+                plan(vec![
+                    Verb::SetVar(SetVar {
+                        name: "lang".into(),
+                        value: Some("fr".into()),
+                    }),
+                    Verb::Redirect("billing".into()),
+                ])
+            }
+            ("billing", Event::Redirected(from)) => {
+                assert_eq!(from, "main");
+                assert_eq!(req.vars.get("lang").map(String::as_str), Some("fr"));
+                assert_eq!(req.vars.get("from-guest").map(String::as_str), Some("1"));
+                plan(vec![Verb::Hangup])
+            }
+            (_, Event::Hangup(_)) => plan(vec![]),
+            other => panic!("unexpected {other:?}"),
+        },
+        |_| LegEvent::Done,
+    );
+    assert_eq!(events(&seen), ["incoming", "redirected", "hangup"]);
+    assert_eq!(call.vars().get("lang").map(String::as_str), Some("fr"));
+}
+
+#[test]
+fn a_failed_decision_is_handed_once_to_the_fallback_handler_with_the_same_event() {
+    let start = Instant::now();
+    let mut call = new_call(start);
+    call.set_fallback_handler(Some("backup".into()));
+    let first = answer(&mut call, start, Err(GuestFailure::Trap("boom".into())));
+    assert_eq!(first.ctx.handler, "main");
+    let Some(Output::Invoke(handed)) = call.poll_output() else {
+        panic!("the event goes to the fallback handler")
+    };
+    assert_eq!(handed.ctx.handler, "backup");
+    assert_eq!(handed.event, first.event);
+    let invocation = Invocation {
+        outcome: Err(GuestFailure::Trap("again".into())),
+        vars: handed.vars.clone(),
+        imports: vec![],
+        elapsed: Duration::ZERO,
+    };
+    call.handle_invocation(start, invocation).unwrap();
+    // The fallback handler failed too: the static apology runs.
+    let handover = call
+        .log()
+        .entries()
+        .iter()
+        .filter(|e| matches!(e.entry, Entry::Handover { .. } | Entry::Fallback { .. }))
+        .count();
+    assert_eq!(handover, 2);
+    assert!(matches!(
+        call.poll_output(),
+        Some(Output::Execute(Verb::Say(_)))
+    ));
+}
+
+#[test]
+fn an_outside_redirect_drops_the_plan_and_any_decision_in_flight() {
+    let start = Instant::now();
+    let mut call = new_call(start);
+    answer(&mut call, start, plan(vec![gather()]));
+    assert!(matches!(
+        call.poll_output(),
+        Some(Output::Execute(Verb::Gather(_)))
+    ));
+    // Redirected while the gather runs: the billing handler decides next.
+    call.redirect(start, "billing".into()).unwrap();
+    let Some(Output::Invoke(request)) = call.poll_output() else {
+        panic!("the new handler is asked")
+    };
+    assert_eq!(request.ctx.handler, "billing");
+    assert_eq!(request.event, Event::Redirected("main".into()));
+    // Redirected again before billing answered: its plan is dropped.
+    call.redirect(start, "sales".into()).unwrap();
+    answer_request(&mut call, start, plan(vec![say("stale")]));
+    let Some(Output::Invoke(request)) = call.poll_output() else {
+        panic!("sales is asked")
+    };
+    assert_eq!(request.ctx.handler, "sales");
+    answer_request(&mut call, start, plan(vec![say("hi")]));
+    assert!(matches!(
+        call.poll_output(),
+        Some(Output::Execute(Verb::Say(_)))
+    ));
+}
+
+#[test]
+fn a_redirect_cycle_stops_at_the_event_limit() {
+    let config = RouterConfig {
+        max_events: 5,
+        ..RouterConfig::default()
+    };
+    let (_, seen) = drive(
+        config,
+        |_, _| plan(vec![Verb::Redirect("main".into())]),
+        |_| LegEvent::Done,
+    );
+    assert_eq!(
+        events(&seen).len(),
+        6,
+        "5 decisions, then the hangup notice: {seen:?}"
+    );
+    assert_eq!(seen.last(), Some(&Seen::Finished(HangupCause::Handler, 1)));
+}
+
+#[test]
+fn a_caller_hangup_while_deciding_discards_the_plan() {
+    let start = Instant::now();
+    let mut call = new_call(start);
+    let Some(Output::Invoke(request)) = call.poll_output() else {
+        panic!()
+    };
+    call.handle_leg(start, LegEvent::Hangup(HangupCause::Caller))
+        .unwrap();
+    let late = Invocation {
+        outcome: plan(vec![say("too late")]),
+        vars: request.vars,
+        imports: vec![],
+        elapsed: Duration::ZERO,
+    };
+    call.handle_invocation(start, late).unwrap();
+    let hangup = answer(&mut call, start, Err(GuestFailure::Trap("x".into())));
+    assert_eq!(hangup.event, Event::Hangup(HangupCause::Caller));
+    assert_eq!(hangup.ctx.sequence, 1);
+    assert!(
+        matches!(call.poll_output(), Some(Output::Finished(s)) if s.ended_by == HangupCause::Caller && s.fallbacks == 0),
+        "a failure on the hangup notice runs no fallback"
+    );
+}
+
+#[test]
+fn a_status_change_does_not_disturb_the_running_plan() {
+    let start = Instant::now();
+    let mut call = new_call(start);
+    answer(&mut call, start, plan(vec![say("one"), say("two")]));
+    assert_eq!(call.poll_output(), Some(Output::Execute(say("one"))));
+    call.handle_leg(start, LegEvent::Status(CallStatus::InProgress))
+        .unwrap();
+    let notice = answer(&mut call, start, plan(vec![say("ignored")]));
+    assert_eq!(notice.event, Event::StatusChanged(CallStatus::InProgress));
+    assert_eq!(call.poll_output(), None, "\"one\" is still playing");
+    call.handle_leg(start, LegEvent::Done).unwrap();
+    assert_eq!(call.poll_output(), Some(Output::Execute(say("two"))));
+}
+
+#[test]
+fn a_leg_result_of_the_wrong_kind_is_an_error() {
+    let start = Instant::now();
+    let mut call = new_call(start);
+    answer(&mut call, start, plan(vec![gather()]));
+    assert!(matches!(
+        call.poll_output(),
+        Some(Output::Execute(Verb::Gather(_)))
+    ));
+    let wrong = LegEvent::Result(Event::DialComplete(DialResult {
+        status: DialStatus::Busy,
+        answered: None,
+        duration_secs: 0,
+        recording_id: None,
+    }));
+    assert!(matches!(
+        call.handle_leg(start, wrong),
+        Err(RouterError::WrongResult { verb: "gather", .. })
+    ));
+    assert!(matches!(
+        call.handle_leg(start, LegEvent::Done),
+        Err(RouterError::MissingResult { verb: "gather" })
+    ));
+    call.handle_leg(start, pressed("1")).unwrap();
+    assert!(
+        matches!(call.poll_output(), Some(Output::Invoke(r)) if matches!(r.event, Event::GatherComplete(_)))
+    );
+}
+
+#[test]
+fn the_decision_log_holds_every_event_plan_and_verb_and_round_trips_as_json() {
+    let (call, _) = drive(
+        RouterConfig::default(),
+        |req, _| match &req.event {
+            Event::Incoming(_) => plan(vec![gather()]),
+            _ => plan(vec![Verb::Hangup]),
+        },
+        |_| pressed("7"),
+    );
+    let kinds: Vec<&str> = call
+        .log()
+        .entries()
+        .iter()
+        .map(|e| match e.entry {
+            Entry::Event { .. } => "event",
+            Entry::Decision { .. } => "decision",
+            Entry::Verb { .. } => "verb",
+            Entry::Ended { .. } => "ended",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "event", "decision", "verb", "event", "decision", "verb", "ended", "event", "decision"
+        ]
+    );
+    let json = call.log().to_json_lines();
+    assert_eq!(&DecisionLog::from_json_lines(&json).unwrap(), call.log());
+}

@@ -1,0 +1,234 @@
+//! Small helpers over rsip messages: tolerant getters (bad headers give
+//! `None`, never a panic) and the builders for what the endpoint sends.
+
+use std::net::SocketAddr;
+
+use rsip::prelude::*;
+
+use crate::{Peer, Transport};
+
+pub fn call_id(msg: &impl HeadersExt) -> Option<String> {
+    msg.call_id_header().ok().map(|h| h.value().to_string())
+}
+
+pub fn from_tag(msg: &impl HeadersExt) -> Option<String> {
+    msg.from_header()
+        .ok()?
+        .tag()
+        .ok()?
+        .map(|t| t.value().to_string())
+}
+
+pub fn to_tag(msg: &impl HeadersExt) -> Option<String> {
+    msg.to_header()
+        .ok()?
+        .tag()
+        .ok()?
+        .map(|t| t.value().to_string())
+}
+
+pub fn cseq(msg: &impl HeadersExt) -> Option<(u32, rsip::Method)> {
+    let h = msg.cseq_header().ok()?;
+    Some((h.seq().ok()?, h.method().ok()?))
+}
+
+/// The first value of header `name` (full name, any case). Typed rsip
+/// headers are read without formatting the whole header list: this runs on
+/// every INVITE.
+pub fn header_value(headers: &rsip::Headers, name: &str) -> Option<String> {
+    use rsip::Header as H;
+    let lower = name.to_ascii_lowercase();
+    headers.iter().find_map(|h| {
+        let value = match (h, lower.as_str()) {
+            (H::Via(v), "via") => v.value(),
+            (H::From(v), "from") => v.value(),
+            (H::To(v), "to") => v.value(),
+            (H::ContentType(v), "content-type") => v.value(),
+            (H::WwwAuthenticate(v), "www-authenticate") => v.value(),
+            (H::ProxyAuthenticate(v), "proxy-authenticate") => v.value(),
+            (H::Authorization(v), "authorization") => v.value(),
+            (H::ProxyAuthorization(v), "proxy-authorization") => v.value(),
+            (H::Other(n, v), _) if n.trim().eq_ignore_ascii_case(name) => v.as_str(),
+            _ => return None,
+        };
+        Some(value.trim().to_string())
+    })
+}
+
+/// The URI inside a Contact header, as text (`sip:alice@10.0.0.1:5062`).
+pub fn contact_uri(msg: &impl HeadersExt) -> Option<String> {
+    msg.contact_header().ok()?.uri().ok().map(|u| u.to_string())
+}
+
+/// Record-Route values in order, for the dialog's route set (§12.1).
+pub fn record_routes(headers: &rsip::Headers) -> Vec<String> {
+    headers
+        .iter()
+        .filter_map(|h| match h {
+            rsip::Header::RecordRoute(r) => Some(r.value().to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The body and whether it is SDP.
+pub fn sdp_body(headers: &rsip::Headers, body: &[u8]) -> Option<Vec<u8>> {
+    if body.is_empty() {
+        return None;
+    }
+    let ct = header_value(headers, "Content-Type").unwrap_or_default();
+    ct.to_ascii_lowercase()
+        .starts_with("application/sdp")
+        .then(|| body.to_vec())
+}
+
+/// Replaces the body, with its Content-Type and Content-Length.
+pub fn set_body(headers: &mut rsip::Headers, content_type: &str, body: &[u8]) {
+    headers.retain(|h| {
+        !matches!(
+            h,
+            rsip::Header::ContentLength(_) | rsip::Header::ContentType(_)
+        )
+    });
+    if !body.is_empty() {
+        headers.push(rsip::headers::ContentType::new(content_type).into());
+    }
+    headers.push(rsip::headers::ContentLength::new(body.len().to_string()).into());
+}
+
+/// Where a SIP URI points, when its host is an IP address (DNS is not
+/// resolved yet: a clear error instead of a guess).
+pub fn uri_peer(uri: &str) -> Result<Peer, String> {
+    let parsed = rsip::Uri::try_from(uri).map_err(|e| format!("bad SIP URI {uri:?}: {e}"))?;
+    let transport = match parsed.transport() {
+        Some(rsip::Transport::Tcp) => Transport::Tcp,
+        Some(rsip::Transport::Tls) => Transport::Tls,
+        _ if parsed.scheme == Some(rsip::Scheme::Sips) => Transport::Tls,
+        _ => Transport::Udp,
+    };
+    let default_port = if transport == Transport::Tls {
+        5061
+    } else {
+        5060
+    };
+    let port = parsed
+        .host_with_port
+        .port
+        .map(|p| *p.value())
+        .unwrap_or(default_port);
+    let ip = match &parsed.host_with_port.host {
+        rsip::Host::IpAddr(ip) => *ip,
+        rsip::Host::Domain(d) if d.to_string().eq_ignore_ascii_case("localhost") => {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        }
+        rsip::Host::Domain(d) => {
+            return Err(format!(
+                "cannot reach {d}: DNS resolution of SIP hosts is not supported yet; use an IP address"
+            ));
+        }
+    };
+    Ok(Peer::new(transport, SocketAddr::new(ip, port)))
+}
+
+/// What the endpoint needs to build requests of its own.
+#[derive(Debug, Clone)]
+pub struct Local {
+    /// Our address per transport (Via sent-by, Contact).
+    pub addrs: Vec<(Transport, SocketAddr)>,
+    pub user_agent: String,
+}
+
+impl Local {
+    pub fn addr(&self, transport: Transport) -> SocketAddr {
+        self.addrs
+            .iter()
+            .find(|(t, _)| *t == transport)
+            .or(self.addrs.first())
+            .map(|(_, a)| *a)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)))
+    }
+
+    pub fn contact(&self, transport: Transport, user: &str) -> String {
+        let addr = self.addr(transport);
+        match transport {
+            Transport::Udp => format!("<sip:{user}@{addr}>"),
+            Transport::Tcp => format!("<sip:{user}@{addr};transport=tcp>"),
+            Transport::Tls => format!("<sips:{user}@{addr}>"),
+        }
+    }
+
+    pub fn via(&self, transport: Transport, branch: &str) -> String {
+        format!(
+            "SIP/2.0/{} {};branch={branch};rport",
+            transport.via_token(),
+            self.addr(transport)
+        )
+    }
+}
+
+/// A request we originate, as text: rsip parses it back so every message
+/// the endpoint sends went through the same parser as what it receives.
+pub struct RequestText {
+    text: String,
+}
+
+impl RequestText {
+    pub fn new(method: &str, uri: &str) -> Self {
+        Self {
+            text: format!("{method} {uri} SIP/2.0\r\n"),
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: impl std::fmt::Display) -> Self {
+        use std::fmt::Write;
+        let _ = write!(self.text, "{name}: {value}\r\n");
+        self
+    }
+
+    pub fn build(self, content_type: Option<&str>, body: &[u8]) -> Result<rsip::Request, String> {
+        let mut text = self.text;
+        if let Some(ct) = content_type.filter(|_| !body.is_empty()) {
+            text.push_str(&format!("Content-Type: {ct}\r\n"));
+        }
+        text.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        let mut bytes = text.into_bytes();
+        bytes.extend_from_slice(body);
+        rsip::Request::try_from(bytes).map_err(|e| format!("cannot build request: {e}"))
+    }
+}
+
+pub fn random_token() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_peers_take_transport_and_default_ports() {
+        assert_eq!(
+            uri_peer("sip:bob@127.0.0.1:5070;transport=tcp").unwrap(),
+            Peer::new(Transport::Tcp, "127.0.0.1:5070".parse().unwrap())
+        );
+        assert_eq!(uri_peer("sip:bob@127.0.0.1").unwrap().addr.port(), 5060);
+        assert!(uri_peer("sip:bob@example.com").unwrap_err().contains("DNS"));
+    }
+
+    #[test]
+    fn built_requests_parse_and_carry_their_body() {
+        let req = RequestText::new("INVITE", "sip:bob@127.0.0.1")
+            .header("Via", "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1")
+            .header("From", "<sip:a@x>;tag=1")
+            .header("To", "<sip:bob@127.0.0.1>")
+            .header("Call-ID", "c1")
+            .header("CSeq", "1 INVITE")
+            .build(Some("application/sdp"), b"v=0\r\n")
+            .unwrap();
+        assert_eq!(call_id(&req).as_deref(), Some("c1"));
+        assert_eq!(cseq(&req), Some((1, rsip::Method::Invite)));
+        assert_eq!(from_tag(&req).as_deref(), Some("1"));
+        assert_eq!(to_tag(&req), None);
+        assert!(sdp_body(&req.headers, &req.body).is_some());
+    }
+}

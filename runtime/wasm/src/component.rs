@@ -1,0 +1,421 @@
+//! What a component is, or exactly what is wrong with it: the answer of
+//! `switchyard check` and of an upload.
+//!
+//! ```text
+//!   bytes ─▶ check_header ──▶ NotWasm | CoreModule
+//!     │
+//!     ▼ (cache.rs: validate + compile)       ──▶ Invalid
+//!   Component
+//!     ├─ exports name a Switchyard world?    ──▶ NoWorld
+//!     ├─ Linker::instantiate_pre             ──▶ UnsupportedImports | Link
+//!     └─ call-handler: `handle` signature    ──▶ ExportMismatch
+//!          ▼
+//!   ComponentInfo { world, export, imports, exports } + CallHandlerPre
+//! ```
+//!
+//! Versions follow semver: a component built against any `0.1.x` of the
+//! `voice:runtime` package (or any WASI `0.2.x`) is accepted; wasmtime's
+//! linker resolves such names to the definitions this runtime has.
+
+use std::fmt;
+
+use wasmtime::Engine;
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, InstancePre, Linker};
+
+use super::host::HostState;
+use switchyard_contract::{CallHandlerPre, Context, Event, HandlerError, Plan};
+
+/// The Switchyard worlds a component can implement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum World {
+    /// Exports `voice:runtime/handler`: decides on call events.
+    CallHandler,
+    /// Exports `voice:runtime/notify`: routes notifications.
+    NotificationRouter,
+    /// Exports `voice:runtime/verify`: judges caller verification.
+    VerificationPolicy,
+}
+
+impl World {
+    const ALL: [World; 3] = [
+        World::CallHandler,
+        World::NotificationRouter,
+        World::VerificationPolicy,
+    ];
+
+    /// The world's name in `wit/worlds.wit`.
+    pub fn name(self) -> &'static str {
+        match self {
+            World::CallHandler => "call-handler",
+            World::NotificationRouter => "notification-router",
+            World::VerificationPolicy => "verification-policy",
+        }
+    }
+
+    /// The interface the world exports, at the version this runtime speaks.
+    pub fn export(self) -> &'static str {
+        match self {
+            World::CallHandler => "voice:runtime/handler@0.1.0",
+            World::NotificationRouter => "voice:runtime/notify@0.1.0",
+            World::VerificationPolicy => "voice:runtime/verify@0.1.0",
+        }
+    }
+}
+
+impl fmt::Display for World {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a valid component is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentInfo {
+    pub world: World,
+    /// The world's export as the component names it (its version included).
+    pub export: String,
+    /// Every import, as named by the component.
+    pub imports: Vec<String>,
+    /// Every export, as named by the component.
+    pub exports: Vec<String>,
+}
+
+/// Why a component cannot be loaded. Each message says what is wrong and,
+/// where there is one, how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The bytes are not WebAssembly at all.
+    #[error("not a WebAssembly binary: {reason}")]
+    NotWasm { reason: String },
+    /// A core module (what `wasm32-unknown-unknown` or `wasm32-wasip1` produce).
+    #[error(
+        "this is a core Wasm module, not a component: build with `cargo build --target wasm32-wasip2` \
+         (or wrap it with `wasm-tools component new`) so that it exports voice:runtime/handler@0.1.0"
+    )]
+    CoreModule,
+    /// A component that fails validation or compilation.
+    #[error("invalid component: {reason}")]
+    Invalid { reason: String },
+    /// A valid component that implements none of the Switchyard worlds.
+    #[error(
+        "exports {}; none is a Switchyard world — expected voice:runtime/handler@0.1.0 (call-handler), \
+         voice:runtime/notify@0.1.0 (notification-router) or voice:runtime/verify@0.1.0 (verification-policy)",
+        names(.exports)
+    )]
+    NoWorld { exports: Vec<String> },
+    /// A Switchyard world, but not the one this use needs.
+    #[error("implements {found}, but only {expected} components can be loaded here")]
+    WrongWorld { found: World, expected: World },
+    /// The world's export is there but its functions do not match the contract.
+    #[error("export {export} does not match this runtime's contract: {reason}")]
+    ExportMismatch { export: String, reason: String },
+    /// Imports the runtime does not provide, by name.
+    #[error(
+        "imports {} which this runtime does not provide; a guest may import \
+         voice:runtime/{{log,kv,clock,call-vars}}@0.1.x and WASI 0.2 (wasi:cli, wasi:clocks, \
+         wasi:filesystem, wasi:io, wasi:random, wasi:sockets; present but granting nothing)",
+        .imports.join(", ")
+    )]
+    UnsupportedImports { imports: Vec<String> },
+    /// Imports with known names whose types do not match ours.
+    #[error("cannot link the component's imports: {reason}")]
+    Link { reason: String },
+}
+
+fn names(list: &[String]) -> String {
+    if list.is_empty() {
+        "nothing".to_owned()
+    } else {
+        list.join(", ")
+    }
+}
+
+/// Refuses what is not a component before spending a compilation on it.
+pub fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
+    const MAGIC: &[u8; 4] = b"\0asm";
+    const CORE: [u8; 4] = [1, 0, 0, 0];
+    const COMPONENT: [u8; 4] = [0x0d, 0, 1, 0];
+    let not_wasm = |reason: String| Err(LoadError::NotWasm { reason });
+    if bytes.len() < 8 {
+        return not_wasm(format!(
+            "{} bytes; a WebAssembly binary starts with an 8-byte header",
+            bytes.len()
+        ));
+    }
+    if &bytes[..4] != MAGIC {
+        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(64)]);
+        if text.trim_start().starts_with('(') {
+            return not_wasm(
+                "this looks like WebAssembly text (WAT); upload the binary (`wasm-tools parse`)"
+                    .into(),
+            );
+        }
+        return not_wasm(format!(
+            "missing the \\0asm magic number (starts with {})",
+            hex::encode(&bytes[..4])
+        ));
+    }
+    match <[u8; 4]>::try_from(&bytes[4..8]) {
+        Ok(CORE) => Err(LoadError::CoreModule),
+        Ok(COMPONENT) => Ok(()),
+        _ => not_wasm(format!(
+            "unknown WebAssembly version/layer {} (a component has 0d000100)",
+            hex::encode(&bytes[4..8])
+        )),
+    }
+}
+
+/// Finds the component's world and resolves its imports against `linker`.
+pub(crate) fn inspect(
+    engine: &Engine,
+    linker: &Linker<HostState>,
+    component: &Component,
+) -> Result<(ComponentInfo, InstancePre<HostState>), LoadError> {
+    let ty = component.component_type();
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    let imports: Vec<String> = ty
+        .imports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+
+    let (world, export) = World::ALL
+        .iter()
+        .find_map(|world| {
+            let export = exports.iter().find(|e| same_interface(e, world.export()))?;
+            Some((*world, export.clone()))
+        })
+        .ok_or_else(|| LoadError::NoWorld {
+            exports: exports.clone(),
+        })?;
+
+    let pre = linker.instantiate_pre(component).map_err(|e| {
+        // The linker stops at the first unresolved import; listing every
+        // unknown name is more useful, and the allow-list only shapes the
+        // message: a component that links is never refused by it.
+        let unsupported: Vec<String> = imports
+            .iter()
+            .filter(|i| !is_provided(i))
+            .cloned()
+            .collect();
+        if unsupported.is_empty() {
+            LoadError::Link {
+                reason: format!("{e:#}"),
+            }
+        } else {
+            LoadError::UnsupportedImports {
+                imports: unsupported,
+            }
+        }
+    })?;
+
+    Ok((
+        ComponentInfo {
+            world,
+            export,
+            imports,
+            exports,
+        },
+        pre,
+    ))
+}
+
+/// Checks the `handle` export against the contract and prepares the typed
+/// entry point. The generated bindings would only check the signature at
+/// the first instantiation; checking here refuses a bad upload at once.
+pub(crate) fn call_handler_pre(
+    component: &Component,
+    info: &ComponentInfo,
+    pre: InstancePre<HostState>,
+) -> Result<CallHandlerPre<HostState>, LoadError> {
+    let mismatch = |reason: String| LoadError::ExportMismatch {
+        export: info.export.clone(),
+        reason,
+    };
+    let (_, instance) = component
+        .get_export(None, info.export.as_str())
+        .ok_or_else(|| mismatch("the export cannot be found".into()))?;
+    match component.get_export(Some(&instance), "handle") {
+        Some((ComponentItem::ComponentFunc(func), _)) => func
+            .typecheck::<(&Context, &Event), (Result<Plan, HandlerError>,)>(&pre.instance_type())
+            .map_err(|e| {
+                mismatch(format!(
+                    "`handle` has a different signature ({e:#}); rebuild the guest against voice:runtime@0.1.0"
+                ))
+            })?,
+        Some((other, _)) => return Err(mismatch(format!("`handle` is a {}, not a function", item_kind(&other)))),
+        None => return Err(mismatch("it has no function `handle`".into())),
+    }
+    CallHandlerPre::new(pre).map_err(|e| mismatch(format!("{e:#}")))
+}
+
+fn item_kind(item: &ComponentItem) -> &'static str {
+    match item {
+        ComponentItem::ComponentFunc(_) => "function",
+        ComponentItem::CoreFunc(_) => "core function",
+        ComponentItem::Module(_) => "core module",
+        ComponentItem::Component(_) => "component",
+        ComponentItem::ComponentInstance(_) => "instance",
+        ComponentItem::Type(_) => "type",
+        ComponentItem::Resource(_) => "resource",
+    }
+}
+
+/// Interfaces the linker defines, without versions; versions are checked
+/// by [`compatible`].
+const PROVIDED: &[(&str, (u64, u64))] = &[
+    ("voice:runtime/log", (0, 1)),
+    ("voice:runtime/kv", (0, 1)),
+    ("voice:runtime/clock", (0, 1)),
+    ("voice:runtime/call-vars", (0, 1)),
+    ("voice:runtime/types", (0, 1)),
+    ("wasi:io/error", (0, 2)),
+    ("wasi:io/poll", (0, 2)),
+    ("wasi:io/streams", (0, 2)),
+    ("wasi:clocks/wall-clock", (0, 2)),
+    ("wasi:clocks/monotonic-clock", (0, 2)),
+    ("wasi:filesystem/types", (0, 2)),
+    ("wasi:filesystem/preopens", (0, 2)),
+    ("wasi:random/random", (0, 2)),
+    ("wasi:random/insecure", (0, 2)),
+    ("wasi:random/insecure-seed", (0, 2)),
+    ("wasi:cli/exit", (0, 2)),
+    ("wasi:cli/environment", (0, 2)),
+    ("wasi:cli/stdin", (0, 2)),
+    ("wasi:cli/stdout", (0, 2)),
+    ("wasi:cli/stderr", (0, 2)),
+    ("wasi:cli/terminal-input", (0, 2)),
+    ("wasi:cli/terminal-output", (0, 2)),
+    ("wasi:cli/terminal-stdin", (0, 2)),
+    ("wasi:cli/terminal-stdout", (0, 2)),
+    ("wasi:cli/terminal-stderr", (0, 2)),
+    ("wasi:sockets/network", (0, 2)),
+    ("wasi:sockets/instance-network", (0, 2)),
+    ("wasi:sockets/tcp", (0, 2)),
+    ("wasi:sockets/tcp-create-socket", (0, 2)),
+    ("wasi:sockets/udp", (0, 2)),
+    ("wasi:sockets/udp-create-socket", (0, 2)),
+    ("wasi:sockets/ip-name-lookup", (0, 2)),
+];
+
+fn is_provided(import: &str) -> bool {
+    let (interface, version) = split_version(import);
+    PROVIDED
+        .iter()
+        .any(|(name, series)| *name == interface && version.is_some_and(|v| compatible(v, *series)))
+}
+
+/// Whether `name` is `expected`'s interface at a semver-compatible version.
+fn same_interface(name: &str, expected: &str) -> bool {
+    let (interface, version) = split_version(name);
+    let (want, want_version) = split_version(expected);
+    let series = want_version.and_then(series_of);
+    interface == want && matches!((version, series), (Some(v), Some(s)) if compatible(v, s))
+}
+
+fn split_version(name: &str) -> (&str, Option<&str>) {
+    match name.split_once('@') {
+        Some((interface, version)) => (interface, Some(version)),
+        None => (name, None),
+    }
+}
+
+/// `(major, minor)` of a version; for `0.x` versions, `x` is the
+/// compatibility series (semver: 0.1.0 and 0.2.0 are incompatible).
+fn series_of(version: &str) -> Option<(u64, u64)> {
+    let mut parts = version.split(['.', '-', '+']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+fn compatible(version: &str, series: (u64, u64)) -> bool {
+    match series_of(version) {
+        Some((0, minor)) => series == (0, minor),
+        Some((major, _)) => series.0 == major,
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_bytes_are_not_wasm() {
+        let err = check_header(b"hello, this is not wasm").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("not a WebAssembly binary: missing the \\0asm magic"),
+            "{err}"
+        );
+        assert!(matches!(
+            check_header(b"\0as"),
+            Err(LoadError::NotWasm { .. })
+        ));
+        assert!(
+            check_header(b"(component)")
+                .unwrap_err()
+                .to_string()
+                .contains("WAT")
+        );
+    }
+
+    #[test]
+    fn a_core_module_is_told_to_build_for_wasip2() {
+        let err = check_header(b"\0asm\x01\0\0\0").unwrap_err();
+        assert_eq!(err, LoadError::CoreModule);
+        assert!(err.to_string().contains("--target wasm32-wasip2"));
+    }
+
+    #[test]
+    fn a_component_header_passes() {
+        check_header(b"\0asm\x0d\0\x01\0").unwrap();
+    }
+
+    #[test]
+    fn semver_compatible_names_match() {
+        assert!(same_interface(
+            "voice:runtime/handler@0.1.0",
+            World::CallHandler.export()
+        ));
+        assert!(same_interface(
+            "voice:runtime/handler@0.1.7",
+            World::CallHandler.export()
+        ));
+        assert!(!same_interface(
+            "voice:runtime/handler@0.2.0",
+            World::CallHandler.export()
+        ));
+        assert!(!same_interface(
+            "voice:runtime/handler",
+            World::CallHandler.export()
+        ));
+        assert!(!same_interface(
+            "voice:runtime/handlers@0.1.0",
+            World::CallHandler.export()
+        ));
+        assert!(is_provided("wasi:cli/environment@0.2.3"));
+        assert!(!is_provided("wasi:cli/environment@0.3.0"));
+        assert!(!is_provided("wasi:http/outgoing-handler@0.2.0"));
+    }
+
+    #[test]
+    fn no_world_lists_what_the_component_exports() {
+        let err = LoadError::NoWorld {
+            exports: vec!["wasi:http/incoming-handler@0.2.0".into()],
+        };
+        assert!(
+            err.to_string().starts_with(
+                "exports wasi:http/incoming-handler@0.2.0; none is a Switchyard world"
+            )
+        );
+        let err = LoadError::NoWorld { exports: vec![] };
+        assert!(err.to_string().starts_with("exports nothing;"));
+    }
+}

@@ -1,0 +1,506 @@
+//! The Wasm host the rest of the runtime sees: load a component once, then
+//! run it per event as a [`CallHandler`].
+//!
+//! ```text
+//!   WasmHost::load(bytes) ─▶ check_header ─▶ cache (memory / disk / compile)
+//!        │                    ─▶ inspect + typecheck ─▶ Arc<LoadedComponent>
+//!        ▼                                               (CallHandlerPre)
+//!   WasmHost::handler(component, TenantScope) ─▶ WasmHandler
+//!        │
+//!        ▼ invoke(InvokeRequest), per event:
+//!   HostState::new ─▶ Store (limiter, epoch deadline) ─▶ instantiate_async
+//!        ─▶ handle(ctx, event) ─▶ Store dropped ─▶ Invocation
+//!           │ trap / interrupt / refused growth / wall timeout / panic
+//!           └──▶ GuestFailure (never a Rust error, never a panic)
+//! ```
+//!
+//! Nothing of one event survives into the next: the store, its instance
+//! and its WASI context are dropped when `invoke` returns, so a guest that
+//! trapped leaves the host exactly as healthy as before.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Store, Trap, WasmBacktrace};
+
+use super::cache::{CacheError, CacheStats, ComponentCache, ContentHash, LoadSource};
+use super::component::{self, ComponentInfo, LoadError, World};
+use super::config::{ConfigError, GuestLimits, HostConfig};
+use super::engine::{self, EngineError, EpochTicker};
+use super::host::HostState;
+use super::output::GuestOutput;
+use crate::kv::{Kv, KvBackend};
+use switchyard_contract::CallHandlerPre;
+use switchyard_contract::guest::{BoxFuture, CallHandler, GuestFailure, Invocation, InvokeRequest};
+
+/// The Wasm host could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
+
+/// Engine, linker, component cache and key-value store, shared by every
+/// handler. Cheap to clone. The epoch ticker runs while the host or any
+/// handler made from it is alive.
+#[derive(Clone)]
+pub struct WasmHost {
+    inner: Arc<HostInner>,
+}
+
+struct HostInner {
+    config: HostConfig,
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: ComponentCache,
+    kv: Kv,
+    _ticker: EpochTicker,
+}
+
+/// A component validated, compiled and linked once, ready to instantiate
+/// per event.
+pub struct LoadedComponent {
+    hash: ContentHash,
+    info: ComponentInfo,
+    source: LoadSource,
+    pre: CallHandlerPre<HostState>,
+}
+
+impl LoadedComponent {
+    /// sha256 of the component's bytes.
+    pub fn hash(&self) -> &ContentHash {
+        &self.hash
+    }
+
+    pub fn info(&self) -> &ComponentInfo {
+        &self.info
+    }
+
+    /// Where the compiled code came from when this was first loaded.
+    pub fn source(&self) -> LoadSource {
+        self.source
+    }
+}
+
+impl std::fmt::Debug for LoadedComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedComponent")
+            .field("hash", &self.hash)
+            .field("info", &self.info)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whose events a handler decides on, and within which limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantScope {
+    pub tenant: Arc<str>,
+    /// `None`: the host's [`HostConfig::default_limits`].
+    pub limits: Option<GuestLimits>,
+}
+
+impl TenantScope {
+    pub fn new(tenant: impl Into<Arc<str>>) -> Self {
+        Self {
+            tenant: tenant.into(),
+            limits: None,
+        }
+    }
+
+    pub fn with_limits(mut self, limits: GuestLimits) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+}
+
+impl WasmHost {
+    /// Starts the engine (reserving the pool), the epoch ticker, and opens
+    /// the component cache directory.
+    pub fn new(config: HostConfig, kv: impl KvBackend) -> Result<Self, HostError> {
+        let kv: Kv = Arc::new(kv);
+        let engine = engine::build_engine(&config)?;
+        let linker = engine::build_linker(&engine)?;
+        let cache = ComponentCache::open(config.cache_dir(), &engine)?;
+        let ticker = EpochTicker::start(&engine, config.epoch_tick())?;
+        Ok(Self {
+            inner: Arc::new(HostInner {
+                config,
+                engine,
+                linker,
+                cache,
+                kv,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &HostConfig {
+        &self.inner.config
+    }
+
+    pub fn kv(&self) -> &Kv {
+        &self.inner.kv
+    }
+
+    pub fn cache_stats(&self) -> CacheStats {
+        self.inner.cache.stats()
+    }
+
+    /// Says which world `bytes` implement, or exactly what is wrong with
+    /// them (`switchyard check`). Compiles, so the next `load` is cheap.
+    /// CPU-heavy on first sight of a component: call it off the async
+    /// runtime (`spawn_blocking`).
+    pub fn inspect(&self, bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
+        component::check_header(bytes)?;
+        let hash = ContentHash::of(bytes);
+        if let Some(loaded) = self.inner.cache.loaded(&hash) {
+            return Ok(loaded.info.clone());
+        }
+        let (component, _) = self.compile(&hash, bytes)?;
+        let (info, _) = component::inspect(&self.inner.engine, &self.inner.linker, &component)?;
+        Ok(info)
+    }
+
+    /// Validates, compiles (or fetches from cache) and links a call-handler
+    /// component. Loading the same bytes again while the first result is
+    /// alive returns it. CPU-heavy on first sight: call it off the async
+    /// runtime (`spawn_blocking`).
+    pub fn load(&self, bytes: &[u8]) -> Result<Arc<LoadedComponent>, LoadError> {
+        component::check_header(bytes)?;
+        let hash = ContentHash::of(bytes);
+        if let Some(loaded) = self.inner.cache.loaded(&hash) {
+            return Ok(loaded);
+        }
+        let (component, source) = self.compile(&hash, bytes)?;
+        let (info, pre) = component::inspect(&self.inner.engine, &self.inner.linker, &component)?;
+        if info.world != World::CallHandler {
+            return Err(LoadError::WrongWorld {
+                found: info.world,
+                expected: World::CallHandler,
+            });
+        }
+        let pre = component::call_handler_pre(&component, &info, pre)?;
+        let loaded = Arc::new(LoadedComponent {
+            hash,
+            info,
+            source,
+            pre,
+        });
+        self.inner.cache.remember(hash, &loaded);
+        tracing::info!(component = %hash, ?source, "loaded call-handler component");
+        Ok(loaded)
+    }
+
+    /// A handler running `component` for `scope`'s tenant. Fails when the
+    /// tenant's limits do not fit the pool.
+    pub fn handler(
+        &self,
+        component: &Arc<LoadedComponent>,
+        scope: TenantScope,
+    ) -> Result<WasmHandler, ConfigError> {
+        let config = &self.inner.config;
+        let limits = scope.limits.unwrap_or(config.default_limits());
+        config.check_guest_limits(&limits)?;
+        Ok(WasmHandler {
+            host: Arc::clone(&self.inner),
+            component: Arc::clone(component),
+            tenant: scope.tenant,
+            deadline_ticks: config.deadline_ticks(limits.deadline),
+            limits,
+        })
+    }
+
+    fn compile(
+        &self,
+        hash: &ContentHash,
+        bytes: &[u8],
+    ) -> Result<(Component, LoadSource), LoadError> {
+        self.inner
+            .cache
+            .compile(&self.inner.engine, hash, bytes)
+            .map_err(|e| LoadError::Invalid {
+                reason: format!("{e:#}"),
+            })
+    }
+}
+
+/// Host-import answers for a replayed event (`crate::replay`): the kv
+/// imports reach a scratch store instead of the host's, the clock answers
+/// recorded readings.
+#[derive(Clone)]
+pub struct Recorded {
+    pub kv: Kv,
+    /// `now-ms` answers, in order; the last one repeats. Empty: the real clock.
+    pub clock_ms: Vec<u64>,
+}
+
+impl std::fmt::Debug for Recorded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorded")
+            .field("clock_ms", &self.clock_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A tenant's component as a [`CallHandler`]: a fresh instance per event.
+pub struct WasmHandler {
+    host: Arc<HostInner>,
+    component: Arc<LoadedComponent>,
+    tenant: Arc<str>,
+    limits: GuestLimits,
+    deadline_ticks: u64,
+}
+
+impl WasmHandler {
+    pub fn component(&self) -> &Arc<LoadedComponent> {
+        &self.component
+    }
+
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    pub fn limits(&self) -> &GuestLimits {
+        &self.limits
+    }
+
+    /// Decides on `request` as [`CallHandler::invoke`] does, with the kv
+    /// and clock imports answered from `recorded`.
+    pub async fn replay(&self, request: InvokeRequest, recorded: Recorded) -> Invocation {
+        self.run(request, Some(recorded)).await
+    }
+
+    async fn run(&self, request: InvokeRequest, recorded: Option<Recorded>) -> Invocation {
+        let start = Instant::now();
+        let InvokeRequest { ctx, event, vars } = request;
+        // The router gets the variables back unchanged when the guest fails.
+        let vars_before = vars.clone();
+        let config = &self.host.config;
+        let (kv, clock) = match recorded {
+            Some(r) => (r.kv, VecDeque::from(r.clock_ms)),
+            None => (self.host.kv.clone(), VecDeque::new()),
+        };
+        let state = HostState::new(
+            Arc::clone(&self.tenant),
+            &ctx.call_id,
+            vars,
+            kv,
+            clock,
+            &self.limits,
+            config.guest_output_bytes(),
+        );
+        let mut store = Store::new(&self.host.engine, state);
+        store.limiter(|state| state.limiter());
+        store.set_epoch_deadline(self.deadline_ticks);
+
+        let ran = {
+            let call = async {
+                let guest = self
+                    .component
+                    .pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(|e| (Stage::Instantiate, e))?;
+                guest
+                    .voice_runtime_handler()
+                    .call_handle(&mut store, &ctx, &event)
+                    .await
+                    .map_err(|e| (Stage::Call, e))
+            };
+            let mut call = std::pin::pin!(call);
+            // Epochs only interrupt running wasm; this bounds a guest parked
+            // in a host call (a WASI sleep, a stalled storage request) too.
+            tokio::time::timeout(config.invocation_timeout(), CatchUnwind(call.as_mut())).await
+        };
+
+        let host = store.into_data().into_outcome();
+        host.output.finish();
+        let outcome = match ran {
+            Ok(Ok(Ok(Ok(plan)))) => Ok(plan),
+            Ok(Ok(Ok(Err(handler_error)))) => Err(GuestFailure::Handler(handler_error)),
+            Ok(Ok(Err((stage, error)))) => {
+                Err(self.classify(stage, &error, host.refused_memory, &host.output))
+            }
+            Ok(Err(panic)) => {
+                let message = panic_text(&*panic);
+                tracing::error!(tenant = &*self.tenant, call_id = %ctx.call_id, panic = message, "host panicked while running a guest");
+                Err(GuestFailure::Unavailable(format!(
+                    "host error while running the guest: {message}"
+                )))
+            }
+            Err(_) => Err(GuestFailure::Deadline {
+                limit_ms: duration_ms(config.invocation_timeout()),
+            }),
+        };
+        let vars = match &outcome {
+            Ok(_) => host.vars,
+            Err(failure) => {
+                tracing::warn!(tenant = &*self.tenant, call_id = %ctx.call_id, component = %self.component.hash, %failure, "guest failed");
+                vars_before
+            }
+        };
+        Invocation {
+            outcome,
+            vars,
+            imports: host.imports,
+            elapsed: start.elapsed(),
+        }
+    }
+
+    fn classify(
+        &self,
+        stage: Stage,
+        error: &wasmtime::Error,
+        refused_memory: Option<usize>,
+        output: &GuestOutput,
+    ) -> GuestFailure {
+        let trap = error.downcast_ref::<Trap>();
+        if matches!(trap, Some(Trap::Interrupt)) {
+            return GuestFailure::Deadline {
+                limit_ms: duration_ms(self.limits.deadline),
+            };
+        }
+        // Refused growth shows up as whatever the guest does next (Rust
+        // aborts with `unreachable`, instantiation fails outright), so the
+        // limiter's memory of it decides, not the trap code.
+        if refused_memory.is_some() {
+            return GuestFailure::MemoryCap {
+                limit_bytes: self.limits.memory_bytes,
+            };
+        }
+        match (stage, trap) {
+            (Stage::Instantiate, None) => {
+                GuestFailure::Unavailable(format!("cannot instantiate the component: {error:#}"))
+            }
+            _ => GuestFailure::Trap(trap_summary(error, output)),
+        }
+    }
+}
+
+impl CallHandler for WasmHandler {
+    fn invoke(&self, request: InvokeRequest) -> BoxFuture<'_, Invocation> {
+        Box::pin(self.run(request, None))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    Instantiate,
+    Call,
+}
+
+/// One line for a tenant: the trap, the guest's panic message if it
+/// printed one, and the innermost guest frames.
+fn trap_summary(error: &wasmtime::Error, output: &GuestOutput) -> String {
+    let mut summary = match error.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => error.root_cause().to_string(),
+    };
+    if let Some(panic) = output.panic_message() {
+        summary.push_str("; ");
+        summary.push_str(&panic);
+    }
+    if let Some(backtrace) = error.downcast_ref::<WasmBacktrace>() {
+        // Guests are mostly Rust; names from other languages pass through
+        // `demangle` unchanged.
+        let frames: Vec<String> = backtrace
+            .frames()
+            .iter()
+            .filter_map(|f| f.func_name())
+            .map(|name| format!("{:#}", rustc_demangle::demangle(name)))
+            .filter(|name| !is_runtime_frame(name))
+            .take(3)
+            .collect();
+        if !frames.is_empty() {
+            summary.push_str("; in ");
+            summary.push_str(&frames.join(" ← "));
+        }
+    }
+    summary.replace(['\n', '\r'], " ")
+}
+
+/// Frames of the guest's language runtime (panic machinery, allocator),
+/// which say nothing about where the guest's own code failed.
+fn is_runtime_frame(name: &str) -> bool {
+    const RUNTIME: &[&str] = &[
+        "std::",
+        "core::",
+        "alloc::",
+        "<std::",
+        "<core::",
+        "<alloc::",
+        "__rust",
+        "rust_panic",
+        "rust_begin_unwind",
+        "abort",
+        "dlmalloc",
+        "__rdl_",
+        "__wasm_",
+        "wit_bindgen",
+    ];
+    RUNTIME.iter().any(|prefix| name.starts_with(prefix))
+}
+
+fn panic_text(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Turns a panic while polling into a value, so a host bug met by one
+/// guest fails that event instead of the router's task.
+struct CatchUnwind<'a, F>(Pin<&'a mut F>);
+
+impl<F: Future> Future for CatchUnwind<'_, F> {
+    type Output = Result<F::Output, Box<dyn Any + Send>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_frames_are_skipped_in_summaries() {
+        assert!(is_runtime_frame("core::panicking::panic_fmt"));
+        assert!(is_runtime_frame("__rust_start_panic"));
+        assert!(!is_runtime_frame("guest_trap::handle"));
+    }
+
+    #[tokio::test]
+    async fn a_panic_inside_the_future_becomes_an_error_value() {
+        let fut = async {
+            if true {
+                panic!("boom");
+            }
+        };
+        let mut fut = std::pin::pin!(fut);
+        let result: Result<(), _> = CatchUnwind(fut.as_mut()).await;
+        assert_eq!(panic_text(&*result.unwrap_err()), "boom");
+    }
+}

@@ -1,0 +1,223 @@
+//! Per-event host state: everything one guest instance may reach, built
+//! fresh for each event and dropped with its `Store`.
+//!
+//! ```text
+//!   InvokeRequest + TenantScope (+ recorded kv/clock when replaying)
+//!          │ HostState::new (no preopens, env, args or network)
+//!          ▼
+//!   HostState ─┬─ wasi + table ─────▶ WasiView (wasmtime-wasi)
+//!              ├─ limiter ──────────▶ Store::limiter (memory/table caps)
+//!              └─ call: CallState ──▶ small views, one per capability:
+//!                   tenant, vars,       LogView, KvView, ClockView, VarsView
+//!                   imports, kv,        (imports.rs)
+//!                   output
+//!          │ after the call: into_parts()
+//!          ▼
+//!   vars, import records, limiter verdict ──▶ Invocation
+//! ```
+//!
+//! The tenant id lives here, set by the host from the handler's scope; no
+//! import takes it from the guest.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::config::GuestLimits;
+use super::imports::{ClockView, KvView, LogView, VarsView};
+use super::output::{GuestOutput, Stream};
+use crate::kv::Kv;
+use switchyard_contract::guest::{CallVars, ImportRecord};
+
+/// The `T` of every `Store<T>` the Wasm host creates.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: GuestLimiter,
+    call: CallState,
+}
+
+/// What the Switchyard imports of one event work on.
+struct CallState {
+    tenant: Arc<str>,
+    vars: CallVars,
+    imports: Vec<ImportRecord>,
+    kv: Kv,
+    /// Recorded clock readings to answer with (replay); empty: the real clock.
+    clock: VecDeque<u64>,
+    output: Arc<GuestOutput>,
+}
+
+/// What is left of a [`HostState`] once its guest has run.
+pub(crate) struct HostOutcome {
+    pub(crate) vars: CallVars,
+    pub(crate) imports: Vec<ImportRecord>,
+    /// The memory size the limiter refused, if it refused one.
+    pub(crate) refused_memory: Option<usize>,
+    pub(crate) output: Arc<GuestOutput>,
+}
+
+impl HostState {
+    pub(crate) fn new(
+        tenant: Arc<str>,
+        call_id: &str,
+        vars: CallVars,
+        kv: Kv,
+        clock: VecDeque<u64>,
+        limits: &GuestLimits,
+        output_budget: usize,
+    ) -> Self {
+        let output = Arc::new(GuestOutput::new(
+            Arc::clone(&tenant),
+            call_id.to_owned(),
+            output_budget,
+        ));
+        // The builder's defaults already deny filesystem (no preopens),
+        // env, args and every socket address; TCP/UDP/name lookup are
+        // switched off too so a guest fails at the first call, not at connect.
+        let wasi = WasiCtxBuilder::new()
+            .stdout(output.pipe(Stream::Stdout))
+            .stderr(output.pipe(Stream::Stderr))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: GuestLimiter::new(limits),
+            call: CallState {
+                tenant,
+                vars,
+                imports: Vec::new(),
+                kv,
+                clock,
+                output,
+            },
+        }
+    }
+
+    pub(crate) fn limiter(&mut self) -> &mut GuestLimiter {
+        &mut self.limiter
+    }
+
+    pub(crate) fn into_outcome(self) -> HostOutcome {
+        HostOutcome {
+            vars: self.call.vars,
+            imports: self.call.imports,
+            refused_memory: self.limiter.refused_memory,
+            output: self.call.output,
+        }
+    }
+
+    pub(crate) fn log(&mut self) -> LogView<'_> {
+        LogView::new(&self.call.output, &mut self.call.imports)
+    }
+
+    pub(crate) fn kv(&mut self) -> KvView<'_> {
+        KvView::new(&self.call.kv, &self.call.tenant, &mut self.call.imports)
+    }
+
+    pub(crate) fn clock(&mut self) -> ClockView<'_> {
+        ClockView::new(&mut self.call.clock, &mut self.call.imports)
+    }
+
+    pub(crate) fn vars(&mut self) -> VarsView<'_> {
+        VarsView::new(&mut self.call.vars, &mut self.call.imports)
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Enforces a tenant's [`GuestLimits`] on one store and remembers whether
+/// it refused memory, so a trap that follows can be reported as a memory
+/// cap rather than a generic trap.
+pub(crate) struct GuestLimiter {
+    memory_bytes: usize,
+    table_elements: usize,
+    instances: usize,
+    refused_memory: Option<usize>,
+}
+
+impl GuestLimiter {
+    fn new(limits: &GuestLimits) -> Self {
+        Self {
+            memory_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+            table_elements: limits.table_elements as usize,
+            instances: limits.instances as usize,
+            refused_memory: None,
+        }
+    }
+}
+
+impl ResourceLimiter for GuestLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            // Refuse (memory.grow returns -1) rather than trap: a guest may
+            // recover, and if it does not, the trap is classified by this.
+            self.refused_memory = Some(desired);
+            return Ok(false);
+        }
+        Ok(maximum.is_none_or(|max| desired <= max))
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= self.table_elements && maximum.is_none_or(|max| desired <= max))
+    }
+
+    fn instances(&self) -> usize {
+        self.instances
+    }
+
+    fn tables(&self) -> usize {
+        self.instances
+    }
+
+    fn memories(&self) -> usize {
+        self.instances
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limiter_refuses_growth_past_the_cap_and_remembers_it() {
+        let mut limiter = GuestLimiter::new(&GuestLimits {
+            memory_bytes: 1 << 20,
+            ..GuestLimits::default()
+        });
+        assert!(limiter.memory_growing(0, 1 << 20, None).unwrap());
+        assert_eq!(limiter.refused_memory, None);
+        assert!(!limiter.memory_growing(1 << 20, 2 << 20, None).unwrap());
+        assert_eq!(limiter.refused_memory, Some(2 << 20));
+    }
+
+    #[test]
+    fn the_limiter_respects_a_smaller_module_maximum() {
+        let mut limiter = GuestLimiter::new(&GuestLimits::default());
+        assert!(!limiter.memory_growing(0, 2 << 20, Some(1 << 20)).unwrap());
+        assert_eq!(limiter.refused_memory, None);
+    }
+}

@@ -1,0 +1,42 @@
+//! The Wasm host: runs tenants' components, one fresh sandboxed instance
+//! per call event.
+//!
+//! ```text
+//!   HostConfig ──▶ WasmHost::new ── engine.rs: Engine (pooling, epochs)
+//!                     │              + epoch ticker + Linker (WASI + imports.rs)
+//!                     │
+//!   upload bytes ──▶ load ── component.rs: header, world, imports, types
+//!                     │      cache.rs: compiled once (memory / disk)
+//!                     ▼
+//!               Arc<LoadedComponent> ──▶ handler(.., TenantScope) ──▶ WasmHandler
+//!                                                                      │
+//!   router ── InvokeRequest ──▶ CallHandler::invoke ───────────────────┘
+//!              per event: host.rs HostState (WASI granting nothing, limiter,
+//!              vars, kv, output.rs → tracing) → Store → instantiate → handle
+//!                     ▼
+//!               Invocation { plan | GuestFailure, vars, import records, elapsed }
+//! ```
+//!
+//! * [`config`] — typed limits with documented defaults.
+//! * `engine` — the one `Engine`, its epoch ticker and the `Linker`.
+//! * `cache` — content-addressed compiled components, in memory and on disk.
+//! * [`component`] — what a component is, or what is wrong with it.
+//! * `host`, `imports`, `output` — per-event state and the host imports.
+//! * `handler` — [`WasmHost`] and [`WasmHandler`].
+
+mod cache;
+pub mod component;
+pub mod config;
+mod engine;
+mod handler;
+mod host;
+mod imports;
+pub mod kv;
+mod output;
+
+pub use cache::{CacheError, CacheStats, ContentHash, LoadSource};
+pub use component::{ComponentInfo, LoadError, World, check_header};
+pub use config::{ConfigError, GuestLimits, HostConfig, HostConfigBuilder, PoolLimits};
+pub use engine::EngineError;
+pub use handler::{HostError, LoadedComponent, Recorded, TenantScope, WasmHandler, WasmHost};
+pub use kv::{Kv, KvBackend, KvError};
