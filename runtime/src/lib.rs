@@ -18,6 +18,7 @@
 //! * [`deploy`] — uploaded component versions and the numbers bound to them.
 //! * [`api`] — the REST API under `/v1`.
 //! * [`callbacks`] — signed status callbacks to tenants' URLs.
+//! * [`egress`] — which addresses the runtime may reach for a tenant.
 //! * [`simulate`] — scripted caller for local testing of guests.
 //! * [`replay`] — a recorded call's events against another component.
 
@@ -26,6 +27,7 @@ pub mod callbacks;
 pub mod cli;
 pub mod contract;
 pub mod deploy;
+pub mod egress;
 pub mod guest;
 pub mod media;
 pub mod metrics;

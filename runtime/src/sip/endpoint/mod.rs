@@ -41,6 +41,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rsip::prelude::*;
 
+use crate::egress::EgressPolicy;
 use crate::guest::{Invocation, InvokeRequest};
 use crate::media::ports::PortPool;
 use crate::media::{Action, StreamId};
@@ -78,10 +79,11 @@ pub struct EndpointConfig {
     pub registrar: RegistrarConfig,
     /// The capacity across tenants (`[admission]`).
     pub admission: Capacity,
-    /// Whether a `sip:` URI a tenant calls (REST call or dial) may be at a
-    /// loopback, private or otherwise non-public address that is not one
-    /// of its trunks (`[sip] private_destinations`, default false).
-    pub private_destinations: bool,
+    /// Which addresses a tenant's calls may reach: a `sip:` URI it dials,
+    /// calls over REST or transfers to must be public unless it is one of
+    /// its trunks or the policy allows the purpose (`[sip]
+    /// private_destinations`). Default public only.
+    pub egress: EgressPolicy,
 }
 
 impl EndpointConfig {
@@ -103,7 +105,7 @@ impl EndpointConfig {
             timers: TimerConfig::default(),
             registrar: RegistrarConfig::default(),
             admission: Capacity::default(),
-            private_destinations: false,
+            egress: EgressPolicy::public_only(),
         }
     }
 }
