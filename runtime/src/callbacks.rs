@@ -48,8 +48,9 @@
 //! `SequenceNumber`.
 //!
 //! **Targets.** As for prompt URLs (`media::fetch`), a tenant's URL must not
-//! reach the operator's own networks: loopback, private and other
-//! non-public addresses are refused (with a warning) unless `[api]
+//! reach the operator's own networks: the runtime's egress policy
+//! (`crate::egress`, purpose [`Purpose::StatusCallback`]) refuses loopback,
+//! private and other non-public addresses (with a warning) unless `[api]
 //! callbacks_private = true`; every resolved address is checked and only
 //! checked ones are connected to; redirects are not followed.
 
@@ -65,6 +66,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use sha2::Sha256;
 use tokio::sync::{Semaphore, mpsc};
 
+use crate::egress::{EgressPolicy, Purpose};
 use crate::media::fetch::{self, CheckedResolver, FetchError};
 use crate::sip::endpoint::{CallProgress, CallStatusEvent};
 use crate::tenancy::Accounts;
@@ -88,9 +90,10 @@ pub struct CallbackConfig {
     pub max_retry: Duration,
     /// Longest one attempt may take, connecting to the answer. Default 5 s.
     pub timeout: Duration,
-    /// Whether URLs may reach loopback, private and other non-public
-    /// addresses (`[api] callbacks_private`). Default false.
-    pub allow_private: bool,
+    /// Which addresses URLs may reach: callbacks are sent for
+    /// [`Purpose::StatusCallback`] (opened to loopback and private
+    /// addresses by `[api] callbacks_private`). Default public only.
+    pub egress: EgressPolicy,
 }
 
 impl Default for CallbackConfig {
@@ -102,7 +105,7 @@ impl Default for CallbackConfig {
             first_retry: Duration::from_secs(1),
             max_retry: Duration::from_secs(8),
             timeout: Duration::from_secs(5),
-            allow_private: false,
+            egress: EgressPolicy::public_only(),
         }
     }
 }
@@ -165,30 +168,9 @@ impl Callbacks {
     /// Starts the dispatcher on the current tokio runtime; it stops when
     /// every clone of the returned sender is gone.
     pub fn start(config: CallbackConfig, keys: Arc<dyn SigningKeys>) -> Result<Self, FetchError> {
-        let setup = |e: &dyn std::fmt::Display| FetchError::Setup(e.to_string());
-        let (tls, tls_unavailable) = fetch::tls_config()?;
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .dns_resolver(CheckedResolver {
-                allow_private: config.allow_private,
-            })
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| setup(&e))?;
         let (queue, events) = mpsc::channel(config.queue.max(1));
         let counters = Arc::new(Counters::default());
-        let shared = Arc::new(Shared {
-            client,
-            tls_unavailable,
-            config,
-            counters: Arc::clone(&counters),
-            keys,
-            cache: Mutex::new(HashMap::new()),
-        });
+        let shared = Arc::new(Shared::new(config, keys, Arc::clone(&counters))?);
         tokio::spawn(dispatch(events, shared));
         Ok(Self { queue, counters })
     }
@@ -338,6 +320,35 @@ struct Shared {
     cache: Mutex<HashMap<String, (u64, String)>>,
 }
 
+impl Shared {
+    fn new(
+        config: CallbackConfig,
+        keys: Arc<dyn SigningKeys>,
+        counters: Arc<Counters>,
+    ) -> Result<Self, FetchError> {
+        let setup = |e: &dyn std::fmt::Display| FetchError::Setup(e.to_string());
+        let (tls, tls_unavailable) = fetch::tls_config()?;
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .dns_resolver(CheckedResolver::new(config.egress, Purpose::StatusCallback))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| setup(&e))?;
+        Ok(Shared {
+            client,
+            tls_unavailable,
+            config,
+            counters,
+            keys,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+}
+
 /// Calls with a delivery task, and the events of theirs it has yet to do.
 type Busy = Arc<Mutex<HashMap<String, VecDeque<CallStatusEvent>>>>;
 
@@ -381,6 +392,7 @@ async fn dispatch(mut events: mpsc::Receiver<CallStatusEvent>, shared: Arc<Share
 }
 
 /// What one attempt came to.
+#[derive(Debug)]
 enum Attempt {
     Delivered,
     /// Worth trying again (a network problem, a timeout, a 5xx).
@@ -431,8 +443,8 @@ async fn post(shared: &Shared, event: &CallStatusEvent, body: &str) -> Attempt {
         Ok(url) => url,
         Err(e) => return Attempt::GiveUp(format!("invalid URL: {e}")),
     };
-    if let Err(e) = fetch::check_url(&url, shared.config.allow_private) {
-        return Attempt::GiveUp(refusal(&e));
+    if let Err(e) = fetch::check_url(&url, shared.config.egress, Purpose::StatusCallback) {
+        return Attempt::GiveUp(e.to_string());
     }
     if let Some(reason) = &shared.tls_unavailable
         && url.scheme() == "https"
@@ -467,22 +479,12 @@ async fn post(shared: &Shared, event: &CallStatusEvent, body: &str) -> Attempt {
             let mut source = e.source();
             while let Some(inner) = source {
                 if let Some(ours) = inner.downcast_ref::<FetchError>() {
-                    return Attempt::GiveUp(refusal(ours));
+                    return Attempt::GiveUp(ours.to_string());
                 }
                 source = inner.source();
             }
             Attempt::Retry(fetch::chain(&e))
         }
-    }
-}
-
-/// Why a URL was refused; for a private address, how to allow it.
-fn refusal(error: &FetchError) -> String {
-    match error {
-        FetchError::Private { .. } => format!(
-            "{error} (status callbacks to private addresses need `[api] callbacks_private = true`)"
-        ),
-        other => other.to_string(),
     }
 }
 
@@ -519,6 +521,7 @@ mod tests {
     use hyper_util::rt::TokioIo;
 
     use super::*;
+    use crate::egress::Setting;
     use crate::sip::endpoint::CallEnd;
 
     /// One request a test receiver got.
@@ -626,7 +629,7 @@ mod tests {
             first_retry: Duration::from_millis(10),
             max_retry: Duration::from_millis(40),
             timeout: Duration::from_secs(2),
-            allow_private: true,
+            egress: EgressPolicy::public_only().allowing_setting(Setting::CallbacksPrivate),
             ..CallbackConfig::default()
         }
     }
@@ -839,20 +842,61 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn private_addresses_are_refused_unless_allowed() {
+    async fn loopback_and_private_urls_are_refused_unless_callbacks_may_reach_them() {
         let receiver = Receiver::start(vec![200]).await;
-        let config = CallbackConfig {
-            allow_private: false,
-            ..quick()
-        };
-        let callbacks = Callbacks::start(config, TestKeys::new("k1")).unwrap();
-        callbacks.send(event("CA1", CallProgress::Initiated, 0, &receiver.url()));
-        // A name resolving to loopback is refused by the resolver.
-        let by_name = format!("http://localhost:{}/status", receiver.addr.port());
-        callbacks.send(event("CA2", CallProgress::Initiated, 0, &by_name));
-        let stats = until(&callbacks, |s| s.failed >= 2).await;
-        assert_eq!((stats.delivered, stats.retried, stats.failed), (0, 0, 2));
+        let port = receiver.addr.port();
+        let refused = [
+            receiver.url(),
+            // A name resolving to loopback is refused by the resolver.
+            format!("http://localhost:{port}/status"),
+            format!("http://10.0.0.1:{port}/status"),
+            "http://192.168.1.20/status".to_string(),
+        ];
+        // Another purpose's permission does not open callbacks.
+        for egress in [
+            EgressPolicy::public_only(),
+            EgressPolicy::public_only().allowing_setting(Setting::FetchPrivate),
+        ] {
+            let config = CallbackConfig { egress, ..quick() };
+            let shared = Shared::new(config.clone(), TestKeys::new("k1"), Arc::default()).unwrap();
+            for url in &refused {
+                let attempt =
+                    post(&shared, &event("CA1", CallProgress::Initiated, 0, url), "x").await;
+                let Attempt::GiveUp(why) = attempt else {
+                    panic!("{url}: {attempt:?}");
+                };
+                assert!(why.contains("not a public address"), "{url}: {why}");
+                assert!(
+                    why.contains("`[api] callbacks_private = true`"),
+                    "{url}: {why}"
+                );
+            }
+            // The dispatcher gives them up at once: no retry.
+            let callbacks = Callbacks::start(config, TestKeys::new("k1")).unwrap();
+            for (n, url) in refused.iter().enumerate() {
+                callbacks.send(event(&format!("CA{n}"), CallProgress::Initiated, 0, url));
+            }
+            let stats = until(&callbacks, |s| s.failed >= 4).await;
+            assert_eq!((stats.delivered, stats.retried, stats.failed), (0, 0, 4));
+        }
         assert!(receiver.got().is_empty());
+
+        // Allowed: loopback is delivered to, and a private address passes
+        // the check (nothing listens there to deliver to).
+        let allowed = quick();
+        let callbacks = Callbacks::start(allowed.clone(), TestKeys::new("k1")).unwrap();
+        callbacks.send(event("CA9", CallProgress::Initiated, 0, &refused[1]));
+        let stats = until(&callbacks, |s| s.delivered + s.failed >= 1).await;
+        assert_eq!((stats.delivered, stats.failed), (1, 0));
+        assert_eq!(receiver.got().len(), 1);
+        for url in &refused[2..] {
+            let url = Url::parse(url).unwrap();
+            assert_eq!(
+                fetch::check_url(&url, allowed.egress, Purpose::StatusCallback),
+                Ok(()),
+                "{url}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -18,6 +18,7 @@
 //! * [`deploy`] — uploaded component versions and the numbers bound to them.
 //! * [`api`] — the REST API under `/v1`.
 //! * [`callbacks`] — signed status callbacks to tenants' URLs.
+//! * [`egress`] — which addresses the runtime may reach for a tenant.
 //! * [`simulate`] — scripted caller for local testing of guests.
 //! * [`replay`] — a recorded call's events against another component.
 
@@ -34,6 +35,7 @@ pub mod simulate;
 // benches and fuzz targets) use.
 pub use switchyard_contract as contract;
 pub use switchyard_contract::guest;
+pub use switchyard_egress as egress;
 pub use switchyard_router as router;
 pub use switchyard_sip as sip;
 pub use switchyard_store as store;

@@ -1150,7 +1150,7 @@ mod tests {
 
     fn open(dir: &Path, config: CacheConfig, synth: Arc<dyn Synthesizer>) -> MediaCache {
         let fetcher = Fetcher::new(FetchConfig {
-            allow_private: true,
+            egress: crate::egress::EgressPolicy::unrestricted(),
             ..FetchConfig::default()
         })
         .unwrap();

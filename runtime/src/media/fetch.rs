@@ -2,19 +2,24 @@
 //!
 //! ```text
 //!   cache::fetch(url) ──► Fetcher::get(url, etag)
-//!        check_url: http/https only; an IP literal must be public
+//!        check_url: http/https only; an IP literal must pass the egress policy
 //!        reqwest (rustls, ring; HTTP/1.1; no proxy)
-//!          ├─ resolver: every address of the host must be public, and only
-//!          │  the checked addresses are connected to (no DNS rebinding)
+//!          ├─ resolver: every address of the host is checked by the egress
+//!          │  policy, and only the allowed addresses are connected to (no
+//!          │  DNS rebinding)
 //!          ├─ redirects: at most `max_redirects`, each hop checked again
 //!          └─ timeout (whole exchange), body capped at `max_bytes`
 //!        ◄── Fetched::Body { bytes, etag } | Fetched::NotModified
 //! ```
 //!
-//! Tenants choose the URLs, so by default nothing on this machine or its
-//! networks can be reached through them (loopback, private, link-local,
-//! shared, multicast and reserved ranges, and IPv6 forms embedding them):
-//! [`FetchConfig::allow_private`] lifts that for tests and closed setups.
+//! Tenants choose the URLs, so which addresses they may reach is decided
+//! by the runtime's one egress policy ([`crate::egress`]) for
+//! [`Purpose::PromptFetch`]: by default nothing on this machine or its
+//! networks (loopback, private, link-local, shared, multicast and reserved
+//! ranges, and IPv6 forms embedding them); `[media] fetch_private` lifts
+//! that for tests and closed setups. Status callbacks (`crate::callbacks`)
+//! use [`check_url`] and [`CheckedResolver`] with their own purpose, and so
+//! will later fetches (x5u certificates, webhooks).
 //!
 //! Why reqwest and not hyper-util's client, which the edge already has:
 //! with `default-features = false` and `rustls-no-provider`, reqwest adds
@@ -41,6 +46,7 @@ use tokio_rustls::rustls::client::danger::{
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
 use super::audio::is_wav;
+use crate::egress::{EgressError, EgressPolicy, Purpose};
 
 /// Limits of [`Fetcher`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,10 +60,10 @@ pub struct FetchConfig {
     pub max_bytes: u64,
     /// Most redirects followed. Default 5.
     pub max_redirects: usize,
-    /// Whether URLs may reach loopback, private, link-local and other
-    /// non-public addresses. Default false: a tenant's URL must not reach
-    /// into our own networks.
-    pub allow_private: bool,
+    /// Which addresses URLs may reach: prompts are fetched for
+    /// [`Purpose::PromptFetch`]. Default public only: a tenant's URL must
+    /// not reach into our own networks.
+    pub egress: EgressPolicy,
 }
 
 impl Default for FetchConfig {
@@ -67,7 +73,7 @@ impl Default for FetchConfig {
             connect_timeout: Duration::from_secs(5),
             max_bytes: 16 * 1024 * 1024,
             max_redirects: 5,
-            allow_private: false,
+            egress: EgressPolicy::public_only(),
         }
     }
 }
@@ -81,9 +87,10 @@ pub enum FetchError {
     /// Only `http` and `https` are fetched.
     #[error("cannot fetch {scheme}: URLs, only http and https")]
     Scheme { scheme: String },
-    /// The host is, or resolves to, an address that is not public.
-    #[error("{host} is {addr}, a local or private address: refused")]
-    Private { host: String, addr: IpAddr },
+    /// The host is, or resolves to, an address the egress policy refuses
+    /// (loopback, private...); the message names the key that allows it.
+    #[error("{}", private_message(host, refused))]
+    Private { host: String, refused: EgressError },
     /// The host could not be resolved or connected to.
     #[error("{url}: cannot connect: {reason}")]
     Connect { url: String, reason: String },
@@ -152,20 +159,20 @@ impl Fetcher {
     pub fn new(config: FetchConfig) -> Result<Self, FetchError> {
         let setup = |e: &dyn std::fmt::Display| FetchError::Setup(e.to_string());
         let (tls, tls_unavailable) = tls_config()?;
-        let allow_private = config.allow_private;
+        let egress = config.egress;
         let max_redirects = config.max_redirects;
         let redirects = reqwest::redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() > max_redirects {
                 return attempt.error(format!("more than {max_redirects} redirects"));
             }
-            match check_url(attempt.url(), allow_private) {
+            match check_url(attempt.url(), egress, Purpose::PromptFetch) {
                 Ok(()) => attempt.follow(),
                 Err(e) => attempt.error(e),
             }
         });
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
-            .dns_resolver(CheckedResolver { allow_private })
+            .dns_resolver(CheckedResolver::new(egress, Purpose::PromptFetch))
             .redirect(redirects)
             .no_proxy()
             .timeout(config.timeout)
@@ -191,7 +198,7 @@ impl Fetcher {
             url: url.into(),
             reason: e.to_string(),
         })?;
-        check_url(&parsed, self.config.allow_private)?;
+        check_url(&parsed, self.config.egress, Purpose::PromptFetch)?;
         if let Some(reason) = &self.tls_unavailable
             && parsed.scheme() == "https"
         {
@@ -368,9 +375,14 @@ impl ServerCertVerifier for NoRoots {
     }
 }
 
-/// Refuses schemes other than http(s), and hosts written as addresses that
-/// are not public (names are checked when they are resolved).
-pub(crate) fn check_url(url: &Url, allow_private: bool) -> Result<(), FetchError> {
+/// Refuses schemes other than http(s), and hosts written as addresses the
+/// egress policy refuses for `purpose` (names are checked when they are
+/// resolved, by [`CheckedResolver`]).
+pub(crate) fn check_url(
+    url: &Url,
+    egress: EgressPolicy,
+    purpose: Purpose,
+) -> Result<(), FetchError> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(FetchError::Scheme {
             scheme: url.scheme().into(),
@@ -384,43 +396,62 @@ pub(crate) fn check_url(url: &Url, allow_private: bool) -> Result<(), FetchError
     };
     let literal = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(addr) = literal.parse::<IpAddr>()
-        && !allow_private
-        && !is_public(addr)
+        && let Err(refused) = egress.check(purpose, addr)
     {
         return Err(FetchError::Private {
             host: host.into(),
-            addr,
+            refused,
         });
     }
     Ok(())
 }
 
-/// Resolves names with the system resolver and keeps only public
-/// addresses (all of them when private ones are allowed). Since reqwest
-/// connects only to what this returns, a name cannot be checked against
-/// one address and then connect to another.
+/// The message of [`FetchError::Private`]: the host only when it is a
+/// name (a literal address is already in the policy's message).
+fn private_message(host: &str, refused: &EgressError) -> String {
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    if literal.parse::<IpAddr>().is_ok() {
+        refused.to_string()
+    } else {
+        format!("{host} resolves to {refused}")
+    }
+}
+
+/// Resolves names with the system resolver and keeps only the addresses
+/// the egress policy allows for its purpose. Since reqwest connects only to
+/// what this returns, a name cannot be checked against one address and
+/// then connect to another. Every HTTP client that reaches a tenant's URL
+/// is built with one (prompts, status callbacks; later x5u certificates
+/// and webhooks, each with its own [`Purpose`]).
 pub(crate) struct CheckedResolver {
-    pub(crate) allow_private: bool,
+    egress: EgressPolicy,
+    purpose: Purpose,
+}
+
+impl CheckedResolver {
+    pub(crate) fn new(egress: EgressPolicy, purpose: Purpose) -> Self {
+        Self { egress, purpose }
+    }
 }
 
 impl reqwest::dns::Resolve for CheckedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let allow_private = self.allow_private;
+        let (egress, purpose) = (self.egress, self.purpose);
         let host = name.as_str().to_owned();
         Box::pin(async move {
             let addrs: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let first = addrs.first().copied();
-            let allowed: Vec<SocketAddr> = addrs
-                .into_iter()
-                .filter(|a| allow_private || is_public(a.ip()))
-                .collect();
-            match (allowed.is_empty(), first) {
+            let mut refused = None;
+            let mut allowed = Vec::with_capacity(addrs.len());
+            for addr in addrs {
+                match egress.check(purpose, addr.ip()) {
+                    Ok(()) => allowed.push(addr),
+                    Err(e) => refused = refused.or(Some(e)),
+                }
+            }
+            match (allowed.is_empty(), refused) {
                 (false, _) => Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs),
-                (true, Some(addr)) => Err(Box::new(FetchError::Private {
-                    host,
-                    addr: addr.ip(),
-                }) as _),
+                (true, Some(refused)) => Err(Box::new(FetchError::Private { host, refused }) as _),
                 (true, None) => Err(format!("{host} has no addresses").into()),
             }
         })
@@ -505,15 +536,25 @@ pub(crate) mod test_server {
 mod tests {
     use super::test_server::{TestServer, reply};
     use super::*;
+    use crate::egress::Setting;
     use crate::media::audio::encode_wav;
     use crate::media::tone::sine;
 
+    /// A fetcher whose prompt fetches may reach private addresses (as
+    /// with `[media] fetch_private = true`) or not.
     fn fetcher(allow_private: bool) -> Fetcher {
         Fetcher::new(FetchConfig {
-            allow_private,
+            egress: private_prompts(allow_private),
             ..FetchConfig::default()
         })
         .unwrap()
+    }
+
+    fn private_prompts(allowed: bool) -> EgressPolicy {
+        match allowed {
+            true => EgressPolicy::public_only().allowing_setting(Setting::FetchPrivate),
+            false => EgressPolicy::public_only(),
+        }
     }
 
     fn wav() -> Bytes {
@@ -582,7 +623,7 @@ mod tests {
     async fn failures_say_what_went_wrong() {
         let server = prompt_server().await;
         let fetcher = Fetcher::new(FetchConfig {
-            allow_private: true,
+            egress: private_prompts(true),
             max_bytes: 1024,
             max_redirects: 3,
             ..FetchConfig::default()
@@ -649,7 +690,7 @@ mod tests {
             }
         });
         let fetcher = Fetcher::new(FetchConfig {
-            allow_private: true,
+            egress: private_prompts(true),
             max_bytes: 10_000,
             ..FetchConfig::default()
         })
@@ -665,34 +706,76 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn loopback_is_refused_unless_private_addresses_are_allowed() {
+    async fn loopback_and_private_urls_are_refused_unless_prompt_fetches_may_reach_them() {
         let server = prompt_server().await;
-        let fetcher = fetcher(false);
         let port = server.addr.port();
-        for url in [
+        let loopback = [
             format!("http://127.0.0.1:{port}/hello.wav"),
             format!("http://localhost:{port}/hello.wav"),
             format!("http://[::1]:{port}/hello.wav"),
             format!("http://[::ffff:127.0.0.1]:{port}/hello.wav"),
             format!("http://2130706433:{port}/hello.wav"),
             format!("http://0x7f.1:{port}/hello.wav"),
-        ] {
-            let err = fetcher.get(&url, None).await.unwrap_err();
-            assert!(matches!(err, FetchError::Private { .. }), "{url}: {err}");
-            assert!(
-                err.to_string().contains("local or private address"),
-                "{err}"
-            );
+        ];
+        let private = [
+            format!("http://10.1.2.3:{port}/hello.wav"),
+            "http://192.168.0.10/hello.wav".to_string(),
+            "http://169.254.169.254/latest/meta-data".to_string(),
+        ];
+        // Another purpose's permission does not open prompt fetches.
+        let callbacks_only = Fetcher::new(FetchConfig {
+            egress: EgressPolicy::public_only().allowing_setting(Setting::CallbacksPrivate),
+            ..FetchConfig::default()
+        })
+        .unwrap();
+        for fetcher in [fetcher(false), callbacks_only] {
+            for url in loopback.iter().chain(&private) {
+                let err = fetcher.get(url, None).await.unwrap_err();
+                assert!(matches!(err, FetchError::Private { .. }), "{url}: {err}");
+                let text = err.to_string();
+                assert!(text.contains("not a public address"), "{text}");
+                assert!(text.contains("`[media] fetch_private = true`"), "{text}");
+            }
         }
         assert_eq!(server.hits(), 0);
+        let by_name = fetcher(false)
+            .get(&loopback[1], None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            by_name.starts_with("localhost resolves to 127.0.0.1"),
+            "{by_name}"
+        );
+        let strict = fetcher(false);
         assert!(matches!(
-            fetcher.get("file:///etc/passwd", None).await,
+            strict.get("file:///etc/passwd", None).await,
             Err(FetchError::Scheme { .. })
         ));
         assert!(matches!(
-            fetcher.get("not a url", None).await,
+            strict.get("not a url", None).await,
             Err(FetchError::BadUrl { .. })
         ));
+
+        // Allowed: loopback is fetched, by address and by name, and a
+        // private address passes the check (nothing listens there to fetch).
+        let allowed = fetcher(true);
+        for url in &loopback[..2] {
+            assert!(
+                matches!(allowed.get(url, None).await, Ok(Fetched::Body { .. })),
+                "{url}"
+            );
+        }
+        assert_eq!(server.hits(), 2);
+        for url in &private {
+            let url = Url::parse(url).unwrap();
+            let policy = allowed.config().egress;
+            assert_eq!(
+                check_url(&url, policy, Purpose::PromptFetch),
+                Ok(()),
+                "{url}"
+            );
+        }
     }
 
     #[tokio::test]
@@ -706,7 +789,7 @@ mod tests {
             }
         });
         let fetcher = Fetcher::new(FetchConfig {
-            allow_private: true,
+            egress: private_prompts(true),
             timeout: Duration::from_millis(300),
             ..FetchConfig::default()
         })

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::egress::{EgressPolicy, Setting};
 use crate::media::engine::allocator::{Policy, cores};
 use crate::sip::Transport;
 
@@ -64,10 +65,12 @@ pub struct SipSection {
     /// when it is not MD5; both are always offered.
     #[serde(default)]
     pub sha256_first: bool,
-    /// Let calls to `sip:` URIs (REST calls, guests' dials) reach
-    /// loopback, private and other non-public addresses that are not a
-    /// trunk of the tenant. Off by default: tenants name these addresses,
-    /// and the runtime must not be their way into the operator's network.
+    /// Let calls to `sip:` URIs (REST calls, guests' dials, transfers by
+    /// REFER) reach loopback, private and other non-public addresses that
+    /// are not a trunk of the tenant. Off by default: tenants name these
+    /// addresses, and the runtime must not be their way into the
+    /// operator's network. One of the keys of the egress policy
+    /// ([`Config::egress`]).
     #[serde(default)]
     pub private_destinations: bool,
 }
@@ -93,6 +96,7 @@ pub struct ApiSection {
     pub max_component_kb: usize,
     /// Allow status callbacks to loopback/private addresses (off by
     /// default: a tenant's URL must not reach the operator's network).
+    /// One of the keys of the egress policy ([`Config::egress`]).
     #[serde(default)]
     pub callbacks_private: bool,
     /// When set (e.g. `sip.example.net`), accounts may claim only SIP
@@ -194,7 +198,8 @@ pub struct MediaSection {
     #[serde(default = "default_tts")]
     pub tts: PathBuf,
     /// Allow `play` URLs on loopback/private addresses (off by default: a
-    /// guest must not reach the operator's internal network).
+    /// guest must not reach the operator's internal network). One of the
+    /// keys of the egress policy ([`Config::egress`]).
     #[serde(default)]
     pub fetch_private: bool,
     /// A fetched prompt URL is fetched again after this long (default 300 s).
@@ -474,6 +479,24 @@ impl Config {
         }
     }
 
+    /// The egress policy: which of the runtime's outbound purposes may
+    /// reach loopback and private addresses, from the keys
+    /// `[sip] private_destinations`, `[media] fetch_private` and
+    /// `[api] callbacks_private` (see [`crate::egress`]).
+    pub fn egress(&self) -> EgressPolicy {
+        let settings = [
+            (self.sip.private_destinations, Setting::PrivateDestinations),
+            (self.media.fetch_private, Setting::FetchPrivate),
+            (self.api.callbacks_private, Setting::CallbacksPrivate),
+        ];
+        settings
+            .into_iter()
+            .filter(|(on, _)| *on)
+            .fold(EgressPolicy::public_only(), |policy, (_, setting)| {
+                policy.allowing_setting(setting)
+            })
+    }
+
     /// Refuses duplicates and contradictions, naming the item.
     pub fn check(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
@@ -750,6 +773,20 @@ mod tests {
         );
         let err = parse("[api]\nsip_domain_suffix = \".Sip\"").unwrap_err();
         assert!(err.to_string().contains("sip_domain_suffix"), "{err}");
+    }
+
+    #[test]
+    fn each_egress_key_opens_its_own_purposes_to_private_addresses() {
+        assert_eq!(parse("").unwrap().egress(), EgressPolicy::public_only());
+        for setting in Setting::ALL {
+            let (section, key) = setting.key();
+            let config = parse(&format!("[{section}]\n{key} = true")).unwrap();
+            assert_eq!(
+                config.egress(),
+                EgressPolicy::public_only().allowing_setting(setting),
+                "{setting}"
+            );
+        }
     }
 
     #[test]

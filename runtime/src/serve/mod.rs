@@ -137,7 +137,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut endpoint_config = EndpointConfig::new(listening.sip.clone());
     endpoint_config.region = config.region.clone();
     endpoint_config.registrar.md5_first = !config.sip.sha256_first;
-    endpoint_config.private_destinations = config.sip.private_destinations;
+    endpoint_config.egress = config.egress();
     endpoint_config.admission = Capacity {
         max_calls: config.admission.max_calls,
         calls_per_second: config.admission.calls_per_second,
@@ -178,7 +178,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let callbacks = Callbacks::start(
         CallbackConfig {
-            allow_private: config.api.callbacks_private,
+            egress: config.egress(),
             ..CallbackConfig::default()
         },
         Arc::new(accounts.clone()),
@@ -262,7 +262,7 @@ fn open_media(config: &Config) -> anyhow::Result<(MediaCache, RecordingStore)> {
         ..EspeakConfig::default()
     });
     let fetcher = Fetcher::new(FetchConfig {
-        allow_private: config.media.fetch_private,
+        egress: config.egress(),
         ..FetchConfig::default()
     })
     .context("setting up prompt downloads")?;

@@ -14,7 +14,7 @@ use crate::{Peer, digest, sdp};
 use switchyard_contract::{
     CallStatus, Dial, DialResult, DialStatus, DialTarget, Event, RingStrategy,
 };
-use switchyard_egress::is_public;
+use switchyard_egress::{EgressError, EgressPolicy, Purpose};
 use switchyard_router::LegEvent;
 
 use super::call::{CallState, CallerState, DISCARD_PORT, LegRef, TimerKind};
@@ -246,6 +246,10 @@ impl Endpoint {
                     .first()
                     .ok_or_else(|| format!("tenant {} has no trunk to dial numbers", tenant.id))?;
                 let (uri, peer) = trunk_uri(trunk, number);
+                self.config
+                    .egress
+                    .check(Purpose::Trunk, peer.addr.ip())
+                    .map_err(|e| e.to_string())?;
                 Ok(vec![(uri, peer, trunk.credentials.clone())])
             }
             DialTarget::Sip(uri) => {
@@ -261,7 +265,8 @@ impl Endpoint {
                     None => Ok(vec![sip_destination(
                         tenant,
                         uri,
-                        self.config.private_destinations,
+                        self.config.egress,
+                        Purpose::Dial,
                     )?]),
                 }
             }
@@ -810,32 +815,44 @@ fn from_value(request: &rsip::Request) -> Option<String> {
 
 /// Where a `sip:` URI outside the tenant's domains rings: straight to its
 /// host, with the credentials of the tenant's trunk at that address if
-/// there is one. Tenants name these addresses, so without `allow_private`
-/// one that is not public must be a trunk: the runtime must not be a
-/// tenant's way into the operator's network (the rule status callbacks and
-/// prompt URLs follow too).
+/// there is one. Tenants name these addresses, so the egress policy
+/// decides whether they may be reached ([`allowed_peer`]).
 pub(super) fn sip_destination(
     tenant: &crate::directory::Tenant,
     uri: &str,
-    allow_private: bool,
+    egress: EgressPolicy,
+    purpose: Purpose,
 ) -> Result<Destination, String> {
     let peer = wire::uri_peer(uri)?;
-    let trunk = tenant
-        .trunks
-        .iter()
-        .find(|t| t.address == peer.addr && t.transport == peer.transport);
-    if trunk.is_none() && !allow_private && !is_public(peer.addr.ip()) {
-        return Err(format!(
-            "{} is not a public address (calls to loopback and private addresses need \
-             `[sip] private_destinations = true`)",
-            peer.addr.ip()
-        ));
-    }
+    let trunk = allowed_peer(tenant, peer, egress, purpose).map_err(|e| e.to_string())?;
     Ok((
         uri.to_owned(),
         peer,
         trunk.and_then(|t| t.credentials.clone()),
     ))
+}
+
+/// Whether a tenant's call may reach `peer` for `purpose`, and the
+/// tenant's trunk there if there is one. A trunk is always reachable (the
+/// operator configured it); any other address is up to the egress policy,
+/// so that the runtime is not a tenant's way into the operator's network.
+pub(super) fn allowed_peer(
+    tenant: &crate::directory::Tenant,
+    peer: Peer,
+    egress: EgressPolicy,
+    purpose: Purpose,
+) -> Result<Option<&crate::directory::Trunk>, EgressError> {
+    let trunk = tenant
+        .trunks
+        .iter()
+        .find(|t| t.address == peer.addr && t.transport == peer.transport);
+    let purpose = if trunk.is_some() {
+        Purpose::Trunk
+    } else {
+        purpose
+    };
+    egress.check(purpose, peer.addr.ip())?;
+    Ok(trunk)
 }
 
 /// The Request-URI and next hop of `number` through `trunk`.

@@ -43,6 +43,7 @@ use rsip::prelude::*;
 
 use crate::cdr::Cdr;
 use switchyard_contract::guest::{Invocation, InvokeRequest};
+use switchyard_egress::EgressPolicy;
 use switchyard_media::ports::PortPool;
 use switchyard_media::{Action, StreamId};
 use switchyard_router::{DecisionLog, RouterConfig};
@@ -78,10 +79,11 @@ pub struct EndpointConfig {
     pub registrar: RegistrarConfig,
     /// The capacity across tenants (`[admission]`).
     pub admission: Capacity,
-    /// Whether a `sip:` URI a tenant calls (REST call or dial) may be at a
-    /// loopback, private or otherwise non-public address that is not one
-    /// of its trunks (`[sip] private_destinations`, default false).
-    pub private_destinations: bool,
+    /// Which addresses a tenant's calls may reach: a `sip:` URI it dials,
+    /// calls over REST or transfers to must be public unless it is one of
+    /// its trunks or the policy allows the purpose (`[sip]
+    /// private_destinations`). Default public only.
+    pub egress: EgressPolicy,
 }
 
 impl EndpointConfig {
@@ -103,7 +105,7 @@ impl EndpointConfig {
             timers: TimerConfig::default(),
             registrar: RegistrarConfig::default(),
             admission: Capacity::default(),
-            private_destinations: false,
+            egress: EgressPolicy::public_only(),
         }
     }
 }

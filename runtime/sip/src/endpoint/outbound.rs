@@ -24,6 +24,7 @@ use crate::directory::{Binding, Tenant};
 use crate::sdp;
 use crate::transaction::{TxKey, make_branch};
 use switchyard_contract::{Direction, IncomingCall};
+use switchyard_egress::{EgressPolicy, Purpose};
 use switchyard_router as router;
 
 use super::admission::Decision;
@@ -113,7 +114,7 @@ pub fn is_number(to: &str) -> bool {
 }
 
 /// Where an outbound call to `to` goes.
-fn target(tenant: &Tenant, to: &str, allow_private: bool) -> Result<Destination, OriginateError> {
+fn target(tenant: &Tenant, to: &str, egress: EgressPolicy) -> Result<Destination, OriginateError> {
     if is_number(to) {
         let trunk = tenant.trunks.first().ok_or_else(|| {
             OriginateError::BadAddress(format!(
@@ -121,9 +122,12 @@ fn target(tenant: &Tenant, to: &str, allow_private: bool) -> Result<Destination,
             ))
         })?;
         let (uri, peer) = trunk_uri(trunk, to);
+        egress
+            .check(Purpose::Trunk, peer.addr.ip())
+            .map_err(|e| OriginateError::BadAddress(e.to_string()))?;
         return Ok((uri, peer, trunk.credentials.clone()));
     }
-    sip_destination(tenant, to, allow_private).map_err(OriginateError::BadAddress)
+    sip_destination(tenant, to, egress, Purpose::OutboundCall).map_err(OriginateError::BadAddress)
 }
 
 impl Outbound {
@@ -165,7 +169,7 @@ impl Endpoint {
                 )));
             }
         }
-        let (uri, peer, credentials) = target(tenant, &spec.to, self.config.private_destinations)?;
+        let (uri, peer, credentials) = target(tenant, &spec.to, self.config.egress)?;
         let from = match &spec.from {
             Some(from) => {
                 let uri = rsip::Uri::try_from(from.as_str()).map_err(|e| {

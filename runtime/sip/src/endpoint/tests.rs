@@ -13,6 +13,7 @@ use switchyard_contract::guest::{CallHandler, CallVars, NativeHandler};
 use switchyard_contract::{
     Dial, DialStatus, Event, Gather, GatherInput, Plan, RejectReason, Say, Verb,
 };
+use switchyard_egress::{EgressPolicy, Setting};
 use switchyard_media::Notice;
 use switchyard_media::ports::PortPool;
 
@@ -109,7 +110,7 @@ impl Harness {
             EndpointConfig::new(vec![(Transport::Udp, "127.0.0.1:5060".parse().unwrap())]);
         config.media_ports = ports;
         // The test callees are on loopback.
-        config.private_destinations = true;
+        config.egress = EgressPolicy::unrestricted();
         Self {
             ep: Endpoint::new(now, config, directory),
             now,
@@ -715,10 +716,16 @@ fn an_unacknowledged_200_hangs_the_call_up() {
     assert_eq!(h.ep.calls(), 0);
 }
 
-#[test]
-fn a_refer_from_the_bridged_callee_transfers_the_caller() {
-    let mut h = Harness::new(dial_two());
-    h.send(CALLER, &invite("100", "c12"));
+/// A call to 100 dialled to CALLEE and bridged; then, under `egress`,
+/// CALLEE asks by REFER that the caller be transferred to `target`.
+/// Returns our tag in the caller's dialog.
+fn refer_from_the_bridged_callee(
+    h: &mut Harness,
+    call_id: &str,
+    target: &str,
+    egress: EgressPolicy,
+) -> String {
+    h.send(CALLER, &invite("100", call_id));
     let first = h.request(rsip::Method::Invite, CALLEE);
     h.send_msg(
         CALLEE,
@@ -731,10 +738,12 @@ fn a_refer_from_the_bridged_callee_transfers_the_caller() {
             &SDP.replace("6000", "7000"),
         ),
     );
-    h.response(200);
+    let answered = h.response(200);
+    h.ep.config.egress = egress;
+    // What follows is the REFER's doing alone.
+    h.sent.clear();
     let our_tag = super::wire::from_tag(&first).unwrap();
     let call_id = super::wire::call_id(&first).unwrap();
-    let carol = "127.0.0.1:5090";
     let refer = format!(
         "REFER sip:switchyard@127.0.0.1:5060 SIP/2.0
 Via: SIP/2.0/UDP {CALLEE};branch=z9hG4bK-refer1
@@ -743,13 +752,21 @@ From: <sip:bob@{CALLEE}>;tag=t1
 To: <sip:caller@127.0.0.1:5060>;tag={our_tag}
 Call-ID: {call_id}
 CSeq: 2 REFER
-Refer-To: <sip:carol@{carol}>
+Refer-To: <sip:carol@{target}>
 Contact: <sip:bob@{CALLEE}>
 Content-Length: 0
 
 "
     );
     h.send(CALLEE, &refer);
+    tag(&answered)
+}
+
+#[test]
+fn a_refer_from_the_bridged_callee_transfers_the_caller() {
+    let mut h = Harness::new(dial_two());
+    let carol = "127.0.0.1:5090";
+    refer_from_the_bridged_callee(&mut h, "c12", carol, EgressPolicy::unrestricted());
     h.response(202);
     let trying = h.request(rsip::Method::Notify, CALLEE);
     assert!(String::from_utf8_lossy(&trying.body).contains("100 Trying"));
@@ -775,6 +792,54 @@ Content-Length: 0
         "the caller's media now goes to carol"
     );
     assert_eq!(h.ep.calls(), 1, "the call goes on, bridged to carol");
+}
+
+#[test]
+fn a_refer_to_loopback_or_a_private_address_is_refused_403_and_the_bridge_stays() {
+    for (n, target) in ["127.0.0.1:5085", "10.0.0.3:5060", "169.254.169.254:5060"]
+        .into_iter()
+        .enumerate()
+    {
+        let mut h = Harness::new(dial_two());
+        let call_id = format!("refused{n}");
+        let to_tag =
+            refer_from_the_bridged_callee(&mut h, &call_id, target, EgressPolicy::default());
+        // The one thing sent is the 403 to the transferor: no INVITE to
+        // the target, no NOTIFY, no BYE to anyone.
+        let sent: Vec<_> = h.sent.drain(..).collect();
+        match &sent[..] {
+            [(peer, rsip::SipMessage::Response(refused))] => {
+                assert_eq!(*peer, udp(CALLEE), "{target}");
+                assert_eq!(refused.status_code.code(), 403, "{target}");
+                assert_eq!(wire::cseq(refused), Some((2, rsip::Method::Refer)));
+            }
+            other => panic!("{target}: {other:?}"),
+        }
+        assert_eq!(h.ep.calls(), 1, "{target}: the call goes on");
+        // The bridge is intact: the caller's hang-up reaches the callee.
+        h.send(CALLER, &in_dialog("BYE", &call_id, &to_tag, 2, "", ""));
+        h.request(rsip::Method::Bye, CALLEE);
+    }
+}
+
+#[test]
+fn a_refer_to_loopback_or_a_private_address_rings_it_when_private_destinations_allow() {
+    let private = EgressPolicy::default().allowing_setting(Setting::PrivateDestinations);
+    for (n, (target, egress)) in [
+        ("127.0.0.1:5085", private),
+        ("10.0.0.3:5060", private),
+        // The tenant's trunk needs no permission.
+        (TRUNK, EgressPolicy::default()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut h = Harness::new(dial_two());
+        refer_from_the_bridged_callee(&mut h, &format!("allowed{n}"), target, egress);
+        h.response(202);
+        let invite = h.request(rsip::Method::Invite, target);
+        assert!(invite.uri.to_string().contains(target), "{}", invite.uri);
+    }
 }
 
 fn dial_one(target: switchyard_contract::DialTarget) -> Box<Decide> {
@@ -1435,7 +1500,7 @@ fn admission_harness(limits: crate::directory::Limits, capacity: Capacity) -> Ha
     }
     let mut config = EndpointConfig::new(vec![(Transport::Udp, "127.0.0.1:5060".parse().unwrap())]);
     config.admission = capacity;
-    config.private_destinations = true;
+    config.egress = EgressPolicy::unrestricted();
     h.ep = Endpoint::new(h.now, config, Arc::new(Directory::new(tenants)));
     h
 }
@@ -1942,7 +2007,7 @@ fn a_number_without_a_trunk_is_refused() {
 #[test]
 fn calls_reach_private_addresses_only_when_allowed_or_at_a_trunk() {
     let mut h = Harness::new(dial_one(sip_target("10.1.2.3:5060")));
-    h.ep.config.private_destinations = false;
+    h.ep.config.egress = EgressPolicy::default();
     let spec = |to: String| OriginateSpec { to, ..outbound(30) };
     for to in [
         format!("sip:bob@{CALLEE}"),
@@ -1989,11 +2054,51 @@ fn calls_reach_private_addresses_only_when_allowed_or_at_a_trunk() {
         h.events_seen
     );
 
-    h.ep.config.private_destinations = true;
-    assert!(
-        h.ep.originate(h.now, "acme", spec(format!("sip:bob@{CALLEE}")))
-            .is_ok()
-    );
+    h.ep.config.egress = EgressPolicy::default().allowing_setting(Setting::PrivateDestinations);
+    for to in [format!("sip:bob@{CALLEE}"), "sip:bob@10.1.2.3".to_string()] {
+        assert!(
+            h.ep.originate(h.now, "acme", spec(to.clone())).is_ok(),
+            "{to}"
+        );
+    }
+}
+
+#[test]
+fn a_dial_to_loopback_or_a_private_address_fails_unless_private_destinations_allow() {
+    let private = EgressPolicy::default().allowing_setting(Setting::PrivateDestinations);
+    let rang = |h: &Harness, target: &str| {
+        h.sent.iter().any(|(peer, m)| {
+            *peer == udp(target)
+                && matches!(m, rsip::SipMessage::Request(r) if r.method == rsip::Method::Invite)
+        })
+    };
+    for (n, target) in ["127.0.0.1:5085", "10.1.2.3:5060", "169.254.169.254:5060"]
+        .into_iter()
+        .enumerate()
+    {
+        let mut h = Harness::new(dial_one(sip_target(target)));
+        h.ep.config.egress = EgressPolicy::default();
+        h.send(CALLER, &invite("100", &format!("strict{n}")));
+        assert!(!rang(&h, target), "{target}: no INVITE under the default");
+        assert!(
+            h.events_seen.iter().any(|e| matches!(
+                e,
+                Event::DialComplete(d) if d.status == DialStatus::Failed
+            )),
+            "{target}: {:?}",
+            h.events_seen
+        );
+
+        let mut h = Harness::new(dial_one(sip_target(target)));
+        h.ep.config.egress = private;
+        h.send(CALLER, &invite("100", &format!("allowed{n}")));
+        assert!(rang(&h, target), "{target}: rings when allowed");
+    }
+    // The tenant's trunk needs no permission.
+    let mut h = Harness::new(dial_one(sip_target(TRUNK)));
+    h.ep.config.egress = EgressPolicy::default();
+    h.send(CALLER, &invite("100", "trunk"));
+    assert!(rang(&h, TRUNK));
 }
 
 #[test]

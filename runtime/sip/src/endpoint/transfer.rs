@@ -4,15 +4,21 @@
 //! new party's SDP to the caller), the transferor hears NOTIFY 200 and is
 //! hung up. If the target fails, the transferor hears the failure and the
 //! original bridge stays.
+//!
+//! The Refer-To target is named by the far end, so it passes the egress
+//! policy ([`Purpose::Transfer`], as a dial would): a loopback or private
+//! address that is not one of the tenant's trunks is answered 403 unless
+//! `[sip] private_destinations = true`, and the bridge stays.
 
 use std::time::Instant;
 
 use crate::transaction::TxKey;
 use switchyard_contract::DialTarget;
+use switchyard_egress::Purpose;
 
 use super::Endpoint;
 use super::call::{CallState, LegRef};
-use super::dial::Ringing;
+use super::dial::{Ringing, allowed_peer};
 use super::wire;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +79,22 @@ impl Endpoint {
                 );
             }
         };
+        let tenant = self.directory.tenant(call.tenant);
+        if let Err(refused) = allowed_peer(tenant, peer, self.config.egress, Purpose::Transfer) {
+            tracing::warn!(
+                call = %call.id,
+                tenant = %tenant.id,
+                target = %uri,
+                "transfer refused: {refused}"
+            );
+            return self.reply(
+                now,
+                key,
+                req,
+                403,
+                "Forbidden (Refer-To is not a public address)",
+            );
+        }
         self.reply(now, key, req, 202, "Accepted");
         if let Some(dial) = call.dial.as_mut() {
             dial.transfer = Some(Transfer {
@@ -85,6 +107,9 @@ impl Endpoint {
             target: DialTarget::Sip(uri.clone()),
             uri,
             peer,
+            // Never the trunk's credentials, even at its address: the
+            // transferor may be anyone the call reached, and must not place
+            // calls on the tenant's account.
             credentials: None,
             // Outside every ring round: dial timeouts never cancel it.
             round: usize::MAX,
