@@ -142,6 +142,8 @@ pub enum Verdict {
 #[derive(Debug)]
 pub struct NonceBook {
     secret: [u8; 32],
+    /// Where the random part of each nonce comes from.
+    rng: crate::Rng,
     ttl: Duration,
     max_tracked: usize,
     /// Nonce issue times are milliseconds since this instant (the first
@@ -179,13 +181,15 @@ impl NonceBook {
     /// answered `Stale` when they come back.
     pub const DEFAULT_MAX_TRACKED: usize = 16_384;
 
-    /// A book with a fresh random secret: nonces of another book (another
-    /// process, a restart) are answered `Stale`, which clients retry silently.
-    pub fn new(ttl: Duration) -> Self {
+    /// A book with a fresh secret drawn from `rng` (seeded by the edge from
+    /// the OS): nonces of another book (another process, a restart) are
+    /// answered `Stale`, which clients retry silently.
+    pub fn new(ttl: Duration, mut rng: crate::Rng) -> Self {
         let mut secret = [0u8; 32];
-        rand::fill(&mut secret);
+        rand::RngCore::fill_bytes(&mut rng, &mut secret);
         Self {
             secret,
+            rng,
             ttl,
             max_tracked: Self::DEFAULT_MAX_TRACKED,
             epoch: None,
@@ -357,7 +361,7 @@ impl NonceBook {
         let ms =
             u64::try_from(now.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX);
         let mut random = [0u8; NONCE_RANDOM];
-        rand::fill(&mut random);
+        rand::RngCore::fill_bytes(&mut self.rng, &mut random);
         let mut raw = Vec::with_capacity(NONCE_BYTES);
         raw.extend_from_slice(&ms.to_be_bytes());
         raw.extend_from_slice(&random);
@@ -826,7 +830,7 @@ mod tests {
     }
 
     fn book() -> NonceBook {
-        NonceBook::new(NonceBook::DEFAULT_TTL)
+        NonceBook::new(NonceBook::DEFAULT_TTL, StdRng::seed_from_u64(3))
     }
 
     fn answer_for(challenge: &str, password: &str, nc: u32) -> String {
@@ -988,7 +992,7 @@ mod tests {
     fn nonce_turns_stale_exactly_at_its_ttl() {
         let t0 = Instant::now();
         let ttl = Duration::from_secs(300);
-        let mut book = NonceBook::new(ttl);
+        let mut book = NonceBook::new(ttl, StdRng::seed_from_u64(4));
         let challenge = book.challenge(t0, REALM, false).remove(0);
         let creds = answer_for(&challenge, "wonderland", 1);
         let just_before = t0 + ttl - Duration::from_millis(1);

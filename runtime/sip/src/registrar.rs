@@ -31,6 +31,7 @@
 //! - A contact without `q` ranks as q=1.0.
 //! - The 200 carries no Date header: there is no wall clock in a sans-IO core.
 
+use rand::SeedableRng as _;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -241,6 +242,8 @@ struct Aor {
 pub struct Registrar {
     config: RegistrarConfig,
     nonces: NonceBook,
+    /// For To-tags.
+    rng: crate::Rng,
     bindings: HashMap<Aor, Vec<Binding>>,
     /// Earliest binding expiry per AOR, so `poll_timeout` and `expire` need
     /// not scan every binding.
@@ -255,13 +258,16 @@ impl Registrar {
     /// A registrar with `config`; out-of-range values are repaired to the
     /// nearest valid ones and logged (check them first with
     /// [`RegistrarConfig::validate`] to refuse them instead).
-    pub fn new(config: RegistrarConfig) -> Self {
+    /// `rng` (seeded by the edge) gives the nonce secret and the tags.
+    pub fn new(config: RegistrarConfig, mut rng: crate::Rng) -> Self {
         if let Err(e) = config.validate() {
             tracing::warn!(error = %e, "registrar config repaired");
         }
         let config = config.repaired();
+        let book = crate::Rng::from_rng(&mut rng);
         Self {
-            nonces: NonceBook::new(config.nonce_ttl).offer_order(config.md5_first),
+            nonces: NonceBook::new(config.nonce_ttl, book).offer_order(config.md5_first),
+            rng,
             config,
             bindings: HashMap::new(),
             deadlines: BTreeSet::new(),
@@ -293,7 +299,7 @@ impl Registrar {
         req: &rsip::Request,
         password_lookup: impl Fn(&str) -> Option<String>,
     ) -> rsip::Response {
-        let to_tag = new_tag();
+        let to_tag = new_tag(&mut self.rng);
         // Step 2: Require before anything else (§8.2.2.3).
         let required: Vec<&str> = fields(req, Field::Require)
             .flat_map(|v| v.split(','))
@@ -371,7 +377,7 @@ impl Registrar {
         } else {
             (407, "Proxy Authentication Required")
         };
-        let mut resp = response(req, status, reason, Some(&new_tag()));
+        let mut resp = response(req, status, reason, Some(&new_tag(&mut self.rng)));
         for challenge in self.nonces.challenge(now, realm, stale) {
             push_header(
                 &mut resp,
@@ -898,9 +904,9 @@ fn compact(name: &str) -> Option<Field> {
 }
 
 /// A To-tag: 64 random bits (§19.3 asks for at least 32).
-fn new_tag() -> String {
+fn new_tag(rng: &mut crate::Rng) -> String {
     let mut bytes = [0u8; 8];
-    rand::fill(&mut bytes);
+    rand::RngCore::fill_bytes(rng, &mut bytes);
     hex::encode(bytes)
 }
 
@@ -917,6 +923,10 @@ fn push_header(resp: &mut rsip::Response, header: Header) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn test_rng() -> crate::Rng {
+        rand::SeedableRng::seed_from_u64(1)
+    }
     use crate::Transport;
     use crate::digest;
 
@@ -945,7 +955,7 @@ mod tests {
     }
 
     fn registrar() -> Registrar {
-        Registrar::new(RegistrarConfig::default())
+        Registrar::new(RegistrarConfig::default(), test_rng())
     }
 
     fn peer(last: u8) -> Peer {
@@ -1466,10 +1476,13 @@ mod tests {
     #[test]
     fn too_many_contacts_are_forbidden() {
         let now = t0();
-        let mut reg = Registrar::new(RegistrarConfig {
-            max_contacts_per_user: 2,
-            ..RegistrarConfig::default()
-        });
+        let mut reg = Registrar::new(
+            RegistrarConfig {
+                max_contacts_per_user: 2,
+                ..RegistrarConfig::default()
+            },
+            test_rng(),
+        );
         let mut phone = Phone::new("alice", "wonderland");
         phone.register(
             &mut reg,
@@ -1647,7 +1660,7 @@ mod tests {
             Err(RegistrarError::InvalidConfig(field)) if field.starts_with("min_expires")
         ));
         assert_eq!(RegistrarConfig::default().validate(), Ok(()));
-        let reg = Registrar::new(bad);
+        let reg = Registrar::new(bad, test_rng());
         assert_eq!(reg.config().validate(), Ok(()));
         assert_eq!(reg.config().min_expires, 600);
         assert_eq!(reg.config().max_expires, 600);

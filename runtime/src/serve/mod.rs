@@ -216,7 +216,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     listening.http = Some(http::serve_with(config.http.listen, state).await?);
 
-    let endpoint = Endpoint::new(Instant::now(), endpoint_config, Arc::clone(&directory));
+    // The SIP core reads no clock and no OS randomness: the edge gives it
+    // both (a ChaCha generator seeded from the OS).
+    let unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let endpoint = Endpoint::new(
+        Instant::now(),
+        unix_ms,
+        rand::SeedableRng::from_os_rng(),
+        endpoint_config,
+        Arc::clone(&directory),
+    );
 
     announce(&listening, &config);
     let udp = transport::UdpSockets::new(udp);

@@ -141,7 +141,10 @@ pub fn far_end(
     let mut acked_at: Option<Instant> = None;
     let mut hung_up = false;
     let (mut seq, mut ts, mut next_frame) = (1000u16, 5000u32, Instant::now());
-    let mut book = switchyard::sip::digest::NonceBook::new(Duration::from_secs(60));
+    let mut book = switchyard::sip::digest::NonceBook::new(
+        Duration::from_secs(60),
+        rand::SeedableRng::seed_from_u64(60),
+    );
     let challenges = matches!(answer, Answer::Challenge { .. });
     let answer = match answer {
         Answer::Challenge { hz } => Answer::Tone {

@@ -26,7 +26,6 @@ use crate::transaction::TxKey;
 
 use super::Endpoint;
 use super::call::NewCall;
-use super::wire::random_token;
 
 /// The runtime's capacity across tenants (`[admission]`); `None` is
 /// unlimited.
@@ -491,7 +490,7 @@ impl Endpoint {
             Reason::Rate => "Service Unavailable (call rate limit)",
             Reason::Timeout => "Service Unavailable (admission wait expired)",
         };
-        let mut busy = message::response(&new.req, 503, phrase, Some(&random_token()));
+        let mut busy = message::response(&new.req, 503, phrase, Some(&self.ids.token()));
         busy.headers.push(rsip::Header::Other(
             "Retry-After".into(),
             retry_after.to_string(),

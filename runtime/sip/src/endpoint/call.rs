@@ -19,7 +19,7 @@ use super::dial::DialRun;
 use super::dialog::Dialog;
 use super::media::{LegMedia, RecordRun};
 use super::status::CallProgress;
-use super::wire::{self, random_token};
+use super::wire;
 use super::{Endpoint, EndpointEvent};
 
 pub type CallRef = u64;
@@ -181,7 +181,7 @@ impl Endpoint {
     pub(super) fn start_call(&mut self, now: Instant, key: TxKey, peer: Peer, req: rsip::Request) {
         let user = req.uri.user().map(str::to_string);
         let host = req.uri.host_with_port.host.to_string();
-        let roll = rand::random::<u8>() % 100;
+        let roll = self.ids.percent();
         let Some(route) = self.directory.route(user.as_deref(), &host, roll) else {
             return self.reply(now, &key, &req, 404, "Not Found");
         };
@@ -193,7 +193,7 @@ impl Endpoint {
         };
         let offer = wire::sdp_body(&req.headers, &req.body);
         let media = std::net::SocketAddr::new(self.config.media_ip, DISCARD_PORT);
-        let session = rand::random::<u32>() as u64;
+        let session = self.ids.session();
         let local_sdp = match &offer {
             Some(offer) => match sdp::answer(offer, media, session, 1) {
                 Ok((answer, _)) => answer,
@@ -235,7 +235,7 @@ impl Endpoint {
         // is out within 200 ms (RFC 3261 §17.2.1), and a guest's decision
         // is usually out long before, so most calls save a datagram.
 
-        let local_tag = random_token();
+        let local_tag = self.ids.token();
         let tenant = self.directory.tenant(route.tenant);
         let from = req
             .from_header()
@@ -261,7 +261,7 @@ impl Endpoint {
                 _ => None,
             })
             .collect();
-        let id = format!("CA{}", random_token());
+        let id = format!("CA{}", self.ids.token());
         let mut router = router::Call::new(
             now,
             &id,
@@ -524,7 +524,7 @@ impl Endpoint {
             CallerState::Answered => {
                 match call
                     .dialog
-                    .request(&self.config.local, "BYE")
+                    .request(&mut self.ids, &self.config.local, "BYE")
                     .build(None, &[])
                 {
                     Ok(bye) => {
@@ -734,7 +734,7 @@ impl Endpoint {
             let body = format!("Signal={digit}\r\nDuration=160\r\n");
             match call
                 .dialog
-                .request(&self.config.local, "INFO")
+                .request(&mut self.ids, &self.config.local, "INFO")
                 .build(Some("application/dtmf-relay"), body.as_bytes())
             {
                 Ok(info) => {

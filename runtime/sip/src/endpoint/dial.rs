@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::transaction::{TxKey, make_branch};
+use crate::transaction::TxKey;
 use crate::{Peer, digest, sdp};
 use switchyard_contract::{
     CallStatus, Dial, DialResult, DialStatus, DialTarget, Event, RingStrategy,
@@ -19,7 +19,7 @@ use switchyard_router::LegEvent;
 
 use super::call::{CallState, CallerState, DISCARD_PORT, LegRef, TimerKind};
 use super::dialog::Dialog;
-use super::wire::{self, RequestText, random_token};
+use super::wire::{self, RequestText};
 use super::{Endpoint, secs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,7 +295,7 @@ impl Endpoint {
     }
 
     fn fork_invite(
-        &self,
+        &mut self,
         call: &CallState,
         uri: &str,
         peer: Peer,
@@ -317,7 +317,11 @@ impl Endpoint {
         let (call_id, from_tag, cseq) = match authorization {
             // An authenticated retry stays in the same dialog attempt (§22.2).
             Some((_, _, cseq)) => (String::new(), String::new(), cseq),
-            None => (format!("{}@switchyard", random_token()), random_token(), 1),
+            None => (
+                format!("{}@switchyard", self.ids.token()),
+                self.ids.token(),
+                1,
+            ),
         };
         let (call_id, from_tag) = if call_id.is_empty() {
             let prior = dial
@@ -333,7 +337,7 @@ impl Endpoint {
             (call_id, from_tag)
         };
         let mut text = RequestText::new("INVITE", uri)
-            .header("Via", local.via(peer.transport, &make_branch()))
+            .header("Via", local.via(peer.transport, &self.ids.branch()))
             .header("Max-Forwards", 70)
             .header(
                 "From",
@@ -365,13 +369,7 @@ impl Endpoint {
             (Some(offer), _, _) if transferring => offer.clone(),
             _ => {
                 let media = std::net::SocketAddr::new(self.config.media_ip, DISCARD_PORT);
-                sdp::offer(
-                    media,
-                    rand::random::<u32>() as u64,
-                    1,
-                    sdp::Direction::SendRecv,
-                )
-                .into_bytes()
+                sdp::offer(media, self.ids.session(), 1, sdp::Direction::SendRecv).into_bytes()
             }
         };
         text.build(Some("application/sdp"), &offer)
@@ -489,7 +487,10 @@ impl Endpoint {
             peer: fork.peer,
         });
         // ACK every 2xx, retransmissions included (§13.2.2.4).
-        if let Ok(ack) = dialog.ack(&local, invite_cseq).build(None, &[]) {
+        if let Ok(ack) = dialog
+            .ack(&mut self.ids, &local, invite_cseq)
+            .build(None, &[])
+        {
             self.tx.send_stateless(dialog.peer, ack);
         }
         if fork.dialog.is_none() {
@@ -553,7 +554,13 @@ impl Endpoint {
             return false;
         };
         let uri = fork.invite.uri.to_string();
-        let (answer_name, value) = match authorization(response, &uri, &username, &password) {
+        let (answer_name, value) = match authorization(
+            response,
+            &uri,
+            &username,
+            &password,
+            &self.ids.token(),
+        ) {
             Ok(answer) => answer,
             Err(e) => {
                 tracing::warn!(call = %call.id, error = %e, "cannot answer the trunk's challenge");
@@ -782,7 +789,9 @@ impl Endpoint {
         };
         fork.state = ForkState::Done;
         if let Some(dialog) = fork.dialog.as_mut()
-            && let Ok(bye) = dialog.request(&local, "BYE").build(None, &[])
+            && let Ok(bye) = dialog
+                .request(&mut self.ids, &local, "BYE")
+                .build(None, &[])
         {
             self.tx.send_request(now, dialog.peer, bye);
         }
@@ -867,12 +876,14 @@ pub(super) fn trunk_uri(trunk: &crate::directory::Trunk, number: &str) -> (Strin
 }
 
 /// The header that answers a 401/407 to our INVITE of `uri` with
-/// `username`/`password` (RFC 3261 §22.2): (header name, value).
+/// `username`/`password` (RFC 3261 §22.2), with our `cnonce`: (header
+/// name, value).
 pub(super) fn authorization(
     response: &rsip::Response,
     uri: &str,
     username: &str,
     password: &str,
+    cnonce: &str,
 ) -> Result<(&'static str, String), String> {
     let (header, answer_name) = if response.status_code.code() == 407 {
         ("Proxy-Authenticate", "Proxy-Authorization")
@@ -892,15 +903,7 @@ pub(super) fn authorization(
         .collect();
     let refs: Vec<&str> = challenges.iter().map(String::as_str).collect();
     let challenge = digest::pick(&refs).ok_or_else(|| format!("no usable {header}"))?;
-    let value = digest::answer(
-        challenge,
-        "INVITE",
-        uri,
-        username,
-        password,
-        1,
-        &random_token(),
-    )
-    .map_err(|e| e.to_string())?;
+    let value = digest::answer(challenge, "INVITE", uri, username, password, 1, cnonce)
+        .map_err(|e| e.to_string())?;
     Ok((answer_name, value))
 }

@@ -2,7 +2,7 @@
 
 use crate::Peer;
 
-use super::wire::{Local, RequestText, random_token};
+use super::wire::{Ids, Local, RequestText};
 
 #[derive(Debug, Clone)]
 pub struct Dialog {
@@ -23,19 +23,25 @@ pub struct Dialog {
 
 impl Dialog {
     /// A request in this dialog with the next CSeq (§12.2.1.1).
-    pub fn request(&mut self, local: &Local, method: &str) -> RequestText {
+    pub fn request(&mut self, ids: &mut Ids, local: &Local, method: &str) -> RequestText {
         self.local_cseq += 1;
         let cseq = self.local_cseq;
-        self.request_with_cseq(local, method, cseq)
+        self.request_with_cseq(ids, local, method, cseq)
     }
 
     /// The ACK for a 2xx: same CSeq number as the INVITE, new branch (§13.2.2.4).
-    pub fn ack(&self, local: &Local, invite_cseq: u32) -> RequestText {
-        self.request_with_cseq(local, "ACK", invite_cseq)
+    pub fn ack(&self, ids: &mut Ids, local: &Local, invite_cseq: u32) -> RequestText {
+        self.request_with_cseq(ids, local, "ACK", invite_cseq)
     }
 
-    fn request_with_cseq(&self, local: &Local, method: &str, cseq: u32) -> RequestText {
-        let branch = format!("z9hG4bK{}", random_token());
+    fn request_with_cseq(
+        &self,
+        ids: &mut Ids,
+        local: &Local,
+        method: &str,
+        cseq: u32,
+    ) -> RequestText {
+        let branch = ids.branch();
         let mut text = RequestText::new(method, &self.remote_target)
             .header("Via", local.via(self.peer.transport, &branch))
             .header("Max-Forwards", 70)

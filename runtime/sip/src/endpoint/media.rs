@@ -75,7 +75,7 @@ impl Endpoint {
             stream,
             port,
             params: None,
-            session: rand::random::<u32>() as u64,
+            session: self.ids.session(),
             version: 1,
         })
     }

@@ -37,7 +37,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rsip::prelude::*;
 
@@ -52,7 +52,8 @@ use super::directory::{Directory, TenantIdx};
 use super::message;
 use super::registrar::{Registrar, RegistrarConfig};
 use super::transaction::{TimerConfig, Transactions, TxEvent, TxKey};
-use super::{Peer, Transmit, Transport};
+use super::{Peer, Rng, Transmit, Transport};
+use rand::SeedableRng;
 
 pub use admission::{AdmissionStats, Capacity};
 pub use call::CallRef;
@@ -160,19 +161,26 @@ pub struct Endpoint {
     events: VecDeque<EndpointEvent>,
     /// Wall-clock anchor for CDR times (the core itself never reads a clock).
     epoch: (Instant, u64),
+    ids: wire::Ids,
 }
 
 impl Endpoint {
-    pub fn new(now: Instant, config: EndpointConfig, directory: Arc<Directory>) -> Self {
+    /// An endpoint whose clock reads `now` at wall time `unix_ms`, drawing
+    /// tags, branches, ids and nonces from `rng`: the edge seeds it from the
+    /// OS, a test from a constant (the core reads neither clock nor OS RNG).
+    pub fn new(
+        now: Instant,
+        unix_ms: u64,
+        mut rng: Rng,
+        config: EndpointConfig,
+        directory: Arc<Directory>,
+    ) -> Self {
         let media_ports = config.media_ports;
         let capacity = config.admission;
-        let unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let registrar_rng = Rng::from_rng(&mut rng);
         Self {
             tx: Transactions::new(config.timers.clone()),
-            registrar: Registrar::new(config.registrar.clone()),
+            registrar: Registrar::new(config.registrar.clone(), registrar_rng),
             config,
             directory,
             calls: HashMap::new(),
@@ -190,6 +198,7 @@ impl Endpoint {
             next_stream: 0,
             events: VecDeque::new(),
             epoch: (now, unix_ms),
+            ids: wire::Ids::new(rng),
         }
     }
 
@@ -371,14 +380,14 @@ impl Endpoint {
     }
 
     fn reply(&mut self, now: Instant, key: &TxKey, req: &rsip::Request, status: u16, reason: &str) {
-        let tag = wire::random_token();
+        let tag = self.ids.token();
         let response = message::response(req, status, reason, Some(&tag));
         self.respond(now, key, response);
     }
 
     fn on_request(&mut self, now: Instant, key: TxKey, peer: Peer, req: rsip::Request) {
         if let Err(refusal) = message::check_request(&req, SUPPORTED) {
-            let tag = wire::random_token();
+            let tag = self.ids.token();
             let response = message::refuse(&req, &refusal, Some(&tag));
             return self.respond(now, &key, response);
         }
@@ -404,7 +413,7 @@ impl Endpoint {
                 self.reply(now, &key, &req, 481, "Call/Transaction Does Not Exist")
             }
             _ => {
-                let tag = wire::random_token();
+                let tag = self.ids.token();
                 let mut response = message::response(&req, 405, "Method Not Allowed", Some(&tag));
                 response
                     .headers
@@ -415,7 +424,7 @@ impl Endpoint {
     }
 
     fn options(&mut self, now: Instant, key: &TxKey, req: &rsip::Request) {
-        let tag = wire::random_token();
+        let tag = self.ids.token();
         let mut response = message::response(req, 200, "OK", Some(&tag));
         response
             .headers

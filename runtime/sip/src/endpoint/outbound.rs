@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::directory::{Binding, Tenant};
 use crate::sdp;
-use crate::transaction::{TxKey, make_branch};
+use crate::transaction::TxKey;
 use switchyard_contract::{Direction, IncomingCall};
 use switchyard_egress::{EgressPolicy, Purpose};
 use switchyard_router as router;
@@ -34,7 +34,7 @@ use super::dial::{
 };
 use super::dialog::Dialog;
 use super::status::CallProgress;
-use super::wire::{self, RequestText, random_token};
+use super::wire::{self, RequestText};
 use super::{CallRef, Endpoint};
 
 /// How long a CANCELled INVITE may wait for its final response before
@@ -190,7 +190,7 @@ impl Endpoint {
         // Admitted: from here every exit gives the place back.
         let reference: CallRef = self.next_call;
         self.next_call += 1;
-        let id = format!("CA{}", random_token());
+        let id = format!("CA{}", self.ids.token());
         let tenant_id = tenant.id.clone();
         let Some(leg) = self.open_stream_for(reference, &tenant_id, &id) else {
             self.admission.ended(now, idx);
@@ -203,9 +203,9 @@ impl Endpoint {
             leg.version,
             sdp::Direction::SendRecv,
         );
-        let tag = random_token();
+        let tag = self.ids.token();
         let dialog = Dialog {
-            call_id: format!("{}@switchyard", random_token()),
+            call_id: format!("{}@switchyard", self.ids.token()),
             local: format!("<{from}>;tag={tag}"),
             remote: format!("<{uri}>"),
             remote_target: uri.clone(),
@@ -300,7 +300,7 @@ impl Endpoint {
     /// Our INVITE at `dialog.local_cseq`, with `authorization` (header
     /// name, value) when it answers a challenge.
     fn outbound_invite(
-        &self,
+        &mut self,
         dialog: &Dialog,
         uri: &str,
         offer: &[u8],
@@ -309,7 +309,7 @@ impl Endpoint {
         let local = &self.config.local;
         let transport = dialog.peer.transport;
         let mut text = RequestText::new("INVITE", uri)
-            .header("Via", local.via(transport, &make_branch()))
+            .header("Via", local.via(transport, &self.ids.branch()))
             .header("Max-Forwards", 70)
             .header("From", &dialog.local)
             .header("To", &dialog.remote)
@@ -343,7 +343,7 @@ impl Endpoint {
             return false;
         }
         let uri = call.invite.uri.to_string();
-        let answer = match authorization(response, &uri, &username, &password) {
+        let answer = match authorization(response, &uri, &username, &password, &self.ids.token()) {
             Ok(answer) => answer,
             Err(e) => {
                 tracing::warn!(call = %call.id, error = %e, "cannot answer the trunk's challenge");
@@ -452,7 +452,11 @@ impl Endpoint {
         }
         // ACK every 2xx, retransmissions included (§13.2.2.4).
         let cseq = call.outbound.as_ref().map_or(1, |o| o.cseq);
-        if let Ok(ack) = call.dialog.ack(&local, cseq).build(None, &[]) {
+        if let Ok(ack) = call
+            .dialog
+            .ack(&mut self.ids, &local, cseq)
+            .build(None, &[])
+        {
             self.tx.send_stateless(call.dialog.peer, ack);
         }
         if answered {

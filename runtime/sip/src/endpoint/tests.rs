@@ -73,6 +73,13 @@ fn fake_media(
     }
 }
 
+/// The wall time the test endpoints start at (2026-01-05T09:00:00Z).
+const UNIX_MS: u64 = 1_767_603_600_000;
+
+fn test_rng(seed: u64) -> crate::Rng {
+    rand::SeedableRng::seed_from_u64(seed)
+}
+
 fn udp(addr: &str) -> Peer {
     Peer::new(Transport::Udp, addr.parse().unwrap())
 }
@@ -112,7 +119,7 @@ impl Harness {
         // The test callees are on loopback.
         config.egress = EgressPolicy::unrestricted();
         Self {
-            ep: Endpoint::new(now, config, directory),
+            ep: Endpoint::new(now, UNIX_MS, test_rng(1), config, directory),
             now,
             sent: VecDeque::new(),
             cdrs: Vec::new(),
@@ -914,7 +921,7 @@ fn a_trunk_challenge_is_answered_once_with_its_credentials() {
     h.send(CALLER, &invite("100", "c14"));
     let first = h.request(rsip::Method::Invite, TRUNK);
     assert_eq!(first.uri.to_string(), format!("sip:+15550199@{TRUNK}"));
-    let mut book = crate::digest::NonceBook::new(Duration::from_secs(300));
+    let mut book = crate::digest::NonceBook::new(Duration::from_secs(300), test_rng(9));
     h.send_msg(TRUNK, trunk_challenge(&mut book, h.now, &first));
     let second = h.request(rsip::Method::Invite, TRUNK);
     assert_trunk_credentials(&mut book, h.now, &first, &second);
@@ -1501,7 +1508,13 @@ fn admission_harness(limits: crate::directory::Limits, capacity: Capacity) -> Ha
     let mut config = EndpointConfig::new(vec![(Transport::Udp, "127.0.0.1:5060".parse().unwrap())]);
     config.admission = capacity;
     config.egress = EgressPolicy::unrestricted();
-    h.ep = Endpoint::new(h.now, config, Arc::new(Directory::new(tenants)));
+    h.ep = Endpoint::new(
+        h.now,
+        UNIX_MS,
+        test_rng(2),
+        config,
+        Arc::new(Directory::new(tenants)),
+    );
     h
 }
 
@@ -1936,7 +1949,7 @@ fn an_outbound_call_to_a_number_goes_through_the_trunk_and_answers_its_challenge
     h.settle();
     let first = h.request(rsip::Method::Invite, TRUNK);
     assert_eq!(first.uri.to_string(), format!("sip:+15550199@{TRUNK}"));
-    let mut book = crate::digest::NonceBook::new(Duration::from_secs(300));
+    let mut book = crate::digest::NonceBook::new(Duration::from_secs(300), test_rng(9));
     h.send_msg(TRUNK, trunk_challenge(&mut book, h.now, &first));
     h.request(rsip::Method::Ack, TRUNK);
     let second = h.request(rsip::Method::Invite, TRUNK);
@@ -1967,7 +1980,7 @@ fn a_second_challenge_or_one_without_credentials_fails_the_outbound_call() {
     h.ep.originate(h.now, "acme", spec).unwrap();
     h.settle();
     let first = h.request(rsip::Method::Invite, TRUNK);
-    let mut book = crate::digest::NonceBook::new(Duration::from_secs(300));
+    let mut book = crate::digest::NonceBook::new(Duration::from_secs(300), test_rng(9));
     h.send_msg(TRUNK, trunk_challenge(&mut book, h.now, &first));
     let second = h.request(rsip::Method::Invite, TRUNK);
     h.send_msg(TRUNK, trunk_challenge(&mut book, h.now, &second));

@@ -178,7 +178,7 @@ impl Endpoint {
         };
         let body = format!("{line}\r\n");
         let request = dialog
-            .request(&local, "NOTIFY")
+            .request(&mut self.ids, &local, "NOTIFY")
             .header("Event", "refer")
             .header("Subscription-State", state)
             .header(
@@ -201,7 +201,7 @@ impl Endpoint {
         let contact = local.contact(call.dialog.peer.transport, "switchyard");
         let request = call
             .dialog
-            .request(&local, "INVITE")
+            .request(&mut self.ids, &local, "INVITE")
             .header("Contact", contact)
             .build(Some("application/sdp"), sdp);
         match request {
@@ -223,7 +223,11 @@ impl Endpoint {
         let Some((cseq, _)) = wire::cseq(response) else {
             return;
         };
-        if let Ok(ack) = call.dialog.ack(&self.config.local, cseq).build(None, &[]) {
+        if let Ok(ack) = call
+            .dialog
+            .ack(&mut self.ids, &self.config.local, cseq)
+            .build(None, &[])
+        {
             self.tx.send_stateless(call.dialog.peer, ack);
         }
     }

@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 
 use rsip::prelude::*;
 
-use crate::{Peer, Transport};
+use rand::{Rng as _, RngCore};
+
+use crate::{Peer, Rng, Transport};
 
 pub fn call_id(msg: &impl HeadersExt) -> Option<String> {
     msg.call_id_header().ok().map(|h| h.value().to_string())
@@ -197,8 +199,35 @@ impl RequestText {
     }
 }
 
-pub fn random_token() -> String {
-    format!("{:016x}", rand::random::<u64>())
+/// Tags, Call-IDs, call ids, branches and SDP session ids, from the RNG the
+/// endpoint was seeded with.
+pub struct Ids(Rng);
+
+impl Ids {
+    pub fn new(rng: Rng) -> Self {
+        Self(rng)
+    }
+
+    /// 64 random bits in hex: tags (§19.3 asks for at least 32), Call-IDs,
+    /// call ids.
+    pub fn token(&mut self) -> String {
+        format!("{:016x}", self.0.next_u64())
+    }
+
+    /// A new top-Via branch (§8.1.1.7).
+    pub fn branch(&mut self) -> String {
+        crate::transaction::make_branch(&mut self.0)
+    }
+
+    /// An SDP session id (RFC 4566 §5.2).
+    pub fn session(&mut self) -> u64 {
+        u64::from(self.0.next_u32())
+    }
+
+    /// A uniform draw from 0..100 (a canary's share of calls).
+    pub fn percent(&mut self) -> u8 {
+        self.0.random_range(0..100)
+    }
 }
 
 #[cfg(test)]

@@ -310,6 +310,8 @@ pub struct Transactions {
     clients_by_peer: HashMap<Peer, HashSet<TxKey>>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<TxEvent>,
+    /// Requests that could not be sent, for their made-up keys.
+    unsent: u64,
 }
 
 impl Default for Transactions {
@@ -320,9 +322,9 @@ impl Default for Transactions {
 
 /// A new random branch: the RFC 3261 magic cookie and 16 random
 /// alphanumerics (§8.1.1.7). Put it in the top Via of every new request.
-pub fn make_branch() -> String {
+pub fn make_branch(rng: &mut impl rand::RngCore) -> String {
     use rand::Rng;
-    let random: String = rand::rng()
+    let random: String = rng
         .sample_iter(rand::distr::Alphanumeric)
         .take(16)
         .map(char::from)
@@ -467,6 +469,7 @@ impl Transactions {
             clients_by_peer: HashMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            unsent: 0,
         }
     }
 
@@ -554,7 +557,10 @@ impl Transactions {
             Ok(key) => key,
             Err(error) => {
                 warn!(%peer, %method, %error, "request not sent; reported as a timeout");
-                let key = key::client_key(&make_branch(), method);
+                // A key no request carries: never random, just unique.
+                self.unsent += 1;
+                let branch = format!("{}-unsent-{}", key::MAGIC_COOKIE, self.unsent);
+                let key = key::client_key(&branch, method);
                 self.events.push_back(TxEvent::Timeout { key: key.clone() });
                 self.events
                     .push_back(TxEvent::Terminated { key: key.clone() });

@@ -10,6 +10,11 @@ use rsip::{Header, Method, SipMessage};
 use super::*;
 use crate::{Peer, Transport};
 
+/// A branch from the thread RNG (tests only: the core takes its RNG).
+fn make_branch() -> String {
+    super::make_branch(&mut rand::rng())
+}
+
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
