@@ -6,7 +6,8 @@
 //!        │                   original saw, its host-import records and decision
 //!        ▼ per step (stop at the first difference)
 //!   Recorded { kv: scratch store seeded from the recorded reads,
-//!              clock: the recorded readings }
+//!              clock: the recorded readings,
+//!              entropy: the recorded instant and random seed }
 //!        ▼
 //!   WasmHandler::replay(request, recorded) ──▶ new plan | failure
 //!        ▼ compare()
@@ -30,8 +31,15 @@
 //!   store. A key the original never touched reads as missing; a read that
 //!   failed (storage down) is not reproduced.
 //! * **Clock**: the event's recorded readings in order, the last one
-//!   repeating. An event that read no clock gets the log's first reading
-//!   moved by the time between them; a log with none, the real clock.
+//!   repeating; an event that read none, its recorded instant.
+//! * **WASI clocks and random numbers** (`std::time`, `rand`, `HashMap`
+//!   order): made again from the event's recorded instant and seed
+//!   (`ImportRecord::Entropy`, see `wasm::entropy`), so the guest reads
+//!   the very same values.
+//! * **Logs from before entropy was recorded**: the event's instant is its
+//!   first clock reading, or the log's first reading moved by the time
+//!   between them, or the real time when the log has none; the seed is
+//!   [`LEGACY_SEED`], so at least every replay of such a log is the same.
 //! * Events sent to another handler (after a `redirect` or a handover)
 //!   are skipped: the new component replaces the handler the call started on.
 //!
@@ -48,7 +56,11 @@ use crate::guest::{CallVars, GuestFailure, ImportRecord, InvokeRequest};
 use crate::router::{DecisionLog, Entry};
 use crate::simulate::{describe_event, describe_verb};
 use crate::store::{KvError, KvLimits, KvStore};
-use crate::wasm::{ConfigError, LoadedComponent, Recorded, TenantScope, WasmHost};
+use crate::wasm::entropy::unix_ms_now;
+use crate::wasm::{ConfigError, Entropy, LoadedComponent, Recorded, TenantScope, WasmHost};
+
+/// The random seed of events logged before seeds were recorded.
+pub const LEGACY_SEED: u64 = 0;
 
 /// What a handler decided on one event.
 pub type Outcome = Result<Plan, GuestFailure>;
@@ -182,9 +194,15 @@ pub async fn replay(
             event: step.event.clone(),
             vars: step.vars.clone(),
         };
+        let clock_ms = clock.readings(step.at_ms, imports);
+        let entropy = Entropy::recorded_in(imports).unwrap_or_else(|| Entropy {
+            unix_ms: clock_ms.first().copied().unwrap_or_else(unix_ms_now),
+            seed: LEGACY_SEED,
+        });
         let recorded_imports = Recorded {
             kv: std::sync::Arc::new(kv),
-            clock_ms: clock.readings(step.at_ms, imports),
+            clock_ms,
+            entropy,
         };
         let invocation = handler.replay(request, recorded_imports).await;
         let verdict = compare(recorded, invocation.outcome);
@@ -320,8 +338,10 @@ impl Clock {
         Self { anchor }
     }
 
-    /// The recorded readings of an event at `at_ms`, or one moved from the
-    /// anchor; empty (the real clock) when the log has none.
+    /// The recorded readings of an event at `at_ms`. When it read none: in
+    /// a log with the event's instant recorded, none either (the instant
+    /// answers); in an older log, one moved from the anchor, or none when
+    /// the log has no reading at all.
     fn readings(&self, at_ms: u64, imports: &[ImportRecord]) -> Vec<u64> {
         let recorded: Vec<u64> = imports
             .iter()
@@ -330,7 +350,8 @@ impl Clock {
                 _ => None,
             })
             .collect();
-        match (recorded.is_empty(), self.anchor) {
+        let has_instant = Entropy::recorded_in(imports).is_some();
+        match (recorded.is_empty() && !has_instant, self.anchor) {
             (false, _) | (true, None) => recorded,
             (true, Some((ms, then))) => vec![(ms + at_ms).saturating_sub(then)],
         }
@@ -529,6 +550,14 @@ mod tests {
         ];
         assert_eq!(clock.readings(5_000, &read), [7, 9]);
         assert_eq!(clock.readings(5_000, &[]), [1_004_900]);
+        let instant = Entropy {
+            unix_ms: 2_000_000,
+            seed: 1,
+        };
+        assert!(
+            clock.readings(5_000, &[instant.record()]).is_empty(),
+            "the recorded instant answers"
+        );
         assert!(
             Clock::of(&DecisionLog::default())
                 .readings(5, &[])
@@ -681,5 +710,168 @@ mod tests {
             "{report:?}"
         );
         assert!(report.difference().is_some());
+    }
+
+    /// The entropy guest's call with a caller who stays silent: it says
+    /// what it read at the incoming call and again at the gather's result.
+    async fn recorded_entropy_call(host: &WasmHost) -> DecisionLog {
+        let component = host.load(&guest("entropy")).unwrap();
+        let handler = host
+            .handler(&component, TenantScope::new("sim-tenant"))
+            .unwrap();
+        let mut handlers = Handlers::new();
+        handlers.insert("entropy".into(), Arc::new(handler));
+        let script = Script::parse("silence\n").unwrap();
+        let sim = crate::simulate::run(
+            &handlers,
+            "entropy",
+            script,
+            RouterConfig::default(),
+            |_| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(sim.summary.fallbacks, 0);
+        sim.log
+    }
+
+    /// What the entropy guest said in each decision of `log`, as
+    /// `wall W clock C elapsed E random R order O` word pairs.
+    fn said(log: &DecisionLog) -> Vec<BTreeMap<String, String>> {
+        log.entries()
+            .iter()
+            .filter_map(|e| match &e.entry {
+                Entry::Decision {
+                    outcome: Ok(plan), ..
+                } => plan.verbs.iter().find_map(|v| match v {
+                    Verb::Say(say) => Some(pairs(&say.text)),
+                    _ => None,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn pairs(text: &str) -> BTreeMap<String, String> {
+        let words: Vec<&str> = text.split(' ').collect();
+        words
+            .chunks(2)
+            .map(|pair| (pair[0].to_owned(), pair.get(1).unwrap_or(&"").to_string()))
+            .collect()
+    }
+
+    /// `log` with every decision's entropy record changed by `change`.
+    fn with_entropy(log: &DecisionLog, change: impl Fn(&mut ImportRecord)) -> DecisionLog {
+        let mut changed = DecisionLog::default();
+        for entry in log.entries() {
+            let mut entry = entry.clone();
+            if let Entry::Decision { imports, .. } = &mut entry.entry {
+                imports
+                    .iter_mut()
+                    .filter(|i| matches!(i, ImportRecord::Entropy { .. }))
+                    .for_each(&change);
+            }
+            changed.push(entry.at_ms, entry.entry);
+        }
+        changed
+    }
+
+    /// `log` as a runtime from before entropy was recorded stored it: the
+    /// same JSON lines without the entropy records.
+    fn as_stored_before_entropy(log: &DecisionLog) -> String {
+        log.to_json_lines()
+            .lines()
+            .map(|line| {
+                let mut entry: serde_json::Value = serde_json::from_str(line).unwrap();
+                if let Some(imports) = entry.get_mut("imports").and_then(|i| i.as_array_mut()) {
+                    imports.retain(|i| i["import"] != "entropy");
+                }
+                format!("{entry}\n")
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn replay_of_a_guest_reading_system_time_instant_and_rand_gives_identical_plans() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = host(dir.path(), KvStore::in_memory(KvLimits::default()).unwrap());
+        let log = recorded_entropy_call(&host).await;
+        let seen = said(&log);
+        assert_eq!(seen.len(), 2, "{log:#?}");
+        for (i, said) in seen.iter().enumerate() {
+            assert!(
+                said.contains_key("random") && said.contains_key("order"),
+                "decision {i}: {said:?}"
+            );
+        }
+        assert_ne!(
+            seen[0]["random"], seen[1]["random"],
+            "each event gets its own seed"
+        );
+        let component = host.load(&guest("entropy")).unwrap();
+
+        let report = replay(&log, &host, &component).await.unwrap();
+        assert_eq!(report.difference(), None, "{report:#?}");
+        assert_eq!(report.same(), log.events().count());
+        assert!(report.same() >= 2, "{report:#?}");
+
+        // The plans match because the recorded seed and instant are fed
+        // back: another seed, or another instant, is another plan.
+        let reseeded = with_entropy(&log, |record| {
+            if let ImportRecord::Entropy { seed, .. } = record {
+                *seed = seed.wrapping_add(1);
+            }
+        });
+        let report = replay(&reseeded, &host, &component).await.unwrap();
+        let first = report.difference().expect("another seed differs");
+        assert_eq!(first.ctx.sequence, 0, "{report:#?}");
+        let moved = with_entropy(&log, |record| {
+            if let ImportRecord::Entropy { unix_ms, .. } = record {
+                *unix_ms += 1_000;
+            }
+        });
+        let report = replay(&moved, &host, &component).await.unwrap();
+        assert!(report.difference().is_some(), "another instant differs");
+    }
+
+    #[tokio::test]
+    async fn a_log_stored_before_entropy_was_recorded_still_loads_and_replays() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = host(dir.path(), KvStore::in_memory(KvLimits::default()).unwrap());
+        let log = recorded_ivr_call(&host).await;
+        assert!(log.to_json_lines().contains(r#""import":"entropy""#));
+        let stored = as_stored_before_entropy(&log);
+        assert!(!stored.contains("entropy"), "{stored}");
+
+        let old = DecisionLog::from_json_lines(&stored).unwrap();
+        let component = host.load(&guest("ivr")).unwrap();
+        let report = replay(&old, &host, &component).await.unwrap();
+        assert_eq!(report.difference(), None, "{report:#?}");
+        assert_eq!(report.same(), old.events().count());
+
+        // A guest that reads WASI randomness cannot decide as it did then
+        // (nothing recorded its numbers), but it replays, the same way
+        // every time, at the instant its clock reading recorded.
+        let entropy_log = recorded_entropy_call(&host).await;
+        let old = DecisionLog::from_json_lines(&as_stored_before_entropy(&entropy_log)).unwrap();
+        let component = host.load(&guest("entropy")).unwrap();
+        let (a, b) = (
+            replay(&old, &host, &component).await.unwrap(),
+            replay(&old, &host, &component).await.unwrap(),
+        );
+        let new = |report: &Report| match &report.events[0].verdict {
+            Verdict::Differs { new: Ok(plan), .. } => plan.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(new(&a), new(&b));
+        let Verb::Say(say) = &new(&a).verbs[0] else {
+            panic!("{:?}", new(&a))
+        };
+        let replayed = pairs(&say.text);
+        assert_eq!(
+            replayed["wall"],
+            said(&entropy_log)[0]["clock"],
+            "{replayed:?}"
+        );
     }
 }

@@ -160,6 +160,13 @@ fn a_real_calls_log_is_served_and_replays_against_a_changed_component() {
         .any(|e| e["kind"] == "event" && e["event"]["GatherComplete"]["digits"] == "5");
     assert!(gathered, "the digit is in the log: {log}");
     assert!(log.to_string().contains("You pressed 5"), "{log}");
+    let decisions = entries.iter().filter(|e| e["kind"] == "decision");
+    for decision in decisions {
+        assert_eq!(
+            decision["imports"][0]["import"], "entropy",
+            "each decision records its instant and seed: {decision}"
+        );
+    }
 
     // Another account sees none of it.
     let globex = key(&server, None);

@@ -11,11 +11,13 @@ use std::time::Duration;
 use switchyard::contract::{
     Context, Event, GatherEnd, GatherResult, HangupCause, IncomingCall, Plan, Verb,
 };
-use switchyard::guest::{CallHandler, CallVars, GuestFailure, ImportRecord, InvokeRequest};
+use switchyard::guest::{
+    CallHandler, CallVars, GuestFailure, ImportRecord, Invocation, InvokeRequest,
+};
 use switchyard::store::{KvLimits, KvStore};
 use switchyard::wasm::{
-    HostConfig, LoadError, LoadSource, LoadedComponent, PoolLimits, TenantScope, WasmHandler,
-    WasmHost, World,
+    Entropy, HostConfig, LoadError, LoadSource, LoadedComponent, PoolLimits, Recorded, TenantScope,
+    WasmHandler, WasmHost, World,
 };
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -243,6 +245,54 @@ async fn call_vars_come_back_as_the_guest_left_them() {
             .iter()
             .any(|r| matches!(r, ImportRecord::VarGet { name, .. } if name == "attempts"))
     );
+}
+
+/// What the entropy guest said — `wall W clock C elapsed E random R
+/// order O` — as word pairs.
+fn entropy_said(invocation: &Invocation) -> std::collections::HashMap<String, String> {
+    let Ok(plan) = &invocation.outcome else {
+        panic!("{:?}", invocation.outcome)
+    };
+    let Some(Verb::Say(say)) = plan.verbs.first() else {
+        panic!("{plan:?}")
+    };
+    let words: Vec<&str> = say.text.split(' ').collect();
+    words
+        .chunks(2)
+        .map(|pair| (pair[0].to_owned(), pair.get(1).unwrap_or(&"").to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn guests_read_the_events_instant_and_new_random_numbers_in_every_call() {
+    let _serial = shared().await;
+    let t = test_host();
+    let entropy = acme_guest(&t, "entropy");
+    let first = entropy.invoke(incoming("acme")).await;
+    let second = entropy.invoke(incoming("acme")).await;
+    let (a, b) = (entropy_said(&first), entropy_said(&second));
+    assert_ne!(a["random"], b["random"], "{a:?} / {b:?}");
+
+    let Some(&ImportRecord::Entropy { unix_ms, seed }) = first.imports.first() else {
+        panic!("the entropy is the first record: {:?}", first.imports)
+    };
+    assert_eq!(a["wall"], unix_ms.to_string(), "{a:?}");
+    assert_eq!(a["clock"], a["wall"], "one instant per event: {a:?}");
+    let elapsed: u64 = a["elapsed"].parse().unwrap();
+    assert!(
+        elapsed > 0 && elapsed.is_multiple_of(1_000),
+        "whole 1 µs steps: {a:?}"
+    );
+
+    // The recorded entropy given back, the guest decides the same.
+    let recorded = Recorded {
+        kv: std::sync::Arc::new(KvStore::in_memory(KvLimits::default()).unwrap()),
+        clock_ms: Vec::new(),
+        entropy: Entropy { unix_ms, seed },
+    };
+    let again = entropy.replay(incoming("acme"), recorded).await;
+    assert_eq!(again.outcome, first.outcome);
+    assert_eq!(again.imports, first.imports);
 }
 
 #[tokio::test]

@@ -114,6 +114,13 @@ pub enum ImportRecord {
     ClockNow {
         ms: u64,
     },
+    /// What the guest's WASI clocks and random numbers derived from in
+    /// this event (`wasm::Entropy`): the wall clock read `unix_ms`, every
+    /// random number came from `seed`. The event's first record.
+    Entropy {
+        unix_ms: u64,
+        seed: u64,
+    },
     VarGet {
         name: String,
         value: Option<String>,

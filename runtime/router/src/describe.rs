@@ -38,10 +38,15 @@ pub fn describe_entry(entry: &LogEntry) -> String {
             imports,
             ..
         } => {
-            let calls = if imports.is_empty() {
+            // The entropy record is what the host gave, not a call the guest made.
+            let calls = imports
+                .iter()
+                .filter(|i| !matches!(i, ImportRecord::Entropy { .. }))
+                .count();
+            let calls = if calls == 0 {
                 String::new()
             } else {
-                format!(", {} host calls", imports.len())
+                format!(", {calls} host calls")
             };
             let head = match outcome {
                 Ok(plan) => format!(

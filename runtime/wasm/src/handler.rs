@@ -8,7 +8,8 @@
 //!   WasmHost::handler(component, TenantScope) ─▶ WasmHandler
 //!        │
 //!        ▼ invoke(InvokeRequest), per event:
-//!   HostState::new ─▶ Store (limiter, epoch deadline) ─▶ instantiate_async
+//!   HostState::new (Entropy: fresh, or recorded when replaying)
+//!        ─▶ Store (limiter, epoch deadline) ─▶ instantiate_async
 //!        ─▶ handle(ctx, event) ─▶ Store dropped ─▶ Invocation
 //!           │ trap / interrupt / refused growth / wall timeout / panic
 //!           └──▶ GuestFailure (never a Rust error, never a panic)
@@ -34,7 +35,8 @@ use super::cache::{CacheError, CacheStats, ComponentCache, ContentHash, LoadSour
 use super::component::{self, ComponentInfo, LoadError, World};
 use super::config::{ConfigError, GuestLimits, HostConfig};
 use super::engine::{self, EngineError, EpochTicker};
-use super::host::HostState;
+use super::entropy::Entropy;
+use super::host::{Answers, HostState};
 use super::output::GuestOutput;
 use crate::kv::{Kv, KvBackend};
 use switchyard_contract::CallHandlerPre;
@@ -237,18 +239,22 @@ impl WasmHost {
 
 /// Host-import answers for a replayed event (`crate::replay`): the kv
 /// imports reach a scratch store instead of the host's, the clock answers
-/// recorded readings.
+/// recorded readings, WASI clocks and random numbers come from the
+/// recorded entropy.
 #[derive(Clone)]
 pub struct Recorded {
     pub kv: Kv,
-    /// `now-ms` answers, in order; the last one repeats. Empty: the real clock.
+    /// `now-ms` answers, in order; the last one repeats. Empty: the
+    /// entropy's instant.
     pub clock_ms: Vec<u64>,
+    pub entropy: Entropy,
 }
 
 impl std::fmt::Debug for Recorded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Recorded")
             .field("clock_ms", &self.clock_ms)
+            .field("entropy", &self.entropy)
             .finish_non_exhaustive()
     }
 }
@@ -275,8 +281,8 @@ impl WasmHandler {
         &self.limits
     }
 
-    /// Decides on `request` as [`CallHandler::invoke`] does, with the kv
-    /// and clock imports answered from `recorded`.
+    /// Decides on `request` as [`CallHandler::invoke`] does, with the kv,
+    /// clock and WASI clock and random imports answered from `recorded`.
     pub async fn replay(&self, request: InvokeRequest, recorded: Recorded) -> Invocation {
         self.run(request, Some(recorded)).await
     }
@@ -287,16 +293,23 @@ impl WasmHandler {
         // The router gets the variables back unchanged when the guest fails.
         let vars_before = vars.clone();
         let config = &self.host.config;
-        let (kv, clock) = match recorded {
-            Some(r) => (r.kv, VecDeque::from(r.clock_ms)),
-            None => (self.host.kv.clone(), VecDeque::new()),
+        let answers = match recorded {
+            Some(r) => Answers {
+                kv: r.kv,
+                clock: VecDeque::from(r.clock_ms),
+                entropy: r.entropy,
+            },
+            None => Answers {
+                kv: self.host.kv.clone(),
+                clock: VecDeque::new(),
+                entropy: Entropy::fresh(),
+            },
         };
         let state = HostState::new(
             Arc::clone(&self.tenant),
             &ctx.call_id,
             vars,
-            kv,
-            clock,
+            answers,
             &self.limits,
             config.guest_output_bytes(),
         );

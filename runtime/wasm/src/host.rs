@@ -2,10 +2,11 @@
 //! fresh for each event and dropped with its `Store`.
 //!
 //! ```text
-//!   InvokeRequest + TenantScope (+ recorded kv/clock when replaying)
+//!   InvokeRequest + TenantScope + Entropy (+ recorded kv/clock when replaying)
 //!          │ HostState::new (no preopens, env, args or network)
 //!          ▼
-//!   HostState ─┬─ wasi + table ─────▶ WasiView (wasmtime-wasi)
+//!   HostState ─┬─ wasi + table ─────▶ WasiView (wasmtime-wasi), clocks and
+//!              │                      random numbers from the Entropy
 //!              ├─ limiter ──────────▶ Store::limiter (memory/table caps)
 //!              └─ call: CallState ──▶ small views, one per capability:
 //!                   tenant, vars,       LogView, KvView, ClockView, VarsView
@@ -27,6 +28,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::config::GuestLimits;
+use super::entropy::Entropy;
 use super::imports::{ClockView, KvView, LogView, VarsView};
 use super::output::{GuestOutput, Stream};
 use crate::kv::Kv;
@@ -46,8 +48,10 @@ struct CallState {
     vars: CallVars,
     imports: Vec<ImportRecord>,
     kv: Kv,
-    /// Recorded clock readings to answer with (replay); empty: the real clock.
+    /// Recorded clock readings to answer with (replay); empty: `event_ms`.
     clock: VecDeque<u64>,
+    /// The event's instant, ms since 1970 (its [`Entropy`]).
+    event_ms: u64,
     output: Arc<GuestOutput>,
 }
 
@@ -60,16 +64,25 @@ pub(crate) struct HostOutcome {
     pub(crate) output: Arc<GuestOutput>,
 }
 
+/// Where one event's storage, clock and randomness answers come from:
+/// the host's own, or a replay's recording.
+pub(crate) struct Answers {
+    pub(crate) kv: Kv,
+    /// Recorded `now-ms` readings; empty: the entropy's instant.
+    pub(crate) clock: VecDeque<u64>,
+    pub(crate) entropy: Entropy,
+}
+
 impl HostState {
     pub(crate) fn new(
         tenant: Arc<str>,
         call_id: &str,
         vars: CallVars,
-        kv: Kv,
-        clock: VecDeque<u64>,
+        answers: Answers,
         limits: &GuestLimits,
         output_budget: usize,
     ) -> Self {
+        let Answers { kv, clock, entropy } = answers;
         let output = Arc::new(GuestOutput::new(
             Arc::clone(&tenant),
             call_id.to_owned(),
@@ -78,13 +91,14 @@ impl HostState {
         // The builder's defaults already deny filesystem (no preopens),
         // env, args and every socket address; TCP/UDP/name lookup are
         // switched off too so a guest fails at the first call, not at connect.
-        let wasi = WasiCtxBuilder::new()
-            .stdout(output.pipe(Stream::Stdout))
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(output.pipe(Stream::Stdout))
             .stderr(output.pipe(Stream::Stderr))
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+            .allow_ip_name_lookup(false);
+        entropy.give_to(&mut wasi);
+        let wasi = wasi.build();
         Self {
             wasi,
             table: ResourceTable::new(),
@@ -92,9 +106,12 @@ impl HostState {
             call: CallState {
                 tenant,
                 vars,
-                imports: Vec::new(),
+                // Recorded whatever the guest reads: std asks for a
+                // HashMap seed without the host seeing it as a call.
+                imports: vec![entropy.record()],
                 kv,
                 clock,
+                event_ms: entropy.unix_ms,
                 output,
             },
         }
@@ -122,7 +139,11 @@ impl HostState {
     }
 
     pub(crate) fn clock(&mut self) -> ClockView<'_> {
-        ClockView::new(&mut self.call.clock, &mut self.call.imports)
+        ClockView::new(
+            &mut self.call.clock,
+            self.call.event_ms,
+            &mut self.call.imports,
+        )
     }
 
     pub(crate) fn vars(&mut self) -> VarsView<'_> {

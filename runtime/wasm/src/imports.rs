@@ -14,7 +14,6 @@
 //! guest handles; none of these imports traps.
 
 use std::collections::VecDeque;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use wasmtime::component::{HasData, Linker};
 
@@ -205,28 +204,34 @@ pub(crate) fn describe(e: &kv::KvError) -> String {
 
 // ---------------------------------------------------------------- clock
 
-/// `clock`: wall time, recorded so a replay sees the same instant.
+/// `clock`: the event's instant — the one WASI's wall clock reads too
+/// (`entropy.rs`) — recorded so a replay sees the same time.
 pub(crate) struct ClockView<'a> {
     /// A replay's recorded readings, answered in order, the last one
-    /// repeating; empty: the real clock.
+    /// repeating; empty: `event_ms`.
     recorded: &'a mut VecDeque<u64>,
+    event_ms: u64,
     imports: &'a mut Vec<ImportRecord>,
 }
 
 impl<'a> ClockView<'a> {
-    pub(crate) fn new(recorded: &'a mut VecDeque<u64>, imports: &'a mut Vec<ImportRecord>) -> Self {
-        Self { recorded, imports }
+    pub(crate) fn new(
+        recorded: &'a mut VecDeque<u64>,
+        event_ms: u64,
+        imports: &'a mut Vec<ImportRecord>,
+    ) -> Self {
+        Self {
+            recorded,
+            event_ms,
+            imports,
+        }
     }
 }
 
 impl clock::Host for ClockView<'_> {
     async fn now_ms(&mut self) -> wasmtime::Result<u64> {
         let ms = match self.recorded.len() {
-            // A clock before 1970 is a host misconfiguration; 0 is as good
-            // an answer as any and keeps the import infallible.
-            0 => SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            0 => self.event_ms,
             1 => self.recorded[0],
             _ => self.recorded.pop_front().unwrap_or_default(),
         };
@@ -336,7 +341,7 @@ mod tests {
     async fn a_replayed_clock_answers_its_readings_in_order_then_repeats_the_last() {
         let mut readings = VecDeque::from([5, 7]);
         let mut records = Vec::new();
-        let mut view = ClockView::new(&mut readings, &mut records);
+        let mut view = ClockView::new(&mut readings, 1_000, &mut records);
         let seen = [
             view.now_ms().await.unwrap(),
             view.now_ms().await.unwrap(),
@@ -344,6 +349,21 @@ mod tests {
         ];
         assert_eq!(seen, [5, 7, 7]);
         assert_eq!(records[2], ImportRecord::ClockNow { ms: 7 });
+    }
+
+    #[tokio::test]
+    async fn a_live_clock_answers_the_events_instant_every_time() {
+        let mut none = VecDeque::new();
+        let mut records = Vec::new();
+        let mut view = ClockView::new(&mut none, 1_700_000_000_000, &mut records);
+        let seen = [view.now_ms().await.unwrap(), view.now_ms().await.unwrap()];
+        assert_eq!(seen, [1_700_000_000_000; 2]);
+        assert_eq!(
+            records[1],
+            ImportRecord::ClockNow {
+                ms: 1_700_000_000_000
+            }
+        );
     }
 
     #[tokio::test]

@@ -12,7 +12,8 @@
 //!                                                                      │
 //!   router ── InvokeRequest ──▶ CallHandler::invoke ───────────────────┘
 //!              per event: host.rs HostState (WASI granting nothing, limiter,
-//!              vars, kv, output.rs → tracing) → Store → instantiate → handle
+//!              vars, kv, output.rs → tracing, entropy.rs clocks + seeded
+//!              random numbers) → Store → instantiate → handle
 //!                     ▼
 //!               Invocation { plan | GuestFailure, vars, import records, elapsed }
 //! ```
@@ -22,12 +23,15 @@
 //! * `cache` — content-addressed compiled components, in memory and on disk.
 //! * [`component`] — what a component is, or what is wrong with it.
 //! * `host`, `imports`, `output` — per-event state and the host imports.
+//! * [`entropy`] — the guest's WASI clocks and random numbers, reproducible
+//!   from two recorded numbers per event.
 //! * `handler` — [`WasmHost`] and [`WasmHandler`].
 
 mod cache;
 pub mod component;
 pub mod config;
 mod engine;
+pub mod entropy;
 mod handler;
 mod host;
 mod imports;
@@ -38,5 +42,6 @@ pub use cache::{CacheError, CacheStats, ContentHash, LoadSource};
 pub use component::{ComponentInfo, LoadError, World, check_header};
 pub use config::{ConfigError, GuestLimits, HostConfig, HostConfigBuilder, PoolLimits};
 pub use engine::EngineError;
+pub use entropy::Entropy;
 pub use handler::{HostError, LoadedComponent, Recorded, TenantScope, WasmHandler, WasmHost};
 pub use kv::{Kv, KvBackend, KvError};
