@@ -168,7 +168,7 @@ fn ivr_repeats_the_menu_then_lets_a_silent_caller_go() {
 }
 
 #[test]
-fn ivr_takes_a_voicemail_and_queues_for_support() {
+fn ivr_takes_a_voicemail() {
     let run = simulate("ivr", "press 3\nspeak 12 press #\n", &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let steps = steps(&run);
@@ -181,20 +181,65 @@ fn ivr_takes_a_voicemail_and_queues_for_support() {
         steps.contains(&"← plan    say \"Thank you, goodbye\" · hangup".to_string()),
         "{steps:?}"
     );
+}
+
+/// `conference`, `enqueue` and `pay` cannot run on this runtime yet: the
+/// simulator refuses them exactly as a real call does, with the message
+/// `check` lists, instead of inventing an outcome.
+#[test]
+fn the_ivrs_queue_option_is_refused_in_simulate_with_the_message_check_lists() {
+    let cache = tempfile::tempdir().unwrap();
+    let check = switchyard(&["check", guest("ivr").to_str().unwrap()], &cache);
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    let enqueue = check
+        .stdout
+        .lines()
+        .map(str::trim)
+        .map(|l| l.trim_start_matches("not yet").trim())
+        .find(|l| l.starts_with("`enqueue`"))
+        .unwrap_or_else(|| panic!("check lists enqueue as not built: {}", check.stdout))
+        .to_string();
+    assert!(
+        enqueue.contains("cannot run on this runtime yet"),
+        "{enqueue}"
+    );
 
     let run = simulate("ivr", "press 2\nbridged wait 30\n", &[]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let steps = steps
-        .into_iter()
-        .chain(self::steps(&run))
-        .collect::<Vec<_>>();
+    assert_eq!(
+        run.code, 1,
+        "the script has no queue outcomes: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("unknown action `bridged wait 30`"),
+        "{}",
+        run.stderr
+    );
+
+    let run = simulate("ivr", "press 2\n", &[]);
+    assert_eq!(
+        run.code, 3,
+        "the fallback ran: {}{}",
+        run.stdout, run.stderr
+    );
+    let steps = steps(&run);
     assert!(
         steps.contains(&"← plan    set dept=\"support\" · enqueue support".to_string()),
         "{steps:?}"
     );
+    let fallback = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("! fallback"))
+        .unwrap_or_else(|| panic!("no fallback line: {}", run.stdout));
     assert!(
-        steps.contains(&"→ event   #2 queue-complete support bridged after 30 s".to_string()),
-        "{steps:?}"
+        fallback.contains(&format!("invalid plan: verb 1: {enqueue})")),
+        "{fallback}\nexpected: {enqueue}"
+    );
+    assert!(
+        !run.stdout.contains("queue-complete"),
+        "no queue outcome is invented: {}",
+        run.stdout
     );
 }
 

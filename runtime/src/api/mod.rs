@@ -311,12 +311,12 @@ const PLANNED: &[(&str, &str)] = &[
     (
         "/v1/queues",
         "queues and their members are not built yet: they come with the queue \
-         and conference verbs (SIP calls refuse `enqueue` with 503 for now)",
+         and conference verbs (until then a plan using `enqueue` is refused)",
     ),
     (
         "/v1/conferences",
         "conferences and participants are not built yet: they come with the \
-         conference verb (SIP calls refuse `conference` with 503 for now)",
+         conference verb (until then a plan using `conference` is refused)",
     ),
 ];
 

@@ -10,16 +10,15 @@
 //! answer           # a dial: the first target answers (talks 10 s)
 //! answer 2 talk 30 # a dial: the second target answers, the bridge lasts 30 s
 //! busy | no-answer | fail        # a dial's outcome
-//! bridged | left | timeout | full  # an enqueue's outcome (waits `wait N`, default 5 s)
-//! conference ends | kicked        # how the caller's conference ends
-//! pay card 4242424242424242 exp 12/30  # secure collection (simulated collector)
-//! pay timeout | pay cancel
 //! hang up          # the caller hangs up
 //! ```
 //!
 //! An action is consumed when the call waits for the caller (gather, record,
-//! dial, conference, enqueue, pay). When the script runs out, the caller
-//! hangs up.
+//! dial). When the script runs out, the caller hangs up.
+//!
+//! There are no actions for conference, enqueue or pay: this runtime cannot
+//! execute them yet (`router::LEG_SUPPORT`), so a plan using them is refused
+//! and the fallback runs, as it would on a real call.
 
 use std::collections::VecDeque;
 
@@ -46,38 +45,12 @@ pub struct Step {
 pub enum Action {
     Press(String),
     Silence,
-    Speak {
-        secs: u32,
-        then_press: Option<char>,
-    },
-    Answer {
-        target: usize,
-        talk_secs: u32,
-    },
+    Speak { secs: u32, then_press: Option<char> },
+    Answer { target: usize, talk_secs: u32 },
     Busy,
     NoAnswer,
     Fail,
-    Queue {
-        outcome: QueueAction,
-        wait_secs: u32,
-    },
-    ConferenceEnds,
-    Kicked,
-    PayCard {
-        number: String,
-        expiry: Option<String>,
-    },
-    PayTimeout,
-    PayCancel,
     HangUp,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QueueAction {
-    Bridged,
-    Left,
-    Timeout,
-    Full,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -204,39 +177,10 @@ fn parse_action(words: &[&str]) -> Result<Action, String> {
         ["busy"] => Action::Busy,
         ["no-answer"] => Action::NoAnswer,
         ["fail"] => Action::Fail,
-        [
-            outcome @ ("bridged" | "left" | "timeout" | "full"),
-            rest @ ..,
-        ] => {
-            let wait_secs = match rest {
-                [] => 5,
-                ["wait", secs] => number(Some(secs), "wait")?,
-                _ => return Err(format!("`{outcome}` takes only `wait N`")),
-            };
-            let outcome = match *outcome {
-                "bridged" => QueueAction::Bridged,
-                "left" => QueueAction::Left,
-                "timeout" => QueueAction::Timeout,
-                _ => QueueAction::Full,
-            };
-            Action::Queue { outcome, wait_secs }
-        }
-        ["conference", "ends"] => Action::ConferenceEnds,
-        ["kicked"] => Action::Kicked,
-        ["pay", "card", number] => Action::PayCard {
-            number: number.to_string(),
-            expiry: None,
-        },
-        ["pay", "card", number, "exp", expiry] => Action::PayCard {
-            number: number.to_string(),
-            expiry: Some(expiry.to_string()),
-        },
-        ["pay", "timeout"] => Action::PayTimeout,
-        ["pay", "cancel"] => Action::PayCancel,
         ["hang", "up"] | ["hangup"] => Action::HangUp,
         _ => {
             return Err(format!(
-                "unknown action `{}` (expected press, silence, speak, answer, busy, no-answer, fail, bridged, left, timeout, full, conference ends, kicked, pay, hang up)",
+                "unknown action `{}` (expected press, silence, speak, answer, busy, no-answer, fail, hang up)",
                 words.join(" ")
             ));
         }

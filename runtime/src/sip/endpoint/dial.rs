@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::contract::{CallStatus, Dial, DialResult, DialStatus, DialTarget, Event, RingStrategy};
 use crate::media::fetch::is_public;
-use crate::router::LegEvent;
+use crate::router::{self, LegEvent};
 use crate::sip::transaction::{TxKey, make_branch};
 use crate::sip::{Peer, digest, sdp};
 
@@ -264,8 +264,13 @@ impl Endpoint {
                 }
             }
             DialTarget::Client(identity) => self.registered(now, &tenant.id, identity),
+            // Refused by plan validation before a dial starts; the same
+            // table gives the message should one get here.
             DialTarget::Conference(_) | DialTarget::Queue(_) => {
-                Err("conference and queue targets are not available yet".into())
+                Err(match router::target_support(target) {
+                    Err(refusal) => refusal.to_string(),
+                    Ok(()) => "the SIP leg cannot ring conference and queue targets".into(),
+                })
             }
         }
     }

@@ -41,6 +41,8 @@ struct Harness {
     notices: Vec<(Instant, StreamId, Notice)>,
     /// Status callback events, in the order they came.
     statuses: Vec<CallStatusEvent>,
+    /// The decision log of each finished call, as the CDR carried it.
+    logs: Vec<crate::router::DecisionLog>,
 }
 
 /// A stand-in for the media edge: a play takes the time its prompts
@@ -121,6 +123,7 @@ impl Harness {
             actions: Vec::new(),
             notices: Vec::new(),
             statuses: Vec::new(),
+            logs: Vec::new(),
         }
     }
 
@@ -171,6 +174,7 @@ impl Harness {
                             .any(|e| matches!(e.entry, crate::router::Entry::Ended { .. })),
                         "{log:?}"
                     );
+                    self.logs.push(log);
                     self.cdrs.push(cdr)
                 }
                 EndpointEvent::Status(status) => self.statuses.push(status),
@@ -391,6 +395,41 @@ fn a_busy_decision_is_a_486_and_the_cdr_says_busy() {
     h.send(CALLER, &ack("c3", &tag(&busy)));
     assert_eq!(h.cdrs[0].outcome, "busy");
     assert_eq!(h.cdrs[0].sip_status, Some(486));
+}
+
+#[test]
+fn an_enqueue_plan_runs_the_fallback_and_the_log_says_queues_are_not_built() {
+    let enqueue = Verb::Enqueue(crate::contract::Enqueue {
+        queue: "support".into(),
+        wait_prompts: vec![],
+        max_wait_secs: None,
+    });
+    let expected = crate::router::leg_support(&enqueue)
+        .unwrap_err()
+        .to_string();
+    let mut h = Harness::new(Box::new(move |event| match event {
+        Event::Incoming(_) => Plan {
+            verbs: vec![enqueue.clone()],
+        },
+        _ => Plan { verbs: vec![] },
+    }));
+    h.send(CALLER, &invite("100", "c-nb"));
+    // The fallback's apology answers the call; its hangup ends it.
+    let ok = h.response(200);
+    let to_tag = tag(&ok);
+    h.send(CALLER, &ack("c-nb", &to_tag));
+    h.advance(10_000);
+    h.request(rsip::Method::Bye, CALLER);
+    assert_eq!(h.ep.calls(), 0);
+    let reasons: Vec<String> = h.logs[0]
+        .entries()
+        .iter()
+        .filter_map(|e| match &e.entry {
+            crate::router::Entry::Fallback { reason, .. } => Some(reason.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, [format!("invalid plan: verb 0: {expected}")]);
 }
 
 #[test]
