@@ -346,3 +346,85 @@ fn redirect_targets_are_named_on_the_command_line() {
         run.stderr
     );
 }
+
+#[test]
+fn simulate_help_lists_every_line_a_script_may_hold() {
+    let cache = tempfile::tempdir().unwrap();
+    let run = switchyard(&["simulate", "--help"], &cache);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for (_, form, meaning) in switchyard::simulate::LINES {
+        assert!(
+            run.stdout.contains(&format!("{form}  ")) && run.stdout.contains(meaning),
+            "`{form}` is missing from:\n{}",
+            run.stdout
+        );
+    }
+    assert!(run.stdout.contains("--at <TIME>"), "{}", run.stdout);
+}
+
+/// The `guest info:` lines of a run: what the hours guest says the time is.
+fn times_seen(run: &Run) -> Vec<String> {
+    run.stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("guest info: "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The virtual second (from the start of the call) of the first line holding `text`.
+fn second_of(run: &Run, text: &str) -> u64 {
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.contains(text))
+        .unwrap_or_else(|| panic!("no `{text}` in:\n{}", run.stdout));
+    let stamp = line.split_once('[').unwrap().1.split_once('.').unwrap().0;
+    stamp.trim().parse().unwrap()
+}
+
+#[test]
+fn at_starts_the_guests_clock_and_the_clock_moves_with_the_call() {
+    let run = simulate("hours", "silence\n", &["--at", "2026-01-05T09:00:00Z"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let later = second_of(&run, "gather-complete");
+    assert!(later > 0, "{}", run.stdout);
+    assert_eq!(
+        times_seen(&run),
+        [
+            "Monday 09:00:00 UTC".to_string(),
+            format!("Monday 09:00:{later:02} UTC")
+        ],
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("say \"Thank you\""), "{}", run.stdout);
+
+    // Two seconds before five, the office closes while the menu plays.
+    let run = simulate("hours", "silence\n", &["--at", "2026-01-05T16:59:58Z"]);
+    assert_eq!(times_seen(&run)[0], "Monday 16:59:58 UTC");
+    assert!(
+        run.stdout.contains("say \"Sorry, we have just closed\""),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn an_at_line_in_the_script_sets_the_clock_and_at_on_the_command_line_wins() {
+    let script = "at 2026-01-03T10:00:00+00:00\n";
+    let run = simulate("hours", script, &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(times_seen(&run), ["Saturday 10:00:00 UTC"]);
+    assert!(run.stdout.contains("We are closed"), "{}", run.stdout);
+
+    let run = simulate("hours", script, &["--at", "2026-01-05T10:00:00Z"]);
+    assert_eq!(times_seen(&run)[0], "Monday 10:00:00 UTC");
+
+    let run = simulate("hours", "", &["--at", "Monday 9am"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("not an RFC 3339 time"),
+        "{}",
+        run.stderr
+    );
+}

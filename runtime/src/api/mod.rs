@@ -449,8 +449,12 @@ where
     }
 }
 
-/// The caller named by the `Authorization` header.
-async fn authenticate(headers: &HeaderMap, state: &ApiState) -> Result<Caller, ApiError> {
+/// The caller named by the `Authorization` header (also used by
+/// `GET /media/{id}` for a tenant's imports).
+pub(crate) async fn authenticate(
+    headers: &HeaderMap,
+    state: &ApiState,
+) -> Result<Caller, ApiError> {
     let unauthorized = |why: &str| ApiError::Unauthorized(why.to_owned());
     let header = headers.get(AUTHORIZATION).ok_or_else(|| {
         unauthorized("send HTTP Basic auth: ACCOUNT_ID:SECRET or admin:ADMIN_KEY")

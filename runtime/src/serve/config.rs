@@ -405,6 +405,11 @@ impl Default for StorageSection {
     }
 }
 
+/// The demo tenant's SIP user and password: public, so the `serve` banner
+/// prints them (no other password is ever printed).
+pub const DEMO_USER: &str = "alice";
+pub const DEMO_PASSWORD: &str = "alice-demo";
+
 /// Where the demo finds the IVR example guest (built by `scripts/build-guests`).
 pub const DEMO_COMPONENT: &str = "target/wasm32-wasip2/release/guest_ivr.wasm";
 
@@ -459,8 +464,8 @@ impl Config {
                     status_callback: None,
                 }],
                 users: vec![UserSection {
-                    username: "alice".into(),
-                    password: "alice-demo".into(),
+                    username: DEMO_USER.into(),
+                    password: DEMO_PASSWORD.into(),
                 }],
                 trunks: Vec::new(),
                 max_calls: None,
@@ -559,6 +564,14 @@ impl Config {
                 if !trunks.insert(trunk.name.as_str()) {
                     return invalid(format!(
                         "tenant {}: trunk {} is listed twice",
+                        tenant.id, trunk.name
+                    ));
+                }
+                if trunk.transport == Transport::Tls {
+                    return invalid(format!(
+                        "tenant {}: trunk {}: transport \"tls\" is not supported yet (the \
+                         runtime accepts TLS but cannot open TLS connections); use \"udp\" \
+                         or \"tcp\"",
                         tenant.id, trunk.name
                     ));
                 }
@@ -750,6 +763,20 @@ mod tests {
         );
         let err = parse("[api]\nsip_domain_suffix = \".Sip\"").unwrap_err();
         assert!(err.to_string().contains("sip_domain_suffix"), "{err}");
+    }
+
+    #[test]
+    fn a_tls_trunk_is_refused_until_outbound_tls_exists() {
+        let err = parse(
+            "[[tenant]]\nid = \"acme\"\n[[tenant.trunk]]\nname = \"carrier\"\n\
+             address = \"127.0.0.1:5061\"\ntransport = \"tls\"",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("trunk carrier: transport \"tls\" is not supported yet"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -181,7 +181,7 @@ impl Endpoint {
     pub(super) fn start_call(&mut self, now: Instant, key: TxKey, peer: Peer, req: rsip::Request) {
         let user = req.uri.user().map(str::to_string);
         let host = req.uri.host_with_port.host.to_string();
-        let roll = rand::random::<u8>() % 100;
+        let roll = crate::sip::directory::canary_roll(&mut rand::rng());
         let Some(route) = self.directory.route(user.as_deref(), &host, roll) else {
             return self.reply(now, &key, &req, 404, "Not Found");
         };

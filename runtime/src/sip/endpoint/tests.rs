@@ -1169,6 +1169,76 @@ fn send_digits_go_as_rfc4733_when_the_caller_offered_telephone_event() {
     );
 }
 
+/// A recorded dial of CALLEE straight away, with `answer_on_bridge` as given.
+fn recorded_dial(answer_on_bridge: bool) -> Box<Decide> {
+    Box::new(move |event| match event {
+        Event::Incoming(_) => {
+            let mut verb = dial(
+                &[sip_target(CALLEE)],
+                crate::contract::RingStrategy::Sequential,
+                true,
+            );
+            if let Verb::Dial(spec) = &mut verb {
+                spec.answer_on_bridge = answer_on_bridge;
+            }
+            Plan { verbs: vec![verb] }
+        }
+        _ => Plan { verbs: vec![] },
+    })
+}
+
+/// Final and provisional responses the caller got, in order.
+fn caller_statuses(h: &mut Harness) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    h.sent.retain(|(peer, msg)| match msg {
+        rsip::SipMessage::Response(r) if peer.addr.to_string() == CALLER => {
+            statuses.push(r.status_code.code());
+            false
+        }
+        _ => true,
+    });
+    statuses
+}
+
+#[test]
+fn a_recorded_dial_without_answer_on_bridge_answers_the_caller_before_the_callee_rings() {
+    let mut h = Harness::new(recorded_dial(false));
+    h.send(CALLER, &invite("100", "aob1"));
+    assert_eq!(
+        caller_statuses(&mut h),
+        [200],
+        "answered as the dial starts"
+    );
+    let fork_invite = h.request(rsip::Method::Invite, CALLEE);
+    h.send_msg(
+        CALLEE,
+        callee_response(&fork_invite, 180, "Ringing", "bob", CALLEE, ""),
+    );
+    assert_eq!(caller_statuses(&mut h), Vec::<u16>::new());
+}
+
+#[test]
+fn with_answer_on_bridge_a_recorded_dial_answers_the_caller_only_at_the_bridge() {
+    let mut h = Harness::new(recorded_dial(true));
+    h.send(CALLER, &invite("100", "aob2"));
+    assert_eq!(caller_statuses(&mut h), Vec::<u16>::new());
+    let fork_invite = h.request(rsip::Method::Invite, CALLEE);
+    // The callee's early SDP answers our stream's offer: the caller hears
+    // plain ringing, not a 183 with an SDP that is not for it.
+    let early = SDP.replace("6000", "7000").replace("o=caller", "o=callee");
+    h.send_msg(
+        CALLEE,
+        callee_response(&fork_invite, 183, "Session Progress", "bob", CALLEE, &early),
+    );
+    assert_eq!(caller_statuses(&mut h), [180]);
+    h.send_msg(
+        CALLEE,
+        callee_response(&fork_invite, 200, "OK", "bob", CALLEE, &early),
+    );
+    assert_eq!(caller_statuses(&mut h), [200], "answered at the bridge");
+    h.request(rsip::Method::Ack, CALLEE);
+}
+
 #[test]
 fn a_dial_after_answering_anchors_media_and_records_the_bridge() {
     let mut h = Harness::new(Box::new(|event| match event {
