@@ -31,6 +31,7 @@ pub mod rtp;
 pub mod session;
 pub mod synth;
 pub mod tone;
+pub mod tone_speech;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -165,6 +165,18 @@ pub struct StorageSection {
     pub path: PathBuf,
 }
 
+/// `[media] synthesizer`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum SynthesizerKind {
+    /// The espeak-ng program (`[media] tts`).
+    #[default]
+    #[serde(rename = "espeak-ng")]
+    EspeakNg,
+    /// [`crate::media::tone_speech::ToneSpeech`]: a tone per text.
+    #[serde(rename = "tone")]
+    Tone,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MediaSection {
@@ -190,6 +202,11 @@ pub struct MediaSection {
     /// Size bound of the prompt cache (synthesized and fetched audio) in MiB.
     #[serde(default = "default_cache_mb")]
     pub cache_mb: u64,
+    /// What speaks `say`: `"espeak-ng"` (default; the program `tts`) or
+    /// `"tone"`, a tone per text with no program run (for tests and
+    /// machines without espeak-ng).
+    #[serde(default)]
+    pub synthesizer: SynthesizerKind,
     /// The speech synthesizer program (espeak-ng; `apt install espeak-ng`).
     #[serde(default = "default_tts")]
     pub tts: PathBuf,
@@ -347,6 +364,7 @@ impl Default for MediaSection {
             min_workers: None,
             max_workers: None,
             cache_mb: default_cache_mb(),
+            synthesizer: SynthesizerKind::default(),
             tts: default_tts(),
             fetch_private: false,
             url_ttl_secs: default_url_ttl(),
@@ -763,6 +781,17 @@ mod tests {
         );
         let err = parse("[api]\nsip_domain_suffix = \".Sip\"").unwrap_err();
         assert!(err.to_string().contains("sip_domain_suffix"), "{err}");
+    }
+
+    #[test]
+    fn the_synthesizer_is_espeak_ng_unless_tone_is_named() {
+        use super::SynthesizerKind;
+        let kind = |toml: &str| parse(toml).map(|c| c.media.synthesizer);
+        assert_eq!(kind("").unwrap(), SynthesizerKind::EspeakNg);
+        let tone = "[media]\nsynthesizer = \"tone\"";
+        assert_eq!(kind(tone).unwrap(), SynthesizerKind::Tone);
+        let err = kind("[media]\nsynthesizer = \"festival\"").unwrap_err();
+        assert!(err.to_string().contains("espeak-ng"), "{err}");
     }
 
     #[test]

@@ -31,7 +31,8 @@ use crate::guest::{Invocation, invoke_named};
 use crate::media::cache::MediaCache;
 use crate::media::engine::{self, Engine, EngineConfig};
 use crate::media::fetch::{FetchConfig, Fetcher};
-use crate::media::synth::{Espeak, EspeakConfig};
+use crate::media::synth::{Espeak, EspeakConfig, Synthesizer};
+use crate::media::tone_speech::ToneSpeech;
 use crate::media::{Notice, StreamId};
 use crate::metrics::{Metrics, Snapshot};
 use crate::sip::directory::{Directory, Limits, Tenant, Trunk};
@@ -45,6 +46,7 @@ use crate::tenancy::Accounts;
 use crate::wasm::{GuestLimits, HostConfig, TenantScope, WasmHost};
 
 pub use config::Config;
+use config::SynthesizerKind;
 
 /// What the core task is told.
 pub(crate) enum Input {
@@ -257,10 +259,13 @@ fn open_accounts(config: &Config) -> anyhow::Result<Accounts> {
 /// and the recording store (`storage/recordings`).
 fn open_media(config: &Config) -> anyhow::Result<(MediaCache, RecordingStore)> {
     let storage = &config.storage.path;
-    let synth = Espeak::new(EspeakConfig {
-        program: config.media.tts.clone(),
-        ..EspeakConfig::default()
-    });
+    let synth: Arc<dyn Synthesizer> = match config.media.synthesizer {
+        SynthesizerKind::EspeakNg => Arc::new(Espeak::new(EspeakConfig {
+            program: config.media.tts.clone(),
+            ..EspeakConfig::default()
+        })),
+        SynthesizerKind::Tone => Arc::new(ToneSpeech),
+    };
     let fetcher = Fetcher::new(FetchConfig {
         allow_private: config.media.fetch_private,
         ..FetchConfig::default()
@@ -273,7 +278,7 @@ fn open_media(config: &Config) -> anyhow::Result<(MediaCache, RecordingStore)> {
             fetch_ttl: Duration::from_secs(config.media.url_ttl_secs),
             ..Default::default()
         },
-        Arc::new(synth),
+        synth,
         fetcher,
     )?;
     let recordings = RecordingStore::open(&storage.join("recordings"))?;
