@@ -6,7 +6,7 @@
 //!
 //! Calls go to guest_hold (answered at once, no 18x: the ringing status of
 //! a dial is covered by the endpoint's own tests). Without `sipp` on PATH
-//! the tests print `skipped: sipp not installed` (a failure with CI=true).
+//! the tests fail, naming the package to install.
 
 #[path = "common/http.rs"]
 mod http;
@@ -24,7 +24,7 @@ use hmac::{Hmac, Mac};
 use http::{ADMIN_KEY, Auth, get, new_key, post};
 use serde_json::json;
 use sha2::Sha256;
-use sip_common::{Config, Server, Sipp, have_sipp};
+use sip_common::{Config, Server, Sipp, require_sipp};
 
 const HOLD: &str = "+15550100";
 
@@ -275,9 +275,7 @@ fn check_call(hits: &[Hit], key: &str, url: &str) {
 
 #[test]
 fn a_real_call_reports_signed_statuses_verified_with_the_key_from_the_api() {
-    if !have_sipp() {
-        return;
-    }
+    require_sipp();
     let receiver = Receiver::start(vec![Reply::Status(200)]);
     let url = receiver.url();
     let mut server = server(&url);
@@ -347,9 +345,7 @@ fn a_real_call_reports_signed_statuses_verified_with_the_key_from_the_api() {
 
 #[test]
 fn a_receiver_answering_503_gets_the_event_again_after_a_back_off() {
-    if !have_sipp() {
-        return;
-    }
+    require_sipp();
     let receiver = Receiver::start(vec![Reply::Status(503), Reply::Status(204)]);
     let url = receiver.url();
     let mut server = server(&url);
@@ -378,9 +374,7 @@ fn a_receiver_answering_503_gets_the_event_again_after_a_back_off() {
 
 #[test]
 fn a_receiver_that_never_answers_does_not_hold_calls_up() {
-    if !have_sipp() {
-        return;
-    }
+    require_sipp();
     let receiver = Receiver::start(vec![Reply::Hang]);
     let mut server = server(&receiver.url());
     // Each callback attempt may take 5 s before it times out; the calls

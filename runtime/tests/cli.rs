@@ -168,7 +168,7 @@ fn ivr_repeats_the_menu_then_lets_a_silent_caller_go() {
 }
 
 #[test]
-fn ivr_takes_a_voicemail_and_queues_for_support() {
+fn ivr_takes_a_voicemail() {
     let run = simulate("ivr", "press 3\nspeak 12 press #\n", &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let steps = steps(&run);
@@ -181,20 +181,65 @@ fn ivr_takes_a_voicemail_and_queues_for_support() {
         steps.contains(&"← plan    say \"Thank you, goodbye\" · hangup".to_string()),
         "{steps:?}"
     );
+}
+
+/// `conference`, `enqueue` and `pay` cannot run on this runtime yet: the
+/// simulator refuses them exactly as a real call does, with the message
+/// `check` lists, instead of inventing an outcome.
+#[test]
+fn the_ivrs_queue_option_is_refused_in_simulate_with_the_message_check_lists() {
+    let cache = tempfile::tempdir().unwrap();
+    let check = switchyard(&["check", guest("ivr").to_str().unwrap()], &cache);
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    let enqueue = check
+        .stdout
+        .lines()
+        .map(str::trim)
+        .map(|l| l.trim_start_matches("not yet").trim())
+        .find(|l| l.starts_with("`enqueue`"))
+        .unwrap_or_else(|| panic!("check lists enqueue as not built: {}", check.stdout))
+        .to_string();
+    assert!(
+        enqueue.contains("cannot run on this runtime yet"),
+        "{enqueue}"
+    );
 
     let run = simulate("ivr", "press 2\nbridged wait 30\n", &[]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let steps = steps
-        .into_iter()
-        .chain(self::steps(&run))
-        .collect::<Vec<_>>();
+    assert_eq!(
+        run.code, 1,
+        "the script has no queue outcomes: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("unknown action `bridged wait 30`"),
+        "{}",
+        run.stderr
+    );
+
+    let run = simulate("ivr", "press 2\n", &[]);
+    assert_eq!(
+        run.code, 3,
+        "the fallback ran: {}{}",
+        run.stdout, run.stderr
+    );
+    let steps = steps(&run);
     assert!(
         steps.contains(&"← plan    set dept=\"support\" · enqueue support".to_string()),
         "{steps:?}"
     );
+    let fallback = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("! fallback"))
+        .unwrap_or_else(|| panic!("no fallback line: {}", run.stdout));
     assert!(
-        steps.contains(&"→ event   #2 queue-complete support bridged after 30 s".to_string()),
-        "{steps:?}"
+        fallback.contains(&format!("invalid plan: verb 1: {enqueue})")),
+        "{fallback}\nexpected: {enqueue}"
+    );
+    assert!(
+        !run.stdout.contains("queue-complete"),
+        "no queue outcome is invented: {}",
+        run.stdout
     );
 }
 
@@ -297,6 +342,88 @@ fn redirect_targets_are_named_on_the_command_line() {
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(
         run.stderr.contains("expected NAME=COMPONENT"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn simulate_help_lists_every_line_a_script_may_hold() {
+    let cache = tempfile::tempdir().unwrap();
+    let run = switchyard(&["simulate", "--help"], &cache);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for (_, form, meaning) in switchyard::simulate::LINES {
+        assert!(
+            run.stdout.contains(&format!("{form}  ")) && run.stdout.contains(meaning),
+            "`{form}` is missing from:\n{}",
+            run.stdout
+        );
+    }
+    assert!(run.stdout.contains("--at <TIME>"), "{}", run.stdout);
+}
+
+/// The `guest info:` lines of a run: what the hours guest says the time is.
+fn times_seen(run: &Run) -> Vec<String> {
+    run.stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("guest info: "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The virtual second (from the start of the call) of the first line holding `text`.
+fn second_of(run: &Run, text: &str) -> u64 {
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.contains(text))
+        .unwrap_or_else(|| panic!("no `{text}` in:\n{}", run.stdout));
+    let stamp = line.split_once('[').unwrap().1.split_once('.').unwrap().0;
+    stamp.trim().parse().unwrap()
+}
+
+#[test]
+fn at_starts_the_guests_clock_and_the_clock_moves_with_the_call() {
+    let run = simulate("hours", "silence\n", &["--at", "2026-01-05T09:00:00Z"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let later = second_of(&run, "gather-complete");
+    assert!(later > 0, "{}", run.stdout);
+    assert_eq!(
+        times_seen(&run),
+        [
+            "Monday 09:00:00 UTC".to_string(),
+            format!("Monday 09:00:{later:02} UTC")
+        ],
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("say \"Thank you\""), "{}", run.stdout);
+
+    // Two seconds before five, the office closes while the menu plays.
+    let run = simulate("hours", "silence\n", &["--at", "2026-01-05T16:59:58Z"]);
+    assert_eq!(times_seen(&run)[0], "Monday 16:59:58 UTC");
+    assert!(
+        run.stdout.contains("say \"Sorry, we have just closed\""),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn an_at_line_in_the_script_sets_the_clock_and_at_on_the_command_line_wins() {
+    let script = "at 2026-01-03T10:00:00+00:00\n";
+    let run = simulate("hours", script, &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(times_seen(&run), ["Saturday 10:00:00 UTC"]);
+    assert!(run.stdout.contains("We are closed"), "{}", run.stdout);
+
+    let run = simulate("hours", script, &["--at", "2026-01-05T10:00:00Z"]);
+    assert_eq!(times_seen(&run)[0], "Monday 10:00:00 UTC");
+
+    let run = simulate("hours", "", &["--at", "Monday 9am"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("not an RFC 3339 time"),
         "{}",
         run.stderr
     );

@@ -12,7 +12,7 @@ mod ua;
 
 use http::{ADMIN_KEY, Auth, account, get, new_key, post, put, request, request_typed, upload};
 use serde_json::{Value, json};
-use sip_common::{Config, Server, Sipp, have_sipp};
+use sip_common::{Config, Server, Sipp, require_sipp};
 use switchyard::sip::sdp::Codec;
 use ua::Ua;
 
@@ -444,9 +444,7 @@ fn registers_at(server: &Server, domain: &str, user: &str, password: &str) -> bo
 
 #[test]
 fn sip_credentials_and_domains_set_over_rest_register_in_the_accounts_domain() {
-    if !have_sipp() {
-        return;
-    }
+    require_sipp();
     let server = Server::serve(
         &Config::new()
             .api(&format!(

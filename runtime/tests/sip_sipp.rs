@@ -3,8 +3,7 @@
 //! busy, each test on a server of its own over 127.0.0.1. Scenarios live in
 //! tests/sipp/ (see its README); guests are built by `scripts/build-guests`.
 //!
-//! Without `sipp` on PATH every test prints `skipped: sipp not installed`,
-//! except with `CI=true`, where that is a failure.
+//! Every test needs `sipp` on PATH and fails, naming the package, without it.
 
 #[path = "common/http.rs"]
 mod http;
@@ -14,7 +13,7 @@ mod sip_common;
 use std::time::Duration;
 
 use sip_common::{
-    Config, Server, Sipp, SippRun, Transport, free_udp_port, have_sipp, wait_udp_bound,
+    Config, Server, Sipp, SippRun, Transport, free_udp_port, require_sipp, wait_udp_bound,
 };
 
 const HOLD: &str = "+15550100";
@@ -36,21 +35,19 @@ fn acme(number: &str, name: &str) -> Config {
 
 /// A server for `acme(number, name)` and `sipp` against it over
 /// `transport`: exactly `calls` calls succeed, none fails, and the server
-/// is still up. The run, for more checks; `None` where SIPp is missing.
+/// is still up. The run, for more checks.
 fn calls_succeed(
     (number, name): (&str, &str),
     transport: Transport,
     sipp: Sipp,
     calls: u64,
-) -> Option<SippRun> {
-    if !have_sipp() {
-        return None;
-    }
+) -> SippRun {
+    require_sipp();
     let mut server = Server::serve(&acme(number, name));
     let run = sipp.to(server.addr(transport)).run();
     run.assert_calls(calls, &server);
     server.assert_alive();
-    Some(run)
+    run
 }
 
 #[test]
@@ -67,9 +64,7 @@ fn sipp_uac_calls_all_succeed_over_tcp() {
 
 #[test]
 fn relayed_calls_reach_a_sipp_uas_over_the_trunk_and_both_legs_succeed() {
-    if !have_sipp() {
-        return;
-    }
+    require_sipp();
     // Caller (SIPp uac) -> switchyard (guest_relay dials the called number
     // over the trunk) -> far end (SIPp uas). The caller's BYE ends both legs.
     let far_port = free_udp_port();
@@ -96,9 +91,7 @@ fn register_with_digest_auth_succeeds() {
 
 #[test]
 fn register_with_a_wrong_password_is_refused() {
-    if !have_sipp() {
-        return;
-    }
+    require_sipp();
     let mut server = Server::serve(&acme(HOLD, "hold"));
     let run = Sipp::new(
         "-s alice -au alice -ap not-the-password -auth_uri acme.test -key domain acme.test -m 1",
@@ -125,9 +118,7 @@ fn register_with_a_wrong_password_is_refused() {
 /// handles it with `alice_scenario`. Both SIPp runs succeed with one call
 /// each and the server is still up.
 fn forwarded_to_alice(alice_scenario: &str, caller: Sipp) {
-    if !have_sipp() {
-        return;
-    }
+    require_sipp();
     let mut server = Server::serve(&acme(FORWARD, "forwarder"));
     let mut alice = Sipp::new(&format!("{ALICE} -m 1"))
         .sf("alice_uas.xml")
@@ -173,13 +164,12 @@ fn a_hundred_concurrent_calls_all_succeed() {
 fn five_percent_packet_loss_is_recovered_by_retransmissions_without_a_failed_call() {
     let sipp = Sipp::new(&format!("-sn uac -s {HOLD} -lost 5 -m 50 -r 10 -d 200"))
         .timeout(Duration::from_secs(90));
-    if let Some(run) = calls_succeed((HOLD, "hold"), Transport::Udp, sipp, 50) {
-        assert!(
-            run.retransmissions() > 0,
-            "with 5% loss SIPp should have retransmitted something\n{}",
-            run.report()
-        );
-    }
+    let run = calls_succeed((HOLD, "hold"), Transport::Udp, sipp, 50);
+    assert!(
+        run.retransmissions() > 0,
+        "with 5% loss SIPp should have retransmitted something\n{}",
+        run.report()
+    );
 }
 
 #[test]
@@ -196,9 +186,7 @@ fn dtmf_sent_as_sip_info_is_answered_200_during_a_call() {
 
 #[test]
 fn a_tenant_at_its_call_limit_gets_503s_while_another_tenant_is_untouched() {
-    if !have_sipp() {
-        return;
-    }
+    require_sipp();
     let mut server = Server::serve(
         &Config::new()
             .tenant("limited", &[])
@@ -262,9 +250,7 @@ fn mean_response(run: &SippRun) -> Duration {
 
 #[test]
 fn a_flooding_tenant_waits_in_its_queue_without_slowing_another_and_every_call_succeeds() {
-    if !have_sipp() {
-        return;
-    }
+    require_sipp();
     let mut server = Server::serve(
         &Config::new()
             .tenant("flood", &[])
@@ -306,9 +292,7 @@ fn a_flooding_tenant_waits_in_its_queue_without_slowing_another_and_every_call_s
 
 #[test]
 fn under_a_global_capacity_both_tenants_queued_calls_succeed_as_places_free() {
-    if !have_sipp() {
-        return;
-    }
+    require_sipp();
     let config = Config::new()
         .tenant("a", &[])
         .number("700", "hold")

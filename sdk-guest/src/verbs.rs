@@ -156,9 +156,10 @@ impl Dial {
         self
     }
 
-    /// Keeps the caller in early media until the callee answers, so the
-    /// caller hears the real ringback and is not billed for ringing
-    /// (default off).
+    /// Keeps an unanswered caller in early media until the callee answers,
+    /// so it hears ringing and is not billed for it (default off). A dial
+    /// that passes media through (no `record`) does this anyway; a dial
+    /// that records answers the caller as it starts unless this is on.
     pub fn answer_on_bridge(mut self, on: bool) -> Self {
         self.answer_on_bridge = on;
         self

@@ -9,6 +9,10 @@
 //! queue-complete  ─▶ hangup
 //! ```
 //!
+//! `enqueue` cannot run on this runtime yet, so "2" is refused as not
+//! built and the caller hears the tenant's fallback (see
+//! `runtime/src/router/support.rs`); the option stays as the example of it.
+//!
 //! The failed attempts live in call variable `attempts`, since every event
 //! runs in a fresh instance; the total of finished calls lives in tenant
 //! key `stats/calls`, counted on the hangup event.

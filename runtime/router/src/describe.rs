@@ -1,6 +1,6 @@
 //! Human-readable lines for events, verbs and log entries.
 
-use switchyard_contract::guest::ImportRecord;
+use switchyard_contract::guest::{GuestFailure, ImportRecord};
 use switchyard_contract::{DialTarget, Event, MediaSource, Plan, Prompt, RejectReason, Say, Verb};
 
 use crate::{Entry, LogEntry};
@@ -64,6 +64,11 @@ pub fn describe_entry(entry: &LogEntry) -> String {
             });
             std::iter::once(head).chain(logs).collect()
         }
+        // A refused plan came back as `Ok` in the decision line: say why here.
+        Entry::Fallback {
+            plan,
+            reason: GuestFailure::InvalidPlan(why),
+        } => format!("! fallback {}   (invalid plan: {why})", describe_plan(plan)),
         Entry::Fallback { plan, .. } => format!("! fallback {}", describe_plan(plan)),
         Entry::Handover { reason, to } => format!("! handover to {to} ({reason})"),
         Entry::Verb { verb } => format!("  run     {}", describe_verb(verb)),

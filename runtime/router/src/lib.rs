@@ -20,6 +20,10 @@
 //! Timing (gather timeouts, dial ringing, media) belongs to the leg, so the
 //! router has no timers of its own.
 //!
+//! Which verbs a leg can execute at all is one table, [`LEG_SUPPORT`]:
+//! plan validation refuses the rest, so `simulate`, `check` and real calls
+//! say the same thing about them.
+//!
 //! Every event, decision, host-import result, fallback and executed verb is
 //! appended to the call's [`DecisionLog`], which is what replay runs from.
 
@@ -29,11 +33,13 @@ pub mod describe;
 pub mod estimate;
 mod log;
 mod plan;
+mod support;
 
 pub use call::{Call, CallSummary, LegEvent, Output, RouterError};
 pub use config::{Fallback, FallbackError, RouterConfig};
 pub use log::{DecisionLog, Entry, LogEntry};
 pub use plan::{PlanError, validate, verb_name};
+pub use support::{LEG_SUPPORT, NotBuilt, Support, leg_support, not_built, target_support};
 
 #[cfg(test)]
 mod tests;

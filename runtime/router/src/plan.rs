@@ -6,6 +6,7 @@
 use switchyard_contract::{DialTarget, Event, GatherInput, MediaSource, Plan, Prompt, Verb};
 
 use super::RouterConfig;
+use super::support::{NotBuilt, leg_support};
 
 /// Longest text one `say` may speak.
 const MAX_SAY_CHARS: usize = 4_096;
@@ -39,6 +40,10 @@ pub enum PlanError {
         verb: &'static str,
         reason: &'static str,
     },
+    /// The contract has the verb, but this runtime cannot execute it yet
+    /// (see [`super::LEG_SUPPORT`]).
+    #[error("verb {index}: {refusal}")]
+    NotBuilt { index: usize, refusal: NotBuilt },
     #[error("verb {index} ({verb}): {reason}")]
     Invalid {
         index: usize,
@@ -118,6 +123,7 @@ pub fn validate(plan: &Plan, config: &RouterConfig) -> Result<(), PlanError> {
                 after: count - index - 1,
             });
         }
+        leg_support(verb).map_err(|refusal| PlanError::NotBuilt { index, refusal })?;
         check_verb(verb, config).map_err(|problem| match problem {
             Problem::Unsupported(reason) => PlanError::Unsupported {
                 index,
@@ -332,6 +338,22 @@ mod tests {
         let err = check(vec![gather(GatherInput::DtmfAndSpeech)]).unwrap_err();
         assert!(err.to_string().contains("speech input"), "{err}");
         assert!(err.to_string().contains("not supported yet"), "{err}");
+    }
+
+    #[test]
+    fn a_verb_the_runtime_cannot_run_is_refused_with_the_tables_message() {
+        let enqueue = Verb::Enqueue(switchyard_contract::Enqueue {
+            queue: "support".into(),
+            wait_prompts: vec![],
+            max_wait_secs: None,
+        });
+        let refusal = super::super::leg_support(&enqueue).unwrap_err();
+        let err = check(vec![say("Please hold"), enqueue]).unwrap_err();
+        assert_eq!(err, PlanError::NotBuilt { index: 1, refusal });
+        assert_eq!(
+            err.to_string(),
+            "verb 1: `enqueue` cannot run on this runtime yet: call queues are not built"
+        );
     }
 
     #[test]

@@ -311,12 +311,12 @@ const PLANNED: &[(&str, &str)] = &[
     (
         "/v1/queues",
         "queues and their members are not built yet: they come with the queue \
-         and conference verbs (SIP calls refuse `enqueue` with 503 for now)",
+         and conference verbs (until then a plan using `enqueue` is refused)",
     ),
     (
         "/v1/conferences",
         "conferences and participants are not built yet: they come with the \
-         conference verb (SIP calls refuse `conference` with 503 for now)",
+         conference verb (until then a plan using `conference` is refused)",
     ),
 ];
 
@@ -449,8 +449,12 @@ where
     }
 }
 
-/// The caller named by the `Authorization` header.
-async fn authenticate(headers: &HeaderMap, state: &ApiState) -> Result<Caller, ApiError> {
+/// The caller named by the `Authorization` header (also used by
+/// `GET /media/{id}` for a tenant's imports).
+pub(crate) async fn authenticate(
+    headers: &HeaderMap,
+    state: &ApiState,
+) -> Result<Caller, ApiError> {
     let unauthorized = |why: &str| ApiError::Unauthorized(why.to_owned());
     let header = headers.get(AUTHORIZATION).ok_or_else(|| {
         unauthorized("send HTTP Basic auth: ACCOUNT_ID:SECRET or admin:ADMIN_KEY")

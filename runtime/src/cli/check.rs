@@ -3,8 +3,9 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use crate::router::not_built;
 use crate::store::{KvLimits, KvStore};
-use crate::wasm::{ContentHash, HostConfig, WasmHost};
+use crate::wasm::{ContentHash, HostConfig, WasmHost, World};
 
 use super::{CliError, default_cache_dir, read};
 
@@ -22,6 +23,11 @@ pub fn check(path: &Path) -> Result<ExitCode, CliError> {
         ContentHash::of(&bytes)
     );
     println!("  imports  {}", info.imports.join("\n           "));
+    if info.world == World::CallHandler {
+        // What no plan may use yet: the same messages a refused plan gets.
+        let missing: Vec<String> = not_built().map(|n| n.to_string()).collect();
+        println!("  not yet  {}", missing.join("\n           "));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

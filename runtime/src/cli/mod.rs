@@ -64,6 +64,7 @@ pub enum Command {
         component: PathBuf,
     },
     /// Run one call through a component with a scripted caller.
+    #[command(after_help = crate::simulate::script_help())]
     Simulate(SimulateArgs),
     /// Answer SIP calls: tenants, numbers and components from a TOML file,
     /// or the demo (IVR guest on 127.0.0.1:5060) without one.

@@ -359,14 +359,28 @@ impl MediaCache {
         self.inner.store(samples, Owner::Tenant(tenant), None)
     }
 
-    /// The stored WAV file of `id`, for serving it (`GET /media/{id}`);
-    /// `None` for an unknown or malformed id. Blocking (a file check).
+    /// The stored WAV file of `id`, whoever may see it (serving goes
+    /// through [`Self::file_for`]); `None` for an unknown or malformed id.
+    /// Blocking (a file check).
     pub fn file(&self, id: &str) -> Option<PathBuf> {
         if !is_media_id(id) {
             return None;
         }
         let path = self.inner.path(id);
         path.is_file().then_some(path)
+    }
+
+    /// [`Self::file`] as `GET /media/{id}` may serve it: a shared entry
+    /// (synthesized speech, a fetched prompt) to anyone, a tenant's import
+    /// only to that tenant; `None` otherwise, as for an unknown id, so an
+    /// import's existence is not revealed. Blocking (SQLite, a file check).
+    pub fn file_for(&self, id: &str, tenant: Option<&str>) -> Option<PathBuf> {
+        if !is_media_id(id) {
+            return None;
+        }
+        let access = self.inner.access(id).ok().flatten()?;
+        let visible = access.shared || tenant.is_some_and(|t| access.visible_to(t));
+        if visible { self.file(id) } else { None }
     }
 
     /// Sizes and counters. Blocking (one SQLite query).

@@ -9,3 +9,5 @@ pub mod cache;
 pub mod engine;
 pub mod fetch;
 pub mod synth;
+
+pub mod tone_speech;

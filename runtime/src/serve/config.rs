@@ -169,6 +169,18 @@ pub struct StorageSection {
     pub path: PathBuf,
 }
 
+/// `[media] synthesizer`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum SynthesizerKind {
+    /// The espeak-ng program (`[media] tts`).
+    #[default]
+    #[serde(rename = "espeak-ng")]
+    EspeakNg,
+    /// [`crate::media::tone_speech::ToneSpeech`]: a tone per text.
+    #[serde(rename = "tone")]
+    Tone,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MediaSection {
@@ -194,6 +206,11 @@ pub struct MediaSection {
     /// Size bound of the prompt cache (synthesized and fetched audio) in MiB.
     #[serde(default = "default_cache_mb")]
     pub cache_mb: u64,
+    /// What speaks `say`: `"espeak-ng"` (default; the program `tts`) or
+    /// `"tone"`, a tone per text with no program run (for tests and
+    /// machines without espeak-ng).
+    #[serde(default)]
+    pub synthesizer: SynthesizerKind,
     /// The speech synthesizer program (espeak-ng; `apt install espeak-ng`).
     #[serde(default = "default_tts")]
     pub tts: PathBuf,
@@ -352,6 +369,7 @@ impl Default for MediaSection {
             min_workers: None,
             max_workers: None,
             cache_mb: default_cache_mb(),
+            synthesizer: SynthesizerKind::default(),
             tts: default_tts(),
             fetch_private: false,
             url_ttl_secs: default_url_ttl(),
@@ -410,6 +428,11 @@ impl Default for StorageSection {
     }
 }
 
+/// The demo tenant's SIP user and password: public, so the `serve` banner
+/// prints them (no other password is ever printed).
+pub const DEMO_USER: &str = "alice";
+pub const DEMO_PASSWORD: &str = "alice-demo";
+
 /// Where the demo finds the IVR example guest (built by `scripts/build-guests`).
 pub const DEMO_COMPONENT: &str = "target/wasm32-wasip2/release/guest_ivr.wasm";
 
@@ -464,8 +487,8 @@ impl Config {
                     status_callback: None,
                 }],
                 users: vec![UserSection {
-                    username: "alice".into(),
-                    password: "alice-demo".into(),
+                    username: DEMO_USER.into(),
+                    password: DEMO_PASSWORD.into(),
                 }],
                 trunks: Vec::new(),
                 max_calls: None,
@@ -582,6 +605,14 @@ impl Config {
                 if !trunks.insert(trunk.name.as_str()) {
                     return invalid(format!(
                         "tenant {}: trunk {} is listed twice",
+                        tenant.id, trunk.name
+                    ));
+                }
+                if trunk.transport == Transport::Tls {
+                    return invalid(format!(
+                        "tenant {}: trunk {}: transport \"tls\" is not supported yet (the \
+                         runtime accepts TLS but cannot open TLS connections); use \"udp\" \
+                         or \"tcp\"",
                         tenant.id, trunk.name
                     ));
                 }
@@ -787,6 +818,31 @@ mod tests {
                 "{setting}"
             );
         }
+    }
+
+    #[test]
+    fn the_synthesizer_is_espeak_ng_unless_tone_is_named() {
+        use super::SynthesizerKind;
+        let kind = |toml: &str| parse(toml).map(|c| c.media.synthesizer);
+        assert_eq!(kind("").unwrap(), SynthesizerKind::EspeakNg);
+        let tone = "[media]\nsynthesizer = \"tone\"";
+        assert_eq!(kind(tone).unwrap(), SynthesizerKind::Tone);
+        let err = kind("[media]\nsynthesizer = \"festival\"").unwrap_err();
+        assert!(err.to_string().contains("espeak-ng"), "{err}");
+    }
+
+    #[test]
+    fn a_tls_trunk_is_refused_until_outbound_tls_exists() {
+        let err = parse(
+            "[[tenant]]\nid = \"acme\"\n[[tenant.trunk]]\nname = \"carrier\"\n\
+             address = \"127.0.0.1:5061\"\ntransport = \"tls\"",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("trunk carrier: transport \"tls\" is not supported yet"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -13,10 +13,14 @@
 //! exact form before they name a file, so no path can leave the media or
 //! recordings directory.
 //!
-//! `/health` and `/media/{id}` are unauthenticated: a media id is the
-//! SHA-256 of the audio (content the guest already chose to play), and
-//! calls' far ends fetch nothing from here. Recordings are only served
-//! under `/v1`, to the account that owns them.
+//! `/health` is unauthenticated. `/media/{id}` serves shared entries
+//! (synthesized speech, fetched prompts) to anyone: their id is the
+//! SHA-256 of the audio, so it cannot be guessed, only learnt from a
+//! decision log or by producing the same audio (the same text, the same
+//! public URL), which gives nothing away. A tenant's imported media is its
+//! own: served only with that account's Basic credentials (as under
+//! `/v1`), and 404 to anyone else, as for an unknown id. Recordings are
+//! only served under `/v1`, to the account that owns them.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -83,12 +87,17 @@ async fn route(req: Request<Incoming>, state: &HttpState) -> Reply {
     if req.uri().path().starts_with("/v1/") {
         return api::handle(req, &state.api).await;
     }
-    respond(req.method(), req.uri().path(), state)
+    respond(req.method(), req.uri().path(), req.headers(), state)
         .await
         .unwrap_or_else(ApiError::into_reply)
 }
 
-async fn respond(method: &Method, path: &str, state: &HttpState) -> Result<Reply, ApiError> {
+async fn respond(
+    method: &Method,
+    path: &str,
+    headers: &hyper::HeaderMap,
+    state: &HttpState,
+) -> Result<Reply, ApiError> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let reading = matches!(*method, Method::GET | Method::HEAD);
     match segments.as_slice() {
@@ -97,7 +106,7 @@ async fn respond(method: &Method, path: &str, state: &HttpState) -> Result<Reply
         ["metrics"] => Err(ApiError::MethodNotAllowed {
             allow: "GET, HEAD".into(),
         }),
-        ["media", id] if reading => media_file(state, id).await,
+        ["media", id] if reading => media_file(state, id, headers).await,
         ["media", _] => Err(ApiError::MethodNotAllowed {
             allow: "GET, HEAD".into(),
         }),
@@ -115,13 +124,27 @@ fn metrics(text: String) -> Reply {
     reply
 }
 
-async fn media_file(state: &HttpState, id: &str) -> Result<Reply, ApiError> {
+async fn media_file(
+    state: &HttpState,
+    id: &str,
+    headers: &hyper::HeaderMap,
+) -> Result<Reply, ApiError> {
     let missing = || ApiError::NotFound(format!("media with id {id:?}"));
     if !is_media_id(id) {
         return Err(missing());
     }
+    // Credentials, when sent, must be right (as under /v1); without them
+    // only shared entries are served.
+    let tenant = if headers.contains_key(hyper::header::AUTHORIZATION) {
+        match api::authenticate(headers, &state.api).await? {
+            api::Caller::Account(id) => Some(id),
+            api::Caller::Operator => None,
+        }
+    } else {
+        None
+    };
     let (media, owned_id) = (state.media.clone(), id.to_owned());
-    let path = tokio::task::spawn_blocking(move || media.file(&owned_id))
+    let path = tokio::task::spawn_blocking(move || media.file_for(&owned_id, tenant.as_deref()))
         .await
         .map_err(internal)?
         .ok_or_else(missing)?;
@@ -256,6 +279,51 @@ mod tests {
         let got = request(addr, "POST", &format!("/media/{}", media.id)).await;
         assert_eq!(got.status, 405);
         assert!(got.head.contains("allow: get, head"), "{}", got.head);
+    }
+
+    #[tokio::test]
+    async fn imported_media_is_served_only_to_its_tenant_and_speech_to_anyone() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(dir.path());
+        let audio = sine(440.0, 200, 0.3);
+        let wav = crate::media::audio::encode_wav(&audio);
+        let imported = state.media.import("acme", &wav).unwrap();
+        let spoken = state.media.say("hello", None, None).await.unwrap();
+        for account in ["acme", "other"] {
+            state.api.accounts.ensure(account).unwrap();
+        }
+        let key = |account: &str| {
+            let key = state.api.accounts.create_key(account).unwrap().unwrap();
+            base64(&format!("{account}:{}", key.secret))
+        };
+        let (acme, other) = (key("acme"), key("other"));
+        let addr = serve_with("127.0.0.1:0".parse().unwrap(), state)
+            .await
+            .unwrap();
+        let import_path = format!("/media/{}", imported.id);
+
+        let got = request_as(addr, "GET", &import_path, Some(&acme)).await;
+        assert_eq!(got.status, 200);
+        assert_eq!(decode_wav(&got.body).unwrap(), &imported.samples[..]);
+        let got = request(addr, "GET", &import_path).await;
+        assert_eq!(
+            (got.status, got.json()["code"].as_str()),
+            (404, Some("not_found"))
+        );
+        let got = request_as(addr, "GET", &import_path, Some(&other)).await;
+        assert_eq!(
+            (got.status, got.json()["code"].as_str()),
+            (404, Some("not_found"))
+        );
+        let wrong = base64("acme:not-the-secret");
+        let got = request_as(addr, "GET", &import_path, Some(&wrong)).await;
+        assert_eq!(got.status, 401);
+
+        // Synthesized speech is shared: served with or without credentials.
+        let speech_path = format!("/media/{}", spoken.id);
+        assert_eq!(request(addr, "GET", &speech_path).await.status, 200);
+        let got = request_as(addr, "GET", &speech_path, Some(&other)).await;
+        assert_eq!(got.status, 200);
     }
 
     #[tokio::test]

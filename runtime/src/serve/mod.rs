@@ -31,7 +31,8 @@ use crate::guest::{Invocation, invoke_named};
 use crate::media::cache::MediaCache;
 use crate::media::engine::{self, Engine, EngineConfig};
 use crate::media::fetch::{FetchConfig, Fetcher};
-use crate::media::synth::{Espeak, EspeakConfig};
+use crate::media::synth::{Espeak, EspeakConfig, Synthesizer};
+use crate::media::tone_speech::ToneSpeech;
 use crate::media::{Notice, StreamId};
 use crate::metrics::{Metrics, Snapshot};
 use crate::sip::directory::{Directory, Limits, Tenant, Trunk};
@@ -45,6 +46,7 @@ use crate::tenancy::Accounts;
 use crate::wasm::{GuestLimits, HostConfig, TenantScope, WasmHost};
 
 pub use config::Config;
+use config::SynthesizerKind;
 
 /// What the core task is told.
 pub(crate) enum Input {
@@ -268,10 +270,13 @@ fn open_accounts(config: &Config) -> anyhow::Result<Accounts> {
 /// and the recording store (`storage/recordings`).
 fn open_media(config: &Config) -> anyhow::Result<(MediaCache, RecordingStore)> {
     let storage = &config.storage.path;
-    let synth = Espeak::new(EspeakConfig {
-        program: config.media.tts.clone(),
-        ..EspeakConfig::default()
-    });
+    let synth: Arc<dyn Synthesizer> = match config.media.synthesizer {
+        SynthesizerKind::EspeakNg => Arc::new(Espeak::new(EspeakConfig {
+            program: config.media.tts.clone(),
+            ..EspeakConfig::default()
+        })),
+        SynthesizerKind::Tone => Arc::new(ToneSpeech),
+    };
     let fetcher = Fetcher::new(FetchConfig {
         egress: config.egress(),
         ..FetchConfig::default()
@@ -284,7 +289,7 @@ fn open_media(config: &Config) -> anyhow::Result<(MediaCache, RecordingStore)> {
             fetch_ttl: Duration::from_secs(config.media.url_ttl_secs),
             ..Default::default()
         },
-        Arc::new(synth),
+        synth,
         fetcher,
     )?;
     let recordings = RecordingStore::open(&storage.join("recordings"))?;
@@ -409,28 +414,53 @@ fn load_tenants(
 }
 
 fn announce(listening: &Listening, config: &Config) {
-    for (transport, addr) in &listening.sip {
-        println!("switchyard: listening sip {transport} {addr}");
-    }
-    if let Some(http) = listening.http {
-        println!("switchyard: listening http {http}");
-    }
-    println!("switchyard: ready");
-    if let Some((_, addr)) = listening.sip.iter().find(|(t, _)| *t == Transport::Udp) {
-        for tenant in &config.tenants {
-            let numbers: Vec<&str> = tenant.numbers.iter().map(|n| n.number.as_str()).collect();
-            println!(
-                "  tenant {}: numbers {} · users {}",
-                tenant.id,
-                numbers.join(", "),
-                tenant.users.len()
-            );
-        }
-        println!("  call it:  sipp -sn uac -m 1 {addr}    (or any softphone: sip:1000@{addr})");
+    for line in banner(listening, config) {
+        println!("{line}");
     }
     // Test harnesses wait for the lines above: make sure they are out.
     use std::io::Write;
     let _ = std::io::stdout().flush();
+}
+
+/// What `serve` prints once it listens. SIP passwords are never printed,
+/// except the demo's, which is public (it is in the source and README).
+fn banner(listening: &Listening, config: &Config) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (transport, addr) in &listening.sip {
+        lines.push(format!("switchyard: listening sip {transport} {addr}"));
+    }
+    if let Some(http) = listening.http {
+        lines.push(format!("switchyard: listening http {http}"));
+    }
+    lines.push("switchyard: ready".into());
+    if let Some((_, addr)) = listening.sip.iter().find(|(t, _)| *t == Transport::Udp) {
+        for tenant in &config.tenants {
+            let numbers: Vec<&str> = tenant.numbers.iter().map(|n| n.number.as_str()).collect();
+            lines.push(format!(
+                "  tenant {}: numbers {} · users {}",
+                tenant.id,
+                numbers.join(", "),
+                tenant.users.len()
+            ));
+            let demo = tenant.users.iter().find(|u| {
+                (u.username.as_str(), u.password.as_str())
+                    == (config::DEMO_USER, config::DEMO_PASSWORD)
+            });
+            if let Some(user) = demo {
+                lines.push(format!(
+                    "  demo SIP login:  user {}  password {}    (register a softphone as sip:{}@{})",
+                    user.username,
+                    user.password,
+                    user.username,
+                    addr.ip()
+                ));
+            }
+        }
+        lines.push(format!(
+            "  call it:  sipp -sn uac -m 1 {addr}    (or any softphone: sip:1000@{addr})"
+        ));
+    }
+    lines
 }
 
 async fn shutdown_signal() {
@@ -636,5 +666,41 @@ fn flush(
             } => media.handle(call, stream, action),
             EndpointEvent::Status(event) => callbacks.send(event),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listening() -> Listening {
+        Listening {
+            sip: vec![(Transport::Udp, "127.0.0.1:5060".parse().unwrap())],
+            http: Some("127.0.0.1:8080".parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn the_demo_banner_prints_the_demo_sip_login() {
+        let lines = banner(&listening(), &Config::demo());
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("user alice  password alice-demo")
+                    && l.contains("sip:alice@127.0.0.1")),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn no_other_password_is_printed() {
+        let mut config = Config::demo();
+        config.tenants[0].users[0].password = "a-real-secret".into();
+        let lines = banner(&listening(), &config);
+        assert!(
+            lines.iter().all(|l| !l.contains("a-real-secret")),
+            "{lines:#?}"
+        );
+        assert!(lines.iter().all(|l| !l.contains("password")), "{lines:#?}");
     }
 }

@@ -6,14 +6,13 @@
 use std::collections::VecDeque;
 
 use crate::contract::{
-    ConferenceEnd, ConferenceResult, Dial, DialResult, DialStatus, Event, Gather, GatherEnd,
-    GatherResult, HangupCause, PayResult, PayStatus, QueueOutcome, QueueResult, RecordEnd,
+    Dial, DialResult, DialStatus, Event, Gather, GatherEnd, GatherResult, HangupCause, RecordEnd,
     RecordOptions, RecordResult, RingStrategy, Verb,
 };
 use crate::router::LegEvent;
 use crate::router::estimate::{PLAY_MS, prompts_ms, say_ms};
 
-use super::script::{Action, QueueAction, Step};
+use super::script::{Action, Step};
 
 /// What running one verb did.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,56 +80,14 @@ impl SimulatedLeg {
                     |action| dial_result(dial, action, id),
                 )
             }
-            Verb::Conference(options) => self.wait(
-                "the conference to end (conference ends, kicked, hang up)",
-                |action| {
-                    let ended_by = match action {
-                        Action::ConferenceEnds => ConferenceEnd::Ended,
-                        Action::Kicked => ConferenceEnd::Kicked,
-                        _ => return None,
-                    };
-                    let result = ConferenceResult {
-                        name: options.name.clone(),
-                        ended_by,
-                        duration_secs: 60,
-                    };
-                    Some((Event::ConferenceComplete(result), 60_000))
-                },
-            ),
-            Verb::Enqueue(enqueue) => {
-                self.wait("a queue outcome (bridged, left, timeout, full)", |action| {
-                    let Action::Queue { outcome, wait_secs } = action else {
-                        return None;
-                    };
-                    let outcome = match outcome {
-                        QueueAction::Bridged => QueueOutcome::Bridged,
-                        QueueAction::Left => QueueOutcome::Left,
-                        QueueAction::Timeout => QueueOutcome::Timeout,
-                        QueueAction::Full => QueueOutcome::Full,
-                    };
-                    let result = QueueResult {
-                        queue: enqueue.queue.clone(),
-                        outcome,
-                        wait_secs: *wait_secs,
-                    };
-                    Some((Event::QueueComplete(result), u64::from(*wait_secs) * 1000))
-                })
-            }
-            Verb::Pay(pay) => self.wait(
-                "card details (pay card N, pay timeout, pay cancel)",
-                |action| {
-                    let result = match action {
-                        Action::PayCard { number, expiry } => collect_card(number, expiry.clone()),
-                        Action::PayTimeout => pay_status(PayStatus::Timeout),
-                        Action::PayCancel => pay_status(PayStatus::Canceled),
-                        _ => return None,
-                    };
-                    Some((
-                        Event::PayComplete(result),
-                        u64::from(pay.timeout_secs.min(20)) * 1000,
-                    ))
-                },
-            ),
+            // Plan validation refuses these (`router::LEG_SUPPORT`), as on a
+            // real call, so they never reach the leg; should one, the call
+            // ends the way the SIP leg ends it.
+            Verb::Conference(_) | Verb::Enqueue(_) | Verb::Pay(_) => Ok(LegStep {
+                caller: None,
+                event: LegEvent::Hangup(HangupCause::System),
+                elapsed_ms: 0,
+            }),
             // The router ends the call itself for these; nothing runs on the leg.
             Verb::Hangup | Verb::Reject(_) | Verb::Redirect(_) | Verb::SetVar(_) => Ok(done(0)),
         }
@@ -287,58 +244,6 @@ fn dial_result(dial: &Dial, action: &Action, recording_id: Option<String>) -> Op
     Some((Event::DialComplete(result), elapsed))
 }
 
-fn pay_status(status: PayStatus) -> PayResult {
-    PayResult {
-        status,
-        token: None,
-        masked_number: None,
-        card_brand: None,
-        expiry: None,
-    }
-}
-
-/// The simulator's stand-in for the secure collector: checks the card
-/// number (Luhn) and hands back only a token and masked details.
-fn collect_card(number: &str, expiry: Option<String>) -> PayResult {
-    if !luhn_valid(number) {
-        return pay_status(PayStatus::Failed);
-    }
-    let last4 = &number[number.len() - 4..];
-    let brand = match number.as_bytes()[0] {
-        b'4' => "visa",
-        b'5' | b'2' => "mastercard",
-        b'3' => "amex",
-        _ => "unknown",
-    };
-    PayResult {
-        status: PayStatus::Success,
-        token: Some(format!("sim-tok-{last4}")),
-        masked_number: Some(format!("{}{last4}", "*".repeat(number.len() - 4))),
-        card_brand: Some(brand.into()),
-        expiry,
-    }
-}
-
-fn luhn_valid(number: &str) -> bool {
-    if number.len() < 12 || !number.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
-    }
-    let sum: u32 = number
-        .bytes()
-        .rev()
-        .enumerate()
-        .map(|(i, b)| {
-            let d = u32::from(b - b'0');
-            if !i.is_multiple_of(2) {
-                if d * 2 > 9 { d * 2 - 9 } else { d * 2 }
-            } else {
-                d
-            }
-        })
-        .sum();
-    sum.is_multiple_of(10)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,17 +279,6 @@ mod tests {
         assert_eq!(
             digits(&gather(Some(4)), "12"),
             ("12".into(), GatherEnd::Timeout)
-        );
-    }
-
-    #[test]
-    fn card_numbers_are_checked_and_masked() {
-        let ok = collect_card("4242424242424242", None);
-        assert_eq!(ok.status, PayStatus::Success);
-        assert_eq!(ok.masked_number.as_deref(), Some("************4242"));
-        assert_eq!(
-            collect_card("4242424242424241", None).status,
-            PayStatus::Failed
         );
     }
 }

@@ -10,11 +10,17 @@
 //! Time is virtual: each verb advances the clock by what it would take on a
 //! real call (speech at a fixed rate, ring and gather timeouts), so a
 //! simulated call of minutes runs in milliseconds and prints stable times.
+//! The wall clock handlers read ([`SimClock`]) starts where the caller
+//! says (`--at`, or an `at` script line) and moves with the virtual time,
+//! so business-hours logic can be tried at any hour.
 
 mod describe;
 pub(crate) mod leg;
+mod rfc3339;
 mod script;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -22,7 +28,8 @@ use serde::Serialize;
 pub use crate::router::describe::{describe_entry, describe_event, describe_verb, wit_name};
 pub use describe::describe_line;
 pub use leg::{Mismatch, SimulatedLeg};
-pub use script::{Action, Script, ScriptError, Step};
+pub use rfc3339::parse as parse_rfc3339;
+pub use script::{Action, LINES, Script, ScriptError, Step, help as script_help};
 
 use crate::contract::IncomingCall;
 use crate::guest::{Handlers, invoke_named};
@@ -76,13 +83,56 @@ pub enum SimError {
     Stalled,
 }
 
+/// The wall clock of a simulated call, as its handlers read it: the call's
+/// start, moved on by the virtual time. The run moves it before every
+/// invocation; handlers that answer the `clock` import read [`Self::now_ms`].
+#[derive(Debug, Clone)]
+pub struct SimClock {
+    start_ms: u64,
+    now_ms: Arc<AtomicU64>,
+}
+
+impl SimClock {
+    /// A clock reading `start_ms` (Unix ms) until the call's time moves.
+    pub fn starting_at(start_ms: u64) -> Self {
+        Self {
+            start_ms,
+            now_ms: Arc::new(AtomicU64::new(start_ms)),
+        }
+    }
+
+    /// Unix milliseconds at the call's current virtual time.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms.load(Ordering::Relaxed)
+    }
+
+    fn set_elapsed(&self, elapsed_ms: u64) {
+        self.now_ms
+            .store(self.start_ms.saturating_add(elapsed_ms), Ordering::Relaxed);
+    }
+}
+
 /// Runs one call from `script` through `handlers`, starting at `handler`,
-/// and shows every step to `show` as it happens.
+/// and shows every step to `show` as it happens. Handlers read the wall
+/// clock themselves; [`run_with_clock`] moves one for them.
 pub async fn run(
     handlers: &Handlers,
     handler: &str,
     script: Script,
     config: RouterConfig,
+    show: impl FnMut(Line<'_>),
+) -> Result<Simulation, SimError> {
+    let unread = SimClock::starting_at(0);
+    run_with_clock(handlers, handler, script, config, &unread, show).await
+}
+
+/// [`run`], moving `clock` to the virtual time before every invocation.
+pub async fn run_with_clock(
+    handlers: &Handlers,
+    handler: &str,
+    script: Script,
+    config: RouterConfig,
+    clock: &SimClock,
     mut show: impl FnMut(Line<'_>),
 ) -> Result<Simulation, SimError> {
     let base = Instant::now();
@@ -99,6 +149,7 @@ pub async fn run(
         let now = base + Duration::from_millis(clock_ms);
         match call.poll_output() {
             Some(Output::Invoke(request)) => {
+                clock.set_elapsed(clock_ms);
                 let invocation = invoke_named(handlers, request).await;
                 call.handle_invocation(now, invocation)?;
             }

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! # comments and blank lines are ignored
-//! call from +14155550100 to +14155550199   # optional, first line only
+//! call from +14155550100 to +14155550199   # optional, before any action
+//! at 2026-01-05T09:00:00Z  # optional: the wall-clock time the call starts
 //! press 2          # DTMF for a gather (or to end a record)
 //! silence          # no input: a gather times out, a record ends on silence
 //! speak 5          # talk for 5 s into a record (then silence)
@@ -10,16 +11,18 @@
 //! answer           # a dial: the first target answers (talks 10 s)
 //! answer 2 talk 30 # a dial: the second target answers, the bridge lasts 30 s
 //! busy | no-answer | fail        # a dial's outcome
-//! bridged | left | timeout | full  # an enqueue's outcome (waits `wait N`, default 5 s)
-//! conference ends | kicked        # how the caller's conference ends
-//! pay card 4242424242424242 exp 12/30  # secure collection (simulated collector)
-//! pay timeout | pay cancel
 //! hang up          # the caller hangs up
 //! ```
 //!
+//! [`LINES`] is the list of every line form: the parser's "unknown action"
+//! message and `switchyard simulate --help` are made from it.
+//!
 //! An action is consumed when the call waits for the caller (gather, record,
-//! dial, conference, enqueue, pay). When the script runs out, the caller
-//! hangs up.
+//! dial). When the script runs out, the caller hangs up.
+//!
+//! There are no actions for conference, enqueue or pay: this runtime cannot
+//! execute them yet (`router::LEG_SUPPORT`), so a plan using them is refused
+//! and the fallback runs, as it would on a real call.
 
 use std::collections::VecDeque;
 
@@ -27,10 +30,91 @@ use std::collections::VecDeque;
 pub const DEFAULT_FROM: &str = "+14155550100";
 pub const DEFAULT_TO: &str = "+14155550199";
 
+/// Every line a script may hold: the word it starts with, its form, and
+/// what it does. Listed by `switchyard simulate --help` and in the
+/// "unknown action" message; the test below parses every form.
+pub const LINES: &[(&str, &str, &str)] = &[
+    (
+        "call",
+        "call from NUMBER to NUMBER",
+        "who calls whom (before any action)",
+    ),
+    (
+        "at",
+        "at 2026-01-05T09:00:00Z",
+        "the wall-clock time the call starts at, RFC 3339 (before any action)",
+    ),
+    (
+        "press",
+        "press KEYS",
+        "DTMF for a gather, or to end a record",
+    ),
+    (
+        "silence",
+        "silence",
+        "no input: a gather times out, a record ends on silence",
+    ),
+    ("speak", "speak N", "talk N s into a record, then silence"),
+    (
+        "speak",
+        "speak N press K",
+        "talk N s, then end the record with K",
+    ),
+    (
+        "answer",
+        "answer",
+        "a dial: the first target answers, the bridge lasts 10 s",
+    ),
+    (
+        "answer",
+        "answer N talk S",
+        "a dial: target N answers, the bridge lasts S s",
+    ),
+    ("busy", "busy", "a dial's outcome: the targets are busy"),
+    (
+        "no-answer",
+        "no-answer",
+        "a dial's outcome: nobody answers in time",
+    ),
+    ("fail", "fail", "a dial's outcome: the dial fails"),
+    ("hang up", "hang up", "the caller hangs up"),
+];
+
+/// The script format as `switchyard simulate --help` shows it.
+pub fn help() -> String {
+    let width = LINES
+        .iter()
+        .map(|(_, form, _)| form.len())
+        .max()
+        .unwrap_or(0);
+    let mut text = String::from(
+        "Caller script: one line each; `#` starts a comment. An action is used when \
+         the call waits for the caller (gather, record, dial); when the script runs \
+         out, the caller hangs up.\n",
+    );
+    for (_, form, meaning) in LINES {
+        text += &format!("  {form:width$}  {meaning}\n");
+    }
+    text
+}
+
+/// The words a line may start with, for the "unknown action" message.
+fn line_words() -> String {
+    let mut words: Vec<&str> = Vec::new();
+    for (word, _, _) in LINES {
+        if !words.contains(word) {
+            words.push(word);
+        }
+    }
+    words.join(", ")
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Script {
     pub from: String,
     pub to: String,
+    /// When the call starts on the wall clock (Unix ms), if the script says.
+    pub at_ms: Option<u64>,
     pub actions: VecDeque<Step>,
 }
 
@@ -46,38 +130,12 @@ pub struct Step {
 pub enum Action {
     Press(String),
     Silence,
-    Speak {
-        secs: u32,
-        then_press: Option<char>,
-    },
-    Answer {
-        target: usize,
-        talk_secs: u32,
-    },
+    Speak { secs: u32, then_press: Option<char> },
+    Answer { target: usize, talk_secs: u32 },
     Busy,
     NoAnswer,
     Fail,
-    Queue {
-        outcome: QueueAction,
-        wait_secs: u32,
-    },
-    ConferenceEnds,
-    Kicked,
-    PayCard {
-        number: String,
-        expiry: Option<String>,
-    },
-    PayTimeout,
-    PayCancel,
     HangUp,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QueueAction {
-    Bridged,
-    Left,
-    Timeout,
-    Full,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -92,6 +150,7 @@ impl Script {
         let mut script = Script {
             from: DEFAULT_FROM.into(),
             to: DEFAULT_TO.into(),
+            at_ms: None,
             actions: VecDeque::new(),
         };
         for (index, raw) in text.lines().enumerate() {
@@ -107,6 +166,18 @@ impl Script {
                     return Err(fail("`call` must come before every caller action".into()));
                 }
                 parse_call(&words[1..], &mut script).map_err(fail)?;
+                continue;
+            }
+            if words[0] == "at" {
+                if !script.actions.is_empty() {
+                    return Err(fail("`at` must come before every caller action".into()));
+                }
+                let [_, time] = words[..] else {
+                    return Err(fail(
+                        "`at` takes one RFC 3339 time, like `at 2026-01-05T09:00:00Z`".into(),
+                    ));
+                };
+                script.at_ms = Some(super::rfc3339::parse(time).map_err(fail)?);
                 continue;
             }
             let action = parse_action(&words).map_err(fail)?;
@@ -204,40 +275,12 @@ fn parse_action(words: &[&str]) -> Result<Action, String> {
         ["busy"] => Action::Busy,
         ["no-answer"] => Action::NoAnswer,
         ["fail"] => Action::Fail,
-        [
-            outcome @ ("bridged" | "left" | "timeout" | "full"),
-            rest @ ..,
-        ] => {
-            let wait_secs = match rest {
-                [] => 5,
-                ["wait", secs] => number(Some(secs), "wait")?,
-                _ => return Err(format!("`{outcome}` takes only `wait N`")),
-            };
-            let outcome = match *outcome {
-                "bridged" => QueueAction::Bridged,
-                "left" => QueueAction::Left,
-                "timeout" => QueueAction::Timeout,
-                _ => QueueAction::Full,
-            };
-            Action::Queue { outcome, wait_secs }
-        }
-        ["conference", "ends"] => Action::ConferenceEnds,
-        ["kicked"] => Action::Kicked,
-        ["pay", "card", number] => Action::PayCard {
-            number: number.to_string(),
-            expiry: None,
-        },
-        ["pay", "card", number, "exp", expiry] => Action::PayCard {
-            number: number.to_string(),
-            expiry: Some(expiry.to_string()),
-        },
-        ["pay", "timeout"] => Action::PayTimeout,
-        ["pay", "cancel"] => Action::PayCancel,
         ["hang", "up"] | ["hangup"] => Action::HangUp,
         _ => {
             return Err(format!(
-                "unknown action `{}` (expected press, silence, speak, answer, busy, no-answer, fail, bridged, left, timeout, full, conference ends, kicked, pay, hang up)",
-                words.join(" ")
+                "unknown action `{}` (a line starts with one of: {}; `switchyard simulate --help` lists them)",
+                words.join(" "),
+                line_words()
             ));
         }
     })
@@ -272,7 +315,37 @@ mod tests {
         let err = Script::parse("press 1\ndance\n").unwrap_err();
         assert_eq!(err.line, 2);
         assert!(err.message.contains("unknown action `dance`"), "{err}");
+        assert!(
+            err.message
+                .contains("press, silence, speak, answer, busy, no-answer, fail, hang up"),
+            "{err}"
+        );
         let err = Script::parse("press 1x\n").unwrap_err();
         assert!(err.message.contains("`x` is not a keypad key"), "{err}");
+    }
+
+    #[test]
+    fn every_line_form_in_the_table_parses() {
+        for (word, form, _) in LINES {
+            assert!(form.starts_with(word), "{form} starts with {word}");
+            let example = form
+                .replace("NUMBER", "+14155550100")
+                .replace("KEYS", "12#")
+                .replace(" N", " 5")
+                .replace(" K", " #")
+                .replace(" S", " 30");
+            let script = Script::parse(&example);
+            assert!(script.is_ok(), "{example}: {script:?}");
+        }
+    }
+
+    #[test]
+    fn an_at_line_sets_the_start_time_before_any_action() {
+        let script = Script::parse("at 2026-01-05T09:00:00Z\npress 1\n").unwrap();
+        assert_eq!(script.at_ms, Some(1_767_603_600_000));
+        let err = Script::parse("press 1\nat 2026-01-05T09:00:00Z\n").unwrap_err();
+        assert!(err.message.contains("before every caller action"), "{err}");
+        let err = Script::parse("at 9am\n").unwrap_err();
+        assert!(err.message.contains("not an RFC 3339 time"), "{err}");
     }
 }

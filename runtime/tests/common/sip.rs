@@ -15,9 +15,11 @@
 //!   SIGTERM (SIGKILL after 5 s); a server that died early, panicked (a
 //!   `panicked at` line on stderr, which also catches panics inside tokio
 //!   tasks) or died of a signal fails the test, with its stderr.
-//! * `have_sipp()` is the skip rule: without `sipp` on PATH the test prints
-//!   `skipped: sipp not installed` and should return, except with
-//!   `CI=true`, where a missing tool is a failure.
+//! * `require_sipp()` / `require_tool()`: a test that needs a tool fails,
+//!   naming the package to install, when it is missing (CI or not); no test
+//!   returns early as passed.
+//! * Servers speak with the `tone` synthesizer unless the config names
+//!   one (`[media] synthesizer`), so calls with prompts need no espeak-ng.
 //! * `Sipp` runs one SIPp instance in its own temp dir with `-trace_err` and
 //!   `-trace_stat`, bounded by `-timeout`; `SippRun` reads the counters
 //!   from the stat file and prints SIPp's error log when an assertion fails.
@@ -325,10 +327,20 @@ impl Server {
                 dir.path().join("data").display()
             ));
         }
+        // Every server gets its own RTP ports, and speech without espeak-ng
+        // unless the test asks for a synthesizer.
+        let mut media = Vec::new();
+        if !config.contains("ports =") {
+            media.push(media_ports());
+        }
+        if !config.contains("synthesizer =") {
+            media.push("synthesizer = \"tone\"".to_string());
+        }
+        let media = media.join("\n");
         if !config.contains("[media]") {
-            config.push_str(&format!("\n[media]\n{}\n", media_ports()));
-        } else if !config.contains("ports =") {
-            config = config.replacen("[media]\n", &format!("[media]\n{}\n", media_ports()), 1);
+            config.push_str(&format!("\n[media]\n{media}\n"));
+        } else if !media.is_empty() {
+            config = config.replacen("[media]\n", &format!("[media]\n{media}\n"), 1);
         }
         let config_path = dir.path().join("switchyard.toml");
         std::fs::write(&config_path, &config).unwrap();
@@ -490,29 +502,28 @@ impl Drop for Server {
     }
 }
 
-/// The skip rule for tests that need SIPp.
-pub fn have_sipp() -> bool {
-    have_tool("sipp", "-v", "sip-tester")
+/// For tests that need SIPp: fails the test when it is missing.
+pub fn require_sipp() {
+    require_tool("sipp", "-v", "sip-tester");
 }
 
-/// Whether `program` runs (`program arg`); the same skip rule as
-/// `have_sipp`: a missing tool fails under `CI=true`.
-pub fn have_tool(program: &str, arg: &str, package: &str) -> bool {
+/// Fails the test, naming the Debian package, unless `program arg` runs.
+///
+/// The rule is the same everywhere, CI or not: a test that needs a tool
+/// never passes without running. A missing tool is a failure that says
+/// what to install (`.ci/run` installs them all), not a quiet early return
+/// that would count as passed.
+pub fn require_tool(program: &str, arg: &str, package: &str) {
     let found = Command::new(program)
         .arg(arg)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok();
-    if !found {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!(
-                "{program} is not installed (apt-get install {package}); CI=true makes this a failure"
-            );
-        }
-        eprintln!("skipped: {program} not installed");
-    }
-    found
+    assert!(
+        found,
+        "{program} is not installed and this test needs it: apt-get install {package}"
+    );
 }
 
 /// A scenario from tests/sipp/.

@@ -817,22 +817,6 @@ fn rtcp_on_the_rtp_port_and_garbage_are_ignored() {
     assert!(rig.s.stats().malformed > 0);
 }
 
-/// Not a benchmark: prints what one tick costs (playing audio, encoding
-/// and building the packet) so a regression is visible in test output.
-#[test]
-fn tick_cost_is_reported() {
-    let mut rig = Rig::new(Duration::ZERO);
-    rig.s.play(1, vec![audio(&sine(440.0, 1000, 0.5))], true);
-    let n = 50_000;
-    let started = std::time::Instant::now();
-    for _ in 0..n {
-        rig.now += Duration::from_millis(20);
-        std::hint::black_box(rig.s.tick(rig.now, &mut rig.out));
-    }
-    let each = started.elapsed() / n;
-    eprintln!("one tick (play + G.711 encode + RTP header): {each:?}");
-}
-
 /// Two sessions back to back over a virtual network with latency, jitter
 /// and loss (str0m's `Pair`): A at 10.0.0.1:4000, B at 10.0.0.2:5000.
 struct Pair {

@@ -366,6 +366,9 @@ impl Endpoint {
 
     fn execute(&mut self, now: Instant, call: &mut CallState, verb: Verb) {
         call.generation += 1;
+        if let Err(refusal) = router::leg_support(&verb) {
+            return self.refuse_not_built(now, call, &verb, Some(refusal));
+        }
         match verb {
             Verb::Say(say) => self.play_verb(now, call, Prompt::Say(say)),
             Verb::Play(play) => self.play_verb(now, call, Prompt::Play(play)),
@@ -405,26 +408,42 @@ impl Endpoint {
             Verb::Hangup => self.end_caller(now, call, 480, "Temporarily Unavailable"),
             Verb::Reject(RejectReason::Busy) => self.end_caller(now, call, 486, "Busy Here"),
             Verb::Reject(RejectReason::Rejected) => self.end_caller(now, call, 603, "Decline"),
+            // Plan validation refuses these (`router::LEG_SUPPORT`), so a
+            // call never gets here; should one, it ends as not built.
             Verb::Conference(_) | Verb::Enqueue(_) | Verb::Pay(_) => {
-                // Honest refusal: these need conferencing, queues or the
-                // secure collector, which SIP legs do not have yet.
-                tracing::error!(
-                    call = %call.id,
-                    verb = router::verb_name(&verb),
-                    "this verb is not available on SIP calls yet; ending the call"
-                );
-                self.end_caller(
-                    now,
-                    call,
-                    503,
-                    "Service Unavailable (verb not available yet)",
-                );
-                call.pending
-                    .push_back(LegEvent::Hangup(HangupCause::System));
+                let refusal = router::leg_support(&verb).err();
+                self.refuse_not_built(now, call, &verb, refusal);
             }
             // The router runs these itself; they never reach the leg.
             Verb::SetVar(_) | Verb::Redirect(_) => call.pending.push_back(LegEvent::Done),
         }
+    }
+
+    /// Ends the call on a verb this leg cannot execute (plan validation
+    /// normally refuses it first, with the same message).
+    fn refuse_not_built(
+        &mut self,
+        now: Instant,
+        call: &mut CallState,
+        verb: &Verb,
+        refusal: Option<router::NotBuilt>,
+    ) {
+        match refusal {
+            Some(refusal) => tracing::error!(call = %call.id, %refusal, "ending the call"),
+            None => tracing::error!(
+                call = %call.id,
+                verb = router::verb_name(verb),
+                "LEG_SUPPORT says this verb runs, but the SIP leg has no executor for it; ending the call"
+            ),
+        }
+        self.end_caller(
+            now,
+            call,
+            503,
+            "Service Unavailable (verb not available yet)",
+        );
+        call.pending
+            .push_back(LegEvent::Hangup(HangupCause::System));
     }
 
     pub(super) fn on_timer(&mut self, now: Instant, call: &mut CallState, kind: TimerKind) {

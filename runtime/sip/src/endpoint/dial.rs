@@ -6,6 +6,16 @@
 //! comes back, so the two phones exchange RTP directly. It is anchored
 //! (the forks get an offer of a stream of ours, bridged to the caller's
 //! stream) when the caller was answered already or the dial records.
+//!
+//! `answer-on-bridge` decides when an unanswered caller is answered:
+//! * a pass-through dial keeps it unanswered until the bridge whatever the
+//!   flag says (its media goes phone to phone, so answering it earlier
+//!   would leave it nothing to hear); ringing and early media are relayed;
+//! * an anchored dial (one that records) answers it when the dial starts,
+//!   unless the flag is set: then it stays unanswered, hears `180 Ringing`
+//!   (the callee's early SDP answers our stream, not the caller's, so it
+//!   is not relayed) and is answered at the bridge;
+//! * a caller answered already is unaffected.
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +25,7 @@ use switchyard_contract::{
     CallStatus, Dial, DialResult, DialStatus, DialTarget, Event, RingStrategy,
 };
 use switchyard_egress::{EgressError, EgressPolicy, Purpose};
-use switchyard_router::LegEvent;
+use switchyard_router::{self as router, LegEvent};
 
 use super::call::{CallState, CallerState, DISCARD_PORT, LegRef, TimerKind};
 use super::dialog::Dialog;
@@ -88,6 +98,10 @@ fn failure(status: u16) -> DialStatus {
 impl Endpoint {
     pub(super) fn start_dial(&mut self, now: Instant, call: &mut CallState, spec: Dial) {
         let anchored = spec.record || call.caller == CallerState::Answered;
+        let answer_now = anchored && !spec.answer_on_bridge && call.caller == CallerState::Early;
+        if answer_now && !self.answer(now, call) {
+            return; // no media port: the caller was refused and hung up
+        }
         if anchored && call.dial_media.is_none() {
             call.dial_media = self.open_stream(call);
             if call.dial_media.is_none() {
@@ -271,8 +285,13 @@ impl Endpoint {
                 }
             }
             DialTarget::Client(identity) => self.registered(now, &tenant.id, identity),
+            // Refused by plan validation before a dial starts; the same
+            // table gives the message should one get here.
             DialTarget::Conference(_) | DialTarget::Queue(_) => {
-                Err("conference and queue targets are not available yet".into())
+                Err(match router::target_support(target) {
+                    Err(refusal) => refusal.to_string(),
+                    Ok(()) => "the SIP leg cannot ring conference and queue targets".into(),
+                })
             }
         }
     }
@@ -431,10 +450,12 @@ impl Endpoint {
         }
         let first = !dial.ringing_reported;
         dial.ringing_reported = true;
+        let anchored = dial.anchored;
         if call.caller == CallerState::Early && first {
-            // Early media: a 183 with the callee's SDP, else plain ringing.
+            // Early media: a 183 with the callee's SDP (when it answers the
+            // caller's own offer, passed through), else plain ringing.
             let early = wire::sdp_body(&response.headers, &response.body);
-            let (status, reason) = if early.is_some() && call.offer.is_some() {
+            let (status, reason) = if early.is_some() && call.offer.is_some() && !anchored {
                 (183, "Session Progress")
             } else {
                 (180, "Ringing")

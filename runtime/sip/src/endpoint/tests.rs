@@ -42,6 +42,8 @@ struct Harness {
     notices: Vec<(Instant, StreamId, Notice)>,
     /// Status callback events, in the order they came.
     statuses: Vec<CallStatusEvent>,
+    /// The decision log of each finished call, as the CDR carried it.
+    logs: Vec<switchyard_router::DecisionLog>,
 }
 
 /// A stand-in for the media edge: a play takes the time its prompts
@@ -129,6 +131,7 @@ impl Harness {
             actions: Vec::new(),
             notices: Vec::new(),
             statuses: Vec::new(),
+            logs: Vec::new(),
         }
     }
 
@@ -179,6 +182,7 @@ impl Harness {
                             .any(|e| matches!(e.entry, switchyard_router::Entry::Ended { .. })),
                         "{log:?}"
                     );
+                    self.logs.push(log);
                     self.cdrs.push(cdr)
                 }
                 EndpointEvent::Status(status) => self.statuses.push(status),
@@ -404,6 +408,41 @@ fn a_busy_decision_is_a_486_and_the_cdr_says_busy() {
     h.send(CALLER, &ack("c3", &tag(&busy)));
     assert_eq!(h.cdrs[0].outcome, "busy");
     assert_eq!(h.cdrs[0].sip_status, Some(486));
+}
+
+#[test]
+fn an_enqueue_plan_runs_the_fallback_and_the_log_says_queues_are_not_built() {
+    let enqueue = Verb::Enqueue(switchyard_contract::Enqueue {
+        queue: "support".into(),
+        wait_prompts: vec![],
+        max_wait_secs: None,
+    });
+    let expected = switchyard_router::leg_support(&enqueue)
+        .unwrap_err()
+        .to_string();
+    let mut h = Harness::new(Box::new(move |event| match event {
+        Event::Incoming(_) => Plan {
+            verbs: vec![enqueue.clone()],
+        },
+        _ => Plan { verbs: vec![] },
+    }));
+    h.send(CALLER, &invite("100", "c-nb"));
+    // The fallback's apology answers the call; its hangup ends it.
+    let ok = h.response(200);
+    let to_tag = tag(&ok);
+    h.send(CALLER, &ack("c-nb", &to_tag));
+    h.advance(10_000);
+    h.request(rsip::Method::Bye, CALLER);
+    assert_eq!(h.ep.calls(), 0);
+    let reasons: Vec<String> = h.logs[0]
+        .entries()
+        .iter()
+        .filter_map(|e| match &e.entry {
+            switchyard_router::Entry::Fallback { reason, .. } => Some(reason.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, [format!("invalid plan: verb 0: {expected}")]);
 }
 
 #[test]
@@ -1210,6 +1249,76 @@ fn send_digits_go_as_rfc4733_when_the_caller_offered_telephone_event() {
             |(_, m)| matches!(m, rsip::SipMessage::Request(r) if r.method == rsip::Method::Info)
         )
     );
+}
+
+/// A recorded dial of CALLEE straight away, with `answer_on_bridge` as given.
+fn recorded_dial(answer_on_bridge: bool) -> Box<Decide> {
+    Box::new(move |event| match event {
+        Event::Incoming(_) => {
+            let mut verb = dial(
+                &[sip_target(CALLEE)],
+                switchyard_contract::RingStrategy::Sequential,
+                true,
+            );
+            if let Verb::Dial(spec) = &mut verb {
+                spec.answer_on_bridge = answer_on_bridge;
+            }
+            Plan { verbs: vec![verb] }
+        }
+        _ => Plan { verbs: vec![] },
+    })
+}
+
+/// Final and provisional responses the caller got, in order.
+fn caller_statuses(h: &mut Harness) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    h.sent.retain(|(peer, msg)| match msg {
+        rsip::SipMessage::Response(r) if peer.addr.to_string() == CALLER => {
+            statuses.push(r.status_code.code());
+            false
+        }
+        _ => true,
+    });
+    statuses
+}
+
+#[test]
+fn a_recorded_dial_without_answer_on_bridge_answers_the_caller_before_the_callee_rings() {
+    let mut h = Harness::new(recorded_dial(false));
+    h.send(CALLER, &invite("100", "aob1"));
+    assert_eq!(
+        caller_statuses(&mut h),
+        [200],
+        "answered as the dial starts"
+    );
+    let fork_invite = h.request(rsip::Method::Invite, CALLEE);
+    h.send_msg(
+        CALLEE,
+        callee_response(&fork_invite, 180, "Ringing", "bob", CALLEE, ""),
+    );
+    assert_eq!(caller_statuses(&mut h), Vec::<u16>::new());
+}
+
+#[test]
+fn with_answer_on_bridge_a_recorded_dial_answers_the_caller_only_at_the_bridge() {
+    let mut h = Harness::new(recorded_dial(true));
+    h.send(CALLER, &invite("100", "aob2"));
+    assert_eq!(caller_statuses(&mut h), Vec::<u16>::new());
+    let fork_invite = h.request(rsip::Method::Invite, CALLEE);
+    // The callee's early SDP answers our stream's offer: the caller hears
+    // plain ringing, not a 183 with an SDP that is not for it.
+    let early = SDP.replace("6000", "7000").replace("o=caller", "o=callee");
+    h.send_msg(
+        CALLEE,
+        callee_response(&fork_invite, 183, "Session Progress", "bob", CALLEE, &early),
+    );
+    assert_eq!(caller_statuses(&mut h), [180]);
+    h.send_msg(
+        CALLEE,
+        callee_response(&fork_invite, 200, "OK", "bob", CALLEE, &early),
+    );
+    assert_eq!(caller_statuses(&mut h), [200], "answered at the bridge");
+    h.request(rsip::Method::Ack, CALLEE);
 }
 
 #[test]

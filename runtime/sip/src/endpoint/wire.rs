@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use rsip::prelude::*;
 
-use rand::{Rng as _, RngCore};
+use rand::RngCore;
 
 use crate::{Peer, Rng, Transport};
 
@@ -226,7 +226,7 @@ impl Ids {
 
     /// A uniform draw from 0..100 (a canary's share of calls).
     pub fn percent(&mut self) -> u8 {
-        self.0.random_range(0..100)
+        crate::directory::canary_roll(&mut self.0)
     }
 }
 
