@@ -169,6 +169,10 @@ where
     F: Fn(&Context, &Event, &mut CallVars) -> Result<Plan, HandlerError> + Send + Sync,
 {
     fn invoke(&self, request: InvokeRequest) -> BoxFuture<'_, Invocation> {
+        // How long a decision took is a measurement for metrics, not state
+        // a protocol core keeps: the native handler times itself as the
+        // Wasm host does.
+        #[allow(clippy::disallowed_methods)]
         let start = std::time::Instant::now();
         let mut vars = request.vars;
         let outcome =

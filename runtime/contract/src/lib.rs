@@ -5,6 +5,10 @@
 //! the simulator and the webhook benchmark all speak these types. They
 //! derive serde so events and plans can be logged as JSON lines.
 
+// Tests start virtual clocks from `Instant::now()`; the code itself never
+// reads a clock or the OS RNG (clippy.toml).
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
+
 wasmtime::component::bindgen!({
     path: "../../wit",
     world: "call-handler",

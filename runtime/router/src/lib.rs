@@ -27,6 +27,10 @@
 //! Every event, decision, host-import result, fallback and executed verb is
 //! appended to the call's [`DecisionLog`], which is what replay runs from.
 
+// Tests start virtual clocks from `Instant::now()`; the code itself never
+// reads a clock or the OS RNG (clippy.toml).
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
+
 mod call;
 mod config;
 pub mod describe;
