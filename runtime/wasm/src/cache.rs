@@ -28,8 +28,6 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use super::handler::LoadedComponent;
-
 /// sha256 of a component's bytes: its identity in caches and logs.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ContentHash([u8; 32]);
@@ -89,16 +87,19 @@ pub enum CacheError {
     },
 }
 
-pub(crate) struct ComponentCache {
+/// Compiled components on disk, and the loaded ones (`T`, the host's
+/// `LoadedComponent`) in memory while in use. Generic so the cache knows
+/// nothing of what the host builds from a component.
+pub(crate) struct ComponentCache<T> {
     dir: PathBuf,
-    loaded: Mutex<HashMap<ContentHash, Weak<LoadedComponent>>>,
+    loaded: Mutex<HashMap<ContentHash, Weak<T>>>,
     compiled: AtomicU64,
     disk_hits: AtomicU64,
     memory_hits: AtomicU64,
     disk_write_failures: AtomicU64,
 }
 
-impl ComponentCache {
+impl<T> ComponentCache<T> {
     /// Prepares `<cache_dir>/<engine key>/`.
     pub(crate) fn open(cache_dir: &Path, engine: &Engine) -> Result<Self, CacheError> {
         let dir = cache_dir.join(engine_key(engine));
@@ -117,7 +118,7 @@ impl ComponentCache {
     }
 
     /// The component loaded from these bytes, if one is still in use.
-    pub(crate) fn loaded(&self, hash: &ContentHash) -> Option<Arc<LoadedComponent>> {
+    pub(crate) fn loaded(&self, hash: &ContentHash) -> Option<Arc<T>> {
         let found = self.lock().get(hash).and_then(Weak::upgrade);
         if found.is_some() {
             self.memory_hits.fetch_add(1, Ordering::Relaxed);
@@ -127,7 +128,7 @@ impl ComponentCache {
 
     /// Keeps a weak reference, so later loads of the same bytes share it
     /// while it is alive and it is freed once the last handler goes.
-    pub(crate) fn remember(&self, hash: ContentHash, component: &Arc<LoadedComponent>) {
+    pub(crate) fn remember(&self, hash: ContentHash, component: &Arc<T>) {
         let mut loaded = self.lock();
         loaded.retain(|_, weak| weak.strong_count() > 0);
         loaded.insert(hash, Arc::downgrade(component));
@@ -183,7 +184,7 @@ impl ComponentCache {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ContentHash, Weak<LoadedComponent>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ContentHash, Weak<T>>> {
         // The map holds only weak references; a panic elsewhere cannot
         // leave it inconsistent.
         self.loaded.lock().unwrap_or_else(|e| e.into_inner())

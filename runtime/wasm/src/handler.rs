@@ -64,7 +64,7 @@ struct HostInner {
     config: HostConfig,
     engine: Engine,
     linker: Linker<HostState>,
-    cache: ComponentCache,
+    cache: ComponentCache<LoadedComponent>,
     kv: Kv,
     _ticker: EpochTicker,
 }
