@@ -34,7 +34,8 @@ pub struct Limits {
 
 impl Limits {
     /// The longest a call may be made to wait for admission, whoever sets
-    /// the limit (config or REST): past it a caller has long hung up.
+    /// the limit (config or REST): callers give up on an INVITE without a
+    /// final answer after 32 s (Timer B), and people much sooner.
     pub const MAX_QUEUE_WAIT_MS: u64 = 30_000;
 }
 

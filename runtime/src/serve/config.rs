@@ -143,9 +143,8 @@ pub struct AdmissionSection {
     pub queue_wait_ms: u64,
 }
 
-/// Longest admission wait accepted: callers give up on an INVITE without
-/// a final answer after 32 s (Timer B), and people much sooner.
-pub const MAX_QUEUE_WAIT_MS: u64 = crate::sip::directory::Limits::MAX_QUEUE_WAIT_MS;
+/// Longest admission wait accepted, whoever sets it (config or REST).
+const MAX_QUEUE_WAIT_MS: u64 = crate::sip::directory::Limits::MAX_QUEUE_WAIT_MS;
 
 impl Default for AdmissionSection {
     fn default() -> Self {

@@ -220,12 +220,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     // The SIP core reads no clock and no OS randomness: the edge gives it
     // both (a ChaCha generator seeded from the OS).
-    let unix_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
     let endpoint = Endpoint::new(
         Instant::now(),
-        unix_ms,
+        crate::wasm::entropy::unix_ms_now(),
         rand::SeedableRng::from_os_rng(),
         endpoint_config,
         Arc::clone(&directory),
