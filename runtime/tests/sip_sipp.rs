@@ -57,6 +57,24 @@ fn sipp_uac_calls_all_succeed_over_udp_and_sipp_hangs_up_with_bye() {
 }
 
 #[test]
+fn a_media_port_another_process_holds_is_skipped_not_a_failed_call() {
+    require_sipp();
+    // Another process holds the first pair of the range (its RTP or its
+    // RTCP port, whichever the system gave us).
+    let squatter = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let held = squatter.local_addr().unwrap().port();
+    let first = held - (held & 1);
+    let config = acme(HOLD, "hold").media(&format!("ports = \"{first}-{}\"", first + 7));
+    let mut server = Server::serve(&config);
+    let run = Sipp::new(&format!("-sn uac -s {HOLD} -m 3 -l 1 -d 200"))
+        .to(server.udp)
+        .run();
+    run.assert_calls(3, &server);
+    server.assert_alive();
+    drop(squatter);
+}
+
+#[test]
 fn sipp_uac_calls_all_succeed_over_tcp() {
     let sipp = Sipp::new(&format!("-sn uac -t t1 -s {HOLD} -m 20 -r 10 -d 200"));
     calls_succeed((HOLD, "hold"), Transport::Tcp, sipp, 20);

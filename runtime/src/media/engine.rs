@@ -232,6 +232,8 @@ struct Pool {
     stop: Arc<AtomicBool>,
     routes: Mutex<Routes>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Pairs bound by [`Engine::reserve`], waiting for their `open`.
+    held: Mutex<HashMap<u16, (UdpSocket, UdpSocket)>>,
 }
 
 struct Inner {
@@ -263,6 +265,7 @@ impl Engine {
             stop: Arc::new(AtomicBool::new(false)),
             routes: Mutex::new(Routes::default()),
             threads: Mutex::new(Vec::new()),
+            held: Mutex::default(),
         });
         // From here on, dropping `engine` stops whatever was started.
         let engine = Engine {
@@ -295,7 +298,13 @@ impl Engine {
     /// picks a free even/odd pair (tests). Returns the RTP address.
     pub fn open(&self, stream: StreamId, group: u64, port: u16) -> io::Result<SocketAddr> {
         let pool = &self.inner.pool;
-        let (rtp, rtcp) = bind_pair(pool.config.bind, port)?;
+        let held = (port != 0)
+            .then(|| lock(&pool.held).remove(&port))
+            .flatten();
+        let (rtp, rtcp) = match held {
+            Some(pair) => pair,
+            None => bind_pair(pool.config.bind, port)?,
+        };
         let local = rtp.local_addr()?;
         let stopped = || io::Error::other("media engine stopped");
         let mut routes = lock(&pool.routes);
@@ -317,6 +326,27 @@ impl Engine {
         routes.groups.entry(group).or_insert((worker, 0)).1 += 1;
         routes.streams.insert(stream, (worker, group));
         Ok(local)
+    }
+
+    /// Binds RTP `port` and RTCP `port + 1` and holds them for the `open`
+    /// that follows; `false` when another process has either. A pair
+    /// already held (its `open` never came) is kept.
+    pub fn reserve(&self, port: u16) -> bool {
+        let pool = &self.inner.pool;
+        let mut held = lock(&pool.held);
+        if held.contains_key(&port) {
+            return true;
+        }
+        match bind_pair(pool.config.bind, port) {
+            Ok(pair) => {
+                held.insert(port, pair);
+                true
+            }
+            Err(error) => {
+                tracing::warn!(port, %error, "RTP port pair in use outside the runtime; skipping it");
+                false
+            }
+        }
     }
 
     /// Passes `command` to the stream's worker; unknown streams are ignored.

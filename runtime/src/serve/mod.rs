@@ -220,13 +220,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     // The SIP core reads no clock and no OS randomness: the edge gives it
     // both (a ChaCha generator seeded from the OS).
-    let endpoint = Endpoint::new(
+    let mut endpoint = Endpoint::new(
         Instant::now(),
         crate::wasm::entropy::unix_ms_now(),
         rand::SeedableRng::from_os_rng(),
         endpoint_config,
         Arc::clone(&directory),
     );
+    let engine = edge.engine().clone();
+    endpoint.set_port_reserve(Box::new(move |port| engine.reserve(port)));
 
     announce(&listening, &config);
     let udp = transport::UdpSockets::new(udp);

@@ -172,6 +172,8 @@ pub struct Config {
 
 /// A block of 400 RTP ports (200 calls) no other server of this test
 /// process uses, so tests running side by side never compete for a port.
+/// Other processes may (the blocks overlap the OS's ephemeral ports): the
+/// runtime skips a pair it cannot bind before promising it in SDP.
 pub fn media_ports() -> String {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -165,6 +165,13 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// Media ports are promised in SDP only once `reserve` (the IO edge)
+    /// holds them, so a port another process has is skipped, not a call
+    /// that fails after its 200 OK.
+    pub fn set_port_reserve(&mut self, reserve: switchyard_media::ports::Reserve) {
+        self.ports.set_reserve(reserve);
+    }
+
     /// An endpoint whose clock reads `now` at wall time `unix_ms`, drawing
     /// tags, branches, ids and nonces from `rng`: the edge seeds it from the
     /// OS, a test from a constant (the core reads neither clock nor OS RNG).

@@ -307,6 +307,23 @@ fn a_taken_port_fails_at_open() {
     engine.shutdown();
 }
 
+#[test]
+fn reserve_refuses_a_taken_pair_and_open_uses_the_pair_it_holds() {
+    let (engine, _events) = engine(1);
+    let taken = UdpSocket::bind((LOCALHOST, 0)).unwrap();
+    let port = taken.local_addr().unwrap().port();
+    assert!(!engine.reserve(port), "RTP port taken");
+    assert!(!engine.reserve(port - 1), "RTCP port taken");
+    drop(taken);
+    assert!(engine.reserve(port - (port & 1)));
+    let even = port - (port & 1);
+    // Held by the engine now: nobody else can bind it, and open gets it.
+    assert!(UdpSocket::bind((LOCALHOST, even)).is_err());
+    let local = engine.open(1, 1, even).unwrap();
+    assert_eq!(local.port(), even);
+    engine.shutdown();
+}
+
 /// Waits (at most 10 s) until `done` holds for the engine's stats.
 fn wait_stats(engine: &Engine, what: &str, done: impl Fn(&EngineStats) -> bool) -> EngineStats {
     let end = Instant::now() + Duration::from_secs(10);
