@@ -68,6 +68,8 @@ const RTCP_EVERY: u64 = 10;
 const LATE: Duration = Duration::from_millis(1);
 /// Datagrams taken per `recvmmsg`; more are read with another call.
 const BATCH: usize = 8;
+/// How often a worker with no stream looks at the stop flag.
+const IDLE_POLL: Duration = Duration::from_millis(50);
 /// Receive buffer per datagram: anything longer is cut (and then fails to
 /// parse or is dropped as oversized audio).
 const MTU: usize = 2048;
@@ -667,9 +669,25 @@ impl Worker {
     }
 
     fn run(mut self) {
-        let origin = Instant::now();
+        let mut origin = Instant::now();
         let mut k: u64 = 0;
         while !self.stop.load(Relaxed) && !self.retired {
+            if self.index.is_empty() {
+                // Nothing to pace: wait for a stream rather than wake every
+                // slot (an idle runtime spent 2 % of a core here, 10 µs per
+                // call at 2,000 calls/s). The pacing clock restarts with
+                // the first stream.
+                match self.rx.recv_timeout(IDLE_POLL) {
+                    Ok(msg) => {
+                        origin = Instant::now();
+                        k = 0;
+                        self.message(origin, msg);
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => self.retired = true,
+                }
+                continue;
+            }
             let deadline = origin + Duration::from_millis(k);
             let now = Instant::now();
             let late = now.saturating_duration_since(deadline);
@@ -703,14 +721,20 @@ impl Worker {
     fn commands(&mut self, now: Instant) {
         loop {
             match self.rx.try_recv() {
-                Ok(Msg::Open { stream, rtp, rtcp }) => self.open(now, stream, rtp, rtcp),
-                Ok(Msg::Command(stream, command)) => self.command(now, stream, command),
+                Ok(msg) => self.message(now, msg),
                 Err(TryRecvError::Empty) => return,
                 Err(TryRecvError::Disconnected) => {
                     self.retired = true;
                     return;
                 }
             }
+        }
+    }
+
+    fn message(&mut self, now: Instant, msg: Msg) {
+        match msg {
+            Msg::Open { stream, rtp, rtcp } => self.open(now, stream, rtp, rtcp),
+            Msg::Command(stream, command) => self.command(now, stream, command),
         }
     }
 

@@ -90,8 +90,11 @@ const BATCH: usize = 10_000;
 
 /// How long the writer lets rows gather after the first one arrives.
 /// While it sleeps, senders find no parked receiver and never pay for a
-/// wake-up: one thread switch per batch instead of one per row.
-const GATHER: Duration = Duration::from_millis(20);
+/// wake-up: one thread switch per batch instead of one per row. 100 ms
+/// rather than 20: at 4,000 calls/s the writers' CPU fell by a fifth
+/// (fewer commits, fewer half-filled pages written again); a read queued
+/// behind a write waits at most this long.
+const GATHER: Duration = Duration::from_millis(100);
 
 impl<R: Send + 'static> Writer<R> {
     /// Starts the thread `name` on `conn`; `write` stores one batch.

@@ -10,7 +10,7 @@
 //!     ├─ Linker::instantiate_pre             ──▶ UnsupportedImports | Link
 //!     └─ call-handler: `handle` signature    ──▶ ExportMismatch
 //!          ▼
-//!   ComponentInfo { world, export, imports, exports } + CallHandlerPre
+//!   ComponentInfo { world, export, imports, exports } + Entry
 //! ```
 //!
 //! Versions follow semver: a component built against any `0.1.x` of the
@@ -20,11 +20,12 @@
 use std::fmt;
 
 use wasmtime::Engine;
+use wasmtime::Store;
 use wasmtime::component::types::ComponentItem;
-use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, TypedFunc};
 
 use super::host::HostState;
-use switchyard_contract::{CallHandlerPre, Context, Event, HandlerError, Plan};
+use switchyard_contract::{Context, Event, HandlerError, Plan};
 
 /// The Switchyard worlds a component can implement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -225,14 +226,61 @@ pub(crate) fn inspect(
     ))
 }
 
+/// A component's `handle` export, checked against the contract once at
+/// load. The generated bindings (`CallHandlerPre`) look the export up and
+/// type-check it again in every instance they make: ~3 % of a call's CPU
+/// on the decision path, for a check whose answer cannot change.
+pub(crate) struct Entry {
+    pre: InstancePre<HostState>,
+    handle: ComponentExportIndex,
+}
+
+/// Where an invocation failed: making the instance, or running `handle`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Stage {
+    Instantiate,
+    Call,
+}
+
+impl Entry {
+    /// Instantiates the component in `store` and calls `handle`.
+    pub(crate) async fn run(
+        &self,
+        store: &mut Store<HostState>,
+        ctx: &Context,
+        event: &Event,
+    ) -> Result<Result<Plan, HandlerError>, (Stage, wasmtime::Error)> {
+        let instance = self
+            .pre
+            .instantiate_async(&mut *store)
+            .await
+            .map_err(|e| (Stage::Instantiate, e))?;
+        let func = instance.get_func(&mut *store, self.handle).ok_or_else(|| {
+            (
+                Stage::Call,
+                wasmtime::Error::msg("the instance has no `handle` export"),
+            )
+        })?;
+        // SAFETY: `entry` type-checked this export against the instance
+        // type of `pre`, and every instance made from `pre` has that type.
+        let handle = unsafe {
+            TypedFunc::<(&Context, &Event), (Result<Plan, HandlerError>,)>::new_unchecked(func)
+        };
+        let (result,) = handle
+            .call_async(&mut *store, (ctx, event))
+            .await
+            .map_err(|e| (Stage::Call, e))?;
+        Ok(result)
+    }
+}
+
 /// Checks the `handle` export against the contract and prepares the typed
-/// entry point. The generated bindings would only check the signature at
-/// the first instantiation; checking here refuses a bad upload at once.
-pub(crate) fn call_handler_pre(
+/// entry point, refusing a bad upload at once.
+pub(crate) fn entry(
     component: &Component,
     info: &ComponentInfo,
     pre: InstancePre<HostState>,
-) -> Result<CallHandlerPre<HostState>, LoadError> {
+) -> Result<Entry, LoadError> {
     let mismatch = |reason: String| LoadError::ExportMismatch {
         export: info.export.clone(),
         reason,
@@ -251,7 +299,10 @@ pub(crate) fn call_handler_pre(
         Some((other, _)) => return Err(mismatch(format!("`handle` is a {}, not a function", item_kind(&other)))),
         None => return Err(mismatch("it has no function `handle`".into())),
     }
-    CallHandlerPre::new(pre).map_err(|e| mismatch(format!("{e:#}")))
+    let handle = component
+        .get_export_index(Some(&instance), "handle")
+        .ok_or_else(|| mismatch("it has no function `handle`".into()))?;
+    Ok(Entry { pre, handle })
 }
 
 fn item_kind(item: &ComponentItem) -> &'static str {

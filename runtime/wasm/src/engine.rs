@@ -65,7 +65,9 @@ pub(crate) fn build_engine(config: &HostConfig) -> Result<Engine, EngineError> {
         .table_elements(p.max_table_elements as usize)
         .pagemap_scan(if pagemap { Enabled::Yes } else { Enabled::No })
         .linear_memory_keep_resident(memory_keep as usize)
-        .table_keep_resident(table_keep as usize);
+        .table_keep_resident(table_keep as usize)
+        // One flush (and its syscalls) per 16 freed slots, not per event.
+        .decommit_batch_size(16);
     tracing::debug!(
         pagemap,
         memory_keep,

@@ -4,7 +4,7 @@
 //! ```text
 //!   WasmHost::load(bytes) ─▶ check_header ─▶ cache (memory / disk / compile)
 //!        │                    ─▶ inspect + typecheck ─▶ Arc<LoadedComponent>
-//!        ▼                                               (CallHandlerPre)
+//!        ▼                                               (component::Entry)
 //!   WasmHost::handler(component, TenantScope) ─▶ WasmHandler
 //!        │
 //!        ▼ invoke(InvokeRequest), per event:
@@ -32,14 +32,13 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, Trap, WasmBacktrace};
 
 use super::cache::{CacheError, CacheStats, ComponentCache, ContentHash, LoadSource};
-use super::component::{self, ComponentInfo, LoadError, World};
+use super::component::{self, ComponentInfo, LoadError, Stage, World};
 use super::config::{ConfigError, GuestLimits, HostConfig};
 use super::engine::{self, EngineError, EpochTicker};
 use super::entropy::Entropy;
 use super::host::{Answers, HostState};
 use super::output::GuestOutput;
 use crate::kv::{Kv, KvBackend};
-use switchyard_contract::CallHandlerPre;
 use switchyard_contract::guest::{BoxFuture, CallHandler, GuestFailure, Invocation, InvokeRequest};
 
 /// The Wasm host could not start.
@@ -75,7 +74,7 @@ pub struct LoadedComponent {
     hash: ContentHash,
     info: ComponentInfo,
     source: LoadSource,
-    pre: CallHandlerPre<HostState>,
+    entry: component::Entry,
 }
 
 impl LoadedComponent {
@@ -192,12 +191,12 @@ impl WasmHost {
                 expected: World::CallHandler,
             });
         }
-        let pre = component::call_handler_pre(&component, &info, pre)?;
+        let entry = component::entry(&component, &info, pre)?;
         let loaded = Arc::new(LoadedComponent {
             hash,
             info,
             source,
-            pre,
+            entry,
         });
         self.inner.cache.remember(hash, &loaded);
         tracing::info!(component = %hash, ?source, "loaded call-handler component");
@@ -318,19 +317,7 @@ impl WasmHandler {
         store.set_epoch_deadline(self.deadline_ticks);
 
         let ran = {
-            let call = async {
-                let guest = self
-                    .component
-                    .pre
-                    .instantiate_async(&mut store)
-                    .await
-                    .map_err(|e| (Stage::Instantiate, e))?;
-                guest
-                    .voice_runtime_handler()
-                    .call_handle(&mut store, &ctx, &event)
-                    .await
-                    .map_err(|e| (Stage::Call, e))
-            };
+            let call = self.component.entry.run(&mut store, &ctx, &event);
             let mut call = std::pin::pin!(call);
             // Epochs only interrupt running wasm; this bounds a guest parked
             // in a host call (a WASI sleep, a stalled storage request) too.
@@ -405,12 +392,6 @@ impl CallHandler for WasmHandler {
     fn invoke(&self, request: InvokeRequest) -> BoxFuture<'_, Invocation> {
         Box::pin(self.run(request, None))
     }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Stage {
-    Instantiate,
-    Call,
 }
 
 /// One line for a tenant: the trap, the guest's panic message if it

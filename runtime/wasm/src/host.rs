@@ -36,7 +36,10 @@ use switchyard_contract::guest::{CallVars, ImportRecord};
 
 /// The `T` of every `Store<T>` the Wasm host creates.
 pub struct HostState {
-    wasi: WasiCtx,
+    /// Built at the guest's first WASI call: most events make none, and
+    /// building one (pipes, a reseeded RNG) was ~2 % of a call's CPU.
+    wasi: Option<WasiCtx>,
+    entropy: Entropy,
     table: ResourceTable,
     limiter: GuestLimiter,
     call: CallState,
@@ -88,19 +91,9 @@ impl HostState {
             call_id.to_owned(),
             output_budget,
         ));
-        // The builder's defaults already deny filesystem (no preopens),
-        // env, args and every socket address; TCP/UDP/name lookup are
-        // switched off too so a guest fails at the first call, not at connect.
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(output.pipe(Stream::Stdout))
-            .stderr(output.pipe(Stream::Stderr))
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false);
-        entropy.give_to(&mut wasi);
-        let wasi = wasi.build();
         Self {
-            wasi,
+            wasi: None,
+            entropy,
             table: ResourceTable::new(),
             limiter: GuestLimiter::new(limits),
             call: CallState {
@@ -153,11 +146,27 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let (output, entropy) = (&self.call.output, self.entropy);
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: self.wasi.get_or_insert_with(|| wasi_ctx(output, entropy)),
             table: &mut self.table,
         }
     }
+}
+
+/// The guest's WASI: output to its pipes, clocks and randomness from the
+/// event's entropy. The builder's defaults already deny filesystem (no
+/// preopens), env, args and every socket address; TCP/UDP/name lookup are
+/// switched off too so a guest fails at the first call, not at connect.
+fn wasi_ctx(output: &Arc<GuestOutput>, entropy: Entropy) -> WasiCtx {
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.stdout(output.pipe(Stream::Stdout))
+        .stderr(output.pipe(Stream::Stderr))
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    entropy.give_to(&mut wasi);
+    wasi.build()
 }
 
 /// Enforces a tenant's [`GuestLimits`] on one store and remembers whether

@@ -261,7 +261,7 @@ impl Endpoint {
                 _ => None,
             })
             .collect();
-        let id = format!("CA{}", self.ids.token());
+        let id = self.ids.call_id(self.unix_ms(now));
         let mut router = router::Call::new(
             now,
             &id,

@@ -190,7 +190,7 @@ impl Endpoint {
         // Admitted: from here every exit gives the place back.
         let reference: CallRef = self.next_call;
         self.next_call += 1;
-        let id = format!("CA{}", self.ids.token());
+        let id = self.ids.call_id(self.unix_ms(now));
         let tenant_id = tenant.id.clone();
         let Some(leg) = self.open_stream_for(reference, &tenant_id, &id) else {
             self.admission.ended(now, idx);
