@@ -3,11 +3,13 @@
 //! ```text
 //!   KvStore::get/set/delete/list_keys  (async, any task)
 //!        │ check key/value limits (no round trip for a refusal)
+//!        │ get: a key read or written before answers from the ReadCache
 //!        ▼
 //!   Job ──mpsc──▶ "switchyard-kv" thread: owns the rusqlite Connection
 //!                      │ one transaction per request
 //!                      ▼
 //!                 kv(tenant, key, value) + kv_usage(tenant, keys, bytes)
+//!                      │ after each commit or read: ReadCache::put
 //!        ◀──oneshot── Result<_, KvError>
 //! ```
 //!
@@ -24,6 +26,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use switchyard_contract::guest::BoxFuture;
 use tokio::sync::oneshot;
+
+use super::kv_cache::ReadCache;
 
 /// Size limits of the key-value store, the same for every tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +90,7 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 pub struct KvStore {
     jobs: mpsc::Sender<Job>,
     limits: Arc<KvLimits>,
+    cache: Arc<ReadCache>,
 }
 
 impl std::fmt::Debug for KvStore {
@@ -159,6 +164,7 @@ impl KvStore {
         Ok(Self {
             jobs,
             limits: Arc::new(limits),
+            cache: Arc::default(),
         })
     }
 
@@ -169,15 +175,21 @@ impl KvStore {
     /// The value stored under `key` for `tenant`.
     pub async fn get(&self, tenant: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         self.check_key(key)?;
+        if let Some(value) = self.cache.get(tenant, key) {
+            return Ok(value);
+        }
         let (tenant, key) = (tenant.to_owned(), key.to_owned());
+        let cache = Arc::clone(&self.cache);
         self.run(move |conn, _| {
             let mut stmt =
                 conn.prepare_cached("SELECT value FROM kv WHERE tenant = ?1 AND key = ?2")?;
-            Ok(stmt
+            let value = stmt
                 .query_row(params![tenant, key.as_bytes()], |row| {
                     row.get::<_, Vec<u8>>(0)
                 })
-                .optional()?)
+                .optional()?;
+            cache.put(&tenant, &key, value.clone());
+            Ok(value)
         })
         .await
     }
@@ -193,6 +205,7 @@ impl KvStore {
             });
         }
         let (tenant, key) = (tenant.to_owned(), key.to_owned());
+        let cache = Arc::clone(&self.cache);
         self.run(move |conn, limits| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let old = entry_size(&tx, &tenant, &key)?;
@@ -221,6 +234,7 @@ impl KvStore {
             .execute(params![tenant, key.as_bytes(), value])?;
             store_usage(&tx, &tenant, new)?;
             tx.commit()?;
+            cache.put(&tenant, &key, Some(value));
             Ok(())
         })
         .await
@@ -230,6 +244,7 @@ impl KvStore {
     pub async fn delete(&self, tenant: &str, key: &str) -> Result<(), KvError> {
         self.check_key(key)?;
         let (tenant, key) = (tenant.to_owned(), key.to_owned());
+        let cache = Arc::clone(&self.cache);
         self.run(move |conn, _| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             if let Some(old) = entry_size(&tx, &tenant, &key)? {
@@ -243,6 +258,7 @@ impl KvStore {
                 store_usage(&tx, &tenant, new)?;
             }
             tx.commit()?;
+            cache.put(&tenant, &key, None);
             Ok(())
         })
         .await
@@ -423,6 +439,33 @@ mod tests {
         kv.delete("acme", "k").await.unwrap();
         assert_eq!(kv.get("acme", "k").await, Ok(None));
         assert_eq!(kv.usage("acme").await, Ok(KvUsage::default()));
+    }
+
+    #[tokio::test]
+    async fn reads_of_a_cached_key_follow_every_write_and_refusal() {
+        let kv = store(KvLimits {
+            max_keys_per_tenant: 1,
+            ..KvLimits::default()
+        });
+        // Each read below may come from the cache: it must still be the
+        // committed value.
+        kv.set("acme", "k", b"v1".to_vec()).await.unwrap();
+        assert_eq!(kv.get("acme", "k").await, Ok(Some(b"v1".to_vec())));
+        kv.set("acme", "k", b"v2".to_vec()).await.unwrap();
+        assert_eq!(kv.get("acme", "k").await, Ok(Some(b"v2".to_vec())));
+        assert_eq!(kv.get("acme", "other").await, Ok(None));
+        let refused = kv.set("acme", "other", b"x".to_vec()).await;
+        assert!(matches!(refused, Err(KvError::QuotaExceeded { .. })));
+        assert_eq!(
+            kv.get("acme", "other").await,
+            Ok(None),
+            "a refused write is not read back"
+        );
+        kv.delete("acme", "k").await.unwrap();
+        assert_eq!(kv.get("acme", "k").await, Ok(None));
+        kv.set("acme", "other", b"y".to_vec()).await.unwrap();
+        assert_eq!(kv.get("acme", "other").await, Ok(Some(b"y".to_vec())));
+        assert_eq!(kv.get("globex", "other").await, Ok(None));
     }
 
     #[tokio::test]

@@ -30,6 +30,7 @@
 pub mod cdr;
 pub mod deploy;
 pub mod kv;
+mod kv_cache;
 pub mod logs;
 pub mod recordings;
 pub mod tenancy;
