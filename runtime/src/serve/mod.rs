@@ -71,6 +71,8 @@ pub(crate) struct CallCounts {
     /// Calls in progress not answered yet, and answered.
     pub early: usize,
     pub answered: usize,
+    /// Of those, calls finishing (see `Endpoint::ending_calls`).
+    pub ending: usize,
     pub admission: AdmissionStats,
 }
 
@@ -232,6 +234,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     announce(&listening, &config);
     let udp = transport::UdpSockets::new(udp);
+    let draining = inputs.clone();
     let outputs = Outputs {
         udp,
         inputs,
@@ -245,11 +248,34 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let core = tokio::spawn(core(endpoint, queue, outputs));
     shutdown_signal().await;
     println!("switchyard: stopping");
+    drain(&draining).await;
     core.abort();
     edge.engine().shutdown();
     // Wait until every queued call record is on disk.
     let _ = tokio::task::spawn_blocking(move || (cdrs.list("", 0), logs.get("", ""))).await;
     Ok(())
+}
+
+/// How long a stopping server waits for calls that are ending.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// Waits (at most [`DRAIN`]) until no call is ending: a call whose 486 is
+/// out but whose ACK or hangup notice is not done yet still writes its CDR
+/// and decision log. Calls still up are cut when the core stops.
+async fn drain(inputs: &mpsc::UnboundedSender<Input>) {
+    let deadline = tokio::time::Instant::now() + DRAIN;
+    while tokio::time::Instant::now() < deadline {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if inputs.send(Input::CallCounts(tx)).is_err() {
+            return;
+        }
+        match rx.await {
+            Ok(counts) if counts.ending > 0 => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            _ => return,
+        }
+    }
 }
 
 /// The accounts store (`storage/accounts.sqlite3`), with an account for
@@ -585,6 +611,7 @@ fn handle(
             let _ = reply.send(CallCounts {
                 early,
                 answered,
+                ending: endpoint.ending_calls(),
                 admission: endpoint.admission_stats(),
             });
         }

@@ -227,6 +227,15 @@ impl Endpoint {
         (early, self.calls.len() - early)
     }
 
+    /// Calls whose final response or BYE is out and which are finishing
+    /// (an ACK, the hangup notice): their records are about to be written.
+    pub fn ending_calls(&self) -> usize {
+        self.calls
+            .values()
+            .filter(|c| c.caller == call::CallerState::Ended)
+            .count()
+    }
+
     /// Admission figures: refusals by reason, calls admitted after a
     /// wait, calls waiting by tenant.
     pub fn admission_stats(&self) -> AdmissionStats {
