@@ -288,20 +288,24 @@ pub(crate) fn entry(
     let (_, instance) = component
         .get_export(None, info.export.as_str())
         .ok_or_else(|| mismatch("the export cannot be found".into()))?;
-    match component.get_export(Some(&instance), "handle") {
-        Some((ComponentItem::ComponentFunc(func), _)) => func
-            .typecheck::<(&Context, &Event), (Result<Plan, HandlerError>,)>(&pre.instance_type())
-            .map_err(|e| {
-                mismatch(format!(
-                    "`handle` has a different signature ({e:#}); rebuild the guest against voice:runtime@0.1.0"
-                ))
-            })?,
-        Some((other, _)) => return Err(mismatch(format!("`handle` is a {}, not a function", item_kind(&other)))),
+    let handle = match component.get_export(Some(&instance), "handle") {
+        Some((ComponentItem::ComponentFunc(func), handle)) => {
+            func.typecheck::<(&Context, &Event), (Result<Plan, HandlerError>,)>(&pre.instance_type())
+                .map_err(|e| {
+                    mismatch(format!(
+                        "`handle` has a different signature ({e:#}); rebuild the guest against voice:runtime@0.1.0"
+                    ))
+                })?;
+            handle
+        }
+        Some((other, _)) => {
+            return Err(mismatch(format!(
+                "`handle` is a {}, not a function",
+                item_kind(&other)
+            )));
+        }
         None => return Err(mismatch("it has no function `handle`".into())),
-    }
-    let handle = component
-        .get_export_index(Some(&instance), "handle")
-        .ok_or_else(|| mismatch("it has no function `handle`".into()))?;
+    };
     Ok(Entry { pre, handle })
 }
 

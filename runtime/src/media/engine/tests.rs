@@ -315,8 +315,8 @@ fn reserve_refuses_a_taken_pair_and_open_uses_the_pair_it_holds() {
     assert!(!engine.reserve(port), "RTP port taken");
     assert!(!engine.reserve(port - 1), "RTCP port taken");
     drop(taken);
-    assert!(engine.reserve(port - (port & 1)));
     let even = port - (port & 1);
+    assert!(engine.reserve(even));
     // Held by the engine now: nobody else can bind it, and open gets it.
     assert!(UdpSocket::bind((LOCALHOST, even)).is_err());
     let local = engine.open(1, 1, even).unwrap();
