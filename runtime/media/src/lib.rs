@@ -28,6 +28,7 @@ pub mod codec;
 pub mod dtmf;
 pub mod g711;
 pub mod jitter;
+pub mod mixer;
 pub mod ports;
 pub mod rtcp;
 pub mod rtp;
