@@ -82,7 +82,12 @@ fn check_names_the_world_of_each_example_guest() {
             "{}",
             run.stdout
         );
+        assert!(run.stdout.contains("notices  on"), "{}", run.stdout);
     }
+    // guest_busy is built with #[call_handler(notices = false)].
+    let run = switchyard(&["check", guest("busy").to_str().unwrap()], &cache);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("notices  off"), "{}", run.stdout);
 }
 
 #[test]
@@ -136,6 +141,19 @@ fn ivr_sends_a_caller_who_presses_1_to_sales() {
             "← plan    hangup",
             "→ event   #3 hangup (handler)",
             "← plan    empty plan",
+        ]
+    );
+}
+
+#[test]
+fn simulate_skips_the_hangup_notice_of_a_handler_that_takes_none_as_a_real_call_does() {
+    let run = simulate("busy", "", &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        steps(&run),
+        [
+            "→ event   #0 incoming from +14155550100 to +14155550199 (inbound)",
+            "← plan    reject busy",
         ]
     );
 }

@@ -212,6 +212,20 @@ fn every_call_leaves_a_cdr_with_its_handler_and_version() {
         ("acme", "sip:alice@127.0.0.1", "busy", 486, "guest_busy")
     );
     assert_eq!(version, expected_version);
+
+    // guest_busy is built with `#[call_handler(notices = false)]`: it
+    // decided `incoming` and was not run again for the hangup.
+    let logs = rusqlite::Connection::open(storage.path().join("logs.sqlite3")).unwrap();
+    let lines: String = logs
+        .query_row("SELECT lines FROM decision_log", [], |r| r.get(0))
+        .expect("one decision log");
+    let events: Vec<&str> = lines
+        .lines()
+        .filter(|l| l.contains(r#""kind":"event""#))
+        .collect();
+    assert_eq!(events.len(), 1, "{lines}");
+    assert!(events[0].contains(r#""Incoming""#), "{lines}");
+    assert!(lines.contains(r#""kind":"ended""#), "{lines}");
 }
 
 #[test]

@@ -588,6 +588,15 @@ async fn a_component_from_the_disk_cache_runs() {
 }
 
 #[test]
+fn a_guest_built_with_notices_off_says_so_and_others_hear_notices() {
+    let _serial = shared_blocking();
+    let t = test_host();
+    assert!(!acme_guest(&t, "busy").hears_notices());
+    assert!(acme_guest(&t, "ivr").hears_notices());
+    assert!(!t.host.inspect(&guest("busy")).unwrap().notices);
+}
+
+#[test]
 fn the_default_configuration_starts() {
     let _serial = shared_blocking();
     let cache = tempfile::tempdir().unwrap();

@@ -72,6 +72,31 @@
 //! }
 //! ```
 //!
+//! A handler that has nothing to do when the call changes status or ends
+//! can say so; the runtime then runs it only for the events that need a
+//! plan, which on a call refused at once halves the guest work:
+//!
+//! ```
+//! use switchyard_sdk::prelude::*;
+//!
+//! #[call_handler(notices = false)]
+//! fn handle(_ctx: Context, _event: Event) -> Result<Plan, HandlerError> {
+//!     Ok(Plan::new().reject_busy())
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! That is the only argument:
+//!
+//! ```compile_fail
+//! use switchyard_sdk::prelude::*;
+//!
+//! #[call_handler(notice = false)]
+//! fn handle(_ctx: Context, _event: Event) -> Result<Plan, HandlerError> {
+//!     Ok(Plan::new())
+//! }
+//! ```
+//!
 //! `README.md` covers checking and simulating the component with the
 //! `switchyard` CLI.
 //!

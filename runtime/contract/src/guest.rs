@@ -144,11 +144,23 @@ pub trait CallHandler: Send + Sync {
     /// Decide on one event. Never panics and never fails as a Rust error:
     /// every failure is a [`GuestFailure`] in the returned invocation.
     fn invoke(&self, request: InvokeRequest) -> BoxFuture<'_, Invocation>;
+
+    /// Whether the handler hears informational events (`status-changed`,
+    /// `hangup`). A handler that says no is not run for them at all: on a
+    /// call that is refused at once, that halves the guest work. No
+    /// default, so a wrapper cannot forget to pass it on.
+    fn hears_notices(&self) -> bool;
 }
 
 /// The handlers a call may reach, by name (a call starts on one and may
 /// `redirect` to another).
 pub type Handlers = HashMap<String, Arc<dyn CallHandler>>;
+
+/// Whether the handler named `name` hears notices; an unknown name does
+/// (its invocation reports that it is missing, as for any event).
+pub fn hears_notices(handlers: &Handlers, name: &str) -> bool {
+    handlers.get(name).is_none_or(|h| h.hears_notices())
+}
 
 /// Runs the handler named in the request, or reports that there is none.
 pub async fn invoke_named(handlers: &Handlers, request: InvokeRequest) -> Invocation {
@@ -183,6 +195,10 @@ where
             imports: Vec::new(),
             elapsed: start.elapsed(),
         }))
+    }
+
+    fn hears_notices(&self) -> bool {
+        true
     }
 }
 

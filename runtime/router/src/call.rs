@@ -94,6 +94,8 @@ pub struct Call {
     ended: Option<HangupCause>,
     /// Whether the final hangup event has been queued.
     hangup_sent: bool,
+    /// Whether the current handler hears notices (see [`Call::set_notices`]).
+    notices: bool,
     events: u32,
     fallbacks: u32,
     output: VecDeque<Output>,
@@ -131,6 +133,7 @@ impl Call {
             waiting: VecDeque::new(),
             ended: None,
             hangup_sent: false,
+            notices: true,
             events: 0,
             fallbacks: 0,
             output: VecDeque::new(),
@@ -144,6 +147,16 @@ impl Call {
     /// static fallback plan runs.
     pub fn set_fallback_handler(&mut self, handler: Option<String>) {
         self.fallback_handler = handler;
+    }
+
+    /// Whether the handler now deciding hears informational events
+    /// (`status-changed`, `hangup`); when it does not, they are not sent
+    /// (nor logged). The driver sets it from each [`Output::Invoke`]'s
+    /// handler: every change of handler (redirect, handover to a fallback
+    /// handler) starts with a decision, so the flag is right before any
+    /// notice is due.
+    pub fn set_notices(&mut self, on: bool) {
+        self.notices = on;
     }
 
     /// Sends the call to `handler` from outside (the REST API): whatever
@@ -255,11 +268,10 @@ impl Call {
 
     /// What happened on the call leg.
     pub fn handle_leg(&mut self, now: Instant, event: LegEvent) -> Result<(), RouterError> {
-        if self.finished {
-            return Err(RouterError::Finished);
-        }
         if self.ended.is_some() {
-            // The leg may still report the tail of what it ran; the call is over.
+            // The leg may still report the tail of what it ran, even after
+            // the call finished (at once when no notice was due); the call
+            // is over.
             return Ok(());
         }
         match event {
@@ -372,7 +384,7 @@ impl Call {
 
     /// Queues an event for the handler; at most one invocation is in flight.
     fn send(&mut self, now: Instant, event: Event, purpose: Purpose) {
-        if self.hangup_sent {
+        if self.hangup_sent || (purpose == Purpose::Notify && !self.notices) {
             return;
         }
         if purpose == Purpose::Decide {

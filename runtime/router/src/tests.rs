@@ -84,6 +84,18 @@ enum Seen {
 /// `leg` plays the call leg. Each step advances a virtual clock by 1 s.
 fn drive(
     config: RouterConfig,
+    decide: impl FnMut(&InvokeRequest, &mut CallVars) -> Result<Plan, GuestFailure>,
+    leg: impl FnMut(&Verb) -> LegEvent,
+) -> (Call, Vec<Seen>) {
+    drive_quiet(config, &[], decide, leg)
+}
+
+/// [`drive`], with the handlers named in `quiet` taking no notices (the
+/// driver sets the flag from each invocation's handler, as the SIP
+/// endpoint and the simulator do).
+fn drive_quiet(
+    config: RouterConfig,
+    quiet: &[&str],
     mut decide: impl FnMut(&InvokeRequest, &mut CallVars) -> Result<Plan, GuestFailure>,
     mut leg: impl FnMut(&Verb) -> LegEvent,
 ) -> (Call, Vec<Seen>) {
@@ -94,6 +106,7 @@ fn drive(
         let now = start + Duration::from_secs(step);
         match call.poll_output() {
             Some(Output::Invoke(request)) => {
+                call.set_notices(!quiet.contains(&request.ctx.handler.as_str()));
                 seen.push(Seen::Event(crate::describe::describe_event(&request.event)));
                 let mut vars = request.vars.clone();
                 let outcome = decide(&request, &mut vars);
@@ -448,4 +461,58 @@ fn the_decision_log_holds_every_event_plan_and_verb_and_round_trips_as_json() {
     );
     let json = call.log().to_json_lines();
     assert_eq!(&DecisionLog::from_json_lines(&json).unwrap(), call.log());
+}
+
+/// Plays `main` (redirects to `billing` on incoming) and `billing` (says
+/// something and hangs up); returns the events the handlers heard.
+fn redirect_with_quiet(quiet: &[&str]) -> Vec<String> {
+    let (_, seen) = drive_quiet(
+        RouterConfig::default(),
+        quiet,
+        |req, _| match (&req.ctx.handler[..], &req.event) {
+            ("main", Event::Incoming(_)) => plan(vec![Verb::Redirect("billing".into())]),
+            ("billing", Event::Redirected(_)) => plan(vec![say("hi"), Verb::Hangup]),
+            (_, Event::Hangup(_)) => plan(vec![]),
+            other => panic!("unexpected {other:?}"),
+        },
+        |_| LegEvent::Done,
+    );
+    assert!(
+        matches!(seen.last(), Some(Seen::Finished(HangupCause::Handler, 0))),
+        "{seen:?}"
+    );
+    events(&seen).into_iter().map(String::from).collect()
+}
+
+#[test]
+fn a_handler_that_takes_no_notices_is_not_sent_the_hangup() {
+    assert_eq!(
+        redirect_with_quiet(&[]),
+        ["incoming", "redirected", "hangup"]
+    );
+    assert_eq!(
+        redirect_with_quiet(&["billing"]),
+        ["incoming", "redirected"]
+    );
+    // Notices follow the handler deciding now, not the one the call began on.
+    assert_eq!(
+        redirect_with_quiet(&["main"]),
+        ["incoming", "redirected", "hangup"]
+    );
+}
+
+#[test]
+fn a_handler_that_takes_no_notices_is_not_sent_status_changes() {
+    let start = Instant::now();
+    let mut call = new_call(start);
+    call.set_notices(false);
+    answer(&mut call, start, plan(vec![say("one"), Verb::Hangup]));
+    assert_eq!(call.poll_output(), Some(Output::Execute(say("one"))));
+    call.handle_leg(start, LegEvent::Status(CallStatus::InProgress))
+        .unwrap();
+    assert_eq!(call.poll_output(), None, "no notice, \"one\" still playing");
+    call.handle_leg(start, LegEvent::Done).unwrap();
+    assert_eq!(call.poll_output(), Some(Output::Execute(Verb::Hangup)));
+    assert!(matches!(call.poll_output(), Some(Output::Finished(_))));
+    assert_eq!(call.log().events().count(), 1, "only the incoming event");
 }

@@ -24,6 +24,14 @@ pub fn check(path: &Path) -> Result<ExitCode, CliError> {
     );
     println!("  imports  {}", info.imports.join("\n           "));
     if info.world == World::CallHandler {
+        println!(
+            "  notices  {}",
+            if info.notices {
+                "on (hears status-changed and hangup)"
+            } else {
+                "off (not run for status-changed and hangup)"
+            }
+        );
         // What no plan may use yet: the same messages a refused plan gets.
         let missing: Vec<String> = not_built().map(|n| n.to_string()).collect();
         println!("  not yet  {}", missing.join("\n           "));

@@ -166,4 +166,8 @@ impl CallHandler for SimulatedClockHandler {
         };
         Box::pin(self.handler.replay(request, answers))
     }
+
+    fn hears_notices(&self) -> bool {
+        self.handler.hears_notices()
+    }
 }

@@ -32,7 +32,7 @@ pub use rfc3339::parse as parse_rfc3339;
 pub use script::{Action, LINES, Script, ScriptError, Step, help as script_help};
 
 use crate::contract::IncomingCall;
-use crate::guest::{Handlers, invoke_named};
+use crate::guest::{Handlers, hears_notices, invoke_named};
 use crate::router::{
     Call, CallSummary, DecisionLog, LegEvent, LogEntry, Output, RouterConfig, RouterError,
 };
@@ -149,6 +149,7 @@ pub async fn run_with_clock(
         let now = base + Duration::from_millis(clock_ms);
         match call.poll_output() {
             Some(Output::Invoke(request)) => {
+                call.set_notices(hears_notices(handlers, &request.ctx.handler));
                 clock.set_elapsed(clock_ms);
                 let invocation = invoke_named(handlers, request).await;
                 call.handle_invocation(now, invocation)?;

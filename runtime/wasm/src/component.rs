@@ -81,6 +81,9 @@ pub struct ComponentInfo {
     pub imports: Vec<String>,
     /// Every export, as named by the component.
     pub exports: Vec<String>,
+    /// Whether a call handler hears `status-changed` and `hangup`
+    /// (its [`Manifest`](crate::manifest::Manifest)).
+    pub notices: bool,
 }
 
 /// Why a component cannot be loaded. Each message says what is wrong and,
@@ -124,6 +127,9 @@ pub enum LoadError {
     /// Imports with known names whose types do not match ours.
     #[error("cannot link the component's imports: {reason}")]
     Link { reason: String },
+    /// A `switchyard-handler` custom section this runtime cannot read.
+    #[error("{reason}")]
+    Manifest { reason: String },
 }
 
 fn names(list: &[String]) -> String {
@@ -174,7 +180,9 @@ pub(crate) fn inspect(
     engine: &Engine,
     linker: &Linker<HostState>,
     component: &Component,
+    bytes: &[u8],
 ) -> Result<(ComponentInfo, InstancePre<HostState>), LoadError> {
+    let manifest = crate::manifest::Manifest::read(bytes)?;
     let ty = component.component_type();
     let exports: Vec<String> = ty
         .exports(engine)
@@ -221,6 +229,7 @@ pub(crate) fn inspect(
             export,
             imports,
             exports,
+            notices: manifest.notices,
         },
         pre,
     ))

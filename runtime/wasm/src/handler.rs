@@ -169,7 +169,8 @@ impl WasmHost {
             return Ok(loaded.info.clone());
         }
         let (component, _) = self.compile(&hash, bytes)?;
-        let (info, _) = component::inspect(&self.inner.engine, &self.inner.linker, &component)?;
+        let (info, _) =
+            component::inspect(&self.inner.engine, &self.inner.linker, &component, bytes)?;
         Ok(info)
     }
 
@@ -184,7 +185,8 @@ impl WasmHost {
             return Ok(loaded);
         }
         let (component, source) = self.compile(&hash, bytes)?;
-        let (info, pre) = component::inspect(&self.inner.engine, &self.inner.linker, &component)?;
+        let (info, pre) =
+            component::inspect(&self.inner.engine, &self.inner.linker, &component, bytes)?;
         if info.world != World::CallHandler {
             return Err(LoadError::WrongWorld {
                 found: info.world,
@@ -391,6 +393,10 @@ impl WasmHandler {
 impl CallHandler for WasmHandler {
     fn invoke(&self, request: InvokeRequest) -> BoxFuture<'_, Invocation> {
         Box::pin(self.run(request, None))
+    }
+
+    fn hears_notices(&self) -> bool {
+        self.component.info.notices
     }
 }
 

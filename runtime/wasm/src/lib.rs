@@ -25,6 +25,8 @@
 //! * `host`, `imports`, `output` — per-event state and the host imports.
 //! * [`entropy`] — the guest's WASI clocks and random numbers, reproducible
 //!   from two recorded numbers per event.
+//! * [`manifest`] — what a component declares in its `switchyard-handler`
+//!   custom section (e.g. that it takes no notices).
 //! * `handler` — [`WasmHost`] and [`WasmHandler`].
 
 mod cache;
@@ -36,6 +38,7 @@ mod handler;
 mod host;
 mod imports;
 pub mod kv;
+pub mod manifest;
 mod output;
 
 pub use cache::{CacheError, CacheStats, ContentHash, LoadSource};

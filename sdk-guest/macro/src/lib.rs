@@ -29,8 +29,14 @@ use syn::{Error, ItemFn, parse_macro_input};
 ///
 /// Any function name works, and the function stays callable from tests.
 /// Use the attribute once per crate: a component has one handler. Another
-/// signature, `async`, generics or attribute arguments are compile errors
-/// pointing at the function.
+/// signature, `async`, generics or an unknown argument are compile errors
+/// pointing at the mistake.
+///
+/// `#[call_handler(notices = false)]` says the handler takes no
+/// informational events (`Event::StatusChanged`, `Event::Hangup`): the
+/// runtime then does not run it for them, which saves one instantiation
+/// per call. It is written into the component (a `switchyard-handler`
+/// custom section), so `switchyard check` shows it.
 #[proc_macro_attribute]
 pub fn call_handler(attr: TokenStream, item: TokenStream) -> TokenStream {
     let func = parse_macro_input!(item as ItemFn);
@@ -39,13 +45,29 @@ pub fn call_handler(attr: TokenStream, item: TokenStream) -> TokenStream {
         .into()
 }
 
-fn expand_call_handler(attr: TokenStream2, func: ItemFn) -> syn::Result<TokenStream2> {
-    if !attr.is_empty() {
-        return Err(Error::new_spanned(
-            attr,
-            "`#[call_handler]` takes no arguments",
-        ));
+/// `notices = true|false`, the one argument `#[call_handler]` takes.
+fn notices(attr: TokenStream2) -> syn::Result<bool> {
+    if attr.is_empty() {
+        return Ok(true);
     }
+    let usage = "`#[call_handler]` takes one optional argument: `notices = false` \
+                 (the handler takes no status-changed or hangup events)";
+    let arg: syn::MetaNameValue =
+        syn::parse2(attr.clone()).map_err(|_| Error::new_spanned(&attr, usage))?;
+    if !arg.path.is_ident("notices") {
+        return Err(Error::new_spanned(&arg.path, usage));
+    }
+    match &arg.value {
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Bool(b),
+            ..
+        }) => Ok(b.value),
+        other => Err(Error::new_spanned(other, usage)),
+    }
+}
+
+fn expand_call_handler(attr: TokenStream2, func: ItemFn) -> syn::Result<TokenStream2> {
+    let notices = notices(attr)?;
     // The fn-pointer check below would catch these too, but with a message
     // about types instead of the actual mistake.
     if let Some(token) = &func.sig.asyncness {
@@ -71,11 +93,24 @@ fn expand_call_handler(attr: TokenStream2, func: ItemFn) -> syn::Result<TokenStr
         const HANDLE: #signature = #name;
     };
 
+    // Read by the runtime at load (runtime/wasm/src/manifest.rs). Only on
+    // wasm: native section names have other rules (Mach-O wants
+    // "segment,section"), and only a component is read.
+    let manifest = (!notices).then(|| {
+        quote! {
+            #[cfg(target_family = "wasm")]
+            #[unsafe(link_section = "switchyard-handler")]
+            #[used]
+            static MANIFEST: [u8; 12] = *b"notices=off\n";
+        }
+    });
+
     Ok(quote! {
         #func
 
         const _: () = {
             #check
+            #manifest
 
             struct Component;
 

@@ -9,6 +9,7 @@ use crate::cdr::Cdr;
 use crate::directory::{Binding, Route, TenantIdx};
 use crate::transaction::TxKey;
 use crate::{Peer, message, sdp};
+use switchyard_contract::guest::hears_notices;
 use switchyard_contract::{
     CallStatus, Event, Gather, GatherEnd, GatherResult, HangupCause, IncomingCall, Prompt,
     RejectReason, Verb,
@@ -346,11 +347,16 @@ impl Endpoint {
         loop {
             while let Some(output) = call.router.poll_output() {
                 match output {
-                    Output::Invoke(request) => self.events.push_back(EndpointEvent::Invoke {
-                        call: call.reference,
-                        tenant: call.tenant,
-                        request,
-                    }),
+                    Output::Invoke(request) => {
+                        let handlers = &self.directory.tenant(call.tenant).handlers;
+                        call.router
+                            .set_notices(hears_notices(handlers, &request.ctx.handler));
+                        self.events.push_back(EndpointEvent::Invoke {
+                            call: call.reference,
+                            tenant: call.tenant,
+                            request,
+                        })
+                    }
                     Output::Execute(verb) => self.execute(now, call, verb),
                     Output::Finished(_) => call.finished = true,
                 }
