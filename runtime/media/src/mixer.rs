@@ -355,6 +355,8 @@ impl Mixer {
         }
 
         let beep = self.beep.as_ref().map(|(b, at)| &b[(*at).min(b.len())..]);
+        // Scanning for whispers is O(participants²): skip it when no one coaches.
+        let coaching = inputs.iter().any(|c| c.coach.is_some());
         for me in &inputs {
             let p = self
                 .participants
@@ -387,6 +389,7 @@ impl Mixer {
             if !me.held {
                 let whispers = inputs
                     .iter()
+                    .take(if coaching { inputs.len() } else { 0 })
                     .filter(|c| c.heard && c.coach == Some(me.id))
                     .filter_map(|c| c.samples);
                 for extra in whispers.chain(beep) {
