@@ -3,6 +3,7 @@
 //! One 20 ms tick (160 samples per participant, everyone talking) for:
 //! * one conference of 500 participants;
 //! * 166 conferences of 3 (498 participants in all), about the same total;
+//!
 //! and, as the floor, a copy of every participant's frame (what an echo
 //! does per tick without sockets). Prints each tick's time as a share of
 //! the 20 ms a real-time worker has, and µs per participant. The RTP
