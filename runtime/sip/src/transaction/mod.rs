@@ -334,16 +334,24 @@ pub fn make_branch(rng: &mut impl rand::RngCore) -> String {
 
 /// Serialises a message once; the body is appended as raw bytes (rsip's
 /// `Display` would replace non-UTF-8 body bytes).
+///
+/// Each header is written straight into one buffer: rsip's `Display` for
+/// the header list makes a `String` per header, collects them and joins
+/// them (~3 % of a refused call's CPU, benches/sip).
 fn serialize(message: &SipMessage) -> Bytes {
-    let head = match message {
-        SipMessage::Request(r) => {
-            format!("{} {} {}\r\n{}\r\n", r.method, r.uri, r.version, r.headers)
-        }
-        SipMessage::Response(r) => format!("{} {}\r\n{}\r\n", r.version, r.status_code, r.headers),
-    };
+    use std::fmt::Write;
     let body = message.body();
-    let mut bytes = Vec::with_capacity(head.len() + body.len());
-    bytes.extend_from_slice(head.as_bytes());
+    let mut head = String::with_capacity(512);
+    // Writing into a String cannot fail.
+    let _ = match message {
+        SipMessage::Request(r) => write!(head, "{} {} {}\r\n", r.method, r.uri, r.version),
+        SipMessage::Response(r) => write!(head, "{} {}\r\n", r.version, r.status_code),
+    };
+    for header in rsip::message::HasHeaders::headers(message).iter() {
+        let _ = write!(head, "{header}\r\n");
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
     bytes.extend_from_slice(body);
     bytes.into()
 }
