@@ -305,3 +305,73 @@ fn a_wideband_mixer_is_the_same_mixer_with_longer_frames() {
     m.tick(|id| (id == 1).then_some(&a[..]));
     assert_eq!(m.output(2).unwrap(), &a[..]);
 }
+
+/// What `law` makes of `samples` on the wire and back.
+fn through(law: crate::g711::Law, samples: &[i16]) -> Vec<i16> {
+    let mut wire = vec![0u8; samples.len()];
+    law.encode(samples, &mut wire);
+    let mut back = Vec::new();
+    law.decode(&wire, &mut back);
+    back
+}
+
+#[test]
+fn pcmu_and_pcma_legs_in_one_conference_hear_the_other_tones_not_their_own() {
+    use crate::g711::Law;
+    // Three legs, each sending its own pure tone, two in µ-law, one in A-law;
+    // a second of audio, frame by frame, as the media workers would feed it.
+    let legs = [
+        (1u64, Law::Mu, 440.0),
+        (2, Law::A, 700.0),
+        (3, Law::Mu, 1100.0),
+    ];
+    let mut m = mixer();
+    for (id, _, _) in legs {
+        m.join(id, Join::default()).unwrap();
+    }
+    let mut heard: HashMap<u64, Vec<i16>> = HashMap::new();
+    let tones: HashMap<u64, Vec<i16>> = legs
+        .iter()
+        .map(|&(id, law, hz)| (id, through(law, &sine(hz, 1000, 0.2))))
+        .collect();
+    for f in 0..50 {
+        let at = f * N;
+        m.tick(|id| Some(&tones[&id][at..at + N]));
+        for (id, law, _) in legs {
+            heard
+                .entry(id)
+                .or_default()
+                .extend(through(law, m.output(id).unwrap()));
+        }
+    }
+    // A full-scale sine gives ~1.0; each tone is sent at 0.2 (power 0.04).
+    let db = |power: f64| 10.0 * power.max(1e-12).log10();
+    let sent = db(0.04);
+    for (id, _, own) in legs {
+        let audio = &heard[&id];
+        for (other, _, hz) in legs {
+            let level = db(goertzel(audio, hz));
+            if other == id {
+                assert!(
+                    level < sent - 30.0,
+                    "leg {id} hears its own {own} Hz at {level:.1} dB"
+                );
+            } else {
+                assert!(
+                    (level - sent).abs() < 3.0,
+                    "leg {id} hears {hz} Hz at {level:.1} dB, sent at {sent:.1} dB"
+                );
+            }
+        }
+    }
+    // Muting leg 2 takes its tone out of what the others hear.
+    m.set_muted(2, true).unwrap();
+    let mut to_1 = Vec::new();
+    for f in 0..25 {
+        let at = f * N;
+        m.tick(|id| Some(&tones[&id][at..at + N]));
+        to_1.extend(through(Law::Mu, m.output(1).unwrap()));
+    }
+    assert!(db(goertzel(&to_1, 700.0)) < sent - 30.0);
+    assert!((db(goertzel(&to_1, 1100.0)) - sent).abs() < 3.0);
+}
