@@ -493,7 +493,7 @@ impl Endpoint {
         let Some(fork) = dial.forks.get_mut(index) else {
             return;
         };
-        let invite_cseq = wire::cseq(&fork.invite).map_or(1, |(n, _)| n);
+        let invite_cseq = crate::message::cseq(&fork.invite).map_or(1, |(n, _)| n);
         let dialog = fork.dialog.clone().unwrap_or_else(|| Dialog {
             call_id: wire::call_id(&fork.invite).unwrap_or_default(),
             local: from_value(&fork.invite).unwrap_or_default(),
@@ -823,7 +823,7 @@ impl Endpoint {
 /// CSeq number and top Via (§9.1).
 pub(super) fn cancel_for(invite: &rsip::Request) -> Option<rsip::Request> {
     let via = wire::header_value(&invite.headers, "Via")?;
-    let (cseq, _) = wire::cseq(invite)?;
+    let (cseq, _) = crate::message::cseq(invite)?;
     RequestText::new("CANCEL", &invite.uri.to_string())
         .header("Via", via)
         .header("Max-Forwards", 70)

@@ -857,7 +857,10 @@ fn a_refer_to_loopback_or_a_private_address_is_refused_403_and_the_bridge_stays(
             [(peer, rsip::SipMessage::Response(refused))] => {
                 assert_eq!(*peer, udp(CALLEE), "{target}");
                 assert_eq!(refused.status_code.code(), 403, "{target}");
-                assert_eq!(wire::cseq(refused), Some((2, rsip::Method::Refer)));
+                assert_eq!(
+                    crate::message::cseq(refused),
+                    Some((2, rsip::Method::Refer))
+                );
             }
             other => panic!("{target}: {other:?}"),
         }
@@ -998,7 +1001,7 @@ fn assert_trunk_credentials(
         matches!(verdict, crate::digest::Verdict::Ok { .. }),
         "{verdict:?}"
     );
-    assert_eq!(super::wire::cseq(second).map(|(n, _)| n), Some(2));
+    assert_eq!(crate::message::cseq(second).map(|(n, _)| n), Some(2));
     assert_eq!(super::wire::call_id(second), super::wire::call_id(first));
     assert_eq!(super::wire::from_tag(second), super::wire::from_tag(first));
 }
@@ -1930,7 +1933,7 @@ fn the_plan_of_an_outbound_call_hangs_up_with_a_bye_in_the_callees_dialog() {
     assert_eq!(super::wire::to_tag(&bye).as_deref(), Some("b2"));
     assert_eq!(super::wire::call_id(&bye), super::wire::call_id(&invite));
     assert_eq!(
-        super::wire::cseq(&bye).map(|c| c.0),
+        crate::message::cseq(&bye).map(|c| c.0),
         Some(2),
         "after the INVITE's 1"
     );
@@ -2066,7 +2069,7 @@ fn an_outbound_call_to_a_number_goes_through_the_trunk_and_answers_its_challenge
     assert_eq!(second.body, first.body, "the same offer");
     h.send_msg(TRUNK, callee_response(&second, 200, "OK", "t1", TRUNK, SDP));
     let ack = h.request(rsip::Method::Ack, TRUNK);
-    assert_eq!(super::wire::cseq(&ack), Some((2, rsip::Method::Ack)));
+    assert_eq!(crate::message::cseq(&ack), Some((2, rsip::Method::Ack)));
     match &h.events_seen[..] {
         [Event::Incoming(call)] => assert_eq!(call.to, "+15550199"),
         other => panic!("{other:?}"),
@@ -2076,7 +2079,7 @@ fn an_outbound_call_to_a_number_goes_through_the_trunk_and_answers_its_challenge
     h.ep.control(h.now, "acme", &id, Control::Hangup).unwrap();
     h.settle();
     let bye = h.request(rsip::Method::Bye, TRUNK);
-    assert_eq!(super::wire::cseq(&bye).map(|c| c.0), Some(3));
+    assert_eq!(crate::message::cseq(&bye).map(|c| c.0), Some(3));
 }
 
 #[test]

@@ -220,7 +220,7 @@ impl Endpoint {
         if !(200..300).contains(&response.status_code.code()) {
             return;
         }
-        let Some((cseq, _)) = wire::cseq(response) else {
+        let Some((cseq, _)) = crate::message::cseq(response) else {
             return;
         };
         if let Ok(ack) = call

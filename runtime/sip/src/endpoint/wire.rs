@@ -27,10 +27,6 @@ pub fn to_tag(msg: &impl HasHeaders) -> Option<String> {
     message::to_tag(msg).map(str::to_owned)
 }
 
-pub fn cseq(msg: &impl HasHeaders) -> Option<(u32, rsip::Method)> {
-    message::cseq(msg)
-}
-
 /// The first value of header `name` (full name, any case). Typed rsip
 /// headers are read without formatting the whole header list: this runs on
 /// every INVITE.
@@ -278,7 +274,7 @@ mod tests {
             .build(Some("application/sdp"), b"v=0\r\n")
             .unwrap();
         assert_eq!(call_id(&req).as_deref(), Some("c1"));
-        assert_eq!(cseq(&req), Some((1, rsip::Method::Invite)));
+        assert_eq!(message::cseq(&req), Some((1, rsip::Method::Invite)));
         assert_eq!(from_tag(&req).as_deref(), Some("1"));
         assert_eq!(to_tag(&req), None);
         assert!(sdp_body(&req.headers, &req.body).is_some());
