@@ -18,6 +18,7 @@
 //! * [`deploy`] — uploaded component versions and the numbers bound to them.
 //! * [`api`] — the REST API under `/v1`.
 //! * [`callbacks`] — signed status callbacks to tenants' URLs.
+//! * [`conferences`] — the conferences in progress, for the media edge and REST.
 //! * [`egress`] — which addresses the runtime may reach for a tenant.
 //! * [`simulate`] — scripted caller for local testing of guests.
 //! * [`replay`] — a recorded call's events against another component.
@@ -25,6 +26,7 @@
 pub mod api;
 pub mod callbacks;
 pub mod cli;
+pub mod conferences;
 pub mod media;
 pub mod metrics;
 pub mod replay;

@@ -353,6 +353,10 @@ fn every_route_refuses_missing_auth_other_accounts_and_bad_bodies() {
         ("{number}", "%2B15550199"),
         ("{username}", "bob"),
         ("{domain}", "globex.example.net"),
+        // Conferences live only while calls are in them
+        // (`conference_calls.rs` sweeps them across accounts with calls).
+        ("/v1/conferences/{id}", "/v1/conferences/CFglobex"),
+        ("{call}", "CAglobex1"),
     ];
     let own_ids = [
         ("/v1/accounts/{id}", "/v1/accounts/acme"),
@@ -360,6 +364,9 @@ fn every_route_refuses_missing_auth_other_accounts_and_bad_bodies() {
         ("{number}", "%2B15550100"),
         ("{username}", "alice"),
         ("{domain}", "acme.example.net"),
+        ("/v1/conferences/{id}", "/v1/conferences/CFacme"),
+        ("{call}", "CAacme1"),
+        ("{name}", "support"),
     ];
 
     let mut swept = 0;
@@ -382,7 +389,11 @@ fn every_route_refuses_missing_auth_other_accounts_and_bad_bodies() {
             // A valid body where one is needed, so only the resource's
             // owner can make the difference.
             let body: &[u8] = match (method.as_str(), template.as_str()) {
-                ("POST", "/v1/calls/{id}") => br#"{"status": "completed"}"#,
+                ("POST", "/v1/calls/{id}" | "/v1/conferences/{id}") => {
+                    br#"{"status": "completed"}"#
+                }
+                ("POST", "/v1/conferences/{id}/participants/{call}") => br#"{"muted": true}"#,
+                ("POST", "/v1/queues/{name}/dequeue") => br#"{"handler": "main"}"#,
                 _ if json_body => b"{}",
                 _ => b"",
             };

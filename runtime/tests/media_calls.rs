@@ -38,14 +38,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use far::{Answer, FarEnd, far_audio};
-use http::Auth;
-use sip_common::{Config, Server, require_tool};
+use http::{Auth, account_auth};
+use sip_common::{Config, Server, require_tool, wait_until};
 use switchyard::media::audio::decode_wav;
 use switchyard::media::g711::Law;
 use switchyard::media::tone::{goertzel, sine};
 use switchyard::media::tone_speech::ToneSpeech;
 use switchyard::sip::sdp::Codec;
-use switchyard::tenancy::Accounts;
 use ua::{Call, Ua, tone_purity};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -91,14 +90,6 @@ fn synthesized(server: &Server) -> Vec<String> {
         .collect()
 }
 
-/// HTTP Basic auth for the REST API as account `acme` (the config's
-/// tenant), with a key made in the server's accounts store.
-fn acme_auth(server: &Server) -> Auth {
-    let accounts = Accounts::open(&data(server).join("accounts.sqlite3")).unwrap();
-    let key = accounts.create_key("acme").unwrap().expect("account acme");
-    Auth::account("acme", &key.secret)
-}
-
 fn data(server: &Server) -> PathBuf {
     server.dir.path().join("data")
 }
@@ -119,18 +110,6 @@ fn wavs(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .collect();
     found.sort();
     found
-}
-
-/// Waits until `check` holds, polling; false after `timeout`.
-fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if check() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    check()
 }
 
 /// Where `needle` starts in `haystack`, exactly.
@@ -234,7 +213,7 @@ fn the_ivr_greeting_is_the_cached_synthesis_a_digit_takes_voicemail_and_the_mess
     assert!((1.9..10.0).contains(&seconds), "recording of {seconds} s");
     let status = http::get(server.http, &format!("/v1/recordings/{id}"), &Auth::none()).status;
     assert_eq!(status, 401, "recordings need the account's key");
-    let auth = acme_auth(&server);
+    let auth = account_auth(&server, "acme");
     let http::Answer {
         status, body: meta, ..
     } = http::get(server.http, &format!("/v1/recordings/{id}"), &auth);
@@ -474,7 +453,7 @@ fn a_recorded_dial_bridges_both_ways_relays_digits_and_stores_both_sides() {
         .step_by(400)
         .any(|w| goertzel(w, 440.0) > 0.01 && goertzel(w, 1_000.0) > 0.01);
     assert!(both, "the recording mixes both directions");
-    let auth = acme_auth(&server);
+    let auth = account_auth(&server, "acme");
     let http::Answer {
         status, body: meta, ..
     } = http::get(server.http, &format!("/v1/recordings/{id}"), &auth);

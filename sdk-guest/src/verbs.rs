@@ -93,6 +93,21 @@ impl Dial {
         Self::new(DialTarget::Client(identity.into()))
     }
 
+    /// Takes the caller waiting longest in queue `name` and bridges the
+    /// two calls; `no-answer` at once when nobody waits. A queue is the
+    /// dial's only target.
+    pub fn queue(name: impl Into<String>) -> Self {
+        Self::new(DialTarget::Queue(name.into()))
+    }
+
+    /// Joins conference `name` with the default options (see
+    /// [`Conference::named`](crate::types::Conference::named)); the dial
+    /// completes when the caller is out of it. A conference is the
+    /// dial's only target.
+    pub fn conference(name: impl Into<String>) -> Self {
+        Self::new(DialTarget::Conference(name.into()))
+    }
+
     /// Adds another target. Targets ring one after another, each for
     /// [`timeout_secs`](Dial::timeout_secs), unless
     /// [`simultaneous`](Dial::simultaneous).

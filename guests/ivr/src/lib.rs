@@ -9,9 +9,8 @@
 //! queue-complete  ─▶ hangup
 //! ```
 //!
-//! `enqueue` cannot run on this runtime yet, so "2" is refused as not
-//! built and the caller hears the tenant's fallback (see
-//! `runtime/src/router/support.rs`); the option stays as the example of it.
+//! "2" waits in queue `support` until an agent's handler dials
+//! `queue:support` (or the caller hangs up).
 //!
 //! The failed attempts live in call variable `attempts`, since every event
 //! runs in a fresh instance; the total of finished calls lives in tenant

@@ -8,6 +8,13 @@
 //!   digit it got ("You pressed 5"), or "Nothing" on timeout.
 //! * `X-Dial: URI` says "Connecting" and dials the SIP URI (recorded with
 //!   `X-Record: yes`); the call ends with the dial.
+//! * `X-Conference: NAME` joins the conference (recorded with `X-Record:
+//!   yes`; `X-Conference-Options` lists `muted`, `wait` (does not start
+//!   it), `end-on-exit`, `no-beep`, `max=N`); when the caller is out of
+//!   it, the call ends.
+//! * `X-Enqueue: NAME` waits in the queue (for at most `X-Max-Wait`
+//!   seconds); `X-Dial-Queue: NAME` takes the caller at its head. When
+//!   the wait or the bridge ends, the call ends.
 
 use switchyard_sdk::prelude::*;
 
@@ -21,6 +28,24 @@ fn handle(_ctx: Context, event: Event) -> Result<Plan, HandlerError> {
                     .find(|h| h.name.eq_ignore_ascii_case(name))
                     .map(|h| h.value.clone())
             };
+            if let Some(name) = header("X-Conference") {
+                let options = header("X-Conference-Options").unwrap_or_default();
+                return Ok(Plan::new().conference(conference(
+                    name,
+                    &options,
+                    header("X-Record").is_some(),
+                )));
+            }
+            if let Some(name) = header("X-Enqueue") {
+                let mut enqueue = Enqueue::queue(name);
+                if let Some(secs) = header("X-Max-Wait").and_then(|s| s.parse().ok()) {
+                    enqueue = enqueue.max_wait_secs(secs);
+                }
+                return Ok(Plan::new().enqueue(enqueue));
+            }
+            if let Some(name) = header("X-Dial-Queue") {
+                return Ok(Plan::new().dial(Dial::queue(name)));
+            }
             if let Some(uri) = header("X-Dial") {
                 let dial = Dial::sip(uri).record(header("X-Record").is_some());
                 return Ok(Plan::new().say("Connecting").dial(dial));
@@ -45,7 +70,9 @@ fn handle(_ctx: Context, event: Event) -> Result<Plan, HandlerError> {
         Event::GatherComplete(input) => Ok(Plan::new()
             .say(format!("You pressed {}", input.digits))
             .hangup()),
-        Event::DialComplete(_) => Ok(Plan::new().hangup()),
+        Event::DialComplete(_) | Event::ConferenceComplete(_) | Event::QueueComplete(_) => {
+            Ok(Plan::new().hangup())
+        }
         _ => Ok(Plan::new()),
     }
 }
@@ -65,4 +92,21 @@ fn prompt(
             Prompt::Say(say)
         }
     }
+}
+
+fn conference(name: String, options: &str, record: bool) -> Conference {
+    let mut conference = Conference::named(name).record(record);
+    for option in options.split(',').map(str::trim) {
+        conference = match option {
+            "muted" => conference.muted(true),
+            "wait" => conference.start_on_enter(false),
+            "end-on-exit" => conference.end_on_exit(true),
+            "no-beep" => conference.beep(false),
+            max if max.starts_with("max=") => {
+                conference.max_participants(max[4..].parse().unwrap_or(1))
+            }
+            _ => conference,
+        };
+    }
+    conference
 }

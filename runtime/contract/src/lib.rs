@@ -59,3 +59,39 @@ impl Say {
         }
     }
 }
+
+impl ConferenceOptions {
+    /// Conference `name` with TwiML's defaults: unmuted, starts when this
+    /// caller enters and goes on when they leave, beeps, not recorded,
+    /// the runtime's wait music, no limit beyond the runtime's.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            muted: false,
+            start_on_enter: true,
+            end_on_exit: false,
+            beep: true,
+            record: false,
+            wait_prompt: None,
+            max_participants: None,
+        }
+    }
+}
+
+impl Dial {
+    /// Rings `target` for 20 s, not recorded, with no time limit.
+    pub fn to(target: DialTarget) -> Self {
+        Self {
+            targets: vec![DialLeg {
+                target,
+                headers: Vec::new(),
+            }],
+            strategy: RingStrategy::Sequential,
+            timeout_secs: 20,
+            caller_id: None,
+            record: false,
+            answer_on_bridge: false,
+            time_limit_secs: None,
+        }
+    }
+}

@@ -39,7 +39,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::codec::{Codec, Direction};
-use switchyard_contract::{Prompt, RecordEnd};
+use switchyard_contract::{ConferenceOptions, Prompt, RecordEnd};
 
 /// The endpoint's handle on one RTP stream (one leg's media).
 pub type StreamId = u64;
@@ -123,8 +123,36 @@ pub enum Action {
         record: Option<u64>,
     },
     Unbridge,
+    /// Join the tenant's conference `options.name` (opened by the first
+    /// joiner); `id` comes back in [`Notice::Conference`]. The call
+    /// `call_id` is the participant other parties and the REST API see.
+    Join {
+        id: u64,
+        tenant: String,
+        call_id: String,
+        options: ConferenceOptions,
+    },
+    /// Leave the conference (a redirect took the call elsewhere); no
+    /// notice follows.
+    Leave,
     /// Stop and release the ports (a recording in progress is saved first).
     Close,
+}
+
+/// Why a stream is out of its conference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Out {
+    /// The stream closed (the call hung up).
+    Hangup,
+    /// It was asked to leave ([`Action::Leave`]).
+    Left,
+    /// Removed from outside (REST).
+    Kicked,
+    /// The conference ended (an end-on-exit participant left, the REST
+    /// API ended it, or everyone else left).
+    Ended,
+    /// It could not join: the conference is full or ending.
+    Refused,
 }
 
 /// A recording that was saved.
@@ -153,6 +181,12 @@ pub enum Notice {
         ended_by: RecordEnd,
         /// `Err` when the recording could not be stored.
         saved: Result<Saved, String>,
+    },
+    /// The stream is out of the conference its [`Action::Join`] `id`
+    /// put it in.
+    Conference {
+        id: u64,
+        out: Out,
     },
     /// Nothing arrived for the configured media timeout: the peer is gone.
     Timeout,

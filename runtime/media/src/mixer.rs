@@ -4,6 +4,7 @@
 //!
 //! ```text
 //!   tick(inputs) ─▶ sum of everyone heard (i32, once)
+//!                    ├─ a cascade link hears the sum − every link (this region only)
 //!                    ├─ participant p hears sum − p's own frame (+ its coach)
 //!                    ├─ on hold: hold music; before the start: wait music
 //!                    ├─ + entry/exit beep
@@ -77,6 +78,13 @@ pub struct Join {
     pub muted: bool,
     /// Whisper to this participant only (a supervisor coaching an agent).
     pub coach: Option<ParticipantId>,
+    /// Everyone hears a beep when this participant enters and leaves
+    /// (when the config has beeps). Default true.
+    pub beep: bool,
+    /// A cascade link to another region's mixer: it hears this region's
+    /// participants only (never another link: every region hears every
+    /// other directly) and no music or beeps; everyone here hears it.
+    pub link: bool,
 }
 
 impl Default for Join {
@@ -86,6 +94,8 @@ impl Default for Join {
             end_on_exit: false,
             muted: false,
             coach: None,
+            beep: true,
+            link: false,
         }
     }
 }
@@ -129,6 +139,8 @@ pub enum MixError {
     CoachSelf,
     #[error("the conference has ended")]
     Ended,
+    #[error("a cascade link cannot coach")]
+    LinkCoach,
 }
 
 #[derive(Debug)]
@@ -155,6 +167,8 @@ pub struct Mixer {
     /// The beep being played to everyone and how far it got.
     beep: Option<(Samples, usize)>,
     sum: Vec<i32>,
+    /// The part of `sum` that came over cascade links.
+    links: Vec<i32>,
     /// One participant's output before saturation.
     acc: Vec<i32>,
     recording: Vec<i16>,
@@ -172,6 +186,7 @@ impl Mixer {
             wait_at: 0,
             beep: None,
             sum: vec![0; frame],
+            links: vec![0; frame],
             acc: vec![0; frame],
             recording: vec![0; frame],
             events: VecDeque::new(),
@@ -213,6 +228,9 @@ impl Mixer {
         if join.coach == Some(id) {
             return Err(MixError::CoachSelf);
         }
+        if join.link && join.coach.is_some() {
+            return Err(MixError::LinkCoach);
+        }
         self.participants.insert(
             id,
             Participant {
@@ -229,7 +247,9 @@ impl Mixer {
             self.started = true;
             self.events.push_back(MixerEvent::Started);
         }
-        self.beep = self.config.entry_beep.clone().map(|b| (b, 0));
+        if join.beep && !join.link {
+            self.beep = self.config.entry_beep.clone().map(|b| (b, 0));
+        }
         Ok(())
     }
 
@@ -250,9 +270,10 @@ impl Mixer {
         }
         if gone.join.end_on_exit {
             self.finish(EndReason::EndOnExit(id));
-        } else if self.participants.is_empty() {
+        } else if self.participants.values().all(|p| p.join.link) {
+            // Links alone are no conference: the region's mixer closes.
             self.finish(EndReason::LastLeft);
-        } else {
+        } else if gone.join.beep && !gone.join.link {
             self.beep = self.config.exit_beep.clone().map(|b| (b, 0));
         }
         Ok(())
@@ -269,6 +290,13 @@ impl Mixer {
             self.ended = Some(reason);
             self.events.push_back(MixerEvent::Ended(reason));
         }
+    }
+
+    /// Music for participants waiting for the start (prepared after the
+    /// room opened: a fetched or synthesized prompt).
+    pub fn set_wait_music(&mut self, music: Samples) {
+        self.config.wait_music = Some(music);
+        self.wait_at = 0;
     }
 
     pub fn set_muted(&mut self, id: ParticipantId, muted: bool) -> Result<(), MixError> {
@@ -305,6 +333,9 @@ impl Mixer {
             return Err(MixError::NotIn(t));
         }
         let p = self.participant(id)?;
+        if p.join.link && target.is_some() {
+            return Err(MixError::LinkCoach);
+        }
         if p.join.coach != target {
             p.join.coach = target;
             self.events.push_back(MixerEvent::Coaching(id, target));
@@ -335,6 +366,7 @@ impl Mixer {
                 heard: started && !p.join.muted && !p.held,
                 coach: p.join.coach,
                 held: p.held,
+                link: p.join.link,
             })
             .collect();
 
@@ -353,6 +385,16 @@ impl Mixer {
         for (r, &s) in self.recording.iter_mut().zip(&self.sum) {
             *r = saturate(s);
         }
+        // What links send each other is taken out of what a link hears.
+        let links = inputs.iter().any(|i| i.link);
+        if links {
+            self.links.iter_mut().for_each(|s| *s = 0);
+            for i in inputs.iter().filter(|i| i.link && i.in_sum()) {
+                for (s, &x) in self.links.iter_mut().zip(i.samples.unwrap_or(&[])) {
+                    *s += x as i32;
+                }
+            }
+        }
 
         let beep = self.beep.as_ref().map(|(b, at)| &b[(*at).min(b.len())..]);
         // Scanning for whispers is O(participants²): skip it when no one coaches.
@@ -370,6 +412,21 @@ impl Mixer {
                 None
             };
             let acc = &mut self.acc;
+            if me.link {
+                // This region's participants only, once started; no
+                // music or beeps (each region plays its own).
+                if started {
+                    for ((a, &s), &l) in acc.iter_mut().zip(&self.sum).zip(&self.links) {
+                        *a = s - l;
+                    }
+                } else {
+                    acc.iter_mut().for_each(|a| *a = 0);
+                }
+                for (o, &a) in p.out.iter_mut().zip(acc.iter()) {
+                    *o = saturate(a);
+                }
+                continue;
+            }
             match music {
                 Some((m, at)) if !m.is_empty() => {
                     for (i, a) in acc.iter_mut().enumerate() {
@@ -462,6 +519,7 @@ struct Input<'a> {
     heard: bool,
     coach: Option<ParticipantId>,
     held: bool,
+    link: bool,
 }
 
 impl Input<'_> {

@@ -106,6 +106,11 @@ fn ends_plan(verb: &Verb) -> bool {
 }
 
 /// Checks a whole plan against the contract and the tenant's limits.
+/// Participants a conference may hold (Twilio's limit too).
+pub const MAX_PARTICIPANTS: u32 = 250;
+/// Longest conference or queue name.
+pub const MAX_NAME: usize = 128;
+
 pub fn validate(plan: &Plan, config: &RouterConfig) -> Result<(), PlanError> {
     let count = plan.verbs.len();
     if count > config.max_plan_verbs {
@@ -206,6 +211,10 @@ fn check_verb(verb: &Verb, config: &RouterConfig) -> Result<(), Problem> {
                     DialTarget::Queue(v) => ("queue", v),
                 };
                 require(!value.trim().is_empty(), || format!("empty {kind} target"))?;
+                let alone = matches!(kind, "conference" | "queue");
+                require(!alone || dial.targets.len() == 1, || {
+                    format!("a {kind} target must be the dial's only target")
+                })?;
             }
             Ok(())
         }
@@ -221,9 +230,18 @@ fn check_verb(verb: &Verb, config: &RouterConfig) -> Result<(), Problem> {
             )?;
             check_keys(&options.finish_on_key, "finish-on-key")
         }
-        Verb::Conference(options) => require(!options.name.trim().is_empty(), || {
-            "empty conference name".into()
-        }),
+        Verb::Conference(options) => {
+            require(!options.name.trim().is_empty(), || {
+                "empty conference name".into()
+            })?;
+            require(options.name.len() <= MAX_NAME, || {
+                format!("conference name longer than {MAX_NAME} bytes")
+            })?;
+            let max = options.max_participants.unwrap_or(MAX_PARTICIPANTS);
+            require((1..=MAX_PARTICIPANTS).contains(&max), || {
+                format!("max-participants must be 1 to {MAX_PARTICIPANTS}, not {max}")
+            })
+        }
         Verb::Enqueue(enqueue) => {
             require(!enqueue.queue.trim().is_empty(), || {
                 "empty queue name".into()
@@ -295,7 +313,7 @@ fn check_keys(keys: &str, what: &str) -> Result<(), Problem> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchyard_contract::{Gather, Say};
+    use switchyard_contract::{Dial, DialLeg, Gather, Say};
 
     fn say(text: &str) -> Verb {
         Verb::Say(Say::text(text))
@@ -342,17 +360,53 @@ mod tests {
 
     #[test]
     fn a_verb_the_runtime_cannot_run_is_refused_with_the_tables_message() {
-        let enqueue = Verb::Enqueue(switchyard_contract::Enqueue {
-            queue: "support".into(),
-            wait_prompts: vec![],
-            max_wait_secs: None,
+        let pay = Verb::Pay(switchyard_contract::Pay {
+            method: switchyard_contract::PayMethod::CreditCard,
+            charge_amount: None,
+            currency: "usd".into(),
+            description: String::new(),
+            timeout_secs: 10,
+            max_attempts: 3,
         });
-        let refusal = super::super::leg_support(&enqueue).unwrap_err();
-        let err = check(vec![say("Please hold"), enqueue]).unwrap_err();
+        let refusal = super::super::leg_support(&pay).unwrap_err();
+        let err = check(vec![say("Please hold"), pay]).unwrap_err();
         assert_eq!(err, PlanError::NotBuilt { index: 1, refusal });
         assert_eq!(
             err.to_string(),
-            "verb 1: `enqueue` cannot run on this runtime yet: call queues are not built"
+            "verb 1: `pay` cannot run on this runtime yet: the secure card collector is not built"
+        );
+    }
+
+    #[test]
+    fn a_conference_or_queue_target_is_the_dials_only_target() {
+        for target in [
+            DialTarget::Queue("support".into()),
+            DialTarget::Conference("room".into()),
+        ] {
+            let mut dial = Dial::to(target);
+            assert_eq!(check(vec![Verb::Dial(dial.clone())]), Ok(()));
+            dial.targets.push(DialLeg {
+                target: DialTarget::Client("alice".into()),
+                headers: vec![],
+            });
+            let err = check(vec![Verb::Dial(dial.clone())]).unwrap_err();
+            assert!(
+                err.to_string().contains("must be the dial's only target"),
+                "{err}"
+            );
+        }
+        let conference = |max| {
+            Verb::Conference(switchyard_contract::ConferenceOptions {
+                max_participants: Some(max),
+                ..switchyard_contract::ConferenceOptions::named("room")
+            })
+        };
+        assert_eq!(check(vec![conference(250)]), Ok(()));
+        let err = check(vec![conference(0)]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("max-participants must be 1 to 250"),
+            "{err}"
         );
     }
 

@@ -29,11 +29,11 @@ pub const LEG_SUPPORT: &[(&str, Support)] = &[
     ("pause", Support::Runs),
     ("gather", Support::Runs),
     ("dial", Support::Runs),
-    ("dial conference:", Support::NotBuilt(CONFERENCING)),
-    ("dial queue:", Support::NotBuilt(QUEUES)),
+    ("dial conference:", Support::Runs),
+    ("dial queue:", Support::Runs),
     ("record", Support::Runs),
-    ("conference", Support::NotBuilt(CONFERENCING)),
-    ("enqueue", Support::NotBuilt(QUEUES)),
+    ("conference", Support::Runs),
+    ("enqueue", Support::Runs),
     ("leave-queue", Support::Runs),
     ("pay", Support::NotBuilt(COLLECTOR)),
     ("redirect", Support::Runs),
@@ -43,8 +43,6 @@ pub const LEG_SUPPORT: &[(&str, Support)] = &[
     ("set-var", Support::Runs),
 ];
 
-const CONFERENCING: &str = "conferencing is not built";
-const QUEUES: &str = "call queues are not built";
 const COLLECTOR: &str = "the secure card collector is not built";
 
 /// A verb (or dial target) the runtime cannot execute yet.
@@ -105,18 +103,7 @@ mod tests {
     use switchyard_contract::*;
 
     fn dial(target: DialTarget) -> Verb {
-        Verb::Dial(Dial {
-            targets: vec![DialLeg {
-                target,
-                headers: vec![],
-            }],
-            strategy: RingStrategy::Sequential,
-            timeout_secs: 20,
-            caller_id: None,
-            record: false,
-            answer_on_bridge: false,
-            time_limit_secs: None,
-        })
+        Verb::Dial(Dial::to(target))
     }
 
     /// One verb of every kind the contract has.
@@ -190,41 +177,29 @@ mod tests {
     }
 
     #[test]
-    fn conference_enqueue_and_pay_are_not_built_and_the_rest_runs() {
+    fn pay_is_not_built_and_the_rest_runs() {
         let refused: Vec<&str> = every_verb()
             .iter()
             .filter_map(|verb| leg_support(verb).err())
             .map(|not_built| not_built.feature)
             .collect();
-        assert_eq!(refused, ["conference", "enqueue", "pay"]);
+        assert_eq!(refused, ["pay"]);
     }
 
     #[test]
-    fn dialling_a_conference_or_a_queue_is_not_built() {
-        let err = leg_support(&dial(DialTarget::Queue("support".into()))).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "`dial queue:` cannot run on this runtime yet: call queues are not built"
-        );
-        assert!(leg_support(&dial(DialTarget::Conference("room".into()))).is_err());
-        assert_eq!(
-            leg_support(&dial(DialTarget::Client("alice".into()))),
-            Ok(())
-        );
+    fn every_dial_target_runs() {
+        for target in [
+            DialTarget::Queue("support".into()),
+            DialTarget::Conference("room".into()),
+            DialTarget::Client("alice".into()),
+        ] {
+            assert_eq!(leg_support(&dial(target)), Ok(()));
+        }
     }
 
     #[test]
     fn not_built_lists_each_refused_row_once() {
         let features: Vec<&str> = not_built().map(|n| n.feature).collect();
-        assert_eq!(
-            features,
-            [
-                "dial conference:",
-                "dial queue:",
-                "conference",
-                "enqueue",
-                "pay"
-            ]
-        );
+        assert_eq!(features, ["pay"]);
     }
 }

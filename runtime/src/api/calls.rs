@@ -7,9 +7,8 @@
 
 use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
 
-use super::{ApiError, ApiState, Caller, Query, Reply, blocking, internal, json, page, parse_json};
+use super::{ApiError, ApiState, Caller, Query, Reply, blocking, json, page, parse_json};
 use crate::sip::endpoint::{
     CallRequest, Control, ControlError, LiveCall, OriginateError, OriginateSpec, is_number,
 };
@@ -79,14 +78,10 @@ impl From<LiveCall> for Call {
 
 /// `account`'s calls in progress, from the SIP core.
 async fn live(state: &ApiState, account: &str) -> Result<Vec<Call>, ApiError> {
-    let (reply, answer) = reply_channel();
     let tenant = account.to_owned();
-    if !(state.switchboard.0)(CallRequest::List { tenant, reply }) {
-        return Err(internal("the SIP core has stopped"));
-    }
-    let calls = answer
-        .await
-        .map_err(|_| internal("the SIP core did not answer"))?;
+    let calls = (state.switchboard)
+        .ask(|reply| CallRequest::List { tenant, reply })
+        .await?;
     Ok(calls
         .into_iter()
         .map(|c| Call {
@@ -195,19 +190,12 @@ pub(super) async fn create(
         timeout: std::time::Duration::from_secs(u64::from(timeout_secs)),
         status_callback: create.status_callback,
     };
-    let (reply, answer) = reply_channel();
-    let request = CallRequest::Originate {
+    let request = |reply| CallRequest::Originate {
         tenant: account,
         spec,
         reply,
     };
-    if !(state.switchboard.0)(request) {
-        return Err(internal("the SIP core has stopped"));
-    }
-    let id = match answer
-        .await
-        .map_err(|_| internal("the SIP core did not answer"))?
-    {
+    let id = match state.switchboard.ask(request).await? {
         Ok(id) => id,
         Err(OriginateError::Busy { retry_after }) => {
             return Err(ApiError::TooManyRequests {
@@ -273,20 +261,13 @@ pub(super) async fn update(
             ));
         }
     };
-    let (reply, answer) = reply_channel();
-    let request = CallRequest::Control {
+    let request = |reply| CallRequest::Control {
         tenant: account,
         call_id: id.to_owned(),
         control,
         reply,
     };
-    if !(state.switchboard.0)(request) {
-        return Err(internal("the SIP core has stopped"));
-    }
-    match answer
-        .await
-        .map_err(|_| internal("the SIP core did not answer"))?
-    {
+    match state.switchboard.ask(request).await? {
         Ok(()) => Ok(json(
             StatusCode::ACCEPTED,
             &serde_json::json!({ "id": id, "status": done }),
@@ -327,16 +308,4 @@ async fn find(state: &ApiState, caller: &Caller, id: &str) -> Result<Cdr, ApiErr
     blocking(move || Ok(store.get(&account, &owned)?))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("call {id:?}")))
-}
-
-/// A reply for the SIP core and the receiver this handler awaits.
-fn reply_channel<T: Send + 'static>() -> (crate::sip::endpoint::Reply<T>, oneshot::Receiver<T>) {
-    let (tx, rx) = oneshot::channel();
-    (
-        Box::new(move |answer| {
-            // The request was dropped (client gone): nobody waits any more.
-            let _ = tx.send(answer);
-        }),
-        rx,
-    )
 }

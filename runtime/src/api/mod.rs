@@ -23,6 +23,13 @@
 //!   GET    /v1/calls/{id}                      account             call (live, or its CDR)
 //!   POST   /v1/calls/{id}                      account             202 hang up / redirect
 //!   GET    /v1/calls/{id}/log                  account             decision log entries
+//!   GET    /v1/conferences[?status]            account             page of conferences, newest first
+//!   GET    /v1/conferences/{id}                account             conference + participants
+//!   POST   /v1/conferences/{id}                account             202 end it
+//!   POST   /v1/conferences/{id}/participants/{call} account        202 mute / hold / coach / kick
+//!   GET    /v1/queues                          account             page of queues (size, average wait)
+//!   GET    /v1/queues/{name}                   account             queue + waiting callers
+//!   POST   /v1/queues/{name}/dequeue           account             202 a caller to a handler
 //!   POST   /v1/components/{name}               account             201 version (body: .wasm)
 //!   GET    /v1/components                      account             page of components
 //!   GET    /v1/components/{name}/versions      account             page of versions
@@ -58,6 +65,7 @@
 pub mod accounts;
 pub mod calls;
 pub mod components;
+pub mod conferences;
 pub mod credentials;
 mod deployed;
 pub mod domains;
@@ -65,6 +73,7 @@ pub mod error;
 pub mod keys;
 pub mod limits;
 pub mod numbers;
+pub mod queues;
 pub mod recordings;
 
 use bytes::Bytes;
@@ -97,6 +106,7 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 pub struct ApiState {
     pub accounts: Accounts,
     pub recordings: RecordingStore,
+    pub conferences: crate::conferences::Conferences,
     pub cdrs: CdrStore,
     pub logs: LogStore,
     /// The operator's key (`[api] admin_key`), if configured.
@@ -111,6 +121,26 @@ pub struct ApiState {
 pub struct Switchboard(
     pub std::sync::Arc<dyn Fn(crate::sip::endpoint::CallRequest) -> bool + Send + Sync>,
 );
+
+impl Switchboard {
+    /// Sends the request `make` builds around its reply, and waits for
+    /// the SIP core's answer.
+    pub(crate) async fn ask<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(crate::sip::endpoint::Reply<T>) -> crate::sip::endpoint::CallRequest,
+    ) -> Result<T, ApiError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // The request was dropped (client gone): nobody waits any more.
+        let reply = Box::new(move |answer| {
+            let _ = tx.send(answer);
+        });
+        if !(self.0)(make(reply)) {
+            return Err(internal("the SIP core has stopped"));
+        }
+        rx.await
+            .map_err(|_| internal("the SIP core did not answer"))
+    }
+}
 
 impl std::fmt::Debug for Switchboard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -235,6 +265,13 @@ enum Handler {
     GetCall,
     CallLog,
     UpdateCall,
+    ListConferences,
+    GetConference,
+    UpdateConference,
+    UpdateParticipant,
+    ListQueues,
+    GetQueue,
+    Dequeue,
 }
 
 /// Every route of the API: method, path template (`{x}` is one segment),
@@ -300,6 +337,17 @@ const ROUTES: &[(&str, &str, Handler)] = &[
     ("GET", "/v1/calls/{id}", Handler::GetCall),
     ("POST", "/v1/calls/{id}", Handler::UpdateCall),
     ("GET", "/v1/calls/{id}/log", Handler::CallLog),
+    ("GET", "/v1/conferences", Handler::ListConferences),
+    ("GET", "/v1/conferences/{id}", Handler::GetConference),
+    ("POST", "/v1/conferences/{id}", Handler::UpdateConference),
+    (
+        "POST",
+        "/v1/conferences/{id}/participants/{call}",
+        Handler::UpdateParticipant,
+    ),
+    ("GET", "/v1/queues", Handler::ListQueues),
+    ("GET", "/v1/queues/{name}", Handler::GetQueue),
+    ("POST", "/v1/queues/{name}/dequeue", Handler::Dequeue),
 ];
 
 /// Why a path that fits no route is not served.
@@ -309,14 +357,16 @@ pub const UNKNOWN_PATH: &str = "the REST API does not serve this path";
 /// are not built rather than mistyped.
 const PLANNED: &[(&str, &str)] = &[
     (
-        "/v1/queues",
-        "queues and their members are not built yet: they come with the queue \
-         and conference verbs (until then a plan using `enqueue` is refused)",
+        "/v1/tokens",
+        "access tokens are not built yet: they come with browser and app clients",
     ),
     (
-        "/v1/conferences",
-        "conferences and participants are not built yet: they come with the \
-         conference verb (until then a plan using `conference` is refused)",
+        "/v1/presence",
+        "presence is not built yet: it comes with browser and app clients",
+    ),
+    (
+        "/v1/notifications",
+        "notifications are not built yet: they come with the notification router",
     ),
 ];
 
@@ -446,6 +496,15 @@ where
         Handler::GetCall => calls::get(state, &caller, p(0)).await,
         Handler::CallLog => calls::log(state, &caller, p(0)).await,
         Handler::UpdateCall => calls::update(state, &caller, p(0), &body).await,
+        Handler::ListConferences => conferences::list(state, &caller, &query).await,
+        Handler::GetConference => conferences::get(state, &caller, p(0)).await,
+        Handler::UpdateConference => conferences::update(state, &caller, p(0), &body).await,
+        Handler::UpdateParticipant => {
+            conferences::participant(state, &caller, p(0), p(1), &body).await
+        }
+        Handler::ListQueues => queues::list(state, &caller, &query).await,
+        Handler::GetQueue => queues::get(state, &caller, &decode(p(0))).await,
+        Handler::Dequeue => queues::dequeue(state, &caller, &decode(p(0)), &body).await,
     }
 }
 

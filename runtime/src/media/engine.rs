@@ -28,7 +28,10 @@
 //!
 //! Streams of one `group` (a call) share a worker so they can be bridged:
 //! each tick a bridged stream's received frame becomes its partner's relay
-//! audio. The sink is called on worker threads and must be cheap (push onto
+//! audio. A stream bridged to another call's stream, or joining a
+//! conference room, moves to that stream's or room's worker (its old
+//! worker hands the socket and session over; commands sent meanwhile wait
+//! on the new worker), so mixing and relaying never take a lock. The sink is called on worker threads and must be cheap (push onto
 //! a channel); it must not hold an [`Engine`] (the workers would keep their
 //! own engine alive).
 //!
@@ -52,12 +55,15 @@ use std::time::{Duration, Instant, SystemTime};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::mixer::{Join, MixerConfig};
 pub use super::session::Event;
 use super::session::{Session, SessionConfig};
-use super::{Clip, FRAME_MS, FRAME_SAMPLES, RecordSpec, StreamId, StreamParams};
+use super::{Clip, FRAME_MS, FRAME_SAMPLES, Out, RecordSpec, StreamId, StreamParams};
 use crate::contract::RecordEnd;
 use allocator::{Allocator, Decision, Load};
 pub use allocator::{Policy, WorkerId};
+use room::Room;
+pub use room::{RoomCommand, RoomEvent, RoomId, RoomSink};
 
 /// Slots in a worker's wheel: one per millisecond of the 20 ms period.
 const SLOTS: usize = FRAME_MS as usize;
@@ -110,7 +116,8 @@ pub enum Command {
         spec: RecordSpec,
     },
     StopRecord(RecordEnd),
-    /// Relay audio both ways with `other` (same group); with `record`, mix
+    /// Relay audio both ways with `other` (moving this stream to its
+    /// worker when the two are of different calls); with `record`, mix
     /// both directions into a recording reported on this stream when the
     /// bridge ends.
     Bridge {
@@ -118,6 +125,17 @@ pub enum Command {
         record: Option<u64>,
     },
     Unbridge,
+    /// Join conference room `room`, opening it with `config` if it is
+    /// not open; with `record`, the room records from now on. The stream
+    /// moves to the room's worker if it is on another one.
+    Join {
+        room: RoomId,
+        config: Box<MixerConfig>,
+        join: Join,
+        record: bool,
+    },
+    /// Leave the room ([`RoomEvent::Out`] with [`Out::Left`]).
+    Leave,
     /// Stop and release the ports; recordings in progress are reported first.
     Close,
 }
@@ -182,6 +200,18 @@ enum Msg {
         rtcp: UdpSocket,
     },
     Command(StreamId, Command),
+    Room(RoomId, RoomCommand),
+    /// `stream` is coming from another worker: hold its commands until
+    /// it arrives ([`Msg::Adopt`]) or is known lost.
+    Expect(StreamId),
+    /// Hand `stream` over to the worker behind `to`.
+    Move {
+        stream: StreamId,
+        to: Sender<Msg>,
+    },
+    Adopt(Box<Stream>),
+    /// A moved stream had closed before its old worker saw the move.
+    Lost(StreamId),
 }
 
 /// Which worker serves a stream, each call's worker, and the workers.
@@ -190,6 +220,8 @@ struct Routes {
     streams: HashMap<StreamId, (WorkerId, u64)>,
     /// Worker and number of open streams of each group.
     groups: HashMap<u64, (WorkerId, usize)>,
+    /// The worker of each conference room.
+    rooms: HashMap<RoomId, WorkerId>,
     /// By worker id; `None` once a worker stopped.
     workers: Vec<Option<Slot>>,
     counters: Vec<Arc<Counters>>,
@@ -225,12 +257,45 @@ impl Routes {
     fn slot(&mut self, worker: WorkerId) -> Option<&mut Slot> {
         self.workers.get_mut(worker)?.as_mut()
     }
+
+    /// Moves `stream` from worker `from` to `to` (a room's worker), with
+    /// its call's group when it is the group's only stream. The new worker
+    /// holds the stream's commands until the old one hands it over, so
+    /// commands sent from now on go to `to`. `false` when `to` is gone.
+    fn move_stream(&mut self, stream: StreamId, from: WorkerId, to: WorkerId) -> bool {
+        let Some(target) = self.slot(to).map(|s| s.tx.clone()) else {
+            return false;
+        };
+        let Some(source) = self.slot(from).map(|s| s.tx.clone()) else {
+            return false;
+        };
+        let _ = target.send(Msg::Expect(stream));
+        let _ = source.send(Msg::Move { stream, to: target });
+        if let Some(slot) = self.slot(from) {
+            slot.streams = slot.streams.saturating_sub(1);
+        }
+        if let Some(slot) = self.slot(to) {
+            slot.streams += 1;
+        }
+        let Some(entry) = self.streams.get_mut(&stream) else {
+            return true;
+        };
+        entry.0 = to;
+        let group = entry.1;
+        if let Some(g) = self.groups.get_mut(&group)
+            && *g == (from, 1)
+        {
+            g.0 = to;
+        }
+        true
+    }
 }
 
 /// What the engine and its pool supervisor share.
 struct Pool {
     config: EngineConfig,
     sink: Sink,
+    rooms: RoomSink,
     stop: Arc<AtomicBool>,
     routes: Mutex<Routes>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -256,6 +321,16 @@ impl Engine {
     /// Starts `config.pool.min` worker threads, and the supervisor that
     /// samples them and resizes the pool.
     pub fn start(config: EngineConfig, sink: Sink) -> io::Result<Engine> {
+        Self::start_with_rooms(config, sink, Arc::new(|_, _| {}))
+    }
+
+    /// [`start`](Self::start), with conference rooms reporting to `rooms`
+    /// (on worker threads, so it must be cheap too).
+    pub fn start_with_rooms(
+        config: EngineConfig,
+        sink: Sink,
+        rooms: RoomSink,
+    ) -> io::Result<Engine> {
         config
             .pool
             .check()
@@ -264,6 +339,7 @@ impl Engine {
         let pool = Arc::new(Pool {
             config,
             sink,
+            rooms,
             stop: Arc::new(AtomicBool::new(false)),
             routes: Mutex::new(Routes::default()),
             threads: Mutex::new(Vec::new()),
@@ -354,10 +430,23 @@ impl Engine {
     /// Passes `command` to the stream's worker; unknown streams are ignored.
     pub fn command(&self, stream: StreamId, command: Command) {
         let mut routes = lock(&self.inner.pool.routes);
-        let Some(&(worker, group)) = routes.streams.get(&stream) else {
+        let Some(&(mut worker, group)) = routes.streams.get(&stream) else {
             tracing::debug!(stream, ?command, "media command for an unknown stream");
             return;
         };
+        // A room's streams, and two bridged streams, share a worker: the
+        // stream moves to the room's or the other stream's worker.
+        let home = match &command {
+            Command::Join { room, .. } => Some(*routes.rooms.entry(*room).or_insert(worker)),
+            Command::Bridge { other, .. } => routes.streams.get(other).map(|&(w, _)| w),
+            _ => None,
+        };
+        if let Some(home) = home
+            && home != worker
+            && routes.move_stream(stream, worker, home)
+        {
+            worker = home;
+        }
         let close = matches!(command, Command::Close);
         if let Some(slot) = routes.slot(worker) {
             let _ = slot.tx.send(Msg::Command(stream, command));
@@ -374,6 +463,23 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Passes `command` to the room's worker; unknown rooms are ignored.
+    pub fn room(&self, room: RoomId, command: RoomCommand) {
+        let mut routes = lock(&self.inner.pool.routes);
+        let Some(&worker) = routes.rooms.get(&room) else {
+            tracing::debug!(room, ?command, "room command for an unknown room");
+            return;
+        };
+        if let Some(slot) = routes.slot(worker) {
+            let _ = slot.tx.send(Msg::Room(room, command));
+        }
+    }
+
+    /// Forgets where a closed room ran ([`RoomEvent::Closed`]).
+    pub fn forget_room(&self, room: RoomId) {
+        lock(&self.inner.pool.routes).rooms.remove(&room);
     }
 
     pub fn stats(&self) -> EngineStats {
@@ -421,7 +527,7 @@ impl Pool {
         let worker = Worker::new(
             rx,
             counters,
-            self.sink.clone(),
+            (self.sink.clone(), self.rooms.clone()),
             self.stop.clone(),
             self.config.timeout,
         );
@@ -624,14 +730,22 @@ struct Stream {
     slot: usize,
     ticks: u64,
     bridge: Option<Bridge>,
-    /// The frame heard at the last tick, for the partner's recording.
+    /// The frame heard at the last tick, for the partner's recording or
+    /// the room's mixer.
     heard: Option<[i16; FRAME_SAMPLES]>,
+    room: Option<RoomId>,
 }
 
 struct Worker {
     rx: Receiver<Msg>,
     counters: Arc<Counters>,
     sink: Sink,
+    room_sink: RoomSink,
+    rooms: HashMap<RoomId, Room>,
+    /// Rooms by the slot they mix in.
+    room_wheel: [Vec<RoomId>; SLOTS],
+    /// Streams moving here, with the commands that came before them.
+    expected: HashMap<StreamId, Vec<Command>>,
     stop: Arc<AtomicBool>,
     /// The engine dropped this worker's channel: it retired.
     retired: bool,
@@ -648,7 +762,7 @@ impl Worker {
     fn new(
         rx: Receiver<Msg>,
         counters: Arc<Counters>,
-        sink: Sink,
+        (sink, room_sink): (Sink, RoomSink),
         stop: Arc<AtomicBool>,
         timeout: Duration,
     ) -> Self {
@@ -656,6 +770,10 @@ impl Worker {
             rx,
             counters,
             sink,
+            room_sink,
+            rooms: HashMap::new(),
+            room_wheel: Default::default(),
+            expected: HashMap::new(),
             stop,
             retired: false,
             timeout,
@@ -704,6 +822,10 @@ impl Worker {
                 let i = self.wheel[slot][j];
                 self.service(i, now, wall);
             }
+            for j in 0..self.room_wheel[slot].len() {
+                let room = self.room_wheel[slot][j];
+                self.mix(room);
+            }
             k += 1;
             let next = origin + Duration::from_millis(k);
             let done = Instant::now();
@@ -734,7 +856,19 @@ impl Worker {
     fn message(&mut self, now: Instant, msg: Msg) {
         match msg {
             Msg::Open { stream, rtp, rtcp } => self.open(now, stream, rtp, rtcp),
-            Msg::Command(stream, command) => self.command(now, stream, command),
+            Msg::Command(stream, command) => match self.expected.get_mut(&stream) {
+                Some(held) => held.push(command),
+                None => self.command(now, stream, command),
+            },
+            Msg::Room(room, command) => self.room_command(room, command),
+            Msg::Expect(stream) => {
+                self.expected.insert(stream, Vec::new());
+            }
+            Msg::Move { stream, to } => self.hand_over(stream, to),
+            Msg::Adopt(stream) => self.adopt(now, stream),
+            Msg::Lost(stream) => {
+                self.expected.remove(&stream);
+            }
         }
     }
 
@@ -745,17 +879,25 @@ impl Worker {
             cname: format!("{:024x}@switchyard", rand::random::<u128>() >> 32),
             wall: SystemTime::now(),
         };
-        let slot = (0..SLOTS).min_by_key(|&s| self.wheel[s].len()).unwrap_or(0);
         let stream = Stream {
             id,
             session: Session::new(now, config),
             rtp,
             rtcp,
-            slot,
+            slot: 0,
             ticks: 0,
             bridge: None,
             heard: None,
+            room: None,
         };
+        self.place(stream);
+    }
+
+    /// Puts `stream` in a free place and in the emptiest slot of the wheel.
+    fn place(&mut self, mut stream: Stream) -> usize {
+        let slot = (0..SLOTS).min_by_key(|&s| self.wheel[s].len()).unwrap_or(0);
+        stream.slot = slot;
+        let id = stream.id;
         let i = match self.free.pop() {
             Some(i) => {
                 self.streams[i] = Some(stream);
@@ -769,6 +911,50 @@ impl Worker {
         self.index.insert(id, i);
         self.wheel[slot].push(i);
         self.counters.streams.fetch_add(1, Relaxed);
+        i
+    }
+
+    /// Takes stream `i` out of this worker (closing or moving).
+    fn remove(&mut self, i: usize) -> Option<Stream> {
+        let stream = self.streams[i].take()?;
+        let wheel = &mut self.wheel[stream.slot];
+        if let Some(at) = wheel.iter().position(|&x| x == i) {
+            wheel.swap_remove(at);
+        }
+        self.index.remove(&stream.id);
+        self.free.push(i);
+        self.counters.streams.fetch_sub(1, Relaxed);
+        Some(stream)
+    }
+
+    /// Sends `stream` to another worker (it joins a room there); what
+    /// ties it to this worker (a bridge, a room) ends first.
+    fn hand_over(&mut self, stream: StreamId, to: Sender<Msg>) {
+        let Some(&i) = self.index.get(&stream) else {
+            let _ = to.send(Msg::Lost(stream));
+            return;
+        };
+        self.unbridge(i);
+        self.leave(i, Out::Left);
+        match self.remove(i) {
+            Some(s) => {
+                let _ = to.send(Msg::Adopt(Box::new(s)));
+            }
+            None => {
+                let _ = to.send(Msg::Lost(stream));
+            }
+        }
+    }
+
+    /// A stream handed over by another worker, and the commands that
+    /// waited for it.
+    fn adopt(&mut self, now: Instant, stream: Box<Stream>) {
+        let id = stream.id;
+        let held = self.expected.remove(&id).unwrap_or_default();
+        self.place(*stream);
+        for command in held {
+            self.command(now, id, command);
+        }
     }
 
     fn command(&mut self, now: Instant, id: StreamId, command: Command) {
@@ -788,6 +974,13 @@ impl Worker {
             Command::StopRecord(end) => s.stop_record(end),
             Command::Bridge { other, record } => self.bridge(i, other, record),
             Command::Unbridge => self.unbridge(i),
+            Command::Join {
+                room,
+                config,
+                join,
+                record,
+            } => self.join(i, room, *config, join, record),
+            Command::Leave => self.leave(i, Out::Left),
             Command::Close => self.close(i),
         }
         self.events(i);
@@ -861,20 +1054,14 @@ impl Worker {
 
     fn close(&mut self, i: usize) {
         self.unbridge(i);
-        let Some(mut stream) = self.streams[i].take() else {
+        self.leave(i, Out::Hangup);
+        let Some(mut stream) = self.remove(i) else {
             return;
         };
         stream.session.stop_record(RecordEnd::Hangup);
         while let Some(event) = stream.session.poll_event() {
             (self.sink)(stream.id, event);
         }
-        let wheel = &mut self.wheel[stream.slot];
-        if let Some(at) = wheel.iter().position(|&x| x == i) {
-            wheel.swap_remove(at);
-        }
-        self.index.remove(&stream.id);
-        self.free.push(i);
-        self.counters.streams.fetch_sub(1, Relaxed);
     }
 
     fn events(&mut self, i: usize) {
@@ -926,7 +1113,10 @@ impl Worker {
             let _ = s.rtcp.send_to(&report, to);
         }
         let heard = s.session.poll_received().copied();
-        if s.bridge.is_some() {
+        if s.room.is_some() {
+            // The room's next mix takes it.
+            s.heard = heard;
+        } else if s.bridge.is_some() {
             self.bridge_tick(i, heard);
         }
         self.events(i);
@@ -1135,5 +1325,6 @@ fn stamp(h: &libc::msghdr) -> Option<SystemTime> {
 }
 
 pub mod allocator;
+mod room;
 #[cfg(test)]
 mod tests;

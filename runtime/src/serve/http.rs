@@ -192,6 +192,7 @@ mod tests {
             api: ApiState {
                 accounts: Accounts::open(&dir.join("accounts.sqlite3")).unwrap(),
                 recordings: RecordingStore::open(&dir.join("recordings")).unwrap(),
+                conferences: crate::conferences::Conferences::new(),
                 cdrs: crate::store::CdrStore::open(&dir.join("cdr.sqlite3")).unwrap(),
                 logs: crate::store::LogStore::open(&dir.join("logs.sqlite3")).unwrap(),
                 admin_key: None,
@@ -433,9 +434,12 @@ mod tests {
         assert_eq!(got.body, b"switchyard_calls{state=\"early\"} 0\n");
         assert_eq!(request(addr, "POST", "/metrics").await.status, 405);
         for (path, why) in [
-            ("/v1/queues", "not built yet"),
-            ("/v1/conferences/CF1/participants", "not built yet"),
-            ("/v1/queuesx", "does not serve this path"),
+            ("/v1/presence/alice", "not built yet"),
+            (
+                "/v1/conferences/CF1/participants",
+                "does not serve this path",
+            ),
+            ("/v1/presencex", "does not serve this path"),
             ("/", "does not serve this path"),
             ("/media", "does not serve this path"),
             ("/v1/recordings/x/y/z", "does not serve this path"),

@@ -11,9 +11,10 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use tokio::sync::mpsc;
 
+use crate::conferences::Conferences;
 use crate::contract::{MediaSource, Prompt};
 use crate::media::cache::{MediaCache, MediaError};
-use crate::media::engine::{Command, Engine, Event};
+use crate::media::engine::{Command, Engine, Event, RoomCommand, RoomEvent, RoomId, RoomSink};
 use crate::media::{Action, Clip, Notice, Saved, StreamId};
 use crate::sip::endpoint::CallRef;
 use crate::store::recordings::RecordingStore;
@@ -37,6 +38,7 @@ pub struct MediaEdge {
     filings: Arc<DashMap<(StreamId, u64), Filing>>,
     /// The play each stream should be playing (0: none); see the module doc.
     plays: Arc<DashMap<StreamId, u64>>,
+    conferences: Conferences,
     inputs: mpsc::UnboundedSender<Input>,
 }
 
@@ -45,22 +47,41 @@ impl MediaEdge {
     pub fn new(
         cache: MediaCache,
         recordings: RecordingStore,
+        conferences: Conferences,
         inputs: mpsc::UnboundedSender<Input>,
-        start_engine: impl FnOnce(Arc<dyn Fn(StreamId, Event) + Send + Sync>) -> std::io::Result<Engine>,
+        start_engine: impl FnOnce(
+            Arc<dyn Fn(StreamId, Event) + Send + Sync>,
+            RoomSink,
+        ) -> std::io::Result<Engine>,
     ) -> std::io::Result<Self> {
         let filings: Arc<DashMap<(StreamId, u64), Filing>> = Arc::default();
+        let runtime = tokio::runtime::Handle::current();
         let sink = sink(
             inputs.clone(),
-            recordings,
+            recordings.clone(),
             Arc::clone(&filings),
-            tokio::runtime::Handle::current(),
+            runtime.clone(),
         );
+        // The room sink needs the engine (to forget closed rooms), which
+        // does not exist before it starts: it finds it here.
+        let started: Arc<std::sync::OnceLock<Engine>> = Arc::default();
+        let rooms = room_sink(
+            conferences.clone(),
+            Arc::clone(&started),
+            inputs.clone(),
+            recordings,
+            runtime,
+        );
+        let engine = start_engine(sink, rooms)?;
+        let _ = started.set(engine.clone());
+        conferences.attach(engine.clone());
         Ok(Self {
-            engine: start_engine(sink)?,
+            engine,
             cache,
             owners: Arc::default(),
             filings,
             plays: Arc::default(),
+            conferences,
             inputs,
         })
     }
@@ -107,6 +128,29 @@ impl MediaEdge {
                 Command::Bridge { other, record }
             }
             Action::Unbridge => Command::Unbridge,
+            Action::Join {
+                id,
+                tenant,
+                call_id,
+                options,
+            } => {
+                let now = crate::wasm::entropy::unix_ms_now();
+                let seating = self
+                    .conferences
+                    .seat(stream, id, &tenant, &call_id, &options, now);
+                if seating.opened
+                    && let Some(source) = options.wait_prompt
+                {
+                    self.wait_music(seating.room, tenant, source);
+                }
+                Command::Join {
+                    room: seating.room,
+                    config: Box::new(seating.config),
+                    join: seating.join,
+                    record: seating.record,
+                }
+            }
+            Action::Leave => Command::Leave,
             Action::Close => {
                 self.owners.remove(&stream);
                 self.plays.remove(&stream);
@@ -114,6 +158,33 @@ impl MediaEdge {
             }
         };
         self.engine.command(stream, command);
+    }
+
+    /// Prepares a room's wait music and hands it to the room; a prompt
+    /// that cannot be prepared leaves the room waiting in silence.
+    fn wait_music(&self, room: RoomId, tenant: String, source: MediaSource) {
+        let edge = self.clone();
+        tokio::spawn(async move {
+            let prompt = Prompt::Play(crate::contract::Play {
+                source,
+                loop_count: 1,
+            });
+            match clips(&edge.cache, &tenant, &[prompt]).await {
+                Ok((clips, _)) => {
+                    let music: Vec<i16> = clips
+                        .iter()
+                        .flat_map(|c| match c {
+                            Clip::Audio(samples) => samples.to_vec(),
+                            Clip::Silence { ms } => vec![0; (*ms * 8) as usize],
+                        })
+                        .collect();
+                    edge.engine.room(room, RoomCommand::WaitMusic(music.into()));
+                }
+                Err(e) => {
+                    tracing::warn!(%tenant, room, error = %e, "the conference's wait prompt cannot be played; waiting in silence")
+                }
+            }
+        });
     }
 
     fn file(&self, stream: StreamId, id: u64, source: &'static str) {
@@ -243,5 +314,40 @@ fn sink(
             }
         };
         let _ = inputs.send(Input::Media(stream, notice));
+    })
+}
+
+/// The engine's room sink: events update the conference directory; a
+/// stream out of its room is a notice for its call; a recording is stored
+/// off the engine's threads.
+fn room_sink(
+    conferences: Conferences,
+    engine: Arc<std::sync::OnceLock<Engine>>,
+    inputs: mpsc::UnboundedSender<Input>,
+    recordings: RecordingStore,
+    runtime: tokio::runtime::Handle,
+) -> RoomSink {
+    Arc::new(move |room, event: RoomEvent| {
+        let now = crate::wasm::entropy::unix_ms_now();
+        let effects = conferences.on_event(room, event, now);
+        for (stream, id, out) in effects.notices {
+            let _ = inputs.send(Input::Media(stream, Notice::Conference { id, out }));
+        }
+        if let Some((tenant, sid, samples)) = effects.recording {
+            let (recordings, conferences) = (recordings.clone(), conferences.clone());
+            runtime.spawn_blocking(move || {
+                match recordings.save(&tenant, &sid, &samples, "conference") {
+                    Ok(r) => conferences.recorded(&sid, r.id),
+                    Err(e) => {
+                        tracing::error!(%tenant, conference = %sid, error = %format!("{e:#}"), "the conference recording could not be stored")
+                    }
+                }
+            });
+        }
+        if effects.closed
+            && let Some(engine) = engine.get()
+        {
+            engine.forget_room(room);
+        }
     })
 }

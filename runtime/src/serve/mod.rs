@@ -157,9 +157,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         sample: engine::SAMPLE,
         timeout: Duration::from_secs(config.media.timeout_secs),
     };
-    let edge = media::MediaEdge::new(cache.clone(), recordings.clone(), inputs.clone(), |sink| {
-        Engine::start(engine_config, sink)
-    })
+    let conferences = crate::conferences::Conferences::new();
+    let edge = media::MediaEdge::new(
+        cache.clone(),
+        recordings.clone(),
+        conferences.clone(),
+        inputs.clone(),
+        |sink, rooms| Engine::start_with_rooms(engine_config, sink, rooms),
+    )
     .context("starting the media engine")?;
     import_media(&config, &cache)?;
     let accounts = open_accounts(&config)?;
@@ -200,6 +205,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         api: crate::api::ApiState {
             accounts,
             recordings,
+            conferences,
             cdrs: cdrs.clone(),
             logs: logs.clone(),
             admin_key: config.api.admin_key.clone(),

@@ -6,7 +6,8 @@
 use std::collections::VecDeque;
 
 use crate::contract::{
-    Dial, DialResult, DialStatus, Event, Gather, GatherEnd, GatherResult, HangupCause, RecordEnd,
+    ConferenceEnd, ConferenceOptions, ConferenceResult, Dial, DialResult, DialStatus, Enqueue,
+    Event, Gather, GatherEnd, GatherResult, HangupCause, QueueOutcome, QueueResult, RecordEnd,
     RecordOptions, RecordResult, RingStrategy, Verb,
 };
 use crate::router::LegEvent;
@@ -80,10 +81,18 @@ impl SimulatedLeg {
                     |action| dial_result(dial, action, id),
                 )
             }
-            // Plan validation refuses these (`router::LEG_SUPPORT`), as on a
-            // real call, so they never reach the leg; should one, the call
+            Verb::Conference(options) => self.wait(
+                "a conference outcome (conference ends after N, conference kicked after N, conference full, hang up)",
+                |action| conference_result(options, action),
+            ),
+            Verb::Enqueue(enqueue) => self.wait(
+                "a queue outcome (queue bridged after N, queue timeout, queue full, hang up)",
+                |action| queue_result(enqueue, action),
+            ),
+            // Plan validation refuses it (`router::LEG_SUPPORT`), as on a
+            // real call, so it never reaches the leg; should it, the call
             // ends the way the SIP leg ends it.
-            Verb::Conference(_) | Verb::Enqueue(_) | Verb::Pay(_) => Ok(LegStep {
+            Verb::Pay(_) => Ok(LegStep {
                 caller: None,
                 event: LegEvent::Hangup(HangupCause::System),
                 elapsed_ms: 0,
@@ -207,6 +216,46 @@ fn record_result(
     Some((Event::RecordComplete(result), spoken_ms + silence_ms))
 }
 
+/// What the SIP leg reports when the caller is out of the conference: a
+/// refused join (full or ending) is `ended` after 0 s, as there.
+fn conference_result(options: &ConferenceOptions, action: &Action) -> Option<(Event, u64)> {
+    let (ended_by, secs) = match *action {
+        Action::Conference { ended_by, secs } => (ended_by, secs),
+        Action::ConferenceFull => (ConferenceEnd::Ended, 0),
+        _ => return None,
+    };
+    let result = ConferenceResult {
+        name: options.name.clone(),
+        ended_by,
+        duration_secs: secs,
+    };
+    Some((Event::ConferenceComplete(result), u64::from(secs) * 1000))
+}
+
+/// What the SIP leg reports when the caller is out of the queue: bridged
+/// once the bridge ends, timed out at `max-wait-secs` (a queue without one
+/// never times out), or refused at once when full.
+fn queue_result(enqueue: &Enqueue, action: &Action) -> Option<(Event, u64)> {
+    let (outcome, wait_secs, elapsed_secs) = match *action {
+        Action::QueueBridged { waited, talk } => match enqueue.max_wait_secs {
+            Some(max) if waited >= max => (QueueOutcome::Timeout, max, max),
+            _ => (QueueOutcome::Bridged, waited, waited + talk),
+        },
+        Action::QueueTimeout => {
+            let max = enqueue.max_wait_secs?;
+            (QueueOutcome::Timeout, max, max)
+        }
+        Action::QueueFull => (QueueOutcome::Full, 0, 0),
+        _ => return None,
+    };
+    let result = QueueResult {
+        queue: enqueue.queue.clone(),
+        outcome,
+        wait_secs,
+    };
+    Some((Event::QueueComplete(result), u64::from(elapsed_secs) * 1000))
+}
+
 fn dial_result(dial: &Dial, action: &Action, recording_id: Option<String>) -> Option<(Event, u64)> {
     let ring_ms = u64::from(dial.timeout_secs) * 1000;
     let (status, answered, duration_secs, elapsed) = match action {
@@ -280,5 +329,25 @@ mod tests {
             digits(&gather(Some(4)), "12"),
             ("12".into(), GatherEnd::Timeout)
         );
+    }
+
+    #[test]
+    fn a_conference_ends_as_the_script_says_and_a_full_one_refuses_the_caller() {
+        use crate::contract::{ConferenceEnd, ConferenceOptions};
+        let options = ConferenceOptions::named("standup");
+        let outcome = |action| match conference_result(&options, &action) {
+            Some((Event::ConferenceComplete(r), ms)) => (r.ended_by, r.duration_secs, ms),
+            other => panic!("{other:?}"),
+        };
+        let kicked = Action::Conference {
+            ended_by: ConferenceEnd::Kicked,
+            secs: 30,
+        };
+        assert_eq!(outcome(kicked), (ConferenceEnd::Kicked, 30, 30_000));
+        assert_eq!(
+            outcome(Action::ConferenceFull),
+            (ConferenceEnd::Ended, 0, 0)
+        );
+        assert_eq!(conference_result(&options, &Action::Busy), None);
     }
 }

@@ -11,6 +11,8 @@
 //! answer           # a dial: the first target answers (talks 10 s)
 //! answer 2 talk 30 # a dial: the second target answers, the bridge lasts 30 s
 //! busy | no-answer | fail        # a dial's outcome
+//! conference ends after 60       # a conference's outcome (or `kicked after N`, `full`)
+//! queue bridged after 30         # an enqueue's outcome (or `timeout`, `full`)
 //! hang up          # the caller hangs up
 //! ```
 //!
@@ -18,11 +20,11 @@
 //! message and `switchyard simulate --help` are made from it.
 //!
 //! An action is consumed when the call waits for the caller (gather, record,
-//! dial). When the script runs out, the caller hangs up.
+//! dial, conference). When the script runs out, the caller hangs up.
 //!
-//! There are no actions for conference, enqueue or pay: this runtime cannot
-//! execute them yet (`router::LEG_SUPPORT`), so a plan using them is refused
-//! and the fallback runs, as it would on a real call.
+//! There are no actions for pay: this runtime cannot execute it yet
+//! (`router::LEG_SUPPORT`), so a plan using it is refused and the
+//! fallback runs, as it would on a real call.
 
 use std::collections::VecDeque;
 
@@ -77,6 +79,37 @@ pub const LINES: &[(&str, &str, &str)] = &[
         "a dial's outcome: nobody answers in time",
     ),
     ("fail", "fail", "a dial's outcome: the dial fails"),
+    (
+        "conference",
+        "conference ends after N",
+        "a conference: it ends N s after the caller joined (end-on-exit, REST)",
+    ),
+    (
+        "conference",
+        "conference kicked after N",
+        "a conference: the caller is removed after N s",
+    ),
+    (
+        "conference",
+        "conference full",
+        "a conference: it is full, the caller does not join",
+    ),
+    (
+        "queue",
+        "queue bridged after N",
+        "an enqueue: an agent takes the caller after N s, they talk 10 s",
+    ),
+    (
+        "queue",
+        "queue bridged after N talk S",
+        "an enqueue: an agent takes the caller after N s, they talk S s",
+    ),
+    (
+        "queue",
+        "queue timeout",
+        "an enqueue: nobody takes the caller within its max-wait-secs",
+    ),
+    ("queue", "queue full", "an enqueue: the queue is full"),
     ("hang up", "hang up", "the caller hangs up"),
 ];
 
@@ -130,11 +163,31 @@ pub struct Step {
 pub enum Action {
     Press(String),
     Silence,
-    Speak { secs: u32, then_press: Option<char> },
-    Answer { target: usize, talk_secs: u32 },
+    Speak {
+        secs: u32,
+        then_press: Option<char>,
+    },
+    Answer {
+        target: usize,
+        talk_secs: u32,
+    },
     Busy,
     NoAnswer,
     Fail,
+    /// A conference's outcome after `secs` in it.
+    Conference {
+        ended_by: crate::contract::ConferenceEnd,
+        secs: u32,
+    },
+    /// The conference refuses the caller (full or ending).
+    ConferenceFull,
+    /// An agent takes the caller after `waited` s; the bridge lasts `talk` s.
+    QueueBridged {
+        waited: u32,
+        talk: u32,
+    },
+    QueueTimeout,
+    QueueFull,
     HangUp,
 }
 
@@ -275,6 +328,25 @@ fn parse_action(words: &[&str]) -> Result<Action, String> {
         ["busy"] => Action::Busy,
         ["no-answer"] => Action::NoAnswer,
         ["fail"] => Action::Fail,
+        ["conference", "ends", "after", secs] => Action::Conference {
+            ended_by: crate::contract::ConferenceEnd::Ended,
+            secs: number(Some(secs), "conference ends after")?,
+        },
+        ["conference", "kicked", "after", secs] => Action::Conference {
+            ended_by: crate::contract::ConferenceEnd::Kicked,
+            secs: number(Some(secs), "conference kicked after")?,
+        },
+        ["conference", "full"] => Action::ConferenceFull,
+        ["queue", "bridged", "after", secs, rest @ ..] => Action::QueueBridged {
+            waited: number(Some(secs), "queue bridged after")?,
+            talk: match rest {
+                [] => 10,
+                ["talk", talk] => number(Some(talk), "talk")?,
+                _ => return Err("`queue bridged after N` may end with `talk S`".into()),
+            },
+        },
+        ["queue", "timeout"] => Action::QueueTimeout,
+        ["queue", "full"] => Action::QueueFull,
         ["hang", "up"] | ["hangup"] => Action::HangUp,
         _ => {
             return Err(format!(
@@ -316,8 +388,9 @@ mod tests {
         assert_eq!(err.line, 2);
         assert!(err.message.contains("unknown action `dance`"), "{err}");
         assert!(
-            err.message
-                .contains("press, silence, speak, answer, busy, no-answer, fail, hang up"),
+            err.message.contains(
+                "press, silence, speak, answer, busy, no-answer, fail, conference, queue, hang up"
+            ),
             "{err}"
         );
         let err = Script::parse("press 1x\n").unwrap_err();

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::sip_common::{basic_auth, guest};
+use super::sip_common::{Server, basic_auth, guest};
 
 /// The operator key the REST tests configure.
 pub const ADMIN_KEY: &str = "operator-key-0123456789";
@@ -167,4 +167,13 @@ pub fn upload(addr: SocketAddr, auth: &Auth, name: &str, guest_name: &str) -> An
     let bytes = std::fs::read(guest(guest_name)).unwrap();
     let path = format!("/v1/components/{name}");
     request_typed(addr, "POST", &path, auth, "application/wasm", &bytes)
+}
+
+/// Basic auth for `account` of the server's own accounts store (a tenant
+/// of its config), with a key made there.
+pub fn account_auth(server: &Server, account: &str) -> Auth {
+    let path = server.dir.path().join("data/accounts.sqlite3");
+    let accounts = switchyard::tenancy::Accounts::open(&path).unwrap();
+    let key = accounts.create_key(account).unwrap().expect("the account");
+    Auth::account(account, &key.secret)
 }

@@ -182,6 +182,18 @@ pub fn media_ports() -> String {
     format!("ports = \"{first}-{}\"", first + 399)
 }
 
+/// Waits until `check` holds, polling; false after `timeout`.
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if check() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    check()
+}
+
 impl Default for Config {
     fn default() -> Config {
         Config::new()
@@ -200,6 +212,18 @@ impl Config {
             api: Vec::new(),
             tenants: String::new(),
         }
+    }
+
+    /// Accounts `acme` (number 600) and `globex` (700), both answered by
+    /// the `player` guest, on three media workers (so calls that meet in
+    /// a conference or a bridge start on different ones).
+    pub fn players() -> Config {
+        Config::new()
+            .media("workers = 3")
+            .tenant("acme", &[])
+            .number("600", "player")
+            .tenant("globex", &[])
+            .number("700", "player")
     }
 
     /// One more line of `[media]`, e.g. `timeout_secs = 2`.

@@ -375,3 +375,60 @@ fn pcmu_and_pcma_legs_in_one_conference_hear_the_other_tones_not_their_own() {
     assert!(db(goertzel(&to_1, 700.0)) < sent - 30.0);
     assert!((db(goertzel(&to_1, 1100.0)) - sent).abs() < 3.0);
 }
+
+#[test]
+fn a_cascade_link_hears_this_region_only_and_links_never_hear_each_other() {
+    let mut m = mixer();
+    let link = Join {
+        link: true,
+        ..Join::default()
+    };
+    m.join(1, Join::default()).unwrap();
+    m.join(2, Join::default()).unwrap();
+    m.join(10, link).unwrap(); // region B
+    m.join(11, link).unwrap(); // region C
+    tick(&mut m, &frames(&[(1, 1), (2, 10), (10, 100), (11, 1000)]));
+    assert_eq!(heard(&m, 1), 10 + 100 + 1000, "locals hear every region");
+    assert_eq!(heard(&m, 2), 1 + 100 + 1000);
+    assert_eq!(heard(&m, 10), 11, "B gets this region's mix, not C's");
+    assert_eq!(heard(&m, 11), 11, "C gets this region's mix, not B's");
+    assert_eq!(m.recording()[0], 1111);
+    assert_eq!(
+        m.set_coach(10, Some(1)),
+        Err(MixError::LinkCoach),
+        "a link cannot whisper"
+    );
+    // The last local leaving closes the region's mixer, links or not.
+    m.leave(1).unwrap();
+    assert_eq!(m.ended(), None);
+    m.leave(2).unwrap();
+    assert_eq!(m.ended(), Some(EndReason::LastLeft));
+}
+
+#[test]
+fn a_participant_without_beep_enters_and_leaves_quietly() {
+    let mut m = Mixer::new(MixerConfig {
+        entry_beep: Some(sine(1400.0, 40, 0.3).into()),
+        exit_beep: Some(sine(500.0, 40, 0.3).into()),
+        ..MixerConfig::default()
+    });
+    let quiet = Join {
+        beep: false,
+        ..Join::default()
+    };
+    m.join(1, quiet).unwrap();
+    m.join(2, quiet).unwrap();
+    m.join(3, quiet).unwrap();
+    m.leave(3).unwrap();
+    let silent = HashMap::new();
+    for _ in 0..4 {
+        tick(&mut m, &silent);
+        assert_eq!(crate::tone::rms(m.output(1).unwrap()), 0.0);
+    }
+    m.join(4, Join::default()).unwrap();
+    tick(&mut m, &silent);
+    assert!(
+        goertzel(m.output(1).unwrap(), 1400.0) > 0.01,
+        "a beeping join"
+    );
+}

@@ -11,14 +11,14 @@ use crate::transaction::TxKey;
 use crate::{Peer, message, sdp};
 use switchyard_contract::guest::hears_notices;
 use switchyard_contract::{
-    CallStatus, Event, Gather, GatherEnd, GatherResult, HangupCause, IncomingCall, Prompt,
-    RejectReason, Verb,
+    CallStatus, DialTarget, Event, Gather, GatherEnd, GatherResult, HangupCause, IncomingCall,
+    Prompt, RejectReason, Verb,
 };
 use switchyard_router::{self as router, LegEvent, Output};
 
 use super::dial::DialRun;
 use super::dialog::Dialog;
-use super::media::{LegMedia, RecordRun};
+use super::media::{ConferenceRun, LegMedia, RecordRun};
 use super::status::CallProgress;
 use super::wire;
 use super::{Endpoint, EndpointEvent};
@@ -52,6 +52,8 @@ pub enum TimerKind {
     DialLimit,
     /// An outbound call rang too long, or its CANCEL got no final answer.
     OutboundTimeout,
+    /// A queued caller waited its `max-wait-secs`.
+    QueueTimeout,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +102,12 @@ pub struct CallState {
     /// was answered already, or the dial records).
     pub dial_media: Option<LegMedia>,
     pub recording: Option<RecordRun>,
+    /// The conference the caller is in.
+    pub conference: Option<ConferenceRun>,
+    /// The queue the caller waits in.
+    pub queued: Option<super::queue::QueueRun>,
+    /// The other call of a `dial queue:` bridge.
+    pub pairing: Option<super::queue::Pairing>,
     /// A finished dial's result, waiting for its recording (by id).
     pub dial_waiting: Option<(u64, switchyard_contract::DialResult)>,
     pub final_status: Option<u16>,
@@ -316,6 +324,9 @@ impl Endpoint {
             media: None,
             dial_media: None,
             recording: None,
+            conference: None,
+            queued: None,
+            pairing: None,
             dial_waiting: None,
             final_status: None,
             generation: 0,
@@ -409,14 +420,37 @@ impl Endpoint {
                     self.start_record(call, &options);
                 }
             }
+            Verb::Conference(options) => {
+                if self.answer(now, call) {
+                    self.join_conference(now, call, options, false);
+                }
+            }
+            Verb::Enqueue(spec) => {
+                if self.answer(now, call) {
+                    self.enqueue(now, call, spec);
+                }
+            }
             Verb::LeaveQueue => call.pending.push_back(LegEvent::Done),
-            Verb::Dial(dial) => self.start_dial(now, call, dial),
+            // Plan validation makes a queue the dial's only target.
+            Verb::Dial(dial) => match dial.targets.first().map(|t| &t.target) {
+                Some(DialTarget::Queue(name)) => {
+                    let name = name.clone();
+                    self.dial_queue(now, call, name, dial.record)
+                }
+                Some(DialTarget::Conference(name)) => {
+                    if self.answer(now, call) {
+                        let options = super::media::dialled_conference(name, dial.record);
+                        self.join_conference(now, call, options, true);
+                    }
+                }
+                _ => self.start_dial(now, call, dial),
+            },
             Verb::Hangup => self.end_caller(now, call, 480, "Temporarily Unavailable"),
             Verb::Reject(RejectReason::Busy) => self.end_caller(now, call, 486, "Busy Here"),
             Verb::Reject(RejectReason::Rejected) => self.end_caller(now, call, 603, "Decline"),
             // Plan validation refuses these (`router::LEG_SUPPORT`), so a
             // call never gets here; should one, it ends as not built.
-            Verb::Conference(_) | Verb::Enqueue(_) | Verb::Pay(_) => {
+            Verb::Pay(_) => {
                 let refusal = router::leg_support(&verb).err();
                 self.refuse_not_built(now, call, &verb, refusal);
             }
@@ -459,6 +493,7 @@ impl Endpoint {
             TimerKind::DialTimeout(round) => self.on_dial_timeout(now, call, round),
             TimerKind::DialLimit => self.on_dial_limit(now, call),
             TimerKind::OutboundTimeout => self.on_outbound_timeout(now, call),
+            TimerKind::QueueTimeout => self.on_queue_timeout(now, call),
         }
     }
 
@@ -500,7 +535,11 @@ impl Endpoint {
                 gather.prompts_ended.get_or_insert(now);
                 self.gather_check(now, call);
             }
-            None => call.pending.push_back(LegEvent::Done),
+            None => {
+                if !self.replay_wait(call) {
+                    call.pending.push_back(LegEvent::Done);
+                }
+            }
         }
     }
 

@@ -108,6 +108,8 @@ impl Endpoint {
                     // stale by generation.
                     ep.stop_dial(now, call);
                     ep.stop_play(call);
+                    ep.leave_conference(call);
+                    ep.leave_queues(now, call);
                     call.stop_verbs();
                     if let Err(e) = call.router.redirect(now, handler) {
                         tracing::warn!(call = %call.id, error = %e, "redirect refused");
@@ -137,6 +139,20 @@ pub enum CallRequest {
         control: Control,
         reply: Reply<Result<(), ControlError>>,
     },
+    /// The tenant's queues (`GET /v1/queues`).
+    Queues {
+        tenant: String,
+        reply: Reply<Vec<super::QueueView>>,
+    },
+    /// Send a waiting caller to a handler (`POST /v1/queues/{name}/dequeue`);
+    /// the reply is its call id.
+    Dequeue {
+        tenant: String,
+        queue: String,
+        call: Option<String>,
+        handler: String,
+        reply: Reply<Result<String, super::QueueRequestError>>,
+    },
     /// Place an outbound call; the reply is its call id.
     Originate {
         tenant: String,
@@ -160,6 +176,14 @@ impl Endpoint {
             } => {
                 reply(self.control(now, &tenant, &call_id, control));
             }
+            CallRequest::Queues { tenant, reply } => reply(self.queue_views(now, &tenant)),
+            CallRequest::Dequeue {
+                tenant,
+                queue,
+                call,
+                handler,
+                reply,
+            } => reply(self.dequeue_to(now, &tenant, &queue, call.as_deref(), handler)),
             CallRequest::Originate {
                 tenant,
                 spec,

@@ -10,8 +10,11 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::sdp::{self, Negotiated};
-use switchyard_contract::{Event, HangupCause, Prompt, RecordEnd, RecordOptions, RecordResult};
-use switchyard_media::{Action, Notice, RecordSpec, StreamId, StreamParams};
+use switchyard_contract::{
+    ConferenceEnd, ConferenceOptions, ConferenceResult, DialResult, DialStatus, DialTarget, Event,
+    HangupCause, Prompt, RecordEnd, RecordOptions, RecordResult,
+};
+use switchyard_media::{Action, Notice, Out, RecordSpec, StreamId, StreamParams};
 use switchyard_router::LegEvent;
 
 use super::call::{CallState, CallerState};
@@ -27,6 +30,25 @@ pub struct LegMedia {
     /// SDP o= session id and version of what we sent on this leg.
     pub session: u64,
     pub version: u64,
+}
+
+/// A `conference` verb in progress.
+#[derive(Debug, Clone)]
+pub struct ConferenceRun {
+    /// The verb's generation, echoed by the media edge's notice.
+    pub id: u64,
+    pub name: String,
+    pub joined: Instant,
+    /// Joined by `dial conference:NAME`: the result is a dial's.
+    pub dialled: bool,
+}
+
+/// What `dial conference:NAME` joins with: TwiML's defaults.
+pub fn dialled_conference(name: &str, record: bool) -> ConferenceOptions {
+    ConferenceOptions {
+        record,
+        ..ConferenceOptions::named(name)
+    }
 }
 
 /// A `record` verb in progress.
@@ -260,6 +282,7 @@ impl Endpoint {
                 ended_by,
                 saved,
             } => self.on_recorded(call, id, ended_by, saved),
+            Notice::Conference { id, out } => self.on_conference_out(now, call, id, out),
             Notice::Timeout => {
                 tracing::warn!(call = %call.id, "no media from the peer for the media timeout; hanging up");
                 self.media_failure(now, call);
@@ -308,6 +331,83 @@ impl Endpoint {
                 ended_by,
                 digit: run.digit,
             })));
+    }
+
+    /// Seats the caller in a conference; its result comes when the media
+    /// edge says the caller is out of it.
+    pub(super) fn join_conference(
+        &mut self,
+        now: Instant,
+        call: &mut CallState,
+        options: ConferenceOptions,
+        dialled: bool,
+    ) {
+        let Some(leg) = &call.media else {
+            return call
+                .pending
+                .push_back(LegEvent::Hangup(HangupCause::System));
+        };
+        call.conference = Some(ConferenceRun {
+            id: call.generation,
+            name: options.name.clone(),
+            joined: now,
+            dialled,
+        });
+        let join = Action::Join {
+            id: call.generation,
+            tenant: call.tenant_id.clone(),
+            call_id: call.id.clone(),
+            options,
+        };
+        let stream = leg.stream;
+        self.media(call.reference, stream, join);
+    }
+
+    /// Takes the caller out of its conference (a redirect from outside);
+    /// no result follows.
+    pub(super) fn leave_conference(&mut self, call: &mut CallState) {
+        if call.conference.take().is_some()
+            && let Some(leg) = &call.media
+        {
+            self.media(call.reference, leg.stream, Action::Leave);
+        }
+    }
+
+    fn on_conference_out(&mut self, now: Instant, call: &mut CallState, id: u64, out: Out) {
+        let Some(run) = call.conference.take_if(|r| r.id == id) else {
+            return; // a conference the call already left
+        };
+        let ended_by = match out {
+            Out::Kicked => ConferenceEnd::Kicked,
+            Out::Hangup => ConferenceEnd::Hangup,
+            Out::Ended | Out::Left => ConferenceEnd::Ended,
+            Out::Refused => {
+                tracing::warn!(call = %call.id, conference = %run.name, "the conference is full or ending; the caller did not join");
+                ConferenceEnd::Ended
+            }
+        };
+        call.generation += 1;
+        let duration_secs = now.saturating_duration_since(run.joined).as_secs() as u32;
+        let result = if run.dialled {
+            let joined = out != Out::Refused;
+            Event::DialComplete(DialResult {
+                status: if joined {
+                    DialStatus::Completed
+                } else {
+                    DialStatus::Failed
+                },
+                answered: joined.then_some(DialTarget::Conference(run.name)),
+                duration_secs,
+                recording_id: None,
+            })
+        } else {
+            Event::ConferenceComplete(ConferenceResult {
+                name: run.name,
+                ended_by,
+                duration_secs,
+            })
+        };
+        call.pending.push_back(LegEvent::Result(result));
     }
 
     /// A digit during `record`: a finish key ends it (the result follows

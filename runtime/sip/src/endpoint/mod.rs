@@ -29,6 +29,7 @@ mod dial;
 mod dialog;
 mod media;
 mod outbound;
+mod queue;
 mod status;
 mod transfer;
 mod wire;
@@ -60,6 +61,7 @@ pub use call::CallRef;
 use call::{CallState, LegRef, Timer};
 pub use control::{CallRequest, Control, ControlError, LiveCall, Reply};
 pub use outbound::{OriginateError, OriginateSpec, is_number};
+pub use queue::{MemberView, QueueRequestError, QueueView};
 pub use status::{CallEnd, CallProgress, CallStatusEvent};
 pub use wire::{Local, uri_peer};
 
@@ -162,6 +164,7 @@ pub struct Endpoint {
     /// Wall-clock anchor for CDR times (the core itself never reads a clock).
     epoch: (Instant, u64),
     ids: wire::Ids,
+    queues: queue::Queues,
 }
 
 impl Endpoint {
@@ -206,6 +209,7 @@ impl Endpoint {
             events: VecDeque::new(),
             epoch: (now, unix_ms),
             ids: wire::Ids::new(rng),
+            queues: queue::Queues::default(),
         }
     }
 
@@ -507,6 +511,7 @@ impl Endpoint {
 
     /// A finished call leaves no trace but its CDR and decision log.
     fn forget(&mut self, now: Instant, mut call: CallState) {
+        self.leave_queues(now, &mut call);
         self.close_call_media(&mut call);
         self.admission.ended(now, call.tenant);
         self.drain_admission(now);

@@ -410,39 +410,107 @@ fn a_busy_decision_is_a_486_and_the_cdr_says_busy() {
     assert_eq!(h.cdrs[0].sip_status, Some(486));
 }
 
-#[test]
-fn an_enqueue_plan_runs_the_fallback_and_the_log_says_queues_are_not_built() {
-    let enqueue = Verb::Enqueue(switchyard_contract::Enqueue {
-        queue: "support".into(),
-        wait_prompts: vec![],
-        max_wait_secs: None,
-    });
-    let expected = switchyard_router::leg_support(&enqueue)
-        .unwrap_err()
-        .to_string();
-    let mut h = Harness::new(Box::new(move |event| match event {
+/// Number 100 queues its caller in `support` (for at most 30 s); number
+/// 300 is the agent who dials `queue:support`; every result hangs up.
+fn queue_plans() -> Box<Decide> {
+    Box::new(|event| match event {
+        Event::Incoming(call) if call.to.contains("300") => Plan {
+            verbs: vec![Verb::Dial(Dial::to(
+                switchyard_contract::DialTarget::Queue("support".into()),
+            ))],
+        },
         Event::Incoming(_) => Plan {
-            verbs: vec![enqueue.clone()],
+            verbs: vec![Verb::Enqueue(switchyard_contract::Enqueue {
+                queue: "support".into(),
+                wait_prompts: vec![],
+                max_wait_secs: Some(30),
+            })],
+        },
+        Event::QueueComplete(_) | Event::DialComplete(_) => Plan {
+            verbs: vec![Verb::Hangup],
         },
         _ => Plan { verbs: vec![] },
-    }));
-    h.send(CALLER, &invite("100", "c-nb"));
-    // The fallback's apology answers the call; its hangup ends it.
-    let ok = h.response(200);
-    let to_tag = tag(&ok);
-    h.send(CALLER, &ack("c-nb", &to_tag));
-    h.advance(10_000);
+    })
+}
+
+fn answered(h: &mut Harness, number: &str, call_id: &str) -> (String, StreamId) {
+    h.send(CALLER, &invite(number, call_id));
+    let to_tag = tag(&h.response(200));
+    h.send(CALLER, &ack(call_id, &to_tag));
+    (to_tag, h.last_stream())
+}
+
+#[test]
+fn a_queued_caller_hears_the_wait_prompts_again_until_an_agent_takes_it() {
+    let mut h = Harness::new(queue_plans());
+    let (caller_tag, caller) = answered(&mut h, "100", "q-caller");
+    h.advance(20_000);
+    let plays = |h: &Harness, stream| {
+        (h.actions.iter())
+            .filter(|(s, a)| *s == stream && matches!(a, Action::Play { .. }))
+            .count()
+    };
+    assert!(plays(&h, caller) >= 2, "the wait prompts loop");
+    let (_, agent) = answered(&mut h, "300", "q-agent");
+    let bridge =
+        (h.actions.iter()).find(|(s, a)| *s == agent && matches!(a, Action::Bridge { .. }));
+    assert!(
+        matches!(bridge, Some((_, Action::Bridge { other, record: None })) if *other == caller),
+        "{:?}",
+        h.actions
+    );
+    // Taken out of the queue, the caller hears no more prompts nor times out.
+    let before = plays(&h, caller);
+    h.advance(20_000);
+    assert_eq!(plays(&h, caller), before);
+    // The caller hangs up: the agent's dial completes, and it hangs up.
+    h.send(
+        CALLER,
+        &in_dialog("BYE", "q-caller", &caller_tag, 2, "", ""),
+    );
+    h.response(200);
     h.request(rsip::Method::Bye, CALLER);
-    assert_eq!(h.ep.calls(), 0);
-    let reasons: Vec<String> = h.logs[0]
-        .entries()
-        .iter()
-        .filter_map(|e| match &e.entry {
-            switchyard_router::Entry::Fallback { reason, .. } => Some(reason.to_string()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(reasons, [format!("invalid plan: verb 0: {expected}")]);
+    let completed = (h.events_seen.iter()).find_map(|e| match e {
+        Event::DialComplete(r) => Some(r.clone()),
+        _ => None,
+    });
+    let completed = completed.expect("the agent's dial completed");
+    assert_eq!(completed.status, DialStatus::Completed);
+    assert_eq!(
+        completed.answered,
+        Some(switchyard_contract::DialTarget::Queue("support".into()))
+    );
+    assert_eq!(completed.duration_secs, 20);
+}
+
+#[test]
+fn a_caller_leaves_the_queue_at_its_max_wait_and_an_agent_finds_it_empty() {
+    let mut h = Harness::new(queue_plans());
+    answered(&mut h, "100", "q-late");
+    h.advance(29_999);
+    assert!(
+        !h.events_seen
+            .iter()
+            .any(|e| matches!(e, Event::QueueComplete(_)))
+    );
+    h.advance(1);
+    h.request(rsip::Method::Bye, CALLER);
+    let result = (h.events_seen.iter()).find_map(|e| match e {
+        Event::QueueComplete(r) => Some(r.clone()),
+        _ => None,
+    });
+    let result = result.expect("queue-complete");
+    assert_eq!(
+        (result.outcome, result.wait_secs),
+        (switchyard_contract::QueueOutcome::Timeout, 30)
+    );
+    answered(&mut h, "300", "q-agent2");
+    h.request(rsip::Method::Bye, CALLER);
+    assert!(
+        h.events_seen
+            .iter()
+            .any(|e| matches!(e, Event::DialComplete(r) if r.status == DialStatus::NoAnswer))
+    );
 }
 
 #[test]

@@ -475,3 +475,152 @@ fn worker_cpu() -> u64 {
     }
     0
 }
+
+type Rooms = Receiver<(RoomId, RoomEvent)>;
+
+/// An engine whose rooms report to a channel too.
+fn engine_with_rooms(workers: usize) -> (Engine, Receiver<(StreamId, Event)>, Rooms) {
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let sink: Sink = Arc::new(move |stream, event| {
+        let _ = tx.lock().unwrap().send((stream, event));
+    });
+    let (rtx, rrx) = mpsc::channel();
+    let rtx = Mutex::new(rtx);
+    let rooms: RoomSink = Arc::new(move |room, event| {
+        let _ = rtx.lock().unwrap().send((room, event));
+    });
+    let config = EngineConfig {
+        bind: LOCALHOST,
+        pool: Policy::fixed(workers),
+        sample: SAMPLE,
+        timeout: Duration::ZERO,
+    };
+    let engine = Engine::start_with_rooms(config, sink, rooms).unwrap();
+    (engine, rx, rrx)
+}
+
+fn join_room(engine: &Engine, stream: StreamId, room: RoomId) {
+    let join = Command::Join {
+        room,
+        config: Box::default(),
+        join: Join::default(),
+        record: true,
+    };
+    engine.command(stream, join);
+}
+
+fn room_event(rx: &Rooms, pred: impl Fn(&RoomEvent) -> bool) -> RoomEvent {
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        let (_, event) = rx.recv_timeout(left).expect("room event in time");
+        if pred(&event) {
+            return event;
+        }
+    }
+}
+
+#[test]
+fn streams_of_three_calls_on_three_workers_meet_in_one_room() {
+    let (engine, _events, rooms) = engine_with_rooms(3);
+    let peers = [peer(), peer(), peer()];
+    let tones = [500.0, 1100.0, 1700.0];
+    // Three calls (groups): the least-loaded rule puts each on its own worker.
+    let addrs: Vec<SocketAddr> = (0..3)
+        .map(|i| engine.open(i + 1, 100 + i, 0).unwrap())
+        .collect();
+    let workers = engine.stats().workers;
+    assert!(workers.iter().all(|w| w.streams == 1), "{workers:?}");
+    for (i, p) in peers.iter().enumerate() {
+        engine.command(
+            i as u64 + 1,
+            Command::Start(params(p.local_addr().unwrap())),
+        );
+        join_room(&engine, i as u64 + 1, 9);
+    }
+    let workers = engine.stats().workers;
+    assert!(
+        workers.iter().any(|w| w.streams == 3),
+        "the room's streams are routed to one worker: {workers:?}"
+    );
+    let talkers: Vec<_> = (0..3)
+        .map(|i| {
+            let from = peers[i].try_clone().unwrap();
+            talk(from, addrs[i], sine(tones[i], 1500, 0.25))
+        })
+        .collect();
+    let heard: Vec<Vec<i16>> = thread::scope(|scope| {
+        let listeners: Vec<_> = (0..3)
+            .map(|i| {
+                let (p, from) = (&peers[i], addrs[i]);
+                scope.spawn(move || {
+                    let got = receive_for(p, Duration::from_millis(1300));
+                    pcm(got
+                        .into_iter()
+                        .filter(|(f, ..)| *f == from)
+                        .skip(20)
+                        .map(|(_, _, p)| p))
+                })
+            })
+            .collect();
+        listeners.into_iter().map(|l| l.join().unwrap()).collect()
+    });
+    for t in talkers {
+        t.join().unwrap();
+    }
+    for (i, audio) in heard.iter().enumerate() {
+        for (j, hz) in tones.iter().enumerate() {
+            let power = goertzel(audio, *hz);
+            if i == j {
+                assert!(power < 0.001, "stream {i} hears itself: {power}");
+            } else {
+                assert!(power > 0.01, "stream {i} misses stream {j}: {power}");
+            }
+        }
+    }
+    // Kicked, then closed: each is out with its reason; the last one out
+    // ends the room, which reports its recording and closes.
+    engine.room(9, RoomCommand::Kick(3));
+    let out = room_event(&rooms, |e| matches!(e, RoomEvent::Out { .. }));
+    assert_eq!(
+        out,
+        RoomEvent::Out {
+            stream: 3,
+            out: Out::Kicked
+        }
+    );
+    engine.command(2, Command::Close);
+    let out = room_event(&rooms, |e| matches!(e, RoomEvent::Out { .. }));
+    assert_eq!(
+        out,
+        RoomEvent::Out {
+            stream: 2,
+            out: Out::Hangup
+        }
+    );
+    engine.command(1, Command::Leave);
+    let out = room_event(&rooms, |e| matches!(e, RoomEvent::Out { .. }));
+    assert_eq!(
+        out,
+        RoomEvent::Out {
+            stream: 1,
+            out: Out::Left
+        }
+    );
+    let RoomEvent::Recorded(mix) = room_event(&rooms, |e| matches!(e, RoomEvent::Recorded(_)))
+    else {
+        unreachable!()
+    };
+    for hz in tones {
+        assert!(goertzel(&mix, hz) > 0.005, "{hz} Hz in the recording");
+    }
+    assert_eq!(room_event(&rooms, |_| true), RoomEvent::Closed);
+    // A command for the closed room is refused, not lost.
+    engine.room(9, RoomCommand::End);
+    let refused = room_event(&rooms, |e| matches!(e, RoomEvent::Refused { .. }));
+    assert!(matches!(refused, RoomEvent::Refused { stream: None, .. }));
+    // The stream that left is usable again: it still sends.
+    let later = receive_for(&peers[0], Duration::from_millis(200));
+    assert!(later.iter().any(|(f, ..)| *f == addrs[0]));
+}

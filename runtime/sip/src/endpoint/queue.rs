@@ -1,0 +1,361 @@
+//! Call queues: `enqueue` waits the caller in one of its tenant's queues
+//! with the wait prompts looping; `dial queue:NAME` takes the caller at
+//! the head and bridges the two calls; the REST API lists queues and
+//! sends a waiting caller to another handler.
+//!
+//! ```text
+//!   caller C: enqueue ─► Queue::join ─► wait prompts, again and again
+//!                          │  max-wait ─► queue-complete (timeout)
+//!   agent A: dial queue:NAME ─► Queue::dequeue ─► C stops waiting;
+//!            A's stream bridged to C's (the engine puts them on one worker)
+//!   either hangs up (or is redirected) ─► the other hears its result:
+//!            A dial-complete (completed, answered queue:NAME)
+//!            C queue-complete (bridged, the seconds it waited)
+//! ```
+//!
+//! An empty queue answers the dial at once with `no-answer`: an agent
+//! who wants to wait for callers asks again (its handler decides how
+//! often). Queues live in this endpoint: a runtime's calls queue only
+//! with its own calls until multi-node storage shares them.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use switchyard_conference::queue::{Departure, Queue};
+use switchyard_contract::{
+    DialResult, DialStatus, DialTarget, Enqueue, Event, Pause, Prompt, QueueOutcome, QueueResult,
+    Say,
+};
+use switchyard_router::LegEvent;
+
+use super::call::{CallRef, CallState, TimerKind};
+use super::{Control, Endpoint};
+use switchyard_media::Action;
+
+/// A caller waiting in a queue.
+#[derive(Debug, Clone)]
+pub struct QueueRun {
+    pub name: String,
+    pub prompts: Vec<Prompt>,
+}
+
+/// Two calls bridged by `dial queue:`, from one side.
+#[derive(Debug, Clone)]
+pub struct Pairing {
+    pub partner: CallRef,
+    pub since: Instant,
+    pub queue: String,
+    /// The caller's wait in the queue (on the caller's side), or the
+    /// recording id of the bridge (on the agent's side, when it records).
+    pub side: Side,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Agent { record: Option<u64> },
+    Caller { waited: Duration },
+}
+
+/// A queue as the REST API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct QueueView {
+    pub name: String,
+    pub size: usize,
+    pub max_size: usize,
+    /// Mean wait of the callers handed out so far, in seconds.
+    pub average_wait_secs: Option<u64>,
+    pub members: Vec<MemberView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MemberView {
+    pub call_id: String,
+    pub position: usize,
+    pub wait_secs: u64,
+}
+
+/// Why a REST request about a queue failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueRequestError {
+    #[error("no queue {0}")]
+    NoQueue(String),
+    #[error("queue {0} is empty")]
+    Empty(String),
+    #[error("call {0} is not waiting in this queue")]
+    NotQueued(String),
+    #[error(transparent)]
+    Control(#[from] super::ControlError),
+}
+
+/// Every tenant's queues, by (tenant id, name).
+#[derive(Debug, Default)]
+pub struct Queues {
+    queues: BTreeMap<(String, String), Queue>,
+}
+
+impl Queues {
+    fn get_mut(&mut self, tenant: &str, name: &str) -> Option<&mut Queue> {
+        self.queues.get_mut(&(tenant.to_string(), name.to_string()))
+    }
+}
+
+/// What a caller hears while waiting when the plan names nothing.
+fn default_prompts() -> Vec<Prompt> {
+    vec![
+        Prompt::Say(Say::text(
+            "Please hold. Your call will be answered in turn.",
+        )),
+        Prompt::Pause(Pause { length_ms: 10_000 }),
+    ]
+}
+
+impl Endpoint {
+    /// Puts the (answered) caller in its tenant's queue.
+    pub(super) fn enqueue(&mut self, now: Instant, call: &mut CallState, spec: Enqueue) {
+        let key = (call.tenant_id.clone(), spec.queue.clone());
+        let queue = (self.queues.queues)
+            .entry(key)
+            .or_insert_with(|| Queue::new(spec.queue.clone(), Queue::DEFAULT_MAX));
+        let max_wait = spec.max_wait_secs.map(|s| Duration::from_secs(s.into()));
+        if let Err(e) = queue.join(&call.id, 0, max_wait, now) {
+            tracing::info!(call = %call.id, error = %e, "not queued");
+            let outcome = e.outcome().unwrap_or(QueueOutcome::Left);
+            return queue_result(call, &spec.queue, outcome, Duration::ZERO);
+        }
+        let prompts = if spec.wait_prompts.is_empty() {
+            default_prompts()
+        } else {
+            spec.wait_prompts
+        };
+        call.queued = Some(QueueRun {
+            name: spec.queue,
+            prompts: prompts.clone(),
+        });
+        self.play(call, prompts);
+        if let Some(wait) = max_wait {
+            self.schedule(call, now + wait, TimerKind::QueueTimeout);
+        }
+    }
+
+    /// The wait prompts ended: they start again. `false` when the call
+    /// is not waiting in a queue.
+    pub(super) fn replay_wait(&mut self, call: &mut CallState) -> bool {
+        let Some(run) = &call.queued else {
+            return false;
+        };
+        let prompts = run.prompts.clone();
+        self.play(call, prompts);
+        true
+    }
+
+    pub(super) fn on_queue_timeout(&mut self, now: Instant, call: &mut CallState) {
+        let Some(run) = call.queued.take() else {
+            return;
+        };
+        let Some(queue) = self.queues.get_mut(&call.tenant_id, &run.name) else {
+            return;
+        };
+        for gone in queue.expire(now) {
+            if gone.call == call.id {
+                self.stop_play(call);
+                return queue_result(call, &run.name, gone.outcome, gone.waited);
+            }
+            // Another caller's timer is due just as well: it fires too.
+        }
+        call.queued = Some(run);
+    }
+
+    /// `dial queue:NAME`: bridges the call to the caller at the head of
+    /// the queue, or ends the dial with `no-answer` when nobody waits.
+    pub(super) fn dial_queue(
+        &mut self,
+        now: Instant,
+        call: &mut CallState,
+        name: String,
+        record: bool,
+    ) {
+        if !self.answer(now, call) {
+            return;
+        }
+        let Some(agent) = call.media.as_ref().map(|m| m.stream) else {
+            return;
+        };
+        loop {
+            let next = (self.queues.get_mut(&call.tenant_id, &name)).and_then(|q| q.dequeue(now));
+            let Some(Departure {
+                call: waiting,
+                waited,
+                ..
+            }) = next
+            else {
+                return dial_result(call, DialStatus::NoAnswer, None, Duration::ZERO, None);
+            };
+            let Some(partner) = self.find_call(&call.tenant_id, &waiting) else {
+                continue; // gone meanwhile; the next one
+            };
+            let mut stream = None;
+            let queue = name.clone();
+            self.with_call(now, partner, |ep, caller| {
+                caller.queued = None;
+                ep.stop_play(caller);
+                caller.generation += 1;
+                stream = caller.media.as_ref().map(|m| m.stream);
+                caller.pairing = Some(Pairing {
+                    partner: call.reference,
+                    since: now,
+                    queue,
+                    side: Side::Caller { waited },
+                });
+            });
+            let Some(other) = stream else {
+                continue;
+            };
+            let record = record.then_some(call.generation);
+            call.pairing = Some(Pairing {
+                partner,
+                since: now,
+                queue: name,
+                side: Side::Agent { record },
+            });
+            self.media(call.reference, agent, Action::Bridge { other, record });
+            return;
+        }
+    }
+
+    /// The call leaves what holds it to a queue: out of the queue if it
+    /// waits (no result: it hung up or was sent elsewhere), and out of its
+    /// bridge if it is in one (the other side hears its result).
+    pub(super) fn leave_queues(&mut self, now: Instant, call: &mut CallState) {
+        if let Some(run) = call.queued.take()
+            && let Some(queue) = self.queues.get_mut(&call.tenant_id, &run.name)
+        {
+            let _ = queue.leave(&call.id, now);
+        }
+        let Some(pairing) = call.pairing.take() else {
+            return;
+        };
+        if let (Some(leg), Side::Agent { .. }) = (&call.media, pairing.side) {
+            self.media(call.reference, leg.stream, Action::Unbridge);
+        }
+        self.with_call(now, pairing.partner, |ep, other| {
+            ep.unpair(now, other);
+            ep.pump(now, other);
+        });
+    }
+
+    /// The other side of `call`'s bridge left: `call` hears its result.
+    fn unpair(&mut self, now: Instant, call: &mut CallState) {
+        let Some(pairing) = call.pairing.take() else {
+            return;
+        };
+        call.generation += 1;
+        match pairing.side {
+            Side::Caller { waited } => {
+                queue_result(call, &pairing.queue, QueueOutcome::Bridged, waited);
+            }
+            Side::Agent { record } => {
+                if let Some(leg) = &call.media {
+                    self.media(call.reference, leg.stream, Action::Unbridge);
+                }
+                let lasted = now.saturating_duration_since(pairing.since);
+                dial_result(
+                    call,
+                    DialStatus::Completed,
+                    Some(pairing.queue),
+                    lasted,
+                    record,
+                );
+            }
+        }
+    }
+
+    /// Call `id` of `tenant`, in progress.
+    fn find_call(&self, tenant: &str, id: &str) -> Option<CallRef> {
+        (self.calls.values())
+            .find(|c| c.id == id && c.tenant_id == tenant)
+            .map(|c| c.reference)
+    }
+
+    /// `GET /v1/queues[/{name}]`: the tenant's queues, by name.
+    pub fn queue_views(&self, now: Instant, tenant: &str) -> Vec<QueueView> {
+        (self.queues.queues.iter())
+            .filter(|((t, _), _)| t == tenant)
+            .map(|(_, q)| view(q, now))
+            .collect()
+    }
+
+    /// `POST /v1/queues/{name}/dequeue`: the caller at the head (or
+    /// `call`) leaves the queue for `handler`, which hears `redirected`.
+    pub fn dequeue_to(
+        &mut self,
+        now: Instant,
+        tenant: &str,
+        name: &str,
+        call: Option<&str>,
+        handler: String,
+    ) -> Result<String, QueueRequestError> {
+        let queue = (self.queues.get_mut(tenant, name))
+            .ok_or_else(|| QueueRequestError::NoQueue(name.to_string()))?;
+        let id = match call {
+            Some(id) => (queue.members().iter())
+                .find(|m| m.call == id)
+                .map(|m| m.call.clone())
+                .ok_or_else(|| QueueRequestError::NotQueued(id.to_string()))?,
+            None => (queue.members().first())
+                .map(|m| m.call.clone())
+                .ok_or_else(|| QueueRequestError::Empty(name.to_string()))?,
+        };
+        // The redirect takes it out of the queue (`leave_queues`).
+        self.control(now, tenant, &id, Control::Redirect(handler))?;
+        Ok(id)
+    }
+}
+
+fn view(q: &Queue, now: Instant) -> QueueView {
+    QueueView {
+        name: q.name().to_string(),
+        size: q.len(),
+        max_size: q.max_size(),
+        average_wait_secs: q.average_wait().map(|w| w.as_secs()),
+        members: (q.members().iter().enumerate())
+            .map(|(i, m)| MemberView {
+                call_id: m.call.clone(),
+                position: i + 1,
+                wait_secs: now.saturating_duration_since(m.since).as_secs(),
+            })
+            .collect(),
+    }
+}
+
+fn queue_result(call: &mut CallState, queue: &str, outcome: QueueOutcome, waited: Duration) {
+    let result = QueueResult {
+        queue: queue.to_string(),
+        outcome,
+        wait_secs: waited.as_secs() as u32,
+    };
+    call.pending
+        .push_back(LegEvent::Result(Event::QueueComplete(result)));
+}
+
+/// The agent's dial result; with a recording, it waits for it to be
+/// stored (`dial_waiting`).
+fn dial_result(
+    call: &mut CallState,
+    status: DialStatus,
+    queue: Option<String>,
+    lasted: Duration,
+    record: Option<u64>,
+) {
+    let result = DialResult {
+        status,
+        answered: queue.map(DialTarget::Queue),
+        duration_secs: lasted.as_secs() as u32,
+        recording_id: None,
+    };
+    match record {
+        Some(id) => call.dial_waiting = Some((id, result)),
+        None => call
+            .pending
+            .push_back(LegEvent::Result(Event::DialComplete(result))),
+    }
+}

@@ -1,0 +1,453 @@
+//! The conferences of this runtime as the media edge and the REST API see
+//! them: name → room, who is in each, and what happened to it.
+//!
+//! ```text
+//!   endpoint ─Action::Join─► media edge ─seat()─► room id, mixer config ─► engine
+//!   engine worker ─RoomEvent─► on_event() ─► this directory (REST reads it)
+//!                                        └─► Notice::Conference to the call
+//!   REST ─mute/hold/coach/kick/end─► command() ─► engine room
+//! ```
+//!
+//! A conference is the tenant's name for a room while it is open: the
+//! first participant opens it, and once it ends the next join of the same
+//! name opens a new one (with a new sid). Ended conferences are kept in
+//! memory for the REST API, the last [`HISTORY`] of them; they do not
+//! survive a restart (durable history comes with the multi-node storage).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+
+use serde::Serialize;
+
+use crate::contract::ConferenceOptions;
+use crate::media::engine::{Engine, RoomCommand, RoomEvent, RoomId};
+use crate::media::mixer::{EndReason, Join, MixerConfig, MixerEvent};
+use crate::media::{Out, Samples, StreamId, tone};
+
+/// Ended conferences kept for the REST API.
+pub const HISTORY: usize = 1000;
+
+/// Entry and exit beeps (as Twilio's: a rising and a falling tone).
+const ENTRY_HZ: f64 = 880.0;
+const EXIT_HZ: f64 = 440.0;
+const BEEP_MS: u32 = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Open, waiting for a participant who starts it.
+    Init,
+    InProgress,
+    Completed,
+}
+
+impl Status {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "init" => Some(Self::Init),
+            "in-progress" => Some(Self::InProgress),
+            "completed" => Some(Self::Completed),
+            _ => None,
+        }
+    }
+}
+
+/// One conference as the REST API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Conference {
+    pub sid: String,
+    pub name: String,
+    pub status: Status,
+    pub created_unix_ms: u64,
+    pub started_unix_ms: Option<u64>,
+    pub ended_unix_ms: Option<u64>,
+    /// `last-left`, `end-on-exit` or `ended` (REST).
+    pub ended_by: Option<&'static str>,
+    pub recording_id: Option<String>,
+    /// In the conference now, by call id.
+    pub participants: Vec<Participant>,
+    #[serde(skip)]
+    tenant: String,
+    #[serde(skip)]
+    room: RoomId,
+    #[serde(skip)]
+    seats: BTreeMap<StreamId, Participant>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Participant {
+    pub call_id: String,
+    pub muted: bool,
+    pub held: bool,
+    /// The call this participant whispers to, if coaching.
+    pub coaching: Option<String>,
+    pub speaking: bool,
+    pub start_on_enter: bool,
+    pub end_on_exit: bool,
+    pub joined_unix_ms: u64,
+}
+
+/// A change a REST client asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Mute(bool),
+    Hold(bool),
+    /// Whisper to this call only (`None`: speak to everyone again).
+    Coach(Option<String>),
+    Kick,
+}
+
+/// Why a REST request about a conference failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConferenceError {
+    #[error("no conference {0}")]
+    NotFound(String),
+    #[error("call {0} is not in this conference")]
+    NotParticipant(String),
+    #[error("the conference has ended")]
+    Ended,
+    #[error("the media engine is not running")]
+    NoEngine,
+}
+
+/// What the media edge does with a room event.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Notices for the calls whose streams left (`Join` id, why).
+    pub notices: Vec<(StreamId, u64, Out)>,
+    /// A finished recording to store: tenant, conference sid, audio.
+    pub recording: Option<(String, String, Vec<i16>)>,
+    /// The room closed: the engine may forget it.
+    pub closed: bool,
+}
+
+/// A stream's place in a room.
+#[derive(Debug, Clone)]
+struct Seat {
+    room: RoomId,
+    /// The endpoint's `Join` id, echoed in its notice.
+    id: u64,
+}
+
+#[derive(Default)]
+struct State {
+    next_room: RoomId,
+    /// Open rooms by (tenant, name).
+    open: HashMap<(String, String), RoomId>,
+    rooms: HashMap<RoomId, Conference>,
+    /// Ended rooms, oldest first.
+    ended: VecDeque<RoomId>,
+    seats: HashMap<StreamId, Seat>,
+}
+
+/// The directory; clones share it.
+#[derive(Clone, Default)]
+pub struct Conferences {
+    state: Arc<Mutex<State>>,
+    engine: Arc<OnceLock<Engine>>,
+}
+
+impl std::fmt::Debug for Conferences {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Conferences")
+    }
+}
+
+/// What the engine needs to seat a stream.
+pub struct Seating {
+    pub room: RoomId,
+    pub config: MixerConfig,
+    pub join: Join,
+    pub record: bool,
+    /// The room was opened by this join (its wait music is to be set).
+    pub opened: bool,
+}
+
+impl Conferences {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The engine that REST commands go to (set once it runs).
+    pub fn attach(&self, engine: Engine) {
+        let _ = self.engine.set(engine);
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Seats `stream` (call `call_id` of `tenant`) in the conference the
+    /// options name, opening it if it is not open.
+    pub fn seat(
+        &self,
+        stream: StreamId,
+        id: u64,
+        tenant: &str,
+        call_id: &str,
+        options: &ConferenceOptions,
+        now_ms: u64,
+    ) -> Seating {
+        let mut state = self.state();
+        let key = (tenant.to_string(), options.name.clone());
+        let (room, opened) = match state.open.get(&key) {
+            Some(&room) => (room, false),
+            None => {
+                state.next_room += 1;
+                let room = state.next_room;
+                state.open.insert(key, room);
+                let conference = Conference {
+                    sid: sid(),
+                    name: options.name.clone(),
+                    status: Status::Init,
+                    created_unix_ms: now_ms,
+                    started_unix_ms: None,
+                    ended_unix_ms: None,
+                    ended_by: None,
+                    recording_id: None,
+                    participants: Vec::new(),
+                    tenant: tenant.to_string(),
+                    room,
+                    seats: BTreeMap::new(),
+                };
+                state.rooms.insert(room, conference);
+                (room, true)
+            }
+        };
+        state.seats.insert(stream, Seat { room, id });
+        if let Some(c) = state.rooms.get_mut(&room) {
+            c.seats.insert(
+                stream,
+                Participant {
+                    call_id: call_id.to_string(),
+                    muted: options.muted,
+                    held: false,
+                    coaching: None,
+                    speaking: false,
+                    start_on_enter: options.start_on_enter,
+                    end_on_exit: options.end_on_exit,
+                    joined_unix_ms: now_ms,
+                },
+            );
+        }
+        Seating {
+            room,
+            config: mixer_config(options),
+            join: Join {
+                start_on_enter: options.start_on_enter,
+                end_on_exit: options.end_on_exit,
+                muted: options.muted,
+                coach: None,
+                beep: options.beep,
+                link: false,
+            },
+            record: options.record,
+            opened,
+        }
+    }
+
+    /// Folds a room's event into the directory; says what the edge must do.
+    pub fn on_event(&self, room: RoomId, event: RoomEvent, now_ms: u64) -> Effects {
+        let mut effects = Effects::default();
+        let mut state = self.state();
+        let state = &mut *state;
+        match event {
+            RoomEvent::Out { stream, out } => {
+                if let Some(seat) = state.seats.remove(&stream).filter(|s| s.room == room) {
+                    effects.notices.push((stream, seat.id, out));
+                }
+                if let Some(c) = state.rooms.get_mut(&room) {
+                    c.seats.remove(&stream);
+                }
+            }
+            RoomEvent::Mixer(event) => {
+                let Some(c) = state.rooms.get_mut(&room) else {
+                    return effects;
+                };
+                let call = |c: &Conference, s: StreamId| c.seats.get(&s).map(|p| p.call_id.clone());
+                match event {
+                    MixerEvent::Started => {
+                        c.status = Status::InProgress;
+                        c.started_unix_ms = Some(now_ms);
+                    }
+                    MixerEvent::Ended(reason) => {
+                        c.ended_by = Some(match reason {
+                            EndReason::LastLeft => "last-left",
+                            EndReason::EndOnExit(_) => "end-on-exit",
+                            EndReason::Ended => "ended",
+                        });
+                    }
+                    MixerEvent::Muted(s, on) => set(c, s, |p| p.muted = on),
+                    MixerEvent::Held(s, on) => set(c, s, |p| p.held = on),
+                    MixerEvent::Coaching(s, target) => {
+                        let target = target.and_then(|t| call(c, t));
+                        set(c, s, |p| p.coaching = target);
+                    }
+                    MixerEvent::SpeakingStarted(s) => set(c, s, |p| p.speaking = true),
+                    MixerEvent::SpeakingStopped(s) => set(c, s, |p| p.speaking = false),
+                    MixerEvent::Joined(_) | MixerEvent::Left(_) => {}
+                }
+            }
+            RoomEvent::Refused { stream, error } => {
+                tracing::warn!(room, ?stream, %error, "conference request refused");
+            }
+            RoomEvent::Recorded(samples) => {
+                if let Some(c) = state.rooms.get(&room) {
+                    effects.recording = Some((c.tenant.clone(), c.sid.clone(), samples));
+                }
+            }
+            RoomEvent::Closed => {
+                effects.closed = true;
+                if let Some(c) = state.rooms.get_mut(&room) {
+                    c.status = Status::Completed;
+                    c.ended_unix_ms = Some(now_ms);
+                    c.ended_by.get_or_insert("last-left");
+                    c.seats.clear();
+                    let key = (c.tenant.clone(), c.name.clone());
+                    if state.open.get(&key) == Some(&room) {
+                        state.open.remove(&key);
+                    }
+                }
+                state.ended.push_back(room);
+                while state.ended.len() > HISTORY {
+                    if let Some(old) = state.ended.pop_front() {
+                        state.rooms.remove(&old);
+                    }
+                }
+            }
+        }
+        effects
+    }
+
+    /// The recording of a conference was stored.
+    pub fn recorded(&self, sid: &str, recording_id: String) {
+        let mut state = self.state();
+        if let Some(c) = state.rooms.values_mut().find(|c| c.sid == sid) {
+            c.recording_id = Some(recording_id);
+        }
+    }
+
+    /// The tenant's conferences, newest first, optionally of one status.
+    pub fn list(&self, tenant: &str, status: Option<Status>) -> Vec<Conference> {
+        let state = self.state();
+        let mut list: Vec<Conference> = (state.rooms.values())
+            .filter(|c| c.tenant == tenant && status.is_none_or(|s| c.status == s))
+            .map(view)
+            .collect();
+        list.sort_by(|a, b| (b.created_unix_ms, &b.sid).cmp(&(a.created_unix_ms, &a.sid)));
+        list
+    }
+
+    /// One of the tenant's conferences, by sid or, while open, by name.
+    pub fn get(&self, tenant: &str, id: &str) -> Result<Conference, ConferenceError> {
+        let state = self.state();
+        find(&state, tenant, id).map(view)
+    }
+
+    /// Mutes, holds, coaches or kicks a participant (by call id).
+    pub fn change(
+        &self,
+        tenant: &str,
+        id: &str,
+        call_id: &str,
+        change: Change,
+    ) -> Result<Conference, ConferenceError> {
+        let (room, command) = {
+            let state = self.state();
+            let c = find(&state, tenant, id)?;
+            if c.status == Status::Completed {
+                return Err(ConferenceError::Ended);
+            }
+            let stream = stream_of(c, call_id)?;
+            let command = match change {
+                Change::Mute(on) => RoomCommand::Mute(stream, on),
+                Change::Hold(on) => RoomCommand::Hold(stream, on),
+                Change::Coach(None) => RoomCommand::Coach(stream, None),
+                Change::Coach(Some(target)) => {
+                    RoomCommand::Coach(stream, Some(stream_of(c, &target)?))
+                }
+                Change::Kick => RoomCommand::Kick(stream),
+            };
+            (c.room, command)
+        };
+        self.engine()?.room(room, command);
+        self.get(tenant, id)
+    }
+
+    /// Ends a conference: everyone in it is let out.
+    pub fn end(&self, tenant: &str, id: &str) -> Result<Conference, ConferenceError> {
+        let room = {
+            let state = self.state();
+            let c = find(&state, tenant, id)?;
+            if c.status == Status::Completed {
+                return Err(ConferenceError::Ended);
+            }
+            c.room
+        };
+        self.engine()?.room(room, RoomCommand::End);
+        self.get(tenant, id)
+    }
+
+    fn engine(&self) -> Result<&Engine, ConferenceError> {
+        self.engine.get().ok_or(ConferenceError::NoEngine)
+    }
+}
+
+fn find<'a>(state: &'a State, tenant: &str, id: &str) -> Result<&'a Conference, ConferenceError> {
+    let by_name = state.open.get(&(tenant.to_string(), id.to_string()));
+    by_name
+        .and_then(|room| state.rooms.get(room))
+        .or_else(|| state.rooms.values().find(|c| c.sid == id))
+        .filter(|c| c.tenant == tenant)
+        .ok_or_else(|| ConferenceError::NotFound(id.to_string()))
+}
+
+fn stream_of(c: &Conference, call_id: &str) -> Result<StreamId, ConferenceError> {
+    c.seats
+        .iter()
+        .find(|(_, p)| p.call_id == call_id)
+        .map(|(&s, _)| s)
+        .ok_or_else(|| ConferenceError::NotParticipant(call_id.to_string()))
+}
+
+fn set(c: &mut Conference, stream: StreamId, f: impl FnOnce(&mut Participant)) {
+    if let Some(p) = c.seats.get_mut(&stream) {
+        f(p);
+    }
+}
+
+fn view(c: &Conference) -> Conference {
+    let mut c = c.clone();
+    c.participants = c.seats.values().cloned().collect();
+    c
+}
+
+/// A conference sid: `CF` and 32 hex digits.
+fn sid() -> String {
+    format!("CF{:032x}", rand::random::<u128>())
+}
+
+/// The runtime's wait and hold music: a soft two-note chime every four
+/// seconds (a tenant's `wait-prompt` replaces it while waiting).
+fn chime() -> Samples {
+    let mut music = tone::sine(660.0, 250, 0.08);
+    music.extend(tone::sine(880.0, 350, 0.08));
+    music.resize(music.len() + 3_400 * crate::media::RATE as usize / 1000, 0);
+    music.into()
+}
+
+fn mixer_config(options: &ConferenceOptions) -> MixerConfig {
+    let beep = |hz| -> Samples { tone::sine(hz, BEEP_MS, 0.3).into() };
+    let music = chime();
+    let mut config = MixerConfig {
+        entry_beep: Some(beep(ENTRY_HZ)),
+        exit_beep: Some(beep(EXIT_HZ)),
+        wait_music: Some(music.clone()),
+        hold_music: Some(music),
+        ..MixerConfig::default()
+    };
+    if let Some(max) = options.max_participants {
+        config.max_participants = max as usize;
+    }
+    config
+}

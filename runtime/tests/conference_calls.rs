@@ -1,0 +1,310 @@
+//! Conferences with real audio: test user agents (`common/ua.rs`) call
+//! `switchyard serve` over 127.0.0.1 into the `player` guest, which puts
+//! them in the conference their `X-Conference` header names.
+//!
+//! * Three callers on three media workers (the engine moves each into the
+//!   conference's worker) each send their own tone: each hears the other
+//!   two and not its own, within a few dB.
+//! * The REST API lists the conference with its participants; another
+//!   account sees none of it. Muting one over REST takes its tone out of
+//!   what the others hear; kicking one ends its call with
+//!   `conference-complete` (kicked) in its decision log; ending the
+//!   conference lets everyone out (`ended`), and the mixed recording is
+//!   stored under the conference's sid.
+//! * A participant joining with `wait` hears the wait music, not the
+//!   others, until one who starts the conference enters; an end-on-exit
+//!   participant leaving ends it for everyone.
+
+#[path = "common/http.rs"]
+mod http;
+#[path = "common/sip.rs"]
+mod sip_common;
+#[path = "common/ua.rs"]
+mod ua;
+
+use std::thread;
+use std::time::Duration;
+
+use http::{Auth, account_auth};
+use serde_json::{Value, json};
+use sip_common::{Config, Server, wait_until};
+use switchyard::media::tone::{goertzel, sine};
+use switchyard::sip::sdp::Codec;
+use ua::{Call, Ua};
+
+const WAIT: Duration = Duration::from_secs(20);
+/// Each caller's tone.
+const TONES: [f64; 3] = [500.0, 1_100.0, 1_700.0];
+
+fn join(ua: &Ua, server: &Server, number: &str, headers: &[(&str, &str)]) -> Call {
+    let call = ua
+        .call_with(server.udp, number, &[Codec::PCMU], true, headers)
+        .unwrap_or_else(|e| panic!("calling {number}: {e}\n{}", server.output()));
+    call.start_silence();
+    call
+}
+
+/// Power of `hz` in the last `ms` of what `call` received.
+fn recent(call: &Call, hz: f64, ms: usize) -> f64 {
+    let audio = call.audio();
+    let tail = &audio[audio.len().saturating_sub(ms * 8)..];
+    goertzel(tail, hz)
+}
+
+/// The conference named `name` as the REST API shows it to `auth`.
+fn conference(server: &Server, auth: &Auth, name: &str) -> Value {
+    let got = http::get(server.http, &format!("/v1/conferences/{name}"), auth);
+    assert_eq!(got.status, 200, "{}", got.text());
+    got.json()
+}
+
+fn participants(c: &Value) -> Vec<String> {
+    let mut calls: Vec<String> = (c["participants"].as_array().unwrap().iter())
+        .map(|p| p["call_id"].as_str().unwrap().to_owned())
+        .collect();
+    calls.sort();
+    calls
+}
+
+/// The events of a finished call's decision log, as their JSON.
+fn logged_events(server: &Server, auth: &Auth, call: &str) -> String {
+    let mut text = String::new();
+    wait_until(WAIT, || {
+        let got = http::get(server.http, &format!("/v1/calls/{call}/log"), auth);
+        text = got.text();
+        got.status == 200 && text.contains("hangup")
+    });
+    text
+}
+
+/// Sends a tone on each call, for as long as the test listens.
+fn talk(calls: &[&Call], secs: u32) {
+    for (call, hz) in calls.iter().zip(TONES) {
+        call.stop_silence();
+        call.send_audio(&sine(hz, secs * 1000, 0.25));
+    }
+}
+
+#[test]
+fn three_callers_hear_each_other_and_the_rest_api_mutes_kicks_and_ends() {
+    let server = Server::serve(&Config::players());
+    let (acme, globex) = (
+        account_auth(&server, "acme"),
+        account_auth(&server, "globex"),
+    );
+    let ua = Ua::new();
+    let headers = [("X-Conference", "standup"), ("X-Record", "yes")];
+    let mut ids = Vec::new();
+    let calls: Vec<Call> = (0..3)
+        .map(|_| join_as(&ua, &server, &acme, &headers, &mut ids).0)
+        .collect();
+    let live = wait_until(WAIT, || {
+        let got = http::get(server.http, "/v1/conferences/standup", &acme);
+        got.status == 200 && got.json()["participants"].as_array().unwrap().len() == 3
+    });
+    assert!(live, "three participants\n{}", server.output());
+    let c = conference(&server, &acme, "standup");
+    assert_eq!(c["status"], "in-progress");
+    let sid = c["sid"].as_str().unwrap().to_owned();
+    assert!(sid.starts_with("CF"), "{sid}");
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(participants(&c), expected);
+
+    // Another account: nothing, by name or sid.
+    for path in [
+        "/v1/conferences/standup".to_string(),
+        format!("/v1/conferences/{sid}"),
+    ] {
+        assert_eq!(http::get(server.http, &path, &globex).status, 404, "{path}");
+    }
+    let theirs = http::get(server.http, "/v1/conferences", &globex).json();
+    assert_eq!(theirs["data"], json!([]), "{theirs}");
+    let mute = json!({"muted": true});
+    let path = format!("/v1/conferences/{sid}/participants/{}", ids[1]);
+    assert_eq!(http::post(server.http, &path, &globex, &mute).status, 404);
+
+    // Everyone hears the other two and not themselves.
+    let c: Vec<&Call> = calls.iter().collect();
+    talk(&c, 12);
+    thread::sleep(Duration::from_millis(1_500));
+    for (i, call) in calls.iter().enumerate() {
+        for (j, hz) in TONES.iter().enumerate() {
+            let power = recent(call, *hz, 1_000);
+            if i == j {
+                assert!(power < 0.001, "caller {i} hears itself: {power}");
+            } else {
+                assert!(power > 0.01, "caller {i} does not hear caller {j}: {power}");
+            }
+        }
+    }
+    let (a, b) = (
+        recent(&calls[0], TONES[1], 1_000),
+        recent(&calls[0], TONES[2], 1_000),
+    );
+    let db = 10.0 * (a / b).log10();
+    assert!(
+        db.abs() < 3.0,
+        "two callers at the same level differ by {db:.1} dB"
+    );
+
+    // Muted over REST: caller 1 is no longer heard.
+    let got = http::post(server.http, &path, &acme, &mute);
+    assert_eq!(got.status, 202, "{}", got.text());
+    let muted = wait_until(WAIT, || recent(&calls[0], TONES[1], 500) < 0.001);
+    assert!(muted, "caller 1 is still heard after mute");
+    assert!(recent(&calls[0], TONES[2], 500) > 0.01, "caller 2 still is");
+    let shown = conference(&server, &acme, "standup");
+    let one = shown["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["call_id"] == ids[1].as_str());
+    assert_eq!(one.unwrap()["muted"], true, "{shown}");
+
+    // Kicked: the guest hears conference-complete (kicked) and hangs up.
+    let kick = json!({"kick": true});
+    let path = format!("/v1/conferences/{sid}/participants/{}", ids[2]);
+    assert_eq!(http::post(server.http, &path, &acme, &kick).status, 202);
+    calls[2]
+        .wait_bye(WAIT)
+        .unwrap_or_else(|e| panic!("the kicked caller got no BYE: {e}\n{}", server.output()));
+    let log = logged_events(&server, &acme, &ids[2]);
+    assert!(
+        log.contains(r#""ConferenceComplete":{"name":"standup","ended_by":"Kicked""#),
+        "{log}"
+    );
+
+    // Ended: everyone left is let out.
+    let path = format!("/v1/conferences/{sid}");
+    let end = json!({"status": "completed"});
+    assert_eq!(http::post(server.http, &path, &acme, &end).status, 202);
+    for call in &calls[..2] {
+        call.wait_bye(WAIT)
+            .unwrap_or_else(|e| panic!("no BYE after the end: {e}\n{}", server.output()));
+    }
+    let log = logged_events(&server, &acme, &ids[0]);
+    assert!(
+        log.contains(r#""ConferenceComplete":{"name":"standup","ended_by":"Ended""#),
+        "{log}"
+    );
+
+    // Completed, with its recording (source conference) under its sid.
+    let done = wait_until(WAIT, || {
+        let c = conference(&server, &acme, &sid);
+        c["status"] == "completed" && c["recording_id"].is_string()
+    });
+    assert!(done, "{}", conference(&server, &acme, &sid));
+    let c = conference(&server, &acme, &sid);
+    assert_eq!(c["ended_by"], "ended");
+    let recording = c["recording_id"].as_str().unwrap();
+    let got = http::get(server.http, &format!("/v1/recordings/{recording}"), &acme);
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(got.json()["source"], "conference");
+    assert_eq!(got.json()["call_id"], sid.as_str());
+    let audio = http::get(
+        server.http,
+        &format!("/v1/recordings/{recording}/audio"),
+        &acme,
+    );
+    let mix = switchyard::media::audio::decode_wav(&audio.body).unwrap();
+    // All three talked together for a while (then one was muted).
+    for hz in TONES {
+        let peak = (mix.chunks(4_000))
+            .map(|w| goertzel(w, hz))
+            .fold(0.0, f64::max);
+        assert!(peak > 0.01, "{hz} Hz is in the recording: {peak}");
+    }
+    let listed = http::get(server.http, "/v1/conferences?status=completed", &acme).json();
+    assert_eq!(listed["data"][0]["sid"], sid.as_str(), "{listed}");
+}
+
+#[test]
+fn a_waiting_caller_hears_music_until_the_moderator_and_leaves_with_them() {
+    let server = Server::serve(&Config::players());
+    let acme = account_auth(&server, "acme");
+    let ua = Ua::new();
+    let waiting = join(
+        &ua,
+        &server,
+        "600",
+        &[
+            ("X-Conference", "class"),
+            ("X-Conference-Options", "wait,no-beep"),
+        ],
+    );
+    waiting.stop_silence();
+    waiting.send_audio(&sine(TONES[0], 20_000, 0.25));
+    let c = {
+        let mut c = Value::Null;
+        let open = wait_until(WAIT, || {
+            let got = http::get(server.http, "/v1/conferences/class", &acme);
+            c = got.json();
+            got.status == 200
+        });
+        assert!(open, "{}", server.output());
+        c
+    };
+    assert_eq!(c["status"], "init", "{c}");
+    // The runtime's wait music: a 660 + 880 Hz chime every four seconds.
+    let chimed = wait_until(WAIT, || recent(&waiting, 660.0, 4_000) > 0.0005);
+    assert!(chimed, "no wait music\n{}", server.output());
+
+    let moderator = join(
+        &ua,
+        &server,
+        "600",
+        &[
+            ("X-Conference", "class"),
+            ("X-Conference-Options", "end-on-exit,no-beep"),
+        ],
+    );
+    moderator.stop_silence();
+    moderator.send_audio(&sine(TONES[1], 20_000, 0.25));
+    let started = wait_until(WAIT, || recent(&waiting, TONES[1], 500) > 0.01);
+    assert!(started, "the waiting caller never heard the moderator");
+    assert!(recent(&moderator, TONES[0], 500) > 0.01, "nor they it");
+    assert_eq!(conference(&server, &acme, "class")["status"], "in-progress");
+
+    moderator.bye().unwrap();
+    waiting
+        .wait_bye(WAIT)
+        .unwrap_or_else(|e| panic!("end-on-exit did not end it: {e}\n{}", server.output()));
+    let sid = c["sid"].as_str().unwrap();
+    let ended = wait_until(WAIT, || {
+        conference(&server, &acme, sid)["status"] == "completed"
+    });
+    assert!(ended);
+    assert_eq!(conference(&server, &acme, sid)["ended_by"], "end-on-exit");
+}
+
+/// Calls into conference `name` and waits until it shows a participant
+/// not in `seen`: the runtime's id of this call (`GET /v1/calls` lists
+/// finished calls only).
+fn join_as(
+    ua: &Ua,
+    server: &Server,
+    auth: &Auth,
+    headers: &[(&str, &str)],
+    seen: &mut Vec<String>,
+) -> (Call, String) {
+    let call = join(ua, server, "600", headers);
+    let name = headers[0].1;
+    let mut id = None;
+    let found = wait_until(WAIT, || {
+        let got = http::get(server.http, &format!("/v1/conferences/{name}"), auth);
+        id = (got.status == 200)
+            .then(|| participants(&got.json()))
+            .and_then(|all| all.into_iter().find(|p| !seen.contains(p)));
+        id.is_some()
+    });
+    assert!(
+        found,
+        "call {} never joined\n{}",
+        call.call_id(),
+        server.output()
+    );
+    let id = id.unwrap();
+    seen.push(id.clone());
+    (call, id)
+}
