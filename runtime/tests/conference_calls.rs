@@ -14,6 +14,10 @@
 //! * A participant joining with `wait` hears the wait music, not the
 //!   others, until one who starts the conference enters; an end-on-exit
 //!   participant leaving ends it for everyone.
+//! * A coach is heard by its target only; a held participant hears the
+//!   hold music and leaves the mix; a full conference turns a caller
+//!   away; another account's conference of the same name is another
+//!   conference.
 
 #[path = "common/http.rs"]
 mod http;
@@ -49,6 +53,14 @@ fn recent(call: &Call, hz: f64, ms: usize) -> f64 {
     let audio = call.audio();
     let tail = &audio[audio.len().saturating_sub(ms * 8)..];
     goertzel(tail, hz)
+}
+
+/// Whether the runtime's music (a 660 + 880 Hz chime every four seconds)
+/// is in the last four seconds `call` received.
+fn chimed(call: &Call) -> bool {
+    let audio = call.audio();
+    let tail = &audio[audio.len().saturating_sub(32_000)..];
+    tail.chunks(2_000).any(|w| goertzel(w, 660.0) > 0.001)
 }
 
 /// The conference named `name` as the REST API shows it to `auth`.
@@ -247,8 +259,8 @@ fn a_waiting_caller_hears_music_until_the_moderator_and_leaves_with_them() {
     };
     assert_eq!(c["status"], "init", "{c}");
     // The runtime's wait music: a 660 + 880 Hz chime every four seconds.
-    let chimed = wait_until(WAIT, || recent(&waiting, 660.0, 4_000) > 0.0005);
-    assert!(chimed, "no wait music\n{}", server.output());
+    let music = wait_until(WAIT, || chimed(&waiting));
+    assert!(music, "no wait music\n{}", server.output());
 
     let moderator = join(
         &ua,
@@ -288,7 +300,19 @@ fn join_as(
     headers: &[(&str, &str)],
     seen: &mut Vec<String>,
 ) -> (Call, String) {
-    let call = join(ua, server, "600", headers);
+    join_number(ua, server, "600", auth, headers, seen)
+}
+
+/// [`join_as`] through `number`.
+fn join_number(
+    ua: &Ua,
+    server: &Server,
+    number: &str,
+    auth: &Auth,
+    headers: &[(&str, &str)],
+    seen: &mut Vec<String>,
+) -> (Call, String) {
+    let call = join(ua, server, number, headers);
     let name = headers[0].1;
     let mut id = None;
     let found = wait_until(WAIT, || {
@@ -307,4 +331,84 @@ fn join_as(
     let id = id.unwrap();
     seen.push(id.clone());
     (call, id)
+}
+
+#[test]
+fn a_coach_whispers_a_held_caller_hears_music_a_full_room_refuses_and_tenants_never_share() {
+    let server = Server::serve(&Config::players());
+    let (acme, globex) = (
+        account_auth(&server, "acme"),
+        account_auth(&server, "globex"),
+    );
+    let ua = Ua::new();
+    let headers = [
+        ("X-Conference", "room"),
+        ("X-Conference-Options", "no-beep,max=3"),
+    ];
+    let mut ids = Vec::new();
+    let calls: Vec<Call> = (0..3)
+        .map(|_| join_as(&ua, &server, &acme, &headers, &mut ids).0)
+        .collect();
+    // Globex's "room" is its own conference: acme's callers never hear it.
+    let mut theirs = Vec::new();
+    let (stranger, _) = join_number(&ua, &server, "700", &globex, &headers, &mut theirs);
+    let (ours, other) = (
+        conference(&server, &acme, "room"),
+        conference(&server, &globex, "room"),
+    );
+    assert_ne!(ours["sid"], other["sid"]);
+    assert_eq!(participants(&other).len(), 1, "{other}");
+    // Full: a fourth acme caller is turned away (the guest then hangs up).
+    let fourth = join(&ua, &server, "600", &headers);
+    fourth
+        .wait_bye(WAIT)
+        .unwrap_or_else(|e| panic!("the full conference let a fourth in: {e}"));
+    assert_eq!(participants(&conference(&server, &acme, "room")).len(), 3);
+
+    let all: Vec<&Call> = calls.iter().collect();
+    talk(&all, 15);
+    stranger.stop_silence();
+    stranger.send_audio(&sine(2_300.0, 15_000, 0.25));
+    let heard = wait_until(WAIT, || recent(&calls[0], TONES[2], 500) > 0.01);
+    assert!(heard, "the conference mixes\n{}", server.output());
+    assert!(
+        recent(&calls[0], 2_300.0, 1_000) < 0.001,
+        "globex's caller is not in it"
+    );
+
+    // Caller 2 coaches caller 0: only caller 0 hears it.
+    let path = |i: usize| format!("/v1/conferences/room/participants/{}", ids[i]);
+    let coach = json!({"coach": ids[0]});
+    assert_eq!(http::post(server.http, &path(2), &acme, &coach).status, 202);
+    let whispering = wait_until(WAIT, || recent(&calls[1], TONES[2], 500) < 0.001);
+    assert!(whispering, "caller 1 still hears the coach");
+    assert!(
+        recent(&calls[0], TONES[2], 500) > 0.01,
+        "the target hears the coach"
+    );
+    assert!(
+        recent(&calls[2], TONES[0], 500) > 0.01,
+        "the coach hears everyone"
+    );
+
+    // Caller 1 on hold: hears the chime, and nobody hears it.
+    let hold = json!({"hold": true});
+    assert_eq!(http::post(server.http, &path(1), &acme, &hold).status, 202);
+    let held = wait_until(WAIT, || recent(&calls[0], TONES[1], 500) < 0.001);
+    assert!(held, "the held caller is still heard");
+    let music = wait_until(WAIT, || chimed(&calls[1]));
+    assert!(music, "no hold music");
+    assert!(
+        recent(&calls[1], TONES[0], 500) < 0.001,
+        "a held caller hears nobody"
+    );
+    let shown = conference(&server, &acme, "room");
+    let held_one = (shown["participants"].as_array().unwrap().iter())
+        .find(|p| p["call_id"] == ids[1].as_str())
+        .cloned();
+    assert_eq!(held_one.unwrap()["held"], true, "{shown}");
+    assert_eq!(
+        http::post(server.http, &path(1), &acme, &json!({"kick": false})).status,
+        400
+    );
 }
