@@ -64,6 +64,8 @@ pub struct Conference {
     /// `last-left`, `end-on-exit` or `ended` (REST).
     pub ended_by: Option<&'static str>,
     pub recording_id: Option<String>,
+    /// Other regions' mixers this one is linked to (a cascade).
+    pub linked_regions: Vec<String>,
     /// In the conference now, by call id.
     pub participants: Vec<Participant>,
     #[serde(skip)]
@@ -117,8 +119,9 @@ pub struct Effects {
     pub notices: Vec<(StreamId, u64, Out)>,
     /// A finished recording to store: tenant, conference sid, audio.
     pub recording: Option<(String, String, Vec<i16>)>,
-    /// The room closed: the engine may forget it.
-    pub closed: bool,
+    /// The room closed: the engine may forget it, and the cascade the
+    /// conference (tenant, name).
+    pub closed: Option<(String, String)>,
 }
 
 /// A stream's place in a room.
@@ -205,6 +208,7 @@ impl Conferences {
                     ended_unix_ms: None,
                     ended_by: None,
                     recording_id: None,
+                    linked_regions: Vec::new(),
                     participants: Vec::new(),
                     tenant: tenant.to_string(),
                     room,
@@ -297,12 +301,13 @@ impl Conferences {
                 }
             }
             RoomEvent::Closed => {
-                effects.closed = true;
                 if let Some(c) = state.rooms.get_mut(&room) {
+                    effects.closed = Some((c.tenant.clone(), c.name.clone()));
                     c.status = Status::Completed;
                     c.ended_unix_ms = Some(now_ms);
                     c.ended_by.get_or_insert("last-left");
                     c.seats.clear();
+                    c.linked_regions.clear();
                     let key = (c.tenant.clone(), c.name.clone());
                     if state.open.get(&key) == Some(&room) {
                         state.open.remove(&key);
@@ -317,6 +322,33 @@ impl Conferences {
             }
         }
         effects
+    }
+
+    /// The room of the tenant's open conference `name`.
+    pub fn room(&self, tenant: &str, name: &str) -> Option<RoomId> {
+        (self.state().open)
+            .get(&(tenant.to_string(), name.to_string()))
+            .copied()
+    }
+
+    /// Notes that the open conference is (or no longer is) linked to
+    /// `region`'s mixer.
+    pub fn set_link(&self, tenant: &str, name: &str, region: &str, on: bool) {
+        let mut state = self.state();
+        let Some(room) = state
+            .open
+            .get(&(tenant.to_string(), name.to_string()))
+            .copied()
+        else {
+            return;
+        };
+        if let Some(c) = state.rooms.get_mut(&room) {
+            c.linked_regions.retain(|r| r != region);
+            if on {
+                c.linked_regions.push(region.to_string());
+                c.linked_regions.sort();
+            }
+        }
     }
 
     /// The recording of a conference was stored.
@@ -446,8 +478,7 @@ fn mixer_config(options: &ConferenceOptions) -> MixerConfig {
         hold_music: Some(music),
         ..MixerConfig::default()
     };
-    if let Some(max) = options.max_participants {
-        config.max_participants = max as usize;
-    }
+    config.max_participants =
+        (options.max_participants).unwrap_or(crate::router::MAX_PARTICIPANTS) as usize;
     config
 }

@@ -19,12 +19,14 @@
 //! * [`api`] — the REST API under `/v1`.
 //! * [`callbacks`] — signed status callbacks to tenants' URLs.
 //! * [`conferences`] — the conferences in progress, for the media edge and REST.
+//! * [`cascade`] — conferences across runtimes of several regions.
 //! * [`egress`] — which addresses the runtime may reach for a tenant.
 //! * [`simulate`] — scripted caller for local testing of guests.
 //! * [`replay`] — a recorded call's events against another component.
 
 pub mod api;
 pub mod callbacks;
+pub mod cascade;
 pub mod cli;
 pub mod conferences;
 pub mod media;

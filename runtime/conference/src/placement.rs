@@ -33,7 +33,8 @@ impl ConferenceKey {
 }
 
 /// What the runtimes must do after a join or leave, in order.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Change {
     /// Start this region's mixer.
     Open(String),

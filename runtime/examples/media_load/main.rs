@@ -84,6 +84,14 @@ struct Args {
     /// The server's process id, for its CPU time over the window.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Every call joins conference NAME (`X-Conference`, without beeps:
+    /// the number must be bound to `guest_player`).
+    #[arg(long)]
+    conference: Option<String>,
+    /// With `--conference`: this many calls per conference (NAME-0,
+    /// NAME-1, ...); 0 puts every call in one.
+    #[arg(long, default_value_t = 0)]
+    per_conference: usize,
     /// Seconds for setup at most (default: calls / rate + 30).
     #[arg(long)]
     setup_timeout: Option<f64>,
@@ -180,6 +188,8 @@ fn run(args: &Args) -> Result<(), String> {
         codec,
         shared.clone(),
     );
+    load.conference = args.conference.clone();
+    load.per_conference = args.per_conference;
     let started = Instant::now();
     let setup_limit = args
         .setup_timeout
@@ -711,6 +721,9 @@ struct Load {
     pending: Vec<usize>,
     prefix: String,
     buf: Vec<u8>,
+    /// The conference every call joins, and how many per conference.
+    conference: Option<String>,
+    per_conference: usize,
 }
 
 impl Load {
@@ -735,6 +748,8 @@ impl Load {
             pending: Vec::new(),
             prefix: format!("ml-{}-{}-", std::process::id(), local.port()),
             buf: vec![0; 65_536],
+            conference: None,
+            per_conference: 0,
         }
     }
 
@@ -868,11 +883,13 @@ impl Load {
              Call-ID: {p}{i}\r\n\
              CSeq: 1 INVITE\r\n\
              Contact: <sip:load@{local}>\r\n\
+             {extra}\
              Content-Type: application/sdp\r\n\
              Content-Length: {}\r\n\r\n{sdp}",
             sdp.len(),
             p = self.prefix,
-            ip = local.ip()
+            ip = local.ip(),
+            extra = self.headers(i),
         );
         self.send(&request, self.server);
         let now = Instant::now();
@@ -892,6 +909,18 @@ impl Load {
             bye_status: None,
         });
         self.pending.push(i);
+    }
+
+    /// Extra INVITE headers of call `i`: the conference it joins.
+    fn headers(&self, i: usize) -> String {
+        let Some(name) = &self.conference else {
+            return String::new();
+        };
+        let name = match self.per_conference {
+            0 => name.clone(),
+            k => format!("{name}-{}", i / k),
+        };
+        format!("X-Conference: {name}\r\nX-Conference-Options: no-beep\r\n")
     }
 
     /// A request in call `i`'s dialog.

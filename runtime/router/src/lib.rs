@@ -42,7 +42,7 @@ mod support;
 pub use call::{Call, CallSummary, LegEvent, Output, RouterError};
 pub use config::{Fallback, FallbackError, RouterConfig};
 pub use log::{DecisionLog, Entry, LogEntry};
-pub use plan::{PlanError, validate, verb_name};
+pub use plan::{MAX_PARTICIPANTS, PlanError, validate, verb_name};
 pub use support::{LEG_SUPPORT, NotBuilt, Support, leg_support, not_built, target_support};
 
 #[cfg(test)]

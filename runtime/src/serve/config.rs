@@ -35,6 +35,8 @@ pub struct Config {
     pub api: ApiSection,
     #[serde(default)]
     pub admission: AdmissionSection,
+    #[serde(default)]
+    pub conference: ConferenceSection,
     #[serde(default, rename = "tenant")]
     pub tenants: Vec<TenantSection>,
 }
@@ -73,6 +75,26 @@ pub struct SipSection {
     /// ([`Config::egress`]).
     #[serde(default)]
     pub private_destinations: bool,
+}
+
+/// Cascaded conferences across runtimes of several regions (issue 15):
+/// every runtime of the set has the same section. A conference with
+/// participants in several regions runs one mixer per region, linked by
+/// RTP; the runtime of region `directory` keeps the placements.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConferenceSection {
+    /// The HTTP base URL of each region's runtime (this one's may be
+    /// left out), e.g. `eu = "http://10.0.0.2:8080"`. Operator-run
+    /// addresses: they are not tenant destinations, so the egress policy
+    /// does not apply.
+    #[serde(default)]
+    pub peers: std::collections::BTreeMap<String, String>,
+    /// The region whose runtime keeps the placements (default: this one).
+    pub directory: Option<String>,
+    /// Shared by the set: runtimes send it as a bearer token to each
+    /// other's `/internal/v1/`, at least 16 characters.
+    pub secret: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -477,6 +499,7 @@ impl Config {
             media: MediaSection::default(),
             api: ApiSection::default(),
             admission: AdmissionSection::default(),
+            conference: ConferenceSection::default(),
             tenants: vec![TenantSection {
                 id: "demo".into(),
                 domains: Vec::new(),
@@ -519,6 +542,42 @@ impl Config {
             })
     }
 
+    /// A cascade needs its secret, peers at http URLs, and a directory
+    /// that is a peer or this runtime.
+    fn check_cascade(&self) -> Result<(), ConfigError> {
+        let c = &self.conference;
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let cascading = !c.peers.is_empty() || c.directory.is_some();
+        if !cascading {
+            return Ok(());
+        }
+        if c.secret
+            .as_ref()
+            .is_none_or(|s| s.chars().count() < MIN_ADMIN_KEY)
+        {
+            return invalid(format!(
+                "[conference] peers need a secret of at least {MIN_ADMIN_KEY} characters, the same in every runtime"
+            ));
+        }
+        for (region, url) in &c.peers {
+            if !url.starts_with("http://") {
+                return invalid(format!(
+                    "[conference] peer {region}: {url:?} must be an http:// URL (the runtimes' HTTP listeners)"
+                ));
+            }
+        }
+        if let Some(d) = &c.directory
+            && d != &self.region
+            && !c.peers.contains_key(d)
+        {
+            return invalid(format!(
+                "[conference] directory {d:?} is neither this region ({:?}) nor one of the peers",
+                self.region
+            ));
+        }
+        Ok(())
+    }
+
     /// Refuses duplicates and contradictions, naming the item.
     pub fn check(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
@@ -530,6 +589,7 @@ impl Config {
         }
         self.media.port_range()?;
         self.media.pool()?;
+        self.check_cascade()?;
         if self.sip.max_message_bytes < 1_024 {
             return invalid("[sip] max_message_bytes must be at least 1024".into());
         }
@@ -911,6 +971,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("tenant a: queue_wait_ms"), "{err}");
+    }
+
+    #[test]
+    fn a_cascade_needs_its_secret_http_peers_and_a_known_directory() {
+        let peers = "[conference.peers]\neu = \"http://127.0.0.1:8081\"\n";
+        let with = |head: &str| parse(&format!("region = \"us\"\n[conference]\n{head}\n{peers}"));
+        let ok = with("secret = \"0123456789abcdef\"\ndirectory = \"us\"").unwrap();
+        assert_eq!(ok.conference.peers.len(), 1);
+        with("secret = \"0123456789abcdef\"\ndirectory = \"eu\"").unwrap();
+        let err = with("directory = \"us\"").unwrap_err().to_string();
+        assert!(err.contains("secret of at least 16"), "{err}");
+        let err = with("secret = \"0123456789abcdef\"\ndirectory = \"ap\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("directory \"ap\" is neither"), "{err}");
+        let bad = "[conference]\nsecret = \"0123456789abcdef\"\n[conference.peers]\neu = \"10.0.0.1:8080\"";
+        let err = parse(bad).unwrap_err().to_string();
+        assert!(err.contains("must be an http:// URL"), "{err}");
     }
 
     #[test]

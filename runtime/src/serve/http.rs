@@ -5,6 +5,7 @@
 //!   GET    /health                       {"status":"ok"}
 //!   GET    /media/{id}                   audio/wav  (id: 64 hex, a cache entry)
 //!   *      /v1/...                       crate::api (HTTP Basic auth per account)
+//!   POST   /internal/v1/...              crate::cascade (other runtimes; bearer secret)
 //!   anything else                        501 {"code":"not_implemented",...}
 //! ```
 //!
@@ -49,6 +50,8 @@ pub type Scrape =
 #[derive(Clone)]
 pub struct HttpState {
     pub media: MediaCache,
+    /// Answers other runtimes of a conference cascade (`/internal/v1/`).
+    pub cascade: Option<Arc<crate::cascade::Cascade>>,
     pub api: ApiState,
     pub scrape: Scrape,
 }
@@ -86,6 +89,11 @@ pub async fn serve_with(addr: SocketAddr, state: HttpState) -> anyhow::Result<So
 async fn route(req: Request<Incoming>, state: &HttpState) -> Reply {
     if req.uri().path().starts_with("/v1/") {
         return api::handle(req, &state.api).await;
+    }
+    if req.uri().path().starts_with("/internal/v1/")
+        && let Some(cascade) = &state.cascade
+    {
+        return Arc::clone(cascade).handle(req).await;
     }
     respond(req.method(), req.uri().path(), req.headers(), state)
         .await
@@ -189,6 +197,7 @@ mod tests {
         let fetcher = Fetcher::new(FetchConfig::default()).unwrap();
         HttpState {
             media: MediaCache::open(&dir.join("media"), 1 << 20, Arc::new(Beep), fetcher).unwrap(),
+            cascade: None,
             api: ApiState {
                 accounts: Accounts::open(&dir.join("accounts.sqlite3")).unwrap(),
                 recordings: RecordingStore::open(&dir.join("recordings")).unwrap(),

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use tokio::sync::mpsc;
 
+use crate::cascade::Cascade;
 use crate::conferences::Conferences;
 use crate::contract::{MediaSource, Prompt};
 use crate::media::cache::{MediaCache, MediaError};
@@ -18,6 +19,7 @@ use crate::media::engine::{Command, Engine, Event, RoomCommand, RoomEvent, RoomI
 use crate::media::{Action, Clip, Notice, Saved, StreamId};
 use crate::sip::endpoint::CallRef;
 use crate::store::recordings::RecordingStore;
+use switchyard_conference::placement::ConferenceKey;
 
 use super::Input;
 
@@ -39,6 +41,7 @@ pub struct MediaEdge {
     /// The play each stream should be playing (0: none); see the module doc.
     plays: Arc<DashMap<StreamId, u64>>,
     conferences: Conferences,
+    late: Arc<Late>,
     inputs: mpsc::UnboundedSender<Input>,
 }
 
@@ -62,18 +65,19 @@ impl MediaEdge {
             Arc::clone(&filings),
             runtime.clone(),
         );
-        // The room sink needs the engine (to forget closed rooms), which
-        // does not exist before it starts: it finds it here.
-        let started: Arc<std::sync::OnceLock<Engine>> = Arc::default();
+        // The room sink needs the engine (to forget closed rooms) and the
+        // cascade, which do not exist before the engine starts: it finds
+        // them here.
+        let late: Arc<Late> = Arc::default();
         let rooms = room_sink(
             conferences.clone(),
-            Arc::clone(&started),
+            Arc::clone(&late),
             inputs.clone(),
             recordings,
             runtime,
         );
         let engine = start_engine(sink, rooms)?;
-        let _ = started.set(engine.clone());
+        let _ = late.engine.set(engine.clone());
         conferences.attach(engine.clone());
         Ok(Self {
             engine,
@@ -82,8 +86,15 @@ impl MediaEdge {
             filings,
             plays: Arc::default(),
             conferences,
+            late,
             inputs,
         })
+    }
+
+    /// Links this runtime's conferences to other regions' (see
+    /// [`crate::cascade`]).
+    pub fn set_cascade(&self, cascade: Arc<Cascade>) {
+        let _ = self.late.cascade.set(cascade);
     }
 
     pub fn engine(&self) -> &Engine {
@@ -138,6 +149,12 @@ impl MediaEdge {
                 let seating = self
                     .conferences
                     .seat(stream, id, &tenant, &call_id, &options, now);
+                if seating.opened
+                    && let Some(cascade) = self.late.cascade.get()
+                {
+                    let key = ConferenceKey::new(tenant.clone(), options.name.clone());
+                    tokio::spawn(Arc::clone(cascade).opened(key));
+                }
                 if seating.opened
                     && let Some(source) = options.wait_prompt
                 {
@@ -322,13 +339,16 @@ fn sink(
 /// off the engine's threads.
 fn room_sink(
     conferences: Conferences,
-    engine: Arc<std::sync::OnceLock<Engine>>,
+    late: Arc<Late>,
     inputs: mpsc::UnboundedSender<Input>,
     recordings: RecordingStore,
     runtime: tokio::runtime::Handle,
 ) -> RoomSink {
     Arc::new(move |room, event: RoomEvent| {
         let now = crate::wasm::entropy::unix_ms_now();
+        if let (RoomEvent::Out { stream, .. }, Some(cascade)) = (&event, late.cascade.get()) {
+            cascade.out(*stream);
+        }
         let effects = conferences.on_event(room, event, now);
         for (stream, id, out) in effects.notices {
             let _ = inputs.send(Input::Media(stream, Notice::Conference { id, out }));
@@ -344,10 +364,22 @@ fn room_sink(
                 }
             });
         }
-        if effects.closed
-            && let Some(engine) = engine.get()
-        {
+        let Some((tenant, name)) = effects.closed else {
+            return;
+        };
+        if let Some(engine) = late.engine.get() {
             engine.forget_room(room);
         }
+        if let Some(cascade) = late.cascade.get() {
+            let key = ConferenceKey::new(tenant, name);
+            runtime.spawn(Arc::clone(cascade).closed(key));
+        }
     })
+}
+
+/// What the room sink needs but the engine's start cannot give it yet.
+#[derive(Default)]
+struct Late {
+    engine: std::sync::OnceLock<Engine>,
+    cascade: std::sync::OnceLock<Arc<Cascade>>,
 }

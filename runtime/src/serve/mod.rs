@@ -166,6 +166,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         |sink, rooms| Engine::start_with_rooms(engine_config, sink, rooms),
     )
     .context("starting the media engine")?;
+    let cascade = crate::cascade::Cascade::new(&config, conferences.clone(), edge.engine().clone());
+    if let Some(cascade) = &cascade {
+        edge.set_cascade(Arc::clone(cascade));
+    }
     import_media(&config, &cache)?;
     let accounts = open_accounts(&config)?;
     let deployments = crate::deploy::Deployments::open(&storage.join("deploy"))
@@ -202,6 +206,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             callbacks.clone(),
         ),
         media: cache,
+        cascade,
         api: crate::api::ApiState {
             accounts,
             recordings,

@@ -163,10 +163,15 @@ pub fn base64(bytes: &[u8]) -> String {
 /// to `Server::start` unless `storage` names a path; `api` adds `[api]` lines. `tenant` opens a
 /// tenant; `user`, `number` and `trunk` add to the last one opened.
 pub struct Config {
+    /// Top-level keys (before any table), e.g. `region = "eu"`.
+    top: Vec<String>,
     sip: Vec<String>,
+    http: String,
     storage: Option<String>,
     media: Vec<String>,
     api: Vec<String>,
+    /// Raw TOML tables placed before the tenants (`[conference]`).
+    tables: String,
     tenants: String,
 }
 
@@ -203,6 +208,9 @@ impl Default for Config {
 impl Config {
     pub fn new() -> Config {
         Config {
+            top: Vec::new(),
+            http: "127.0.0.1:0".into(),
+            tables: String::new(),
             sip: vec![
                 r#"udp = ["127.0.0.1:0"]"#.into(),
                 r#"tcp = ["127.0.0.1:0"]"#.into(),
@@ -224,6 +232,26 @@ impl Config {
             .number("600", "player")
             .tenant("globex", &[])
             .number("700", "player")
+    }
+
+    /// One more top-level key, e.g. `region = "eu"`.
+    pub fn top(mut self, line: &str) -> Config {
+        self.top.push(line.to_string());
+        self
+    }
+
+    /// Where the HTTP listener binds (default 127.0.0.1:0).
+    pub fn http(mut self, addr: &str) -> Config {
+        self.http = addr.to_string();
+        self
+    }
+
+    /// A raw TOML table (or several), e.g. `[conference]` and its peers.
+    pub fn table(mut self, toml: &str) -> Config {
+        self.tables.push('\n');
+        self.tables.push_str(toml);
+        self.tables.push('\n');
+        self
     }
 
     /// One more line of `[media]`, e.g. `timeout_secs = 2`.
@@ -303,8 +331,10 @@ impl Config {
 
     pub fn toml(&self) -> String {
         let mut toml = format!(
-            "workers = 2\n\n[sip]\n{}\n\n[http]\nlisten = \"127.0.0.1:0\"\n",
-            self.sip.join("\n")
+            "workers = 2\n{}\n\n[sip]\n{}\n\n[http]\nlisten = \"{}\"\n",
+            self.top.join("\n"),
+            self.sip.join("\n"),
+            self.http
         );
         if let Some(path) = &self.storage {
             toml.push_str(&format!("\n[storage]\npath = \"{path}\"\n"));
@@ -315,6 +345,7 @@ impl Config {
         if !self.api.is_empty() {
             toml.push_str(&format!("\n[api]\n{}\n", self.api.join("\n")));
         }
+        toml.push_str(&self.tables);
         toml.push_str(&self.tenants);
         toml
     }
