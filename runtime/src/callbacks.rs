@@ -152,7 +152,7 @@ impl SigningKeys for Accounts {
 /// The sending side, for the core task. Cheap to clone.
 #[derive(Clone)]
 pub struct Callbacks {
-    queue: mpsc::Sender<CallStatusEvent>,
+    queue: mpsc::Sender<Delivery>,
     counters: Arc<Counters>,
 }
 
@@ -177,18 +177,21 @@ impl Callbacks {
 
     /// Queues `event` for delivery; never waits. A full queue drops it.
     pub fn send(&self, event: CallStatusEvent) {
-        if let Err(e) = self.queue.try_send(event) {
+        self.deliver(event.into());
+    }
+
+    /// Queues any signed form POST (a conference's events); never waits.
+    pub fn deliver(&self, delivery: Delivery) {
+        if let Err(e) = self.queue.try_send(delivery) {
             let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             // Once, then every 1,000th: an overload must not flood the log.
             if dropped % 1000 == 1 {
-                let event = match &e {
-                    mpsc::error::TrySendError::Full(ev) | mpsc::error::TrySendError::Closed(ev) => {
-                        ev
-                    }
+                let d = match &e {
+                    mpsc::error::TrySendError::Full(d) | mpsc::error::TrySendError::Closed(d) => d,
                 };
                 tracing::warn!(
-                    call = %event.call_id,
-                    status = event.status.as_str(),
+                    about = %d.key,
+                    event = %d.what,
                     dropped,
                     "status callback queue full: event dropped"
                 );
@@ -232,6 +235,32 @@ pub fn sign(key: &[u8], url: &str, body: &[u8]) -> String {
     base64(&mac.finalize().into_bytes())
 }
 
+/// One signed form POST to a tenant's URL. Deliveries with the same `key`
+/// (a call id, a conference sid) go one at a time, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub key: String,
+    /// The account whose signing key signs it.
+    pub tenant: String,
+    pub url: String,
+    /// application/x-www-form-urlencoded.
+    pub body: String,
+    /// What it reports, for logs (`completed`, `participant-join`...).
+    pub what: String,
+}
+
+impl From<CallStatusEvent> for Delivery {
+    fn from(event: CallStatusEvent) -> Self {
+        Delivery {
+            body: form(&event),
+            what: event.status.as_str().to_owned(),
+            key: event.call_id,
+            tenant: event.tenant,
+            url: event.url,
+        }
+    }
+}
+
 /// The form body of `event`.
 pub fn form(event: &CallStatusEvent) -> String {
     let mut fields = vec![
@@ -250,6 +279,11 @@ pub fn form(event: &CallStatusEvent) -> String {
             fields.push(("SipResponseCode", status.to_string()));
         }
     }
+    encode_form(&fields)
+}
+
+/// `fields` as an application/x-www-form-urlencoded body.
+pub fn encode_form(fields: &[(&str, String)]) -> String {
     let mut body = String::new();
     for (name, value) in fields {
         if !body.is_empty() {
@@ -257,7 +291,7 @@ pub fn form(event: &CallStatusEvent) -> String {
         }
         encode_into(&mut body, name);
         body.push('=');
-        encode_into(&mut body, &value);
+        encode_into(&mut body, value);
     }
     body
 }
@@ -350,23 +384,23 @@ impl Shared {
 }
 
 /// Calls with a delivery task, and the events of theirs it has yet to do.
-type Busy = Arc<Mutex<HashMap<String, VecDeque<CallStatusEvent>>>>;
+type Busy = Arc<Mutex<HashMap<String, VecDeque<Delivery>>>>;
 
 /// Hands each call's events to one delivery task at a time (so they go
 /// in order), at most `concurrency` tasks at once. While every slot is
 /// taken the queue fills up and `send` drops; what waits here beside the
 /// queue is bounded by the few events each busy call can have.
-async fn dispatch(mut events: mpsc::Receiver<CallStatusEvent>, shared: Arc<Shared>) {
+async fn dispatch(mut events: mpsc::Receiver<Delivery>, shared: Arc<Shared>) {
     let slots = Arc::new(Semaphore::new(shared.config.concurrency.max(1)));
     let busy: Busy = Arc::default();
     while let Some(event) = events.recv().await {
         {
             let mut calls = busy.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(waiting) = calls.get_mut(&event.call_id) {
+            if let Some(waiting) = calls.get_mut(&event.key) {
                 waiting.push_back(event);
                 continue;
             }
-            calls.insert(event.call_id.clone(), VecDeque::new());
+            calls.insert(event.key.clone(), VecDeque::new());
         }
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
             return;
@@ -378,11 +412,11 @@ async fn dispatch(mut events: mpsc::Receiver<CallStatusEvent>, shared: Arc<Share
             loop {
                 deliver(&shared, &event).await;
                 let mut calls = busy.lock().unwrap_or_else(|e| e.into_inner());
-                let next = calls.get_mut(&event.call_id).and_then(VecDeque::pop_front);
+                let next = calls.get_mut(&event.key).and_then(VecDeque::pop_front);
                 match next {
                     Some(next) => event = next,
                     None => {
-                        calls.remove(&event.call_id);
+                        calls.remove(&event.key);
                         return;
                     }
                 }
@@ -402,12 +436,12 @@ enum Attempt {
 }
 
 /// Delivers `event` with retries, counting the outcome.
-async fn deliver(shared: &Shared, event: &CallStatusEvent) {
-    let body = form(event);
+async fn deliver(shared: &Shared, event: &Delivery) {
+    let body = &event.body;
     let counters = &shared.counters;
     let attempts = shared.config.attempts.max(1);
     for attempt in 1..=attempts {
-        let why = match post(shared, event, &body).await {
+        let why = match post(shared, event, body).await {
             Attempt::Delivered => {
                 counters.delivered.fetch_add(1, Ordering::Relaxed);
                 return;
@@ -416,8 +450,8 @@ async fn deliver(shared: &Shared, event: &CallStatusEvent) {
             Attempt::Retry(why) | Attempt::GiveUp(why) => {
                 counters.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
-                    call = %event.call_id,
-                    status = event.status.as_str(),
+                    about = %event.key,
+                    event = %event.what,
                     url = %event.url,
                     attempt,
                     "status callback not delivered: {why}"
@@ -427,7 +461,7 @@ async fn deliver(shared: &Shared, event: &CallStatusEvent) {
         };
         let wait = backoff(attempt, shared.config.first_retry, shared.config.max_retry);
         tracing::debug!(
-            call = %event.call_id,
+            about = %event.key,
             url = %event.url,
             attempt,
             ?wait,
@@ -438,7 +472,7 @@ async fn deliver(shared: &Shared, event: &CallStatusEvent) {
     }
 }
 
-async fn post(shared: &Shared, event: &CallStatusEvent, body: &str) -> Attempt {
+async fn post(shared: &Shared, event: &Delivery, body: &str) -> Attempt {
     let url = match Url::parse(&event.url) {
         Ok(url) => url,
         Err(e) => return Attempt::GiveUp(format!("invalid URL: {e}")),
@@ -860,8 +894,12 @@ mod tests {
             let config = CallbackConfig { egress, ..quick() };
             let shared = Shared::new(config.clone(), TestKeys::new("k1"), Arc::default()).unwrap();
             for url in &refused {
-                let attempt =
-                    post(&shared, &event("CA1", CallProgress::Initiated, 0, url), "x").await;
+                let attempt = post(
+                    &shared,
+                    &event("CA1", CallProgress::Initiated, 0, url).into(),
+                    "x",
+                )
+                .await;
                 let Attempt::GiveUp(why) = attempt else {
                     panic!("{url}: {attempt:?}");
                 };

@@ -9,6 +9,9 @@
 //!        {key, region, rtp} ◄─ {rtp}: eu opened its own, aimed at ours;
 //!        both streams join their room as `link` participants (they hear
 //!        their region only, so no region gets its own audio back)
+//!   a mixer starts (its moderator entered) ─► POST cascade/start to the
+//!        linked regions, and a new link carries whether either side started:
+//!        a conference waiting for its moderator waits in every region
 //!   last local participant gone (room closed) ─► closed(key)
 //!        ─► directory: leave(key, region) ─► [Unlink(me, eu), Close(me)]
 //!        ─► POST eu/internal/v1/cascade/unlink: eu drops its link stream
@@ -92,13 +95,18 @@ struct LinkRequest {
     name: String,
     /// The asking runtime's region.
     region: String,
-    /// Where the asker's link stream listens; absent to unlink.
+    /// Where the asker's link stream listens; absent to unlink or start.
     rtp: Option<SocketAddr>,
+    /// The asker's mixer of the conference has started.
+    #[serde(default)]
+    started: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 struct LinkAnswer {
     rtp: SocketAddr,
+    #[serde(default)]
+    started: bool,
 }
 
 impl Cascade {
@@ -165,16 +173,46 @@ impl Cascade {
         for change in changes {
             if let Change::Unlink(a, b) = change {
                 let other = if a == self.region { b } else { a };
-                let request = LinkRequest {
-                    tenant: key.tenant.clone(),
-                    name: key.name.clone(),
-                    region: self.region.clone(),
-                    rtp: None,
-                };
+                let request = self.request(&key, None);
                 if let Err(e) = self.post(&other, "cascade/unlink", &request).await {
                     tracing::warn!(conference = %key.name, region = %other, error = %e, "unlinking");
                 }
             }
+        }
+    }
+
+    /// This region's mixer for `key` started: so do the linked regions'
+    /// (a conference waiting for its moderator waits in every region).
+    pub async fn started(self: Arc<Self>, key: ConferenceKey) {
+        let linked: Vec<String> = (self.links().keys())
+            .filter(|(k, _)| *k == key)
+            .map(|(_, region)| region.clone())
+            .collect();
+        let request = self.request(&key, None);
+        for other in linked {
+            if let Err(e) = self.post(&other, "cascade/start", &request).await {
+                tracing::warn!(conference = %key.name, region = %other, error = %e, "starting a linked mixer");
+            }
+        }
+    }
+
+    fn request(&self, key: &ConferenceKey, rtp: Option<SocketAddr>) -> LinkRequest {
+        LinkRequest {
+            tenant: key.tenant.clone(),
+            name: key.name.clone(),
+            region: self.region.clone(),
+            rtp,
+            started: self.conferences.is_started(&key.tenant, &key.name),
+        }
+    }
+
+    /// Starts this region's mixer of `key` when the other region's has.
+    fn start_if(&self, key: &ConferenceKey, started: bool) {
+        if let Some(room) = self.conferences.room(&key.tenant, &key.name)
+            && started
+        {
+            self.engine
+                .room(room, crate::media::engine::RoomCommand::Start);
         }
     }
 
@@ -226,12 +264,7 @@ impl Cascade {
     /// Opens our side of the link to `other` and asks `other` for its side.
     async fn link(&self, key: &ConferenceKey, other: &str) -> Result<(), String> {
         let (stream, local) = self.open_link()?;
-        let request = LinkRequest {
-            tenant: key.tenant.clone(),
-            name: key.name.clone(),
-            region: self.region.clone(),
-            rtp: Some(local),
-        };
+        let request = self.request(key, Some(local));
         let answer = match self.post(other, "cascade/link", &request).await {
             Ok(body) => {
                 serde_json::from_slice::<LinkAnswer>(&body).map_err(|e| format!("link answer: {e}"))
@@ -239,7 +272,11 @@ impl Cascade {
             Err(e) => Err(e),
         };
         match answer {
-            Ok(answer) => self.seat_link(key, other, stream, answer.rtp),
+            Ok(answer) => {
+                self.seat_link(key, other, stream, answer.rtp)?;
+                self.start_if(key, answer.started);
+                Ok(())
+            }
             Err(e) => {
                 self.engine.command(stream, Command::Close);
                 Err(e)
@@ -400,7 +437,20 @@ impl Cascade {
                 let (stream, local) = self.open_link().map_err(ApiError::Unavailable)?;
                 self.seat_link(&key, &r.region, stream, remote)
                     .map_err(ApiError::NotFound)?;
-                Ok(json(StatusCode::OK, &LinkAnswer { rtp: local }))
+                self.start_if(&key, r.started);
+                let started = self.conferences.is_started(&key.tenant, &key.name);
+                Ok(json(
+                    StatusCode::OK,
+                    &LinkAnswer {
+                        rtp: local,
+                        started,
+                    },
+                ))
+            }
+            "/internal/v1/cascade/start" => {
+                let r: LinkRequest = crate::api::parse_json(&body)?;
+                self.start_if(&ConferenceKey::new(r.tenant, r.name), true);
+                Ok(json(StatusCode::OK, &serde_json::json!({})))
             }
             "/internal/v1/cascade/unlink" => {
                 let r: LinkRequest = crate::api::parse_json(&body)?;

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use serde::Serialize;
 
+use crate::callbacks::{Delivery, encode_form};
 use crate::contract::ConferenceOptions;
 use crate::media::engine::{Engine, RoomCommand, RoomEvent, RoomId};
 use crate::media::mixer::{EndReason, Join, MixerConfig, MixerEvent};
@@ -74,10 +75,18 @@ pub struct Conference {
     room: RoomId,
     #[serde(skip)]
     seats: BTreeMap<StreamId, Participant>,
+    /// Every participant's status callback URL so far.
+    #[serde(skip)]
+    callbacks: std::collections::BTreeSet<String>,
+    /// Status callback events sent so far.
+    #[serde(skip)]
+    sequence: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Participant {
+    #[serde(skip)]
+    callback: Option<String>,
     pub call_id: String,
     pub muted: bool,
     pub held: bool,
@@ -112,9 +121,22 @@ pub enum ConferenceError {
     NoEngine,
 }
 
+/// A stream to seat in a conference: the endpoint's `Join`.
+pub struct SeatRequest<'a> {
+    pub stream: StreamId,
+    /// The endpoint's `Join` id, echoed in its notice.
+    pub id: u64,
+    pub tenant: &'a str,
+    pub call_id: &'a str,
+    /// The participant's status callback URL.
+    pub callback: Option<String>,
+}
+
 /// What the media edge does with a room event.
 #[derive(Debug, Default)]
 pub struct Effects {
+    /// Status callback events to send.
+    pub callbacks: Vec<Delivery>,
     /// Notices for the calls whose streams left (`Join` id, why).
     pub notices: Vec<(StreamId, u64, Out)>,
     /// A finished recording to store: tenant, conference sid, audio.
@@ -122,6 +144,8 @@ pub struct Effects {
     /// The room closed: the engine may forget it, and the cascade the
     /// conference (tenant, name).
     pub closed: Option<(String, String)>,
+    /// The conference (tenant, name) started here: linked regions start.
+    pub started: Option<(String, String)>,
 }
 
 /// A stream's place in a room.
@@ -182,15 +206,14 @@ impl Conferences {
 
     /// Seats `stream` (call `call_id` of `tenant`) in the conference the
     /// options name, opening it if it is not open.
-    pub fn seat(
-        &self,
-        stream: StreamId,
-        id: u64,
-        tenant: &str,
-        call_id: &str,
-        options: &ConferenceOptions,
-        now_ms: u64,
-    ) -> Seating {
+    pub fn seat(&self, seat: SeatRequest<'_>, options: &ConferenceOptions, now_ms: u64) -> Seating {
+        let SeatRequest {
+            stream,
+            id,
+            tenant,
+            call_id,
+            callback,
+        } = seat;
         let mut state = self.state();
         let key = (tenant.to_string(), options.name.clone());
         let (room, opened) = match state.open.get(&key) {
@@ -213,6 +236,8 @@ impl Conferences {
                     tenant: tenant.to_string(),
                     room,
                     seats: BTreeMap::new(),
+                    callbacks: std::collections::BTreeSet::new(),
+                    sequence: 0,
                 };
                 state.rooms.insert(room, conference);
                 (room, true)
@@ -220,9 +245,11 @@ impl Conferences {
         };
         state.seats.insert(stream, Seat { room, id });
         if let Some(c) = state.rooms.get_mut(&room) {
+            c.callbacks.extend(callback.clone());
             c.seats.insert(
                 stream,
                 Participant {
+                    callback,
                     call_id: call_id.to_string(),
                     muted: options.muted,
                     held: false,
@@ -261,6 +288,7 @@ impl Conferences {
                     effects.notices.push((stream, seat.id, out));
                 }
                 if let Some(c) = state.rooms.get_mut(&room) {
+                    effects.callbacks = status_events(c, "participant-leave", Some(stream), now_ms);
                     c.seats.remove(&stream);
                 }
             }
@@ -269,10 +297,12 @@ impl Conferences {
                     return effects;
                 };
                 let call = |c: &Conference, s: StreamId| c.seats.get(&s).map(|p| p.call_id.clone());
+                let report = reported(&event);
                 match event {
                     MixerEvent::Started => {
                         c.status = Status::InProgress;
                         c.started_unix_ms = Some(now_ms);
+                        effects.started = Some((c.tenant.clone(), c.name.clone()));
                     }
                     MixerEvent::Ended(reason) => {
                         c.ended_by = Some(match reason {
@@ -291,6 +321,10 @@ impl Conferences {
                     MixerEvent::SpeakingStopped(s) => set(c, s, |p| p.speaking = false),
                     MixerEvent::Joined(_) | MixerEvent::Left(_) => {}
                 }
+                // After the change: the event carries the new state.
+                if let Some((what, about)) = report {
+                    effects.callbacks = status_events(c, what, about, now_ms);
+                }
             }
             RoomEvent::Refused { stream, error } => {
                 tracing::warn!(room, ?stream, %error, "conference request refused");
@@ -306,6 +340,7 @@ impl Conferences {
                     c.status = Status::Completed;
                     c.ended_unix_ms = Some(now_ms);
                     c.ended_by.get_or_insert("last-left");
+                    effects.callbacks = status_events(c, "conference-end", None, now_ms);
                     c.seats.clear();
                     c.linked_regions.clear();
                     let key = (c.tenant.clone(), c.name.clone());
@@ -329,6 +364,14 @@ impl Conferences {
         (self.state().open)
             .get(&(tenant.to_string(), name.to_string()))
             .copied()
+    }
+
+    /// Whether the tenant's open conference `name` has started.
+    pub fn is_started(&self, tenant: &str, name: &str) -> bool {
+        let state = self.state();
+        let room = state.open.get(&(tenant.to_string(), name.to_string()));
+        room.and_then(|r| state.rooms.get(r))
+            .is_some_and(|c| c.status == Status::InProgress)
     }
 
     /// Notes that the open conference is (or no longer is) linked to
@@ -452,6 +495,76 @@ fn view(c: &Conference) -> Conference {
     let mut c = c.clone();
     c.participants = c.seats.values().cloned().collect();
     c
+}
+
+/// What a mixer event reports to status callbacks: Twilio's conference
+/// `StatusCallbackEvent` and the participant it is about. Joins and leaves
+/// come from the room (`participant-leave` for everyone let out when the
+/// conference ends), the end when the room closes.
+fn reported(event: &MixerEvent) -> Option<(&'static str, Option<StreamId>)> {
+    let onoff = |on: bool, yes: &'static str, no: &'static str| if on { yes } else { no };
+    Some(match *event {
+        MixerEvent::Started => ("conference-start", None),
+        MixerEvent::Joined(s) => ("participant-join", Some(s)),
+        MixerEvent::Muted(s, on) => (onoff(on, "participant-mute", "participant-unmute"), Some(s)),
+        MixerEvent::Held(s, on) => (onoff(on, "participant-hold", "participant-unhold"), Some(s)),
+        MixerEvent::Coaching(s, _) => ("participant-modified", Some(s)),
+        MixerEvent::SpeakingStarted(s) => ("participant-speech-start", Some(s)),
+        MixerEvent::SpeakingStopped(s) => ("participant-speech-stop", Some(s)),
+        MixerEvent::Left(_) | MixerEvent::Ended(_) => return None,
+    })
+}
+
+/// The status callback deliveries of `what`: a participant's events go to
+/// its own call's URL, the conference's start and end to every
+/// participant's so far.
+fn status_events(
+    c: &mut Conference,
+    what: &'static str,
+    about: Option<StreamId>,
+    now_ms: u64,
+) -> Vec<Delivery> {
+    let participant = about.and_then(|s| c.seats.get(&s)).cloned();
+    let urls: Vec<String> = match (&participant, about) {
+        (Some(p), _) => p.callback.iter().cloned().collect(),
+        (None, Some(_)) => Vec::new(), // a cascade link: no one's call
+        (None, None) => c.callbacks.iter().cloned().collect(),
+    };
+    let mut deliveries = Vec::new();
+    for url in urls {
+        let mut fields = vec![
+            ("ConferenceSid", c.sid.clone()),
+            ("FriendlyName", c.name.clone()),
+            ("AccountSid", c.tenant.clone()),
+            ("StatusCallbackEvent", what.to_string()),
+            ("Timestamp", now_ms.to_string()),
+            ("SequenceNumber", c.sequence.to_string()),
+        ];
+        if let Some(p) = &participant {
+            fields.push(("CallSid", p.call_id.clone()));
+            fields.push(("Muted", p.muted.to_string()));
+            fields.push(("Hold", p.held.to_string()));
+            fields.push(("EndConferenceOnExit", p.end_on_exit.to_string()));
+            fields.push(("StartConferenceOnEnter", p.start_on_enter.to_string()));
+        }
+        if what == "conference-end" {
+            let why = match c.ended_by {
+                Some("end-on-exit") => "participant-with-end-conference-on-exit-left",
+                Some("ended") => "conference-ended-via-api",
+                _ => "last-participant-left",
+            };
+            fields.push(("ReasonConferenceEnded", why.to_string()));
+        }
+        c.sequence += 1;
+        deliveries.push(Delivery {
+            key: c.sid.clone(),
+            tenant: c.tenant.clone(),
+            url,
+            body: encode_form(&fields),
+            what: what.to_string(),
+        });
+    }
+    deliveries
 }
 
 /// A conference sid: `CF` and 32 hex digits.

@@ -6,12 +6,17 @@
 //!
 //! Calls go to guest_hold (answered at once, no 18x: the ringing status of
 //! a dial is covered by the endpoint's own tests). Without `sipp` on PATH
-//! the tests fail, naming the package to install.
+//! the tests fail, naming the package to install. A conference's events
+//! (start, join, mute, leave, end) reach the status callback of each
+//! participant's number, signed the same way; there the callers are the
+//! test UA (`common/ua.rs`).
 
 #[path = "common/http.rs"]
 mod http;
 #[path = "common/sip.rs"]
 mod sip_common;
+#[path = "common/ua.rs"]
+mod ua;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -395,4 +400,132 @@ fn a_receiver_that_never_answers_does_not_hold_calls_up() {
     assert_eq!(calls.len(), 3, "{hits:?}");
     assert_eq!(metric(&server, "delivered"), "0");
     server.assert_alive();
+}
+
+#[test]
+fn a_conference_reports_start_join_mute_leave_and_end_signed() {
+    let receiver = Receiver::start(vec![Reply::Status(200)]);
+    let url = receiver.url();
+    let server = Server::serve(
+        &Config::new()
+            .api(&format!("admin_key = \"{ADMIN_KEY}\""))
+            .api("callbacks_private = true")
+            .tenant("acme", &[])
+            .number("600", "player")
+            .tenant_key(&format!("status_callback = \"{url}\"")),
+    );
+    let key = signing_key(&server, &Auth::admin());
+    let (_, acme) = new_key(server.http, "acme");
+    let phone = ua::Ua::new();
+    let headers = [
+        ("X-Conference", "standup"),
+        ("X-Conference-Options", "no-beep"),
+    ];
+    let codecs = [switchyard::sip::sdp::Codec::PCMU];
+    let calls: Vec<ua::Call> = (0..2)
+        .map(|_| {
+            phone
+                .call_with(server.udp, "600", &codecs, true, &headers)
+                .unwrap()
+        })
+        .collect();
+    let conference_events = |hits: &[Hit]| -> Vec<HashMap<String, String>> {
+        (hits.iter())
+            .map(Hit::fields)
+            .filter(|f| f.contains_key("ConferenceSid"))
+            .collect()
+    };
+    let joined = sip_common::wait_until(Duration::from_secs(20), || {
+        let hits = receiver.hits.lock().unwrap().clone();
+        conference_events(&hits)
+            .iter()
+            .filter(|f| f["StatusCallbackEvent"] == "participant-join")
+            .count()
+            == 2
+    });
+    assert!(joined, "{}", server.output());
+    let conference = get(server.http, "/v1/conferences/standup", &acme).json();
+    let sid = conference["sid"].as_str().unwrap().to_owned();
+    let muted = conference["participants"][0]["call_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/v1/conferences/{sid}/participants/{muted}");
+    assert_eq!(
+        post(server.http, &path, &acme, &json!({"muted": true})).status,
+        202
+    );
+    let end = post(
+        server.http,
+        &format!("/v1/conferences/{sid}"),
+        &acme,
+        &json!({"status": "completed"}),
+    );
+    assert_eq!(end.status, 202);
+    for call in &calls {
+        call.wait_bye(Duration::from_secs(20)).unwrap();
+    }
+    let ended = sip_common::wait_until(Duration::from_secs(20), || {
+        let hits = receiver.hits.lock().unwrap().clone();
+        conference_events(&hits)
+            .iter()
+            .any(|f| f["StatusCallbackEvent"] == "conference-end")
+    });
+    assert!(ended, "{}", server.output());
+    let hits: Vec<Hit> = receiver.hits.lock().unwrap().clone();
+    let ours: Vec<&Hit> = hits
+        .iter()
+        .filter(|h| h.body.starts_with(b"ConferenceSid"))
+        .collect();
+    assert!(
+        ours.iter().all(|h| verified(h, &key, &url)),
+        "every event is signed"
+    );
+    let events = conference_events(&hits);
+    let names: Vec<&str> = events
+        .iter()
+        .map(|f| f["StatusCallbackEvent"].as_str())
+        .collect();
+    for expected in [
+        "participant-join",
+        "conference-start",
+        "participant-mute",
+        "participant-leave",
+        "conference-end",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    let mute = events
+        .iter()
+        .find(|f| f["StatusCallbackEvent"] == "participant-mute")
+        .unwrap();
+    assert_eq!(
+        (mute["CallSid"].as_str(), mute["Muted"].as_str()),
+        (muted.as_str(), "true")
+    );
+    let last = events
+        .iter()
+        .find(|f| f["StatusCallbackEvent"] == "conference-end")
+        .unwrap();
+    assert_eq!(last["ReasonConferenceEnded"], "conference-ended-via-api");
+    assert_eq!(
+        (
+            last["ConferenceSid"].as_str(),
+            last["FriendlyName"].as_str()
+        ),
+        (sid.as_str(), "standup")
+    );
+    let mut sequence: Vec<u32> = events
+        .iter()
+        .map(|f| f["SequenceNumber"].parse().unwrap())
+        .collect();
+    sequence.sort();
+    assert_eq!(
+        sequence,
+        (0..events.len() as u32).collect::<Vec<_>>(),
+        "numbered without gaps"
+    );
 }

@@ -8,6 +8,8 @@
 //!   every caller hears every other caller, in whatever region, once (not
 //!   doubled through a third region: the levels agree within 3 dB), and
 //!   never itself.
+//! * A region whose callers wait for a moderator starts when the
+//!   moderator's region does.
 //! * The REST API of a region shows its own participants and the regions
 //!   it is linked to; when the last caller of a region hangs up, its
 //!   mixer closes and the other regions drop their link to it.
@@ -66,9 +68,13 @@ fn regions(names: &[&str]) -> Vec<Server> {
 
 /// A caller in `server`'s region joins `standup` and sends its tone.
 fn join(ua: &Ua, server: &Server, hz: f64) -> Call {
+    join_with(ua, server, hz, "no-beep")
+}
+
+fn join_with(ua: &Ua, server: &Server, hz: f64, options: &str) -> Call {
     let headers = [
         ("X-Conference", "standup"),
-        ("X-Conference-Options", "no-beep"),
+        ("X-Conference-Options", options),
     ];
     let call = ua
         .call_with(server.udp, "600", &[Codec::PCMU], true, &headers)
@@ -176,4 +182,19 @@ fn three_regions_hear_each_other_once() {
         serde_json::json!(["eu", "us"]),
         "{shown}"
     );
+}
+
+#[test]
+fn a_region_waiting_for_its_moderator_starts_when_the_moderators_region_does() {
+    let servers = regions(&["us", "eu"]);
+    let (us, eu) = (&servers[0], &servers[1]);
+    let auth_us = account_auth(us, "acme");
+    let ua = Ua::new();
+    let waiting = join_with(&ua, us, TONES[0], "no-beep,wait");
+    let opened = wait_until(WAIT, || standup(us, &auth_us)["status"] == "init");
+    assert!(opened, "{}", us.output());
+    let moderator = join(&ua, eu, TONES[1]);
+    let started = wait_until(WAIT, || standup(us, &auth_us)["status"] == "in-progress");
+    assert!(started, "{}\n{}", standup(us, &auth_us), eu.output());
+    assert_mesh(&[waiting, moderator], &servers);
 }

@@ -131,6 +131,9 @@ pub enum Action {
         tenant: String,
         call_id: String,
         options: ConferenceOptions,
+        /// Where this participant's conference events are POSTed (the
+        /// status callback of the number it called).
+        callback: Option<String>,
     },
     /// Leave the conference (a redirect took the call elsewhere); no
     /// notice follows.

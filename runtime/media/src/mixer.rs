@@ -279,6 +279,15 @@ impl Mixer {
         Ok(())
     }
 
+    /// Starts the conference from outside (another region's mixer of it
+    /// started): wait music stops and everyone hears everyone.
+    pub fn start(&mut self) {
+        if !self.started && self.ended.is_none() {
+            self.started = true;
+            self.events.push_back(MixerEvent::Started);
+        }
+    }
+
     /// Ends the conference from outside; everyone still in is to be
     /// disconnected by the owner.
     pub fn end(&mut self) {

@@ -97,6 +97,11 @@ impl MediaEdge {
         let _ = self.late.cascade.set(cascade);
     }
 
+    /// Where conferences' status callbacks go.
+    pub fn set_callbacks(&self, callbacks: crate::callbacks::Callbacks) {
+        let _ = self.late.callbacks.set(callbacks);
+    }
+
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
@@ -144,11 +149,17 @@ impl MediaEdge {
                 tenant,
                 call_id,
                 options,
+                callback,
             } => {
                 let now = crate::wasm::entropy::unix_ms_now();
-                let seating = self
-                    .conferences
-                    .seat(stream, id, &tenant, &call_id, &options, now);
+                let seat = crate::conferences::SeatRequest {
+                    stream,
+                    id,
+                    tenant: &tenant,
+                    call_id: &call_id,
+                    callback,
+                };
+                let seating = self.conferences.seat(seat, &options, now);
                 if seating.opened
                     && let Some(cascade) = self.late.cascade.get()
                 {
@@ -353,6 +364,11 @@ fn room_sink(
         for (stream, id, out) in effects.notices {
             let _ = inputs.send(Input::Media(stream, Notice::Conference { id, out }));
         }
+        if let Some(callbacks) = late.callbacks.get() {
+            for delivery in effects.callbacks {
+                callbacks.deliver(delivery);
+            }
+        }
         if let Some((tenant, sid, samples)) = effects.recording {
             let (recordings, conferences) = (recordings.clone(), conferences.clone());
             runtime.spawn_blocking(move || {
@@ -363,6 +379,10 @@ fn room_sink(
                     }
                 }
             });
+        }
+        if let (Some((tenant, name)), Some(cascade)) = (effects.started, late.cascade.get()) {
+            let key = ConferenceKey::new(tenant, name);
+            runtime.spawn(Arc::clone(cascade).started(key));
         }
         let Some((tenant, name)) = effects.closed else {
             return;
@@ -382,4 +402,5 @@ fn room_sink(
 struct Late {
     engine: std::sync::OnceLock<Engine>,
     cascade: std::sync::OnceLock<Arc<Cascade>>,
+    callbacks: std::sync::OnceLock<crate::callbacks::Callbacks>,
 }

@@ -197,6 +197,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Arc::new(accounts.clone()),
     )
     .context("setting up status callbacks")?;
+    edge.set_callbacks(callbacks.clone());
     let state = http::HttpState {
         scrape: scrape(
             Arc::clone(&metrics),

@@ -432,3 +432,28 @@ fn a_participant_without_beep_enters_and_leaves_quietly() {
         "a beeping join"
     );
 }
+
+#[test]
+fn a_conference_started_from_outside_stops_the_wait_music() {
+    let mut m = Mixer::new(MixerConfig {
+        wait_music: Some(vec![42i16; 320].into()),
+        ..MixerConfig::default()
+    });
+    let waiting = Join {
+        start_on_enter: false,
+        ..Join::default()
+    };
+    m.join(1, waiting).unwrap();
+    m.join(2, waiting).unwrap();
+    tick(&mut m, &frames(&[(1, 5), (2, 6)]));
+    assert_eq!(heard(&m, 1), 42);
+    m.start();
+    m.start();
+    tick(&mut m, &frames(&[(1, 5), (2, 6)]));
+    assert_eq!((heard(&m, 1), heard(&m, 2)), (6, 5));
+    let started = events(&mut m)
+        .into_iter()
+        .filter(|e| *e == MixerEvent::Started)
+        .count();
+    assert_eq!(started, 1, "started once");
+}

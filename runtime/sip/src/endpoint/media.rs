@@ -358,6 +358,7 @@ impl Endpoint {
             tenant: call.tenant_id.clone(),
             call_id: call.id.clone(),
             options,
+            callback: call.binding.status_callback.clone(),
         };
         let stream = leg.stream;
         self.media(call.reference, stream, join);

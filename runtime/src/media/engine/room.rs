@@ -28,6 +28,8 @@ pub enum RoomCommand {
     /// Whisper to one participant only (`None`: back to everyone).
     Coach(StreamId, Option<StreamId>),
     Kick(StreamId),
+    /// Start it (another region's mixer of the conference started).
+    Start,
     End,
     /// Music for participants waiting for the conference to start.
     WaitMusic(crate::media::Samples),
@@ -154,6 +156,10 @@ impl Worker {
             }
             RoomCommand::End => {
                 m.end();
+                (None, Ok(()))
+            }
+            RoomCommand::Start => {
+                m.start();
                 (None, Ok(()))
             }
             RoomCommand::Kick(s) => match self.index.get(&s) {
