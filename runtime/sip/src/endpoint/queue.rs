@@ -199,7 +199,13 @@ impl Endpoint {
                 caller.queued = None;
                 ep.stop_play(caller);
                 caller.generation += 1;
+                // A queued caller was answered, so it has a stream; should
+                // it not, it leaves the queue rather than wait for nothing.
                 stream = caller.media.as_ref().map(|m| m.stream);
+                if stream.is_none() {
+                    queue_result(caller, &queue, QueueOutcome::Left, waited);
+                    return ep.pump(now, caller);
+                }
                 caller.pairing = Some(Pairing {
                     partner: call.reference,
                     since: now,
