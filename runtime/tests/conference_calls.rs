@@ -19,6 +19,8 @@
 //!   away; another account's conference of the same name is another
 //!   conference.
 
+#[path = "common/far.rs"]
+mod far;
 #[path = "common/http.rs"]
 mod http;
 #[path = "common/sip.rs"]
@@ -84,7 +86,7 @@ fn logged_events(server: &Server, auth: &Auth, call: &str) -> String {
     wait_until(WAIT, || {
         let got = http::get(server.http, &format!("/v1/calls/{call}/log"), auth);
         text = got.text();
-        got.status == 200 && text.contains("hangup")
+        got.status == 200 && text.contains(r#""kind":"ended""#)
     });
     text
 }
@@ -409,6 +411,72 @@ fn a_coach_whispers_a_held_caller_hears_music_a_full_room_refuses_and_tenants_ne
     assert_eq!(held_one.unwrap()["held"], true, "{shown}");
     assert_eq!(
         http::post(server.http, &path(1), &acme, &json!({"kick": false})).status,
+        400
+    );
+}
+
+#[test]
+fn a_call_placed_over_rest_joins_the_conference_and_ends_with_it() {
+    let far = far::FarEnd::start(far::Answer::Tone {
+        hz: 2_000.0,
+        hangup_after: None,
+    });
+    // The far end is on loopback, which tenants may not call by default.
+    let server = Server::serve(&Config::players().sip("private_destinations = true"));
+    let acme = account_auth(&server, "acme");
+    let ua = Ua::new();
+    let headers = [
+        ("X-Conference", "standup"),
+        ("X-Conference-Options", "no-beep"),
+    ];
+    let mut ids = Vec::new();
+    let (caller, _) = join_as(&ua, &server, &acme, &headers, &mut ids);
+    let body = json!({
+        "to": format!("sip:bob@{}", far.sip),
+        "conference": {"name": "standup", "beep": false},
+    });
+    let got = http::post(server.http, "/v1/calls", &acme, &body);
+    assert_eq!(got.status, 201, "{}", got.text());
+    let placed = got.json()["id"].as_str().unwrap().to_owned();
+    let joined = wait_until(WAIT, || {
+        let c = conference(&server, &acme, "standup");
+        participants(&c).contains(&placed)
+    });
+    assert!(joined, "{}", server.output());
+    let heard = wait_until(WAIT, || recent(&caller, 2_000.0, 500) > 0.01);
+    assert!(
+        heard,
+        "the caller hears the far end's tone\n{}",
+        server.output()
+    );
+
+    // Ending the conference ends the placed call too (no handler decides).
+    let sid = conference(&server, &acme, "standup")["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let end = json!({"status": "completed"});
+    assert_eq!(
+        http::post(server.http, &format!("/v1/conferences/{sid}"), &acme, &end).status,
+        202
+    );
+    far.wait("a BYE for the placed call", |log| {
+        log.requests.iter().any(|(method, _)| method == "BYE")
+    });
+    let log = logged_events(&server, &acme, &placed);
+    assert!(log.contains(r#""verb":{"Conference""#), "{log}");
+    // A plan a real call could not run is refused before dialling.
+    let bad = json!({"to": format!("sip:bob@{}", far.sip), "conference": {"name": " "}});
+    let got = http::post(server.http, "/v1/calls", &acme, &bad);
+    assert_eq!(got.status, 400, "{}", got.text());
+    assert!(
+        got.text().contains("empty conference name"),
+        "{}",
+        got.text()
+    );
+    let neither = json!({"to": format!("sip:bob@{}", far.sip)});
+    assert_eq!(
+        http::post(server.http, "/v1/calls", &acme, &neither).status,
         400
     );
 }

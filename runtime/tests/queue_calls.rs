@@ -54,13 +54,13 @@ fn members(server: &Server, auth: &Auth) -> Vec<String> {
         .collect()
 }
 
-/// A finished call's decision log, once it holds its hangup.
+/// A finished call's decision log, once it holds its end.
 fn log(server: &Server, auth: &Auth, call: &str) -> String {
     let mut text = String::new();
     wait_until(WAIT, || {
         let got = http::get(server.http, &format!("/v1/calls/{call}/log"), auth);
         text = got.text();
-        got.status == 200 && text.contains("Hangup")
+        got.status == 200 && text.contains(r#""kind":"ended""#)
     });
     text
 }

@@ -112,7 +112,37 @@ impl Call {
         incoming: IncomingCall,
         config: RouterConfig,
     ) -> Self {
-        let mut call = Self {
+        let mut call = Self::idle(now, call_id, tenant, handler, config);
+        call.send(now, Event::Incoming(incoming), Purpose::Decide);
+        call
+    }
+
+    /// A call that starts with `plan` instead of asking a handler about
+    /// `incoming` (a participant the REST API calls into a conference).
+    /// Results go to `handler`; with none (empty), nothing decides: the
+    /// plan running out ends the call, as an empty plan would.
+    pub fn with_plan(
+        now: Instant,
+        call_id: &str,
+        tenant: &str,
+        handler: &str,
+        plan: Plan,
+        config: RouterConfig,
+    ) -> Self {
+        let mut call = Self::idle(now, call_id, tenant, handler, config);
+        call.plan = plan.verbs.into();
+        call.advance(now);
+        call
+    }
+
+    fn idle(
+        now: Instant,
+        call_id: &str,
+        tenant: &str,
+        handler: &str,
+        config: RouterConfig,
+    ) -> Self {
+        Self {
             config,
             ctx: Context {
                 call_id: call_id.into(),
@@ -138,9 +168,7 @@ impl Call {
             fallbacks: 0,
             output: VecDeque::new(),
             finished: false,
-        };
-        call.send(now, Event::Incoming(incoming), Purpose::Decide);
-        call
+        }
     }
 
     /// Hands a failed decision to `handler` (once per call) before the
@@ -386,6 +414,14 @@ impl Call {
     fn send(&mut self, now: Instant, event: Event, purpose: Purpose) {
         if self.hangup_sent || (purpose == Purpose::Notify && !self.notices) {
             return;
+        }
+        if self.ctx.handler.is_empty() {
+            // No handler (`with_plan`): a result leaves the plan as it is,
+            // and what is left of it runs (or its end ends the call).
+            if purpose == Purpose::Decide {
+                self.advance(now);
+            }
+            return self.send_waiting(now);
         }
         if purpose == Purpose::Decide {
             self.deciding = true;

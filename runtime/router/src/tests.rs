@@ -516,3 +516,41 @@ fn a_handler_that_takes_no_notices_is_not_sent_status_changes() {
     assert!(matches!(call.poll_output(), Some(Output::Finished(_))));
     assert_eq!(call.log().events().count(), 1, "only the incoming event");
 }
+
+#[test]
+fn a_call_with_a_plan_and_no_handler_runs_it_and_ends_with_its_result() {
+    let start = Instant::now();
+    let join = Verb::Conference(ConferenceOptions::named("standup"));
+    let plan = Plan {
+        verbs: vec![join.clone()],
+    };
+    let mut call = Call::with_plan(start, "c1", "t1", "", plan, RouterConfig::default());
+    assert_eq!(call.poll_output(), Some(Output::Execute(join)));
+    assert_eq!(call.poll_output(), None, "nobody is asked");
+    let result = Event::ConferenceComplete(ConferenceResult {
+        name: "standup".into(),
+        ended_by: ConferenceEnd::Ended,
+        duration_secs: 30,
+    });
+    call.handle_leg(start, LegEvent::Result(result)).unwrap();
+    assert_eq!(call.poll_output(), Some(Output::Execute(Verb::Hangup)));
+    assert!(matches!(call.poll_output(), Some(Output::Finished(_))));
+    assert!(call.is_finished());
+
+    // With a handler, the result is the handler's to decide.
+    let plan = Plan {
+        verbs: vec![Verb::Conference(ConferenceOptions::named("standup"))],
+    };
+    let mut call = Call::with_plan(start, "c2", "t1", "main", plan, RouterConfig::default());
+    call.poll_output();
+    let result = Event::ConferenceComplete(ConferenceResult {
+        name: "standup".into(),
+        ended_by: ConferenceEnd::Kicked,
+        duration_secs: 3,
+    });
+    call.handle_leg(start, LegEvent::Result(result)).unwrap();
+    let Some(Output::Invoke(request)) = call.poll_output() else {
+        panic!("the handler decides")
+    };
+    assert!(matches!(request.event, Event::ConferenceComplete(_)));
+}

@@ -9,6 +9,8 @@ use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiState, Caller, Query, Reply, blocking, json, page, parse_json};
+use crate::contract::{ConferenceOptions, Plan, Verb};
+use crate::router::RouterConfig;
 use crate::sip::endpoint::{
     CallRequest, Control, ControlError, LiveCall, OriginateError, OriginateSpec, is_number,
 };
@@ -142,8 +144,12 @@ struct Create {
     /// The SIP URI to call (`sip:user@host[:port]`), or a number to call
     /// through the account's first trunk.
     to: String,
-    /// The account's handler (component name) that runs once answered.
-    handler: String,
+    /// The account's handler (component name) that runs once answered,
+    /// or (with `conference`) that hears the conference's result.
+    #[serde(default)]
+    handler: Option<String>,
+    /// Once answered, join this conference instead of asking a handler.
+    conference: Option<Join>,
     /// Our From URI.
     from: Option<String>,
     /// Seconds it may ring, 1..=120 (30).
@@ -152,8 +158,41 @@ struct Create {
     status_callback: Option<String>,
 }
 
+/// How a call placed into a conference joins it (the `conference` verb's
+/// options; TwiML's defaults).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Join {
+    name: String,
+    #[serde(default)]
+    muted: bool,
+    start_on_enter: Option<bool>,
+    #[serde(default)]
+    end_on_exit: bool,
+    beep: Option<bool>,
+    #[serde(default)]
+    record: bool,
+    max_participants: Option<u32>,
+}
+
+impl Join {
+    fn options(self) -> ConferenceOptions {
+        ConferenceOptions {
+            muted: self.muted,
+            start_on_enter: self.start_on_enter.unwrap_or(true),
+            end_on_exit: self.end_on_exit,
+            beep: self.beep.unwrap_or(true),
+            record: self.record,
+            max_participants: self.max_participants,
+            ..ConferenceOptions::named(self.name)
+        }
+    }
+}
+
 /// `POST /v1/calls`: place an outbound call that runs `handler` once the
-/// far end answers; 201 `{"id", "status": "queued", ...}`. 429 with
+/// far end answers, or joins `conference` (a participant added to a
+/// conference; `handler`, if any, hears its result, and without one the
+/// call ends with it); 201 `{"id", "status": "queued", ...}`. 429 with
 /// `Retry-After` when the account is at its call limits (outbound calls
 /// never wait in the admission queue).
 pub(super) async fn create(
@@ -183,12 +222,27 @@ pub(super) async fn create(
             create.to
         )));
     }
+    let join = create.conference.map(Join::options);
+    if let Some(options) = &join {
+        let plan = Plan {
+            verbs: vec![Verb::Conference(options.clone())],
+        };
+        crate::router::validate(&plan, &RouterConfig::default())
+            .map_err(|e| ApiError::BadRequest(format!("conference: {e}")))?;
+    }
+    let handler = create.handler.clone().unwrap_or_default();
+    if handler.is_empty() && join.is_none() {
+        return Err(ApiError::BadRequest(
+            "say what runs once answered: a handler, or a conference to join".into(),
+        ));
+    }
     let spec = OriginateSpec {
         to: create.to.clone(),
-        handler: create.handler.clone(),
+        handler: handler.clone(),
         from: create.from,
         timeout: std::time::Duration::from_secs(u64::from(timeout_secs)),
         status_callback: create.status_callback,
+        join,
     };
     let request = |reply| CallRequest::Originate {
         tenant: account,
@@ -209,7 +263,7 @@ pub(super) async fn create(
         // SIP directory: it has no handlers either.
         Err(OriginateError::UnknownTenant(_)) => {
             return Err(ApiError::BadRequest(
-                OriginateError::UnknownHandler(create.handler).to_string(),
+                OriginateError::UnknownHandler(handler).to_string(),
             ));
         }
         Err(e @ (OriginateError::UnknownHandler(_) | OriginateError::BadAddress(_))) => {

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use crate::directory::{Binding, Tenant};
 use crate::sdp;
 use crate::transaction::TxKey;
-use switchyard_contract::{Direction, IncomingCall};
+use switchyard_contract::{ConferenceOptions, Direction, IncomingCall, Plan, Verb};
 use switchyard_egress::{EgressPolicy, Purpose};
 use switchyard_router as router;
 
@@ -42,7 +42,7 @@ use super::{CallRef, Endpoint};
 const CANCEL_GRACE: Duration = Duration::from_secs(32);
 
 /// What `POST /v1/calls` asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OriginateSpec {
     /// The SIP URI to call, or a number (see [`is_number`]) to call
     /// through the account's first trunk.
@@ -55,6 +55,10 @@ pub struct OriginateSpec {
     pub timeout: Duration,
     /// Where this call's status events are POSTed, if anywhere.
     pub status_callback: Option<String>,
+    /// Once answered, join this conference (the REST API adding a
+    /// participant); `handler` then hears only its result, and may be
+    /// empty: the call ends when the caller is out of the conference.
+    pub join: Option<ConferenceOptions>,
 }
 
 /// Why an outbound call was not started.
@@ -95,6 +99,8 @@ pub struct Outbound {
     pub(super) cancelled: bool,
     /// The first event of the handler, sent when the far end answers.
     incoming: Option<IncomingCall>,
+    /// The conference to join once answered, instead of that event.
+    join: Option<ConferenceOptions>,
     /// The CSeq of our current INVITE: 1, or 2 after a challenge.
     cseq: u32,
     /// The trunk's username and password, for one challenge.
@@ -155,7 +161,8 @@ impl Endpoint {
         if tenant.suspended {
             return Err(OriginateError::Suspended);
         }
-        if !tenant.handlers.contains_key(&spec.handler) {
+        let no_handler = spec.handler.is_empty() && spec.join.is_some();
+        if !no_handler && !tenant.handlers.contains_key(&spec.handler) {
             return Err(OriginateError::UnknownHandler(spec.handler));
         }
         // Both go into our INVITE as text: nothing may break out of a header.
@@ -289,6 +296,7 @@ impl Endpoint {
                 cancel_pending: false,
                 cancelled: false,
                 incoming: Some(incoming),
+                join: spec.join.clone(),
                 cseq: 1,
                 credentials,
                 auth_tried: false,
@@ -477,6 +485,7 @@ impl Endpoint {
             return;
         }
         let incoming = out.incoming.take();
+        let join = out.join.take();
         call.caller = CallerState::Answered;
         call.answered_at = Some(now);
         call.final_status = Some(200);
@@ -485,7 +494,19 @@ impl Endpoint {
             None => tracing::warn!(call = %call.id, "the callee answered without SDP; no audio"),
         }
         self.report_progress(now, call, CallProgress::Answered, None);
-        if let Some(incoming) = incoming {
+        if let Some(options) = join {
+            let plan = Plan {
+                verbs: vec![Verb::Conference(options)],
+            };
+            call.router = router::Call::with_plan(
+                now,
+                &call.id,
+                &call.tenant_id,
+                &call.binding.handler,
+                plan,
+                self.config.router.clone(),
+            );
+        } else if let Some(incoming) = incoming {
             call.router = router::Call::new(
                 now,
                 &call.id,

@@ -1862,6 +1862,7 @@ fn outbound(timeout_secs: u64) -> OriginateSpec {
         from: Some("sip:+15550100@acme.test".into()),
         timeout: Duration::from_secs(timeout_secs),
         status_callback: Some(STATUS_URL.into()),
+        join: None,
     }
 }
 
