@@ -28,7 +28,7 @@ use std::time::Duration;
 use http::{Auth, account_auth};
 use serde_json::Value;
 use sip_common::{Config, Server, wait_until};
-use switchyard::media::tone::{goertzel, sine};
+use switchyard::media::tone::sine;
 use switchyard::sip::sdp::Codec;
 use ua::{Call, Ua};
 
@@ -83,11 +83,6 @@ fn join_with(ua: &Ua, server: &Server, hz: f64, options: &str) -> Call {
     call
 }
 
-fn recent(call: &Call, hz: f64) -> f64 {
-    let audio = call.audio();
-    goertzel(&audio[audio.len().saturating_sub(4_000)..], hz)
-}
-
 fn standup(server: &Server, auth: &Auth) -> Value {
     http::get(server.http, "/v1/conferences/standup", auth).json()
 }
@@ -103,15 +98,18 @@ fn assert_mesh(calls: &[Call], servers: &[Server]) {
     };
     let all = wait_until(WAIT, || {
         (calls.iter().enumerate())
-            .all(|(i, c)| (0..calls.len()).all(|j| i == j || recent(c, TONES[j]) > 0.005))
+            .all(|(i, c)| (0..calls.len()).all(|j| i == j || c.recent(TONES[j], 500) > 0.005))
     });
     assert!(all, "not everyone hears everyone\n{}", logs());
     thread::sleep(Duration::from_millis(500));
     for (i, call) in calls.iter().enumerate() {
-        assert!(recent(call, TONES[i]) < 0.001, "caller {i} hears itself");
+        assert!(
+            call.recent(TONES[i], 500) < 0.001,
+            "caller {i} hears itself"
+        );
         let levels: Vec<f64> = (0..calls.len())
             .filter(|&j| j != i)
-            .map(|j| recent(call, TONES[j]))
+            .map(|j| call.recent(TONES[j], 500))
             .collect();
         let (lo, hi) = (
             levels.iter().cloned().fold(f64::MAX, f64::min),
@@ -155,7 +153,10 @@ fn two_regions_mix_across_a_link_that_closes_with_the_last_caller_of_one() {
     });
     assert!(unlinked, "{}\n{}", standup(us, &auth_us), eu.output());
     thread::sleep(Duration::from_millis(500));
-    assert!(recent(&calls[0], TONES[1]) < 0.001, "eu's caller is gone");
+    assert!(
+        calls[0].recent(TONES[1], 500) < 0.001,
+        "eu's caller is gone"
+    );
     // A peer without the secret is refused.
     let got = http::request(
         us.http,

@@ -50,13 +50,6 @@ fn join(ua: &Ua, server: &Server, number: &str, headers: &[(&str, &str)]) -> Cal
     call
 }
 
-/// Power of `hz` in the last `ms` of what `call` received.
-fn recent(call: &Call, hz: f64, ms: usize) -> f64 {
-    let audio = call.audio();
-    let tail = &audio[audio.len().saturating_sub(ms * 8)..];
-    goertzel(tail, hz)
-}
-
 /// Whether the runtime's music (a 660 + 880 Hz chime every four seconds)
 /// is in the last four seconds `call` received.
 fn chimed(call: &Call) -> bool {
@@ -78,17 +71,6 @@ fn participants(c: &Value) -> Vec<String> {
         .collect();
     calls.sort();
     calls
-}
-
-/// The events of a finished call's decision log, as their JSON.
-fn logged_events(server: &Server, auth: &Auth, call: &str) -> String {
-    let mut text = String::new();
-    wait_until(WAIT, || {
-        let got = http::get(server.http, &format!("/v1/calls/{call}/log"), auth);
-        text = got.text();
-        got.status == 200 && text.contains(r#""kind":"ended""#)
-    });
-    text
 }
 
 /// Sends a tone on each call, for as long as the test listens.
@@ -144,7 +126,7 @@ fn three_callers_hear_each_other_and_the_rest_api_mutes_kicks_and_ends() {
     thread::sleep(Duration::from_millis(1_500));
     for (i, call) in calls.iter().enumerate() {
         for (j, hz) in TONES.iter().enumerate() {
-            let power = recent(call, *hz, 1_000);
+            let power = call.recent(*hz, 1_000);
             if i == j {
                 assert!(power < 0.001, "caller {i} hears itself: {power}");
             } else {
@@ -153,8 +135,8 @@ fn three_callers_hear_each_other_and_the_rest_api_mutes_kicks_and_ends() {
         }
     }
     let (a, b) = (
-        recent(&calls[0], TONES[1], 1_000),
-        recent(&calls[0], TONES[2], 1_000),
+        calls[0].recent(TONES[1], 1_000),
+        calls[0].recent(TONES[2], 1_000),
     );
     let db = 10.0 * (a / b).log10();
     assert!(
@@ -165,9 +147,9 @@ fn three_callers_hear_each_other_and_the_rest_api_mutes_kicks_and_ends() {
     // Muted over REST: caller 1 is no longer heard.
     let got = http::post(server.http, &path, &acme, &mute);
     assert_eq!(got.status, 202, "{}", got.text());
-    let muted = wait_until(WAIT, || recent(&calls[0], TONES[1], 500) < 0.001);
+    let muted = wait_until(WAIT, || calls[0].recent(TONES[1], 500) < 0.001);
     assert!(muted, "caller 1 is still heard after mute");
-    assert!(recent(&calls[0], TONES[2], 500) > 0.01, "caller 2 still is");
+    assert!(calls[0].recent(TONES[2], 500) > 0.01, "caller 2 still is");
     let shown = conference(&server, &acme, "standup");
     let one = shown["participants"]
         .as_array()
@@ -183,7 +165,7 @@ fn three_callers_hear_each_other_and_the_rest_api_mutes_kicks_and_ends() {
     calls[2]
         .wait_bye(WAIT)
         .unwrap_or_else(|e| panic!("the kicked caller got no BYE: {e}\n{}", server.output()));
-    let log = logged_events(&server, &acme, &ids[2]);
+    let log = http::decision_log(&server, &acme, &ids[2]);
     assert!(
         log.contains(r#""ConferenceComplete":{"name":"standup","ended_by":"Kicked""#),
         "{log}"
@@ -197,7 +179,7 @@ fn three_callers_hear_each_other_and_the_rest_api_mutes_kicks_and_ends() {
         call.wait_bye(WAIT)
             .unwrap_or_else(|e| panic!("no BYE after the end: {e}\n{}", server.output()));
     }
-    let log = logged_events(&server, &acme, &ids[0]);
+    let log = http::decision_log(&server, &acme, &ids[0]);
     assert!(
         log.contains(r#""ConferenceComplete":{"name":"standup","ended_by":"Ended""#),
         "{log}"
@@ -275,9 +257,9 @@ fn a_waiting_caller_hears_music_until_the_moderator_and_leaves_with_them() {
     );
     moderator.stop_silence();
     moderator.send_audio(&sine(TONES[1], 20_000, 0.25));
-    let started = wait_until(WAIT, || recent(&waiting, TONES[1], 500) > 0.01);
+    let started = wait_until(WAIT, || waiting.recent(TONES[1], 500) > 0.01);
     assert!(started, "the waiting caller never heard the moderator");
-    assert!(recent(&moderator, TONES[0], 500) > 0.01, "nor they it");
+    assert!(moderator.recent(TONES[0], 500) > 0.01, "nor they it");
     assert_eq!(conference(&server, &acme, "class")["status"], "in-progress");
 
     moderator.bye().unwrap();
@@ -371,10 +353,10 @@ fn a_coach_whispers_a_held_caller_hears_music_a_full_room_refuses_and_tenants_ne
     talk(&all, 15);
     stranger.stop_silence();
     stranger.send_audio(&sine(2_300.0, 15_000, 0.25));
-    let heard = wait_until(WAIT, || recent(&calls[0], TONES[2], 500) > 0.01);
+    let heard = wait_until(WAIT, || calls[0].recent(TONES[2], 500) > 0.01);
     assert!(heard, "the conference mixes\n{}", server.output());
     assert!(
-        recent(&calls[0], 2_300.0, 1_000) < 0.001,
+        calls[0].recent(2_300.0, 1_000) < 0.001,
         "globex's caller is not in it"
     );
 
@@ -382,26 +364,26 @@ fn a_coach_whispers_a_held_caller_hears_music_a_full_room_refuses_and_tenants_ne
     let path = |i: usize| format!("/v1/conferences/room/participants/{}", ids[i]);
     let coach = json!({"coach": ids[0]});
     assert_eq!(http::post(server.http, &path(2), &acme, &coach).status, 202);
-    let whispering = wait_until(WAIT, || recent(&calls[1], TONES[2], 500) < 0.001);
+    let whispering = wait_until(WAIT, || calls[1].recent(TONES[2], 500) < 0.001);
     assert!(whispering, "caller 1 still hears the coach");
     assert!(
-        recent(&calls[0], TONES[2], 500) > 0.01,
+        calls[0].recent(TONES[2], 500) > 0.01,
         "the target hears the coach"
     );
     assert!(
-        recent(&calls[2], TONES[0], 500) > 0.01,
+        calls[2].recent(TONES[0], 500) > 0.01,
         "the coach hears everyone"
     );
 
     // Caller 1 on hold: hears the chime, and nobody hears it.
     let hold = json!({"hold": true});
     assert_eq!(http::post(server.http, &path(1), &acme, &hold).status, 202);
-    let held = wait_until(WAIT, || recent(&calls[0], TONES[1], 500) < 0.001);
+    let held = wait_until(WAIT, || calls[0].recent(TONES[1], 500) < 0.001);
     assert!(held, "the held caller is still heard");
     let music = wait_until(WAIT, || chimed(&calls[1]));
     assert!(music, "no hold music");
     assert!(
-        recent(&calls[1], TONES[0], 500) < 0.001,
+        calls[1].recent(TONES[0], 500) < 0.001,
         "a held caller hears nobody"
     );
     let shown = conference(&server, &acme, "room");
@@ -443,7 +425,7 @@ fn a_call_placed_over_rest_joins_the_conference_and_ends_with_it() {
         participants(&c).contains(&placed)
     });
     assert!(joined, "{}", server.output());
-    let heard = wait_until(WAIT, || recent(&caller, 2_000.0, 500) > 0.01);
+    let heard = wait_until(WAIT, || caller.recent(2_000.0, 500) > 0.01);
     assert!(
         heard,
         "the caller hears the far end's tone\n{}",
@@ -463,7 +445,7 @@ fn a_call_placed_over_rest_joins_the_conference_and_ends_with_it() {
     far.wait("a BYE for the placed call", |log| {
         log.requests.iter().any(|(method, _)| method == "BYE")
     });
-    let log = logged_events(&server, &acme, &placed);
+    let log = http::decision_log(&server, &acme, &placed);
     assert!(log.contains(r#""verb":{"Conference""#), "{log}");
     // A plan a real call could not run is refused before dialling.
     let bad = json!({"to": format!("sip:bob@{}", far.sip), "conference": {"name": " "}});

@@ -24,7 +24,7 @@ use std::time::Duration;
 use http::{Auth, account_auth};
 use serde_json::{Value, json};
 use sip_common::{Config, Server, wait_until};
-use switchyard::media::tone::{goertzel, sine};
+use switchyard::media::tone::sine;
 use switchyard::sip::sdp::Codec;
 use ua::{Call, Ua};
 
@@ -52,22 +52,6 @@ fn members(server: &Server, auth: &Auth) -> Vec<String> {
     (q["members"].as_array().unwrap().iter())
         .map(|m| m["call_id"].as_str().unwrap().to_owned())
         .collect()
-}
-
-/// A finished call's decision log, once it holds its end.
-fn log(server: &Server, auth: &Auth, call: &str) -> String {
-    let mut text = String::new();
-    wait_until(WAIT, || {
-        let got = http::get(server.http, &format!("/v1/calls/{call}/log"), auth);
-        text = got.text();
-        got.status == 200 && text.contains(r#""kind":"ended""#)
-    });
-    text
-}
-
-fn recent(call: &Call, hz: f64) -> f64 {
-    let audio = call.audio();
-    goertzel(&audio[audio.len().saturating_sub(4_000)..], hz)
 }
 
 #[test]
@@ -113,7 +97,7 @@ fn an_agent_takes_the_first_caller_and_rest_dequeues_the_second() {
         c.send_audio(&sine(hz, 4_000, 0.25));
     }
     let bridged = wait_until(WAIT, || {
-        recent(&first, 1_300.0) > 0.01 && recent(&agent, 600.0) > 0.01
+        first.recent(1_300.0, 500) > 0.01 && agent.recent(600.0, 500) > 0.01
     });
     assert!(
         bridged,
@@ -121,7 +105,7 @@ fn an_agent_takes_the_first_caller_and_rest_dequeues_the_second() {
         server.output()
     );
     assert!(
-        recent(&second, 1_300.0) < 0.001,
+        second.recent(1_300.0, 500) < 0.001,
         "the second caller hears nobody"
     );
     thread::sleep(Duration::from_millis(1_000));
@@ -132,7 +116,7 @@ fn an_agent_takes_the_first_caller_and_rest_dequeues_the_second() {
             server.output()
         )
     });
-    let log_first = log(&server, &acme, &waiting[0]);
+    let log_first = http::decision_log(&server, &acme, &waiting[0]);
     assert!(
         log_first.contains(r#""QueueComplete":{"queue":"support","outcome":"Bridged""#),
         "{log_first}"
@@ -145,7 +129,7 @@ fn an_agent_takes_the_first_caller_and_rest_dequeues_the_second() {
     second
         .wait_bye(WAIT)
         .unwrap_or_else(|e| panic!("the redirected caller's plan did not end: {e}"));
-    let log_second = log(&server, &acme, &waiting[1]);
+    let log_second = http::decision_log(&server, &acme, &waiting[1]);
     assert!(log_second.contains("Redirected"), "{log_second}");
     assert!(!log_second.contains("QueueComplete"), "{log_second}");
     let (_, q) = queue(&server, &acme);
@@ -173,7 +157,7 @@ fn a_caller_times_out_and_an_agent_finds_the_queue_empty() {
     caller
         .wait_bye(WAIT)
         .unwrap_or_else(|e| panic!("no hangup after the max wait: {e}\n{}", server.output()));
-    let text = log(&server, &acme, &id);
+    let text = http::decision_log(&server, &acme, &id);
     assert!(
         text.contains(r#""QueueComplete":{"queue":"support","outcome":"Timeout","wait_secs":1"#),
         "{text}"
@@ -192,7 +176,7 @@ fn a_caller_times_out_and_an_agent_finds_the_queue_empty() {
             .to_owned();
         !newest.is_empty() && newest != id
     });
-    let text = log(&server, &acme, &newest);
+    let text = http::decision_log(&server, &acme, &newest);
     assert!(
         text.contains(r#""DialComplete":{"status":"NoAnswer""#),
         "{text}"

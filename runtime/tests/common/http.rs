@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::sip_common::{Server, basic_auth, guest};
+use super::sip_common::{Server, basic_auth, guest, wait_until};
 
 /// The operator key the REST tests configure.
 pub const ADMIN_KEY: &str = "operator-key-0123456789";
@@ -176,4 +176,16 @@ pub fn account_auth(server: &Server, account: &str) -> Auth {
     let accounts = switchyard::tenancy::Accounts::open(&path).unwrap();
     let key = accounts.create_key(account).unwrap().expect("the account");
     Auth::account(account, &key.secret)
+}
+
+/// Call `call`'s decision log as JSON text, once it holds the call's end
+/// (its rows land within a batch after the call); what there is after 20 s.
+pub fn decision_log(server: &Server, auth: &Auth, call: &str) -> String {
+    let mut text = String::new();
+    wait_until(Duration::from_secs(20), || {
+        let got = get(server.http, &format!("/v1/calls/{call}/log"), auth);
+        text = got.text();
+        got.status == 200 && text.contains(r#""kind":"ended""#)
+    });
+    text
 }

@@ -430,6 +430,9 @@ impl Sip {
     }
 }
 
+/// Samples per millisecond of the received audio.
+const RATE_PER_MS: usize = switchyard::media::RATE as usize / 1000;
+
 /// A SIP user agent on 127.0.0.1 (see the module doc).
 pub struct Ua {
     sip: Arc<Sip>,
@@ -779,6 +782,13 @@ impl Call {
     /// silence ≈ 0.0; near-silent windows are skipped).
     pub fn detect(&self, hz: f64, window_ms: u32) -> f64 {
         tone_purity(&self.audio(), hz, window_ms)
+    }
+
+    /// The Goertzel power of `hz` in the last `ms` of the received audio.
+    pub fn recent(&self, hz: f64, ms: usize) -> f64 {
+        let audio = self.audio();
+        let tail = &audio[audio.len().saturating_sub(ms * RATE_PER_MS)..];
+        switchyard::media::tone::goertzel(tail, hz)
     }
 
     /// The digits of the RFC 4733 events received (one per event, told

@@ -153,8 +153,9 @@ fn a_coach_is_heard_by_its_target_only_and_hears_everyone() {
     assert_eq!(m.set_coach(3, Some(9)), Err(MixError::NotIn(9)));
 }
 
-#[test]
-fn wait_music_plays_until_a_participant_who_starts_it_enters() {
+/// A mixer with wait music (flat 42) and participants 1 and 2, who do
+/// not start it, after one tick of them sending 5 and 6.
+fn two_waiting() -> Mixer {
     let music: Samples = vec![42i16; 320].into();
     let mut m = Mixer::new(MixerConfig {
         wait_music: Some(music),
@@ -167,6 +168,12 @@ fn wait_music_plays_until_a_participant_who_starts_it_enters() {
     m.join(1, waiting).unwrap();
     m.join(2, waiting).unwrap();
     tick(&mut m, &frames(&[(1, 5), (2, 6)]));
+    m
+}
+
+#[test]
+fn wait_music_plays_until_a_participant_who_starts_it_enters() {
+    let mut m = two_waiting();
     assert!(!m.is_started());
     assert_eq!(
         (heard(&m, 1), heard(&m, 2)),
@@ -435,17 +442,7 @@ fn a_participant_without_beep_enters_and_leaves_quietly() {
 
 #[test]
 fn a_conference_started_from_outside_stops_the_wait_music() {
-    let mut m = Mixer::new(MixerConfig {
-        wait_music: Some(vec![42i16; 320].into()),
-        ..MixerConfig::default()
-    });
-    let waiting = Join {
-        start_on_enter: false,
-        ..Join::default()
-    };
-    m.join(1, waiting).unwrap();
-    m.join(2, waiting).unwrap();
-    tick(&mut m, &frames(&[(1, 5), (2, 6)]));
+    let mut m = two_waiting();
     assert_eq!(heard(&m, 1), 42);
     m.start();
     m.start();
