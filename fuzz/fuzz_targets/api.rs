@@ -12,7 +12,7 @@ use libfuzzer_sys::fuzz_target;
 use switchyard::api::{ApiState, DeployState, Switchboard, handle};
 use switchyard::deploy::Deployments;
 use switchyard::store::recordings::RecordingStore;
-use switchyard::store::{CdrStore, KvLimits, KvStore, LogStore};
+use switchyard::store::{CdrStore, KvLimits, KvStore};
 use switchyard::tenancy::Accounts;
 use switchyard::wasm::{HostConfig, WasmHost};
 
@@ -42,7 +42,6 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
         accounts,
         recordings: RecordingStore::open(&dir.join("recordings")).expect("recordings"),
         cdrs: CdrStore::open(&dir.join("cdr.sqlite3")).expect("cdrs"),
-        logs: LogStore::open(&dir.join("logs.sqlite3")).expect("logs"),
         admin_key: Some(ADMIN_KEY.into()),
         deploy: DeployState {
             store: Deployments::open(&dir.join("deploy")).expect("deploy"),

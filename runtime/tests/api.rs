@@ -10,7 +10,7 @@ use http::{ADMIN_KEY, Auth, account, get, new_key, post, put, request, request_t
 use serde_json::{Value, json};
 use sip_common::{Config, Server};
 use switchyard::router::DecisionLog;
-use switchyard::store::{Cdr, CdrStore, LogStore, recordings::RecordingStore};
+use switchyard::store::{Cdr, CdrStore, recordings::RecordingStore};
 
 fn server() -> Server {
     Server::serve(
@@ -252,9 +252,8 @@ fn finished_call(server: &Server, tenant: &str, call_id: &str) {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    CdrStore::open(&data.join("cdr.sqlite3"))
-        .unwrap()
-        .record(Cdr {
+    CdrStore::open(&data.join("cdr.sqlite3")).unwrap().record(
+        Cdr {
             call_id: call_id.into(),
             tenant: tenant.into(),
             from: "sip:caller@127.0.0.1".into(),
@@ -267,11 +266,7 @@ fn finished_call(server: &Server, tenant: &str, call_id: &str) {
             sip_status: Some(200),
             handler: "main".into(),
             handler_version: "0".repeat(64),
-        });
-    LogStore::open(&data.join("logs.sqlite3")).unwrap().record(
-        call_id,
-        tenant,
-        now,
+        },
         DecisionLog::default(),
     );
 }

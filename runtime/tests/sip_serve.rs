@@ -215,9 +215,8 @@ fn every_call_leaves_a_cdr_with_its_handler_and_version() {
 
     // guest_busy is built with `#[call_handler(notices = false)]`: it
     // decided `incoming` and was not run again for the hangup.
-    let logs = rusqlite::Connection::open(storage.path().join("logs.sqlite3")).unwrap();
-    let lines: String = logs
-        .query_row("SELECT lines FROM decision_log", [], |r| r.get(0))
+    let lines: String = db
+        .query_row("SELECT log FROM cdr", [], |r| r.get(0))
         .expect("one decision log");
     let events: Vec<&str> = lines
         .lines()

@@ -348,8 +348,8 @@ pub(super) async fn get(state: &ApiState, caller: &Caller, id: &str) -> Result<R
 /// them one per line).
 pub(super) async fn log(state: &ApiState, caller: &Caller, id: &str) -> Result<Reply, ApiError> {
     let account = caller.account()?.to_owned();
-    let (store, owned) = (state.logs.clone(), id.to_owned());
-    let log = blocking(move || Ok(store.get(&account, &owned)?))
+    let (store, owned) = (state.cdrs.clone(), id.to_owned());
+    let log = blocking(move || Ok(store.log(&account, &owned)?))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("decision log of call {id:?}")))?;
     Ok(json(StatusCode::OK, &log.entries()))

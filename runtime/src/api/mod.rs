@@ -85,8 +85,8 @@ use serde::de::DeserializeOwned;
 
 pub use error::{ApiError, internal};
 
+use crate::store::CdrStore;
 use crate::store::recordings::RecordingStore;
-use crate::store::{CdrStore, LogStore};
 use crate::tenancy::{Accounts, Verified, constant_time_eq, sha256};
 
 /// A response of the HTTP edge.
@@ -108,7 +108,6 @@ pub struct ApiState {
     pub recordings: RecordingStore,
     pub conferences: crate::conferences::Conferences,
     pub cdrs: CdrStore,
-    pub logs: LogStore,
     /// The operator's key (`[api] admin_key`), if configured.
     pub admin_key: Option<String>,
     pub deploy: DeployState,

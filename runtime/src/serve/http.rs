@@ -203,7 +203,6 @@ mod tests {
                 recordings: RecordingStore::open(&dir.join("recordings")).unwrap(),
                 conferences: crate::conferences::Conferences::new(),
                 cdrs: crate::store::CdrStore::open(&dir.join("cdr.sqlite3")).unwrap(),
-                logs: crate::store::LogStore::open(&dir.join("logs.sqlite3")).unwrap(),
                 admin_key: None,
                 deploy: crate::api::DeployState {
                     store: crate::deploy::Deployments::open(&dir.join("deploy")).unwrap(),

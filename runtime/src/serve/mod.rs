@@ -41,7 +41,7 @@ use crate::sip::endpoint::{
 };
 use crate::sip::{Peer, Transport};
 use crate::store::recordings::RecordingStore;
-use crate::store::{CdrStore, KvLimits, KvStore, LogStore};
+use crate::store::{CdrStore, KvLimits, KvStore};
 use crate::tenancy::Accounts;
 use crate::wasm::{GuestLimits, HostConfig, TenantScope, WasmHost};
 
@@ -92,7 +92,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let kv = KvStore::open(storage.join("kv.sqlite3"), KvLimits::default())
         .context("opening key-value storage")?;
     let cdrs = CdrStore::open(&storage.join("cdr.sqlite3")).context("opening call records")?;
-    let logs = LogStore::open(&storage.join("logs.sqlite3")).context("opening decision logs")?;
+    // Decision logs had a file of their own before they became a column
+    // of the CDR row.
+    let old_logs = storage.join("logs.sqlite3");
+    if old_logs.exists() {
+        let moved = cdrs
+            .import_logs(&old_logs)
+            .context("importing decision logs")?;
+        tracing::info!(moved, from = %old_logs.display(), "decision logs moved into the call records");
+    }
     let host_config = HostConfig::builder()
         .cache_dir(storage.join("component-cache"))
         .build()
@@ -213,7 +221,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             recordings,
             conferences,
             cdrs: cdrs.clone(),
-            logs: logs.clone(),
             admin_key: config.api.admin_key.clone(),
             deploy: crate::api::DeployState {
                 store: deployments,
@@ -251,7 +258,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         udp,
         inputs,
         cdrs: cdrs.clone(),
-        logs: logs.clone(),
         media: edge.clone(),
         metrics,
         provision,
@@ -264,7 +270,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     core.abort();
     edge.engine().shutdown();
     // Wait until every queued call record is on disk.
-    let _ = tokio::task::spawn_blocking(move || (cdrs.list("", 0), logs.get("", ""))).await;
+    let _ = tokio::task::spawn_blocking(move || cdrs.list("", 0)).await;
     Ok(())
 }
 
@@ -529,7 +535,6 @@ struct Outputs {
     udp: transport::UdpSockets,
     inputs: mpsc::UnboundedSender<Input>,
     cdrs: CdrStore,
-    logs: LogStore,
     media: media::MediaEdge,
     metrics: Arc<Metrics>,
     provision: provision::Provision,
@@ -649,7 +654,6 @@ fn flush(
         udp,
         inputs,
         cdrs,
-        logs,
         media,
         callbacks,
         ..
@@ -694,8 +698,7 @@ fn flush(
             }
             EndpointEvent::Cdr(cdr, log) => {
                 outputs.provision.call_ended(&cdr, &log);
-                logs.record(&cdr.call_id, &cdr.tenant, cdr.started_ms, log);
-                cdrs.record(cdr);
+                cdrs.record(cdr, log);
             }
             EndpointEvent::Media {
                 call,

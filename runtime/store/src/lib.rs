@@ -16,22 +16,21 @@
 //! order. SQLite allows one writer at a time anyway, so a single thread
 //! costs no write throughput and keeps the quota bookkeeping race-free.
 //!
-//! * [`cdr`] — call detail records, batched writes.
-//! * [`logs`] — calls' decision logs, batched writes.
+//! * [`cdr`] — call detail records and the calls' decision logs, batched
+//!   writes.
 //! * [`kv`] — tenant-scoped key-value storage with per-tenant limits.
 //! * [`recordings`] — call recordings: WAV files and their metadata.
 //! * [`tenancy`] — accounts and API keys (hashed), operator key checks.
 //! * [`deploy`] — component versions and number bindings (canary, rollback).
 //!
-//! [`open`] and [`Writer`] are what the write-behind stores (CDRs, logs)
-//! share: a file in WAL mode, and a thread that batches writes and answers
+//! [`open`] and [`Writer`] are what the write-behind CDR store stands on:
+//! a file in WAL mode, and a thread that batches writes and answers
 //! reads after the writes queued before them.
 
 pub mod cdr;
 pub mod deploy;
 pub mod kv;
 mod kv_cache;
-pub mod logs;
 pub mod recordings;
 pub mod tenancy;
 
@@ -43,7 +42,6 @@ use rusqlite::Connection;
 
 pub use cdr::{Cdr, CdrError, CdrFilter, CdrStore};
 pub use kv::{KvError, KvLimits, KvPart, KvStore, KvUsage};
-pub use logs::{LogError, LogStore};
 pub use recordings::{Recording, RecordingStore};
 
 /// Opens (or creates) the SQLite file at `path` in WAL mode and runs
