@@ -10,11 +10,13 @@
 //!
 //! A conference is the tenant's name for a room while it is open: the
 //! first participant opens it, and once it ends the next join of the same
-//! name opens a new one (with a new sid). Ended conferences are kept in
-//! memory for the REST API, the last [`HISTORY`] of them; they do not
-//! survive a restart (durable history comes with the multi-node storage).
+//! name opens a new one (with a new sid). Open conferences live here, in
+//! memory (the mixer is in this process anyway); when one closes, its
+//! summary goes to the [`ConferenceStore`] (SQLite, written behind) and
+//! the directory forgets it, so the REST history survives a restart and
+//! costs no memory.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use serde::Serialize;
@@ -24,9 +26,7 @@ use crate::contract::ConferenceOptions;
 use crate::media::engine::{Engine, RoomCommand, RoomEvent, RoomId};
 use crate::media::mixer::{EndReason, Join, MixerConfig, MixerEvent};
 use crate::media::{Out, Samples, StreamId, tone};
-
-/// Ended conferences kept for the REST API.
-pub const HISTORY: usize = 1000;
+use crate::store::{ConferenceStore, EndedConference};
 
 /// Entry and exit beeps (as Twilio's: a rising and a falling tone).
 const ENTRY_HZ: f64 = 880.0;
@@ -119,6 +119,10 @@ pub enum ConferenceError {
     Ended,
     #[error("the media engine is not running")]
     NoEngine,
+    #[error("after={0:?} is not a conference of this account")]
+    UnknownCursor(String),
+    #[error("{0}")]
+    History(String),
 }
 
 /// A stream to seat in a conference: the endpoint's `Join`.
@@ -161,17 +165,17 @@ struct State {
     next_room: RoomId,
     /// Open rooms by (tenant, name).
     open: HashMap<(String, String), RoomId>,
+    /// Open rooms (a closed one goes to the history).
     rooms: HashMap<RoomId, Conference>,
-    /// Ended rooms, oldest first.
-    ended: VecDeque<RoomId>,
     seats: HashMap<StreamId, Seat>,
 }
 
 /// The directory; clones share it.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Conferences {
     state: Arc<Mutex<State>>,
     engine: Arc<OnceLock<Engine>>,
+    history: ConferenceStore,
 }
 
 impl std::fmt::Debug for Conferences {
@@ -191,8 +195,12 @@ pub struct Seating {
 }
 
 impl Conferences {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(history: ConferenceStore) -> Self {
+        Self {
+            state: Arc::default(),
+            engine: Arc::default(),
+            history,
+        }
     }
 
     /// The engine that REST commands go to (set once it runs).
@@ -335,24 +343,26 @@ impl Conferences {
                 }
             }
             RoomEvent::Closed => {
-                if let Some(c) = state.rooms.get_mut(&room) {
+                if let Some(mut c) = state.rooms.remove(&room) {
                     effects.closed = Some((c.tenant.clone(), c.name.clone()));
                     c.status = Status::Completed;
                     c.ended_unix_ms = Some(now_ms);
-                    c.ended_by.get_or_insert("last-left");
-                    effects.callbacks = status_events(c, "conference-end", None, now_ms);
-                    c.seats.clear();
-                    c.linked_regions.clear();
+                    let ended_by = *c.ended_by.get_or_insert("last-left");
+                    effects.callbacks = status_events(&mut c, "conference-end", None, now_ms);
                     let key = (c.tenant.clone(), c.name.clone());
                     if state.open.get(&key) == Some(&room) {
                         state.open.remove(&key);
                     }
-                }
-                state.ended.push_back(room);
-                while state.ended.len() > HISTORY {
-                    if let Some(old) = state.ended.pop_front() {
-                        state.rooms.remove(&old);
-                    }
+                    self.history.ended(EndedConference {
+                        tenant: c.tenant,
+                        sid: c.sid,
+                        name: c.name,
+                        created_unix_ms: c.created_unix_ms,
+                        started_unix_ms: c.started_unix_ms,
+                        ended_unix_ms: now_ms,
+                        ended_by: ended_by.to_string(),
+                        recording_id: c.recording_id,
+                    });
                 }
             }
         }
@@ -394,29 +404,82 @@ impl Conferences {
         }
     }
 
-    /// The recording of a conference was stored.
+    /// The recording of a conference was stored (it may have closed
+    /// meanwhile: then its history row gets the id).
     pub fn recorded(&self, sid: &str, recording_id: String) {
         let mut state = self.state();
-        if let Some(c) = state.rooms.values_mut().find(|c| c.sid == sid) {
-            c.recording_id = Some(recording_id);
+        match state.rooms.values_mut().find(|c| c.sid == sid) {
+            Some(c) => c.recording_id = Some(recording_id),
+            None => self.history.recorded(sid, &recording_id),
         }
     }
 
-    /// The tenant's conferences, newest first, optionally of one status.
-    pub fn list(&self, tenant: &str, status: Option<Status>) -> Vec<Conference> {
-        let state = self.state();
-        let mut list: Vec<Conference> = (state.rooms.values())
+    /// Up to `limit` of the tenant's conferences, newest first (created,
+    /// then sid), optionally of one status, after the conference `after`
+    /// in that order. Blocks on the history when ended ones are asked for.
+    pub fn list(
+        &self,
+        tenant: &str,
+        status: Option<Status>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Conference>, ConferenceError> {
+        let open: Vec<Conference> = (self.state().rooms.values())
             .filter(|c| c.tenant == tenant && status.is_none_or(|s| c.status == s))
             .map(view)
             .collect();
+        let cursor = match after {
+            None => None,
+            Some(after) => Some(match open.iter().find(|c| c.sid == after) {
+                Some(c) => (c.created_unix_ms, c.sid.clone()),
+                None => (self.history.get(tenant, after))
+                    .map_err(|e| ConferenceError::History(e.to_string()))?
+                    .map(|c| (c.created_unix_ms, c.sid))
+                    .ok_or_else(|| ConferenceError::UnknownCursor(after.to_string()))?,
+            }),
+        };
+        let before = |c: &Conference| {
+            (cursor.as_ref()).is_none_or(|(at, sid)| (c.created_unix_ms, &c.sid) < (*at, sid))
+        };
+        let mut list: Vec<Conference> = open.into_iter().filter(before).collect();
+        if status.is_none_or(|s| s == Status::Completed) {
+            let from = cursor.as_ref().map(|(at, sid)| (*at, sid.as_str()));
+            let ended = (self.history.page(tenant, from, limit))
+                .map_err(|e| ConferenceError::History(e.to_string()))?;
+            list.extend(ended.into_iter().map(Conference::from));
+        }
         list.sort_by(|a, b| (b.created_unix_ms, &b.sid).cmp(&(a.created_unix_ms, &a.sid)));
-        list
+        list.truncate(limit as usize);
+        Ok(list)
     }
 
     /// One of the tenant's conferences, by sid or, while open, by name.
+    /// Blocks on the history when it is not open.
     pub fn get(&self, tenant: &str, id: &str) -> Result<Conference, ConferenceError> {
-        let state = self.state();
-        find(&state, tenant, id).map(view)
+        if let Ok(c) = find(&self.state(), tenant, id) {
+            return Ok(view(c));
+        }
+        (self.history.get(tenant, id))
+            .map_err(|e| ConferenceError::History(e.to_string()))?
+            .map(Conference::from)
+            .ok_or_else(|| ConferenceError::NotFound(id.to_string()))
+    }
+
+    /// The open conference's room, or why there is none: it has ended
+    /// (history) or is not the tenant's.
+    fn open_room<T>(
+        &self,
+        tenant: &str,
+        id: &str,
+        then: impl FnOnce(&Conference) -> Result<T, ConferenceError>,
+    ) -> Result<(RoomId, T), ConferenceError> {
+        if let Ok(c) = find(&self.state(), tenant, id) {
+            return then(c).map(|t| (c.room, t));
+        }
+        Err(match self.get(tenant, id) {
+            Ok(_) => ConferenceError::Ended,
+            Err(e) => e,
+        })
     }
 
     /// Mutes, holds, coaches or kicks a participant (by call id).
@@ -427,14 +490,9 @@ impl Conferences {
         call_id: &str,
         change: Change,
     ) -> Result<Conference, ConferenceError> {
-        let (room, command) = {
-            let state = self.state();
-            let c = find(&state, tenant, id)?;
-            if c.status == Status::Completed {
-                return Err(ConferenceError::Ended);
-            }
+        let (room, command) = self.open_room(tenant, id, |c| {
             let stream = stream_of(c, call_id)?;
-            let command = match change {
+            Ok(match change {
                 Change::Mute(on) => RoomCommand::Mute(stream, on),
                 Change::Hold(on) => RoomCommand::Hold(stream, on),
                 Change::Coach(None) => RoomCommand::Coach(stream, None),
@@ -442,23 +500,15 @@ impl Conferences {
                     RoomCommand::Coach(stream, Some(stream_of(c, &target)?))
                 }
                 Change::Kick => RoomCommand::Kick(stream),
-            };
-            (c.room, command)
-        };
+            })
+        })?;
         self.engine()?.room(room, command);
         self.get(tenant, id)
     }
 
     /// Ends a conference: everyone in it is let out.
     pub fn end(&self, tenant: &str, id: &str) -> Result<Conference, ConferenceError> {
-        let room = {
-            let state = self.state();
-            let c = find(&state, tenant, id)?;
-            if c.status == Status::Completed {
-                return Err(ConferenceError::Ended);
-            }
-            c.room
-        };
+        let (room, ()) = self.open_room(tenant, id, |_| Ok(()))?;
         self.engine()?.room(room, RoomCommand::End);
         self.get(tenant, id)
     }
@@ -488,6 +538,32 @@ fn stream_of(c: &Conference, call_id: &str) -> Result<StreamId, ConferenceError>
 fn set(c: &mut Conference, stream: StreamId, f: impl FnOnce(&mut Participant)) {
     if let Some(p) = c.seats.get_mut(&stream) {
         f(p);
+    }
+}
+
+impl From<EndedConference> for Conference {
+    fn from(c: EndedConference) -> Self {
+        Self {
+            sid: c.sid,
+            name: c.name,
+            status: Status::Completed,
+            created_unix_ms: c.created_unix_ms,
+            started_unix_ms: c.started_unix_ms,
+            ended_unix_ms: Some(c.ended_unix_ms),
+            ended_by: Some(match c.ended_by.as_str() {
+                "end-on-exit" => "end-on-exit",
+                "ended" => "ended",
+                _ => "last-left",
+            }),
+            recording_id: c.recording_id,
+            linked_regions: Vec::new(),
+            participants: Vec::new(),
+            tenant: c.tenant,
+            room: 0,
+            seats: BTreeMap::new(),
+            callbacks: std::collections::BTreeSet::new(),
+            sequence: 0,
+        }
     }
 }
 

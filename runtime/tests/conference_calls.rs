@@ -272,6 +272,22 @@ fn a_waiting_caller_hears_music_until_the_moderator_and_leaves_with_them() {
     });
     assert!(ended);
     assert_eq!(conference(&server, &acme, sid)["ended_by"], "end-on-exit");
+
+    // The history outlives the process: restarted on the same storage,
+    // the runtime still shows the ended conference (and lists it).
+    let other = account_auth(&server, "globex");
+    let mut server = server;
+    let kept = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    drop(server);
+    let again = Server::serve(&Config::players().storage(&kept.path().join("data")));
+    let c = conference(&again, &acme, sid);
+    assert_eq!(c["status"], "completed", "{c}");
+    assert_eq!(c["ended_by"], "end-on-exit", "{c}");
+    assert_eq!(c["name"], "class", "{c}");
+    let listed = http::get(again.http, "/v1/conferences", &acme).json();
+    assert_eq!(listed["data"][0]["sid"], sid, "{listed}");
+    let hidden = http::get(again.http, &format!("/v1/conferences/{sid}"), &other);
+    assert_eq!(hidden.status, 404, "another account's history");
 }
 
 /// Calls into conference `name` and waits until it shows a participant

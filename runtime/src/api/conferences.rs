@@ -1,13 +1,13 @@
 //! `/v1/conferences`: the calling account's conferences, in progress and
-//! recently ended, and what a moderator does to them. Another account's
+//! ended (kept across restarts), and what a moderator does to them. Another account's
 //! conference is 404. A conference is named by its sid (`CF...`) or,
 //! while it is open, by its name.
 
 use hyper::StatusCode;
 use serde::Deserialize;
 
-use super::{ApiError, ApiState, Caller, Query, Reply, json, page, parse_json};
-use crate::conferences::{Change, ConferenceError, Status};
+use super::{ApiError, ApiState, Caller, Query, Reply, blocking, json, page, parse_json};
+use crate::conferences::{Change, Conference, ConferenceError, Conferences, Status};
 
 /// `GET /v1/conferences[?status=init|in-progress|completed]`: newest first.
 pub(super) async fn list(
@@ -24,24 +24,21 @@ pub(super) async fn list(
             ))
         })?),
     };
-    let mut all = state.conferences.list(account, status);
-    if let Some(after) = &query.after {
-        let at = all
-            .iter()
-            .position(|c| &c.sid == after)
-            .map_or(0, |i| i + 1);
-        all.drain(..at);
-    }
-    all.truncate(query.limit as usize + 1);
-    Ok(page(all, query.limit, |c| &c.sid))
+    let (after, limit) = (query.after.clone(), query.limit);
+    let found = directory(state, account, move |d, account| {
+        d.list(account, status, after.as_deref(), limit + 1)
+    })
+    .await?;
+    Ok(page(found, limit, |c| &c.sid))
 }
 
 /// `GET /v1/conferences/{id}`: the conference and who is in it.
 pub(super) async fn get(state: &ApiState, caller: &Caller, id: &str) -> Result<Reply, ApiError> {
-    let found = state
-        .conferences
-        .get(caller.account()?, id)
-        .map_err(error)?;
+    let id = id.to_owned();
+    let found = directory(state, caller.account()?, move |d, account| {
+        d.get(account, &id)
+    })
+    .await?;
     Ok(json(StatusCode::OK, &found))
 }
 
@@ -67,9 +64,11 @@ pub(super) async fn update(
             end.status
         )));
     }
-    let found = (state.conferences)
-        .end(caller.account()?, id)
-        .map_err(error)?;
+    let id = id.to_owned();
+    let found = directory(state, caller.account()?, move |d, account| {
+        d.end(account, &id)
+    })
+    .await?;
     Ok(json(StatusCode::ACCEPTED, &found))
 }
 
@@ -119,16 +118,29 @@ pub(super) async fn participant(
             "say what to change: muted, hold, coach or kick".into(),
         ));
     }
-    let mut found = None;
-    for change in changes {
-        found = Some(
-            state
-                .conferences
-                .change(account, id, call, change)
-                .map_err(error)?,
-        );
-    }
+    let (id, call) = (id.to_owned(), call.to_owned());
+    let found = directory(state, account, move |d, account| {
+        let mut found = None;
+        for change in changes {
+            found = Some(d.change(account, &id, &call, change)?);
+        }
+        Ok::<Option<Conference>, ConferenceError>(found)
+    })
+    .await?;
     Ok(json(StatusCode::ACCEPTED, &found))
+}
+
+/// Runs `work` on the directory off the async path: an ended conference
+/// is read from its SQLite history.
+async fn directory<T: Send + 'static>(
+    state: &ApiState,
+    account: &str,
+    work: impl FnOnce(&Conferences, &str) -> Result<T, ConferenceError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let (directory, account) = (state.conferences.clone(), account.to_owned());
+    blocking(move || Ok(work(&directory, &account)))
+        .await?
+        .map_err(error)
 }
 
 fn error(e: ConferenceError) -> ApiError {
@@ -137,6 +149,9 @@ fn error(e: ConferenceError) -> ApiError {
             ApiError::NotFound(e.to_string())
         }
         ConferenceError::Ended => ApiError::Conflict(e.to_string()),
-        ConferenceError::NoEngine => ApiError::Unavailable(e.to_string()),
+        ConferenceError::UnknownCursor(_) => ApiError::BadRequest(e.to_string()),
+        ConferenceError::NoEngine | ConferenceError::History(_) => {
+            ApiError::Unavailable(e.to_string())
+        }
     }
 }

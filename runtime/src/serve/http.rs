@@ -201,7 +201,9 @@ mod tests {
             api: ApiState {
                 accounts: Accounts::open(&dir.join("accounts.sqlite3")).unwrap(),
                 recordings: RecordingStore::open(&dir.join("recordings")).unwrap(),
-                conferences: crate::conferences::Conferences::new(),
+                conferences: crate::conferences::Conferences::new(
+                    crate::store::ConferenceStore::open(&dir.join("conferences.sqlite3")).unwrap(),
+                ),
                 cdrs: crate::store::CdrStore::open(&dir.join("cdr.sqlite3")).unwrap(),
                 admin_key: None,
                 deploy: crate::api::DeployState {

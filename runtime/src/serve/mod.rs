@@ -165,7 +165,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         sample: engine::SAMPLE,
         timeout: Duration::from_secs(config.media.timeout_secs),
     };
-    let conferences = crate::conferences::Conferences::new();
+    let history = crate::store::ConferenceStore::open(&storage.join("conferences.sqlite3"))
+        .context("opening the conference history")?;
+    let conferences = crate::conferences::Conferences::new(history);
     let edge = media::MediaEdge::new(
         cache.clone(),
         recordings.clone(),

@@ -18,6 +18,7 @@
 //!
 //! * [`cdr`] — call detail records and the calls' decision logs, batched
 //!   writes.
+//! * [`conferences`] — ended conferences (the REST history).
 //! * [`kv`] — tenant-scoped key-value storage with per-tenant limits.
 //! * [`recordings`] — call recordings: WAV files and their metadata.
 //! * [`tenancy`] — accounts and API keys (hashed), operator key checks.
@@ -28,6 +29,7 @@
 //! reads after the writes queued before them.
 
 pub mod cdr;
+pub mod conferences;
 pub mod deploy;
 pub mod kv;
 mod kv_cache;
@@ -41,6 +43,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 pub use cdr::{Cdr, CdrError, CdrFilter, CdrStore};
+pub use conferences::{ConferenceStore, ConferenceStoreError, EndedConference};
 pub use kv::{KvError, KvLimits, KvPart, KvStore, KvUsage};
 pub use recordings::{Recording, RecordingStore};
 
