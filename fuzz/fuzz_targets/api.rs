@@ -12,7 +12,8 @@ use libfuzzer_sys::fuzz_target;
 use switchyard::api::{ApiState, DeployState, Switchboard, handle};
 use switchyard::deploy::Deployments;
 use switchyard::store::recordings::RecordingStore;
-use switchyard::store::{CdrStore, KvLimits, KvStore};
+use switchyard::conferences::Conferences;
+use switchyard::store::{CdrStore, ConferenceStore, KvLimits, KvStore};
 use switchyard::tenancy::Accounts;
 use switchyard::wasm::{HostConfig, WasmHost};
 
@@ -42,6 +43,9 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
         accounts,
         recordings: RecordingStore::open(&dir.join("recordings")).expect("recordings"),
         cdrs: CdrStore::open(&dir.join("cdr.sqlite3")).expect("cdrs"),
+        conferences: Conferences::new(
+            ConferenceStore::open(&dir.join("conferences.sqlite3")).expect("conferences"),
+        ),
         admin_key: Some(ADMIN_KEY.into()),
         deploy: DeployState {
             store: Deployments::open(&dir.join("deploy")).expect("deploy"),

@@ -18,6 +18,7 @@
 //! * [`deploy`] — uploaded component versions and the numbers bound to them.
 //! * [`api`] — the REST API under `/v1`.
 //! * [`callbacks`] — signed status callbacks to tenants' URLs.
+//! * [`tokens`] — access tokens (JWTs) for browser and app clients.
 //! * [`conferences`] — the conferences in progress, for the media edge and REST.
 //! * [`cascade`] — conferences across runtimes of several regions.
 //! * [`egress`] — which addresses the runtime may reach for a tenant.
@@ -34,6 +35,7 @@ pub mod metrics;
 pub mod replay;
 pub mod serve;
 pub mod simulate;
+pub mod tokens;
 
 // The layers below, under the names the modules above (and the tests,
 // benches and fuzz targets) use.

@@ -482,3 +482,145 @@ fn every_route_refuses_missing_auth_other_accounts_and_bad_bodies() {
         got.text()
     );
 }
+
+/// A token as a tenant's own server signs it: HS256 over our claims with
+/// the key's secret (the 64 hex digits as text), `kid` = the key id.
+fn signed_by_tenant(key_id: &str, secret: &str, claims: &Value) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some(key_id.to_owned());
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
+}
+
+#[test]
+fn access_tokens_are_minted_checked_and_refused_with_their_reasons() {
+    let server = server();
+    let addr = server.http;
+    let key = post(addr, "/v1/accounts/acme/keys", &Auth::admin(), &json!({})).json();
+    let (key_id, secret) = (key["id"].as_str().unwrap(), key["secret"].as_str().unwrap());
+    let acme = Auth::account("acme", secret);
+    let check = |auth: &Auth, token: &str| {
+        let got = post(addr, "/v1/tokens/check", auth, &json!({ "token": token }));
+        assert_eq!(got.status, 200, "{}", got.text());
+        got.json()
+    };
+
+    // Minted by the runtime: signed with the account's key, readable by
+    // any JWT library with that key's secret.
+    let ask = json!({
+        "identity": "alice",
+        "incoming": true,
+        "outgoing": {"handler": "ivr", "params": {"team": "sales"}},
+        "ttl_secs": 600,
+    });
+    let got = post(addr, "/v1/tokens", &acme, &ask);
+    assert_eq!(got.status, 201, "{}", got.text());
+    let minted = got.json();
+    assert_eq!(minted["key_id"], key_id);
+    let token = minted["token"].as_str().unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.required_spec_claims.clear();
+    let read = jsonwebtoken::decode::<Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()),
+        &validation,
+    )
+    .unwrap();
+    assert_eq!(read.header.kid.as_deref(), Some(key_id));
+    let claims = read.claims;
+    assert_eq!(claims["sub"], "acme");
+    assert_eq!(
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+        600
+    );
+    assert_eq!(claims["grants"]["outgoing"]["params"]["team"], "sales");
+    let verdict = check(&acme, token);
+    assert_eq!(verdict["valid"], true, "{verdict}");
+    assert_eq!(verdict["token"]["grants"]["identity"], "alice");
+    assert_eq!(verdict["token"]["grants"]["incoming"], true);
+
+    // Signed by the tenant's own server: the runtime takes it.
+    let now = claims["iat"].as_u64().unwrap();
+    let own = json!({"sub": "acme", "iat": now, "exp": now + 60, "grants": {"identity": "bob"}});
+    let verdict = check(&acme, &signed_by_tenant(key_id, secret, &own));
+    assert_eq!(verdict["valid"], true, "{verdict}");
+    assert_eq!(verdict["token"]["grants"]["incoming"], false);
+
+    // Refused, each with its reason.
+    let expired =
+        json!({"sub": "acme", "iat": now - 7200, "exp": now - 3600, "grants": {"identity": "bob"}});
+    let wrong_kid = signed_by_tenant("SK0000000000000000", secret, &own);
+    let forged = signed_by_tenant(key_id, &"0".repeat(64), &own);
+    let too_long =
+        json!({"sub": "acme", "iat": now, "exp": now + 90_000, "grants": {"identity": "bob"}});
+    for (token, reason) in [
+        (signed_by_tenant(key_id, secret, &expired), "expired"),
+        (wrong_kid, "no API key SK0000000000000000"),
+        (forged, "signature does not match"),
+        (
+            signed_by_tenant(key_id, secret, &too_long),
+            "at most 86400 s",
+        ),
+        ("not.a.jwt".to_owned(), "not a JWT"),
+    ] {
+        let verdict = check(&acme, &token);
+        assert_eq!(verdict["valid"], false, "{verdict}");
+        let said = verdict["reason"].as_str().unwrap();
+        assert!(said.contains(reason), "{said:?} should say {reason:?}");
+    }
+    for (ask, says) in [
+        (json!({"identity": "a b"}), "identity must be"),
+        (
+            json!({"identity": "alice", "ttl_secs": 90_000}),
+            "at most 86400",
+        ),
+        (
+            json!({"identity": "alice", "outgoing": {"handler": ""}}),
+            "must name a component",
+        ),
+        (json!({"identity": "alice", "key_id": "SKnope"}), "SKnope"),
+    ] {
+        let got = post(addr, "/v1/tokens", &acme, &ask);
+        assert!(matches!(got.status, 400 | 404), "{ask}: {}", got.text());
+        assert!(got.text().contains(says), "{ask}: {}", got.text());
+    }
+
+    // Another account sees acme's token as signed by a key it does not know,
+    // and cannot mint with acme's key.
+    let (_, globex) = account(addr, "Globex");
+    let verdict = check(&globex, token);
+    assert_eq!(verdict["valid"], false);
+    assert_eq!(verdict["reason"], format!("no API key {key_id}"));
+    let got = post(
+        addr,
+        "/v1/tokens",
+        &globex,
+        &json!({"identity": "x", "key_id": key_id}),
+    );
+    assert_eq!(got.status, 404, "{}", got.text());
+
+    // A revoked key's tokens stop working at once; the account's other
+    // key signs new ones.
+    let other = post(addr, "/v1/accounts/acme/keys", &Auth::admin(), &json!({})).json();
+    let other_auth = Auth::account("acme", other["secret"].as_str().unwrap());
+    let path = format!("/v1/accounts/acme/keys/{key_id}");
+    assert_eq!(request(addr, "DELETE", &path, &other_auth, b"").status, 204);
+    let verdict = check(&other_auth, token);
+    assert_eq!(verdict["reason"], format!("API key {key_id} is revoked"));
+    let got = post(
+        addr,
+        "/v1/tokens",
+        &other_auth,
+        &json!({"identity": "alice"}),
+    );
+    assert_eq!(got.status, 201, "{}", got.text());
+    assert_eq!(got.json()["key_id"], other["id"]);
+    let got = post(
+        addr,
+        "/v1/tokens",
+        &other_auth,
+        &json!({"identity": "alice", "key_id": key_id}),
+    );
+    assert_eq!(got.status, 409, "{}", got.text());
+    assert!(got.text().contains("revoked"), "{}", got.text());
+}

@@ -75,6 +75,7 @@ pub mod limits;
 pub mod numbers;
 pub mod queues;
 pub mod recordings;
+pub mod tokens;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -271,6 +272,8 @@ enum Handler {
     ListQueues,
     GetQueue,
     Dequeue,
+    CreateToken,
+    CheckToken,
 }
 
 /// Every route of the API: method, path template (`{x}` is one segment),
@@ -347,6 +350,8 @@ const ROUTES: &[(&str, &str, Handler)] = &[
     ("GET", "/v1/queues", Handler::ListQueues),
     ("GET", "/v1/queues/{name}", Handler::GetQueue),
     ("POST", "/v1/queues/{name}/dequeue", Handler::Dequeue),
+    ("POST", "/v1/tokens", Handler::CreateToken),
+    ("POST", "/v1/tokens/check", Handler::CheckToken),
 ];
 
 /// Why a path that fits no route is not served.
@@ -355,10 +360,6 @@ pub const UNKNOWN_PATH: &str = "the REST API does not serve this path";
 /// Resources the issue list brings later, named so a client learns they
 /// are not built rather than mistyped.
 const PLANNED: &[(&str, &str)] = &[
-    (
-        "/v1/tokens",
-        "access tokens are not built yet: they come with browser and app clients",
-    ),
     (
         "/v1/presence",
         "presence is not built yet: it comes with browser and app clients",
@@ -504,6 +505,8 @@ where
         Handler::ListQueues => queues::list(state, &caller, &query).await,
         Handler::GetQueue => queues::get(state, &caller, &decode(p(0))).await,
         Handler::Dequeue => queues::dequeue(state, &caller, &decode(p(0)), &body).await,
+        Handler::CreateToken => tokens::create(state, &caller, &body).await,
+        Handler::CheckToken => tokens::check(state, &caller, &body).await,
     }
 }
 

@@ -299,10 +299,19 @@ async fn drain(inputs: &mpsc::UnboundedSender<Input>) {
 }
 
 /// The accounts store (`storage/accounts.sqlite3`), with an account for
-/// every tenant of the config (id = tenant id).
+/// every tenant of the config (id = tenant id). Key secrets are sealed
+/// with `SWITCHYARD_SEALING_KEY` when the operator sets it, else with the
+/// key in `storage/sealing.key` (made at first start).
 fn open_accounts(config: &Config) -> anyhow::Result<Accounts> {
     let path = config.storage.path.join("accounts.sqlite3");
-    let accounts = Accounts::open(&path).context("opening accounts")?;
+    let sealer = match std::env::var(crate::store::seal::KEY_ENV) {
+        Ok(hex) => crate::store::seal::Sealer::from_hex(&hex)
+            .with_context(|| format!("reading {}", crate::store::seal::KEY_ENV))?,
+        Err(_) => {
+            crate::store::seal::Sealer::load_or_create(&crate::tenancy::sealing_key_path(&path))?
+        }
+    };
+    let accounts = Accounts::open_with(&path, sealer).context("opening accounts")?;
     for tenant in &config.tenants {
         accounts
             .ensure(&tenant.id)

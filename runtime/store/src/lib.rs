@@ -21,7 +21,10 @@
 //! * [`conferences`] — ended conferences (the REST history).
 //! * [`kv`] — tenant-scoped key-value storage with per-tenant limits.
 //! * [`recordings`] — call recordings: WAV files and their metadata.
-//! * [`tenancy`] — accounts and API keys (hashed), operator key checks.
+//! * [`tenancy`] — accounts and API keys (hashed; sealed for signing
+//!   access tokens), operator key checks.
+//! * [`seal`] — secrets the runtime reads back, sealed under the
+//!   operator's key (AES-256-GCM).
 //! * [`deploy`] — component versions and number bindings (canary, rollback).
 //!
 //! [`open`] and [`Writer`] are what the write-behind CDR store stands on:
@@ -34,6 +37,7 @@ pub mod deploy;
 pub mod kv;
 mod kv_cache;
 pub mod recordings;
+pub mod seal;
 pub mod tenancy;
 
 use std::path::Path;

@@ -3,14 +3,22 @@
 //! ```text
 //!   accounts(id, name, status, created_ms, signing_key)
 //!                                               id: a config tenant id, or "AC" + 16 hex
-//!   api_keys(id, account, secret_sha256, created_ms, revoked)   id: "SK" + 16 hex
+//!   api_keys(id, account, secret_sha256, created_ms, revoked, secret_sealed)
+//!                                                               id: "SK" + 16 hex
 //! ```
 //!
 //! A key's secret is 32 random bytes, handed out once (as 64 hex digits)
-//! when the key is created and never stored: only its SHA-256 is. A fast
-//! hash is right here because the secret has 256 bits of entropy — there
-//! is nothing to brute-force, so a slow password hash would only cost CPU
-//! on every request. [`Accounts::verify`] compares hashes in constant time.
+//! when the key is created. Requests are checked against its SHA-256: a
+//! fast hash is right here because the secret has 256 bits of entropy —
+//! there is nothing to brute-force, so a slow password hash would only
+//! cost CPU on every request. [`Accounts::verify`] compares hashes in
+//! constant time.
+//!
+//! Access tokens are JWTs a tenant signs with a key's secret (HMAC), so
+//! the runtime needs the secret itself to check them: it keeps it sealed
+//! ([`crate::seal`], AES-256-GCM under the operator's sealing key, bound
+//! to the key id), never in clear. Keys made before tokens existed have
+//! no sealed copy and cannot sign tokens ([`TokenKey::NotSealed`]).
 //!
 //! An account's signing key (32 random bytes as 64 hex digits) signs its
 //! status callbacks (`switchyard::callbacks`). Unlike API secrets it is stored
@@ -28,6 +36,8 @@ use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+
+use crate::seal::Sealer;
 
 /// One account (a tenant).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -60,6 +70,33 @@ pub struct NewKey {
     pub secret: String,
 }
 
+/// What a token's key id (`kid`) names, for checking its signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenKey {
+    /// A live key of an active account, and its secret.
+    Live {
+        account: String,
+        secret: String,
+    },
+    /// No key has this id.
+    Unknown,
+    Revoked {
+        account: String,
+    },
+    /// A live key of a suspended account.
+    Suspended {
+        account: String,
+    },
+    /// A key made before access tokens: no sealed secret to check with.
+    NotSealed {
+        account: String,
+    },
+    /// The sealed secret does not open (the sealing key changed).
+    Unsealable {
+        account: String,
+    },
+}
+
 /// What [`Accounts::verify`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verified {
@@ -78,6 +115,7 @@ pub const SUSPENDED: &str = "suspended";
 #[derive(Clone)]
 pub struct Accounts {
     db: Arc<Mutex<Connection>>,
+    sealer: Sealer,
     /// Bumped whenever a signing key changes, so caches of keys
     /// ([`Accounts::signing_generation`]) know to read them again.
     signing_generation: Arc<AtomicU64>,
@@ -108,6 +146,13 @@ const SCHEMA: &str = "
 
 /// Added after the first release: stores from before lack it.
 const SIGNING_KEY_COLUMN: &str = "ALTER TABLE accounts ADD COLUMN signing_key TEXT";
+/// Added with access tokens.
+const SEALED_COLUMN: &str = "ALTER TABLE api_keys ADD COLUMN secret_sealed BLOB";
+
+/// The sealing key's file beside an accounts store at `path`.
+pub fn sealing_key_path(path: &Path) -> std::path::PathBuf {
+    path.with_file_name("sealing.key")
+}
 
 /// A new signing key: 32 random bytes, hex.
 fn new_signing_key() -> String {
@@ -135,18 +180,26 @@ pub fn sha256(secret: &[u8]) -> [u8; 32] {
 }
 
 impl Accounts {
-    /// Opens (or creates) the store at `path`.
+    /// Opens (or creates) the store at `path`, sealing with the key in
+    /// `sealing.key` beside it (made when missing).
     pub fn open(path: &Path) -> anyhow::Result<Self> {
+        Self::open_with(path, Sealer::load_or_create(&sealing_key_path(path))?)
+    }
+
+    /// Opens (or creates) the store at `path`, sealing with `sealer`.
+    pub fn open_with(path: &Path, sealer: Sealer) -> anyhow::Result<Self> {
         let conn = Connection::open(path)
             .with_context(|| format!("opening the accounts store {}", path.display()))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .and_then(|_| conn.pragma_update(None, "synchronous", "NORMAL"))
             .and_then(|_| conn.busy_timeout(Duration::from_secs(5)))
             .and_then(|_| conn.execute_batch(SCHEMA))
-            .and_then(|_| add_signing_key_column(&conn))
+            .and_then(|_| add_column(&conn, "accounts", "signing_key", SIGNING_KEY_COLUMN))
+            .and_then(|_| add_column(&conn, "api_keys", "secret_sealed", SEALED_COLUMN))
             .with_context(|| format!("preparing the accounts store {}", path.display()))?;
         Ok(Self {
             db: Arc::new(Mutex::new(conn)),
+            sealer,
             signing_generation: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -295,13 +348,14 @@ impl Accounts {
         };
         self.db()
             .execute(
-                "INSERT INTO api_keys (id, account, secret_sha256, created_ms, revoked)
-                 VALUES (?1, ?2, ?3, ?4, 0)",
+                "INSERT INTO api_keys (id, account, secret_sha256, created_ms, revoked, secret_sealed)
+                 VALUES (?1, ?2, ?3, ?4, 0, ?5)",
                 params![
                     key.id,
                     key.account,
                     &sha256(secret.as_bytes())[..],
-                    key.created_ms as i64
+                    key.created_ms as i64,
+                    self.sealer.seal(secret.as_bytes(), &key.id),
                 ],
             )
             .context("creating an API key")?;
@@ -344,6 +398,64 @@ impl Accounts {
         Ok(changed > 0)
     }
 
+    /// The key `key_id` as a token names it, with its secret when it may
+    /// sign (live, of an active account, sealed).
+    pub fn token_key(&self, key_id: &str) -> anyhow::Result<TokenKey> {
+        // account, revoked, sealed secret, account status
+        type Row = (String, bool, Option<Vec<u8>>, Option<String>);
+        let found: Option<Row> = self
+            .db()
+            .prepare_cached(
+                "SELECT k.account, k.revoked, k.secret_sealed, a.status
+                 FROM api_keys k LEFT JOIN accounts a ON a.id = k.account WHERE k.id = ?1",
+            )?
+            .query_row(params![key_id], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get::<_, i64>(1)? != 0,
+                    row.get(2)?,
+                    row.get(3)?,
+                ))
+            })
+            .optional()
+            .context("reading an API key")?;
+        let Some((account, revoked, sealed, status)) = found else {
+            return Ok(TokenKey::Unknown);
+        };
+        Ok(match (revoked, status.as_deref(), sealed) {
+            (true, ..) => TokenKey::Revoked { account },
+            (false, Some(ACTIVE), Some(sealed)) => match self.sealer.open(&sealed, key_id) {
+                Ok(secret) => match String::from_utf8(secret) {
+                    Ok(secret) => TokenKey::Live { account, secret },
+                    Err(_) => TokenKey::Unsealable { account },
+                },
+                Err(_) => TokenKey::Unsealable { account },
+            },
+            (false, Some(ACTIVE), None) => TokenKey::NotSealed { account },
+            (false, ..) => TokenKey::Suspended { account },
+        })
+    }
+
+    /// The newest live key of `account` that can sign tokens, with its
+    /// secret; `None` if it has none (or only keys from before tokens).
+    pub fn newest_token_key(&self, account: &str) -> anyhow::Result<Option<(String, String)>> {
+        let ids: Vec<String> = self
+            .db()
+            .prepare_cached(
+                "SELECT id FROM api_keys WHERE account = ?1 AND revoked = 0
+                   AND secret_sealed IS NOT NULL ORDER BY created_ms DESC, id DESC",
+            )?
+            .query_map(params![account], |row| row.get(0))?
+            .collect::<Result<_, _>>()
+            .context("listing API keys")?;
+        for id in ids {
+            if let TokenKey::Live { secret, .. } = self.token_key(&id)? {
+                return Ok(Some((id, secret)));
+            }
+        }
+        Ok(None)
+    }
+
     /// Whether `secret` is a live key of `account`. Every live key of the
     /// account is compared (hash against hash, in constant time).
     pub fn verify(&self, account: &str, secret: &str) -> anyhow::Result<Verified> {
@@ -370,13 +482,13 @@ impl Accounts {
     }
 }
 
-/// Adds `accounts.signing_key` to a store made before it existed.
-fn add_signing_key_column(conn: &Connection) -> rusqlite::Result<()> {
+/// Adds `table.column` (by `alter`) to a store made before it existed.
+fn add_column(conn: &Connection, table: &str, column: &str, alter: &str) -> rusqlite::Result<()> {
     let has = conn
-        .prepare("SELECT 1 FROM pragma_table_info('accounts') WHERE name = 'signing_key'")?
-        .exists([])?;
+        .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?
+        .exists(params![table, column])?;
     if !has {
-        conn.execute(SIGNING_KEY_COLUMN, [])?;
+        conn.execute(alter, [])?;
     }
     Ok(())
 }
@@ -522,6 +634,84 @@ mod tests {
         // Opening again neither fails on the added column nor changes keys.
         let accounts = Accounts::open(&path).unwrap();
         assert_eq!(accounts.signing_key("cfg").unwrap(), Some(key));
+    }
+
+    #[test]
+    fn a_new_key_can_sign_tokens_until_revoked_or_suspended() {
+        let (dir, accounts) = store();
+        let account = accounts.create("Acme").unwrap().id;
+        let old = accounts.create_key(&account).unwrap().unwrap();
+        let new = accounts.create_key(&account).unwrap().unwrap();
+        let live = |secret: &str| TokenKey::Live {
+            account: account.clone(),
+            secret: secret.into(),
+        };
+        assert_eq!(accounts.token_key(&old.key.id).unwrap(), live(&old.secret));
+        assert_eq!(accounts.token_key("SKnope").unwrap(), TokenKey::Unknown);
+        // The secret is not in the database file in clear.
+        let db = std::fs::read(dir.path().join("accounts.sqlite3")).unwrap();
+        let wal = std::fs::read(dir.path().join("accounts.sqlite3-wal")).unwrap_or_default();
+        for bytes in [db, wal] {
+            assert!(!bytes.windows(64).any(|w| w == new.secret.as_bytes()));
+        }
+        let newest = accounts.newest_token_key(&account).unwrap().unwrap();
+        assert!(
+            [&old, &new]
+                .iter()
+                .any(|k| newest == (k.key.id.clone(), k.secret.clone()))
+        );
+
+        assert!(accounts.revoke_key(&account, &old.key.id).unwrap());
+        let revoked = TokenKey::Revoked {
+            account: account.clone(),
+        };
+        assert_eq!(accounts.token_key(&old.key.id).unwrap(), revoked);
+        assert_eq!(
+            accounts.newest_token_key(&account).unwrap(),
+            Some((new.key.id.clone(), new.secret.clone()))
+        );
+        accounts.set_status(&account, SUSPENDED).unwrap();
+        let suspended = TokenKey::Suspended {
+            account: account.clone(),
+        };
+        assert_eq!(accounts.token_key(&new.key.id).unwrap(), suspended);
+        assert_eq!(accounts.newest_token_key(&account).unwrap(), None);
+    }
+
+    #[test]
+    fn another_sealing_key_cannot_open_the_secrets() {
+        let (dir, accounts) = store();
+        let account = accounts.create("Acme").unwrap().id;
+        let key = accounts.create_key(&account).unwrap().unwrap();
+        drop(accounts);
+        let path = dir.path().join("accounts.sqlite3");
+        let other = Accounts::open_with(&path, Sealer::new([9; 32])).unwrap();
+        assert_eq!(
+            other.token_key(&key.key.id).unwrap(),
+            TokenKey::Unsealable { account }
+        );
+    }
+
+    #[test]
+    fn a_key_from_before_tokens_verifies_but_cannot_sign() {
+        let (_dir, accounts) = store();
+        let account = accounts.create("Acme").unwrap().id;
+        let key = accounts.create_key(&account).unwrap().unwrap();
+        accounts
+            .db()
+            .execute("UPDATE api_keys SET secret_sealed = NULL", [])
+            .unwrap();
+        assert!(matches!(
+            accounts.verify(&account, &key.secret).unwrap(),
+            Verified::Active(_)
+        ));
+        assert_eq!(
+            accounts.token_key(&key.key.id).unwrap(),
+            TokenKey::NotSealed {
+                account: account.clone()
+            }
+        );
+        assert_eq!(accounts.newest_token_key(&account).unwrap(), None);
     }
 
     #[test]
