@@ -40,6 +40,10 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
     let host =
         WasmHost::new(config, KvStore::in_memory(KvLimits::default()).expect("kv")).expect("host");
     let state = ApiState {
+        clients: switchyard::clients::Clients::new(
+            accounts.clone(),
+            switchyard::clients::HEARTBEAT,
+        ),
         accounts,
         recordings: RecordingStore::open(&dir.join("recordings")).expect("recordings"),
         cdrs: CdrStore::open(&dir.join("cdr.sqlite3")).expect("cdrs"),

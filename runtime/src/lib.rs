@@ -19,6 +19,7 @@
 //! * [`api`] — the REST API under `/v1`.
 //! * [`callbacks`] — signed status callbacks to tenants' URLs.
 //! * [`tokens`] — access tokens (JWTs) for browser and app clients.
+//! * [`clients`] — the clients' signalling WebSocket and presence.
 //! * [`conferences`] — the conferences in progress, for the media edge and REST.
 //! * [`cascade`] — conferences across runtimes of several regions.
 //! * [`egress`] — which addresses the runtime may reach for a tenant.
@@ -29,6 +30,7 @@ pub mod api;
 pub mod callbacks;
 pub mod cascade;
 pub mod cli;
+pub mod clients;
 pub mod conferences;
 pub mod media;
 pub mod metrics;

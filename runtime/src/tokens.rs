@@ -253,6 +253,35 @@ pub fn verify(
     })
 }
 
+/// The wall clock in unix seconds, for the IO edges.
+pub fn unix_now() -> u64 {
+    crate::wasm::entropy::unix_ms_now() / 1000
+}
+
+/// [`verify`] against the accounts store (blocking: SQLite). With
+/// `account`, a key of any other account reads as unknown, so a tenant
+/// learns nothing of another's keys. The outer error is the store's.
+pub fn check(
+    accounts: &crate::tenancy::Accounts,
+    token: &str,
+    now: u64,
+    account: Option<&str>,
+) -> anyhow::Result<Result<Verified, TokenError>> {
+    let mut failure = None;
+    let verdict = verify(token, now, |kid| match accounts.token_key(kid) {
+        Ok(key) if account.is_none_or(|a| key.account() == Some(a)) => key,
+        Ok(_) => TokenKey::Unknown,
+        Err(e) => {
+            failure = Some(e);
+            TokenKey::Unknown
+        }
+    });
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(verdict),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

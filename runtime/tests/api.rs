@@ -352,6 +352,7 @@ fn every_route_refuses_missing_auth_other_accounts_and_bad_bodies() {
         // (`conference_calls.rs` sweeps them across accounts with calls).
         ("/v1/conferences/{id}", "/v1/conferences/CFglobex"),
         ("{call}", "CAglobex1"),
+        ("{identity}", "bob"),
     ];
     let own_ids = [
         ("/v1/accounts/{id}", "/v1/accounts/acme"),
@@ -362,6 +363,7 @@ fn every_route_refuses_missing_auth_other_accounts_and_bad_bodies() {
         ("/v1/conferences/{id}", "/v1/conferences/CFacme"),
         ("{call}", "CAacme1"),
         ("{name}", "support"),
+        ("{identity}", "alice"),
     ];
 
     let mut swept = 0;
@@ -409,7 +411,10 @@ fn every_route_refuses_missing_auth_other_accounts_and_bad_bodies() {
             // Even on operator-only routes another account's id answers
             // 404: a tenant learns nothing about who else exists.
             let creates = method == "PUT" || template == "/v1/components/{name}";
-            if template.contains('{') && (!creates || operator_only) {
+            // An identity is no resource: any account reads any name as
+            // its own client's presence (`clients.rs` checks isolation).
+            let per_account = template == "/v1/presence/{identity}";
+            if template.contains('{') && (!creates || operator_only) && !per_account {
                 let got = request(addr, &method, &path, &acme, body);
                 assert_eq!(
                     (got.status, got.code().as_str()),

@@ -73,6 +73,7 @@ pub mod error;
 pub mod keys;
 pub mod limits;
 pub mod numbers;
+pub mod presence;
 pub mod queues;
 pub mod recordings;
 pub mod tokens;
@@ -106,6 +107,8 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 #[derive(Clone, Debug)]
 pub struct ApiState {
     pub accounts: Accounts,
+    /// Browser and app clients: their presence (`/v1/presence`).
+    pub clients: crate::clients::Clients,
     pub recordings: RecordingStore,
     pub conferences: crate::conferences::Conferences,
     pub cdrs: CdrStore,
@@ -216,7 +219,7 @@ impl Caller {
     }
 
     /// The calling account; 403 for the operator (account-scoped data).
-    fn account(&self) -> Result<&str, ApiError> {
+    pub(crate) fn account(&self) -> Result<&str, ApiError> {
         match self {
             Caller::Account(id) => Ok(id),
             Caller::Operator => Err(ApiError::Forbidden(
@@ -274,6 +277,8 @@ enum Handler {
     Dequeue,
     CreateToken,
     CheckToken,
+    ListPresence,
+    GetPresence,
 }
 
 /// Every route of the API: method, path template (`{x}` is one segment),
@@ -352,6 +357,8 @@ const ROUTES: &[(&str, &str, Handler)] = &[
     ("POST", "/v1/queues/{name}/dequeue", Handler::Dequeue),
     ("POST", "/v1/tokens", Handler::CreateToken),
     ("POST", "/v1/tokens/check", Handler::CheckToken),
+    ("GET", "/v1/presence", Handler::ListPresence),
+    ("GET", "/v1/presence/{identity}", Handler::GetPresence),
 ];
 
 /// Why a path that fits no route is not served.
@@ -359,16 +366,10 @@ pub const UNKNOWN_PATH: &str = "the REST API does not serve this path";
 
 /// Resources the issue list brings later, named so a client learns they
 /// are not built rather than mistyped.
-const PLANNED: &[(&str, &str)] = &[
-    (
-        "/v1/presence",
-        "presence is not built yet: it comes with browser and app clients",
-    ),
-    (
-        "/v1/notifications",
-        "notifications are not built yet: they come with the notification router",
-    ),
-];
+const PLANNED: &[(&str, &str)] = &[(
+    "/v1/notifications",
+    "notifications are not built yet: they come with the notification router",
+)];
 
 fn not_built(path: &str) -> &'static str {
     PLANNED
@@ -507,6 +508,8 @@ where
         Handler::Dequeue => queues::dequeue(state, &caller, &decode(p(0)), &body).await,
         Handler::CreateToken => tokens::create(state, &caller, &body).await,
         Handler::CheckToken => tokens::check(state, &caller, &body).await,
+        Handler::ListPresence => presence::list(state, &caller),
+        Handler::GetPresence => presence::get(state, &caller, &decode(p(0))),
     }
 }
 

@@ -70,7 +70,7 @@ pub(super) async fn create(
         }
     })
     .await??;
-    let now = now_secs();
+    let now = tokens::unix_now();
     let token = tokens::mint(&key_id, &account, &secret, grants.clone(), now, ttl)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     Ok(json(
@@ -112,40 +112,12 @@ pub(super) async fn check(
     let account = caller.account()?.to_owned();
     let Check { token } = parse_json(body)?;
     let accounts = state.accounts.clone();
-    let verdict = blocking(move || {
-        let mut failure = None;
-        let verdict = tokens::verify(&token, now_secs(), |kid| match accounts.token_key(kid) {
-            Ok(key) if key_account(&key) == Some(account.as_str()) => key,
-            Ok(_) => TokenKey::Unknown,
-            Err(e) => {
-                failure = Some(e);
-                TokenKey::Unknown
-            }
-        });
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(verdict),
-        }
-    })
-    .await?;
+    let verdict =
+        blocking(move || tokens::check(&accounts, &token, tokens::unix_now(), Some(&account)))
+            .await?;
     let body = match verdict {
         Ok(found) => serde_json::json!({ "valid": true, "token": found }),
         Err(e) => serde_json::json!({ "valid": false, "reason": e.to_string() }),
     };
     Ok(json(StatusCode::OK, &body))
-}
-
-fn key_account(key: &TokenKey) -> Option<&str> {
-    match key {
-        TokenKey::Live { account, .. }
-        | TokenKey::Revoked { account }
-        | TokenKey::Suspended { account }
-        | TokenKey::NotSealed { account }
-        | TokenKey::Unsealable { account } => Some(account),
-        TokenKey::Unknown => None,
-    }
-}
-
-fn now_secs() -> u64 {
-    crate::wasm::entropy::unix_ms_now() / 1000
 }

@@ -126,10 +126,19 @@ pub struct ApiSection {
     /// no other account or config tenant has.
     #[serde(default)]
     pub sip_domain_suffix: Option<String>,
+    /// How often browser and app clients must send something on their
+    /// signalling WebSocket (default 25 s); twice that in silence takes
+    /// the device offline.
+    #[serde(default = "default_client_heartbeat")]
+    pub client_heartbeat_secs: u64,
 }
 
 fn default_component_kb() -> usize {
     8 * 1024
+}
+
+fn default_client_heartbeat() -> u64 {
+    crate::clients::HEARTBEAT.as_secs()
 }
 
 impl Default for ApiSection {
@@ -139,6 +148,7 @@ impl Default for ApiSection {
             max_component_kb: default_component_kb(),
             callbacks_private: false,
             sip_domain_suffix: None,
+            client_heartbeat_secs: default_client_heartbeat(),
         }
     }
 }

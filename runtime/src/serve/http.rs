@@ -4,6 +4,8 @@
 //! ```text
 //!   GET    /health                       {"status":"ok"}
 //!   GET    /media/{id}                   audio/wav  (id: 64 hex, a cache entry)
+//!   GET    /v1/client                    crate::clients (WebSocket; an access token)
+//!   GET    /v1/events/presence           crate::clients (WebSocket; Basic auth)
 //!   *      /v1/...                       crate::api (HTTP Basic auth per account)
 //!   POST   /internal/v1/...              crate::cascade (other runtimes; bearer secret)
 //!   anything else                        501 {"code":"not_implemented",...}
@@ -79,6 +81,8 @@ pub async fn serve_with(addr: SocketAddr, state: HttpState) -> anyhow::Result<So
                     // Caps the request head (431 above it); bodies stream.
                     .max_buf_size(HEAD_LIMIT)
                     .serve_connection(TokioIo::new(stream), service)
+                    // The client signalling WebSocket (`/v1/client`).
+                    .with_upgrades()
                     .await;
             });
         }
@@ -87,6 +91,17 @@ pub async fn serve_with(addr: SocketAddr, state: HttpState) -> anyhow::Result<So
 }
 
 async fn route(req: Request<Incoming>, state: &HttpState) -> Reply {
+    if req.uri().path() == "/v1/client" {
+        return state.api.clients.upgrade(req);
+    }
+    if req.uri().path() == "/v1/events/presence" {
+        let account = (api::authenticate(req.headers(), &state.api).await)
+            .and_then(|caller| caller.account().map(str::to_owned));
+        return match account {
+            Ok(account) => state.api.clients.watch(req, account),
+            Err(e) => e.into_reply(),
+        };
+    }
     if req.uri().path().starts_with("/v1/") {
         return api::handle(req, &state.api).await;
     }
@@ -199,6 +214,10 @@ mod tests {
             media: MediaCache::open(&dir.join("media"), 1 << 20, Arc::new(Beep), fetcher).unwrap(),
             cascade: None,
             api: ApiState {
+                clients: crate::clients::Clients::new(
+                    Accounts::open(&dir.join("accounts.sqlite3")).unwrap(),
+                    crate::clients::HEARTBEAT,
+                ),
                 accounts: Accounts::open(&dir.join("accounts.sqlite3")).unwrap(),
                 recordings: RecordingStore::open(&dir.join("recordings")).unwrap(),
                 conferences: crate::conferences::Conferences::new(
@@ -444,7 +463,7 @@ mod tests {
         assert_eq!(got.body, b"switchyard_calls{state=\"early\"} 0\n");
         assert_eq!(request(addr, "POST", "/metrics").await.status, 405);
         for (path, why) in [
-            ("/v1/presence/alice", "not built yet"),
+            ("/v1/notifications/n1", "not built yet"),
             (
                 "/v1/conferences/CF1/participants",
                 "does not serve this path",

@@ -219,6 +219,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         media: cache,
         cascade,
         api: crate::api::ApiState {
+            clients: crate::clients::Clients::new(
+                accounts.clone(),
+                Duration::from_secs(config.api.client_heartbeat_secs.max(1)),
+            ),
             accounts,
             recordings,
             conferences,

@@ -97,6 +97,20 @@ pub enum TokenKey {
     },
 }
 
+impl TokenKey {
+    /// The account of the key, if there is one.
+    pub fn account(&self) -> Option<&str> {
+        match self {
+            TokenKey::Live { account, .. }
+            | TokenKey::Revoked { account }
+            | TokenKey::Suspended { account }
+            | TokenKey::NotSealed { account }
+            | TokenKey::Unsealable { account } => Some(account),
+            TokenKey::Unknown => None,
+        }
+    }
+}
+
 /// What [`Accounts::verify`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verified {

@@ -1,0 +1,258 @@
+//! Who of an account's clients is reachable (C2), sans-IO: devices come
+//! and go as the signalling edge tells; an identity's presence is the sum
+//! of its devices'.
+//!
+//! ```text
+//!   identity alice ── device 1 (browser)  available
+//!                 └── device 2 (phone)    away, in a call
+//!   presence(alice) = busy: a device in a call makes the identity busy;
+//!   else available if any device is; else away; offline with no device
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+/// A device's (or an identity's) presence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Available,
+    Busy,
+    Away,
+    Offline,
+}
+
+/// Longest presence text.
+pub const MAX_TEXT: usize = 140;
+
+/// One connected device, as the edge names it.
+pub type DeviceId = u64;
+
+/// An identity's presence as the REST API and guests see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct View {
+    pub identity: String,
+    pub status: Status,
+    /// The text of the device that set one last.
+    pub text: Option<String>,
+    /// Devices connected now.
+    pub devices: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Device {
+    tenant: String,
+    identity: String,
+    status: Status,
+    text: Option<String>,
+    /// When the text was set (a counter: the latest wins).
+    text_at: u64,
+    calls: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PresenceError {
+    #[error("presence is available, busy or away (offline is what a device is when it leaves)")]
+    Offline,
+    #[error("presence text is at most {MAX_TEXT} characters")]
+    TextTooLong,
+    #[error("no such device")]
+    NoDevice,
+}
+
+/// Every account's connected devices.
+#[derive(Debug, Default)]
+pub struct Presence {
+    devices: BTreeMap<DeviceId, Device>,
+    by_identity: BTreeMap<(String, String), BTreeSet<DeviceId>>,
+    next: DeviceId,
+    /// Orders text changes.
+    clock: u64,
+}
+
+impl Presence {
+    /// A device of `identity` (of `tenant`) connects, available.
+    pub fn connect(&mut self, tenant: &str, identity: &str) -> DeviceId {
+        self.next += 1;
+        let id = self.next;
+        self.devices.insert(
+            id,
+            Device {
+                tenant: tenant.to_owned(),
+                identity: identity.to_owned(),
+                status: Status::Available,
+                text: None,
+                text_at: 0,
+                calls: 0,
+            },
+        );
+        (self.by_identity)
+            .entry((tenant.to_owned(), identity.to_owned()))
+            .or_default()
+            .insert(id);
+        id
+    }
+
+    /// The account and identity of device `id`.
+    pub fn owner(&self, id: DeviceId) -> Option<(String, String)> {
+        (self.devices.get(&id)).map(|d| (d.tenant.clone(), d.identity.clone()))
+    }
+
+    /// The device left (closed, timed out, or its token stopped working).
+    pub fn disconnect(&mut self, id: DeviceId) {
+        let Some(device) = self.devices.remove(&id) else {
+            return;
+        };
+        let key = (device.tenant, device.identity);
+        if let Some(set) = self.by_identity.get_mut(&key) {
+            set.remove(&id);
+            if set.is_empty() {
+                self.by_identity.remove(&key);
+            }
+        }
+    }
+
+    /// The device's user chose a status and, optionally, a text.
+    pub fn set(
+        &mut self,
+        id: DeviceId,
+        status: Status,
+        text: Option<String>,
+    ) -> Result<(), PresenceError> {
+        if status == Status::Offline {
+            return Err(PresenceError::Offline);
+        }
+        if text.as_ref().is_some_and(|t| t.chars().count() > MAX_TEXT) {
+            return Err(PresenceError::TextTooLong);
+        }
+        self.clock += 1;
+        let device = self.devices.get_mut(&id).ok_or(PresenceError::NoDevice)?;
+        device.status = status;
+        device.text = text;
+        device.text_at = self.clock;
+        Ok(())
+    }
+
+    /// A call on the device began (`true`) or ended (`false`).
+    pub fn in_call(&mut self, id: DeviceId, on: bool) {
+        if let Some(device) = self.devices.get_mut(&id) {
+            device.calls = if on {
+                device.calls + 1
+            } else {
+                device.calls.saturating_sub(1)
+            };
+        }
+    }
+
+    /// The identity's presence; offline when no device is connected.
+    pub fn view(&self, tenant: &str, identity: &str) -> View {
+        let key = (tenant.to_owned(), identity.to_owned());
+        let devices: Vec<&Device> = (self.by_identity.get(&key).into_iter().flatten())
+            .filter_map(|id| self.devices.get(id))
+            .collect();
+        let status = if devices.is_empty() {
+            Status::Offline
+        } else if devices
+            .iter()
+            .any(|d| d.calls > 0 || d.status == Status::Busy)
+        {
+            Status::Busy
+        } else if devices.iter().any(|d| d.status == Status::Available) {
+            Status::Available
+        } else {
+            Status::Away
+        };
+        let text = (devices.iter())
+            .filter(|d| d.text.is_some())
+            .max_by_key(|d| d.text_at)
+            .and_then(|d| d.text.clone());
+        View {
+            identity: identity.to_owned(),
+            status,
+            text,
+            devices: devices.len(),
+        }
+    }
+
+    /// The tenant's identities with a device connected, by identity.
+    pub fn list(&self, tenant: &str) -> Vec<View> {
+        (self.by_identity.keys())
+            .filter(|(t, _)| t == tenant)
+            .map(|(_, identity)| self.view(tenant, identity))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_identity_is_the_sum_of_its_devices() {
+        let mut p = Presence::default();
+        assert_eq!(p.view("acme", "alice").status, Status::Offline);
+        let browser = p.connect("acme", "alice");
+        let phone = p.connect("acme", "alice");
+        let view = p.view("acme", "alice");
+        assert_eq!((view.status, view.devices), (Status::Available, 2));
+
+        p.set(browser, Status::Away, Some("at lunch".into()))
+            .unwrap();
+        assert_eq!(
+            p.view("acme", "alice").status,
+            Status::Available,
+            "the phone is"
+        );
+        assert_eq!(p.view("acme", "alice").text.as_deref(), Some("at lunch"));
+        p.set(phone, Status::Away, None).unwrap();
+        assert_eq!(p.view("acme", "alice").status, Status::Away);
+
+        // A call on any device makes the identity busy until it ends.
+        p.in_call(phone, true);
+        assert_eq!(p.view("acme", "alice").status, Status::Busy);
+        p.in_call(phone, false);
+        assert_eq!(p.view("acme", "alice").status, Status::Away);
+
+        p.disconnect(browser);
+        p.disconnect(phone);
+        let view = p.view("acme", "alice");
+        assert_eq!((view.status, view.devices), (Status::Offline, 0));
+        assert!(p.list("acme").is_empty());
+    }
+
+    #[test]
+    fn tenants_never_see_each_others_identities() {
+        let mut p = Presence::default();
+        p.connect("acme", "alice");
+        p.connect("globex", "bob");
+        let names = |t| {
+            p.list(t)
+                .into_iter()
+                .map(|v| v.identity)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names("acme"), ["alice"]);
+        assert_eq!(names("globex"), ["bob"]);
+        assert_eq!(p.view("globex", "alice").status, Status::Offline);
+    }
+
+    #[test]
+    fn bad_changes_are_refused() {
+        let mut p = Presence::default();
+        let d = p.connect("acme", "alice");
+        assert_eq!(p.set(d, Status::Offline, None), Err(PresenceError::Offline));
+        let long = "x".repeat(MAX_TEXT + 1);
+        assert_eq!(
+            p.set(d, Status::Away, Some(long)),
+            Err(PresenceError::TextTooLong)
+        );
+        assert_eq!(p.set(99, Status::Away, None), Err(PresenceError::NoDevice));
+        p.in_call(d, false);
+        assert_eq!(
+            p.view("acme", "alice").status,
+            Status::Available,
+            "never below zero"
+        );
+    }
+}
