@@ -201,6 +201,7 @@ pub async fn replay(
         });
         let recorded_imports = Recorded {
             kv: std::sync::Arc::new(kv),
+            presence: std::sync::Arc::new(crate::wasm::presence::Replayed::of(imports)),
             clock_ms,
             entropy,
         };

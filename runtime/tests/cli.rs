@@ -78,7 +78,7 @@ fn check_names_the_world_of_each_example_guest() {
             run.stdout
         );
         assert!(
-            run.stdout.contains("voice:runtime/handler@0.1.0"),
+            run.stdout.contains("voice:runtime/handler@0.1.1"),
             "{}",
             run.stdout
         );

@@ -287,6 +287,7 @@ async fn guests_read_the_events_instant_and_new_random_numbers_in_every_call() {
     // The recorded entropy given back, the guest decides the same.
     let recorded = Recorded {
         kv: std::sync::Arc::new(KvStore::in_memory(KvLimits::default()).unwrap()),
+        presence: Arc::new(switchyard::wasm::presence::Nobody),
         clock_ms: Vec::new(),
         entropy: Entropy { unix_ms, seed },
     };
@@ -605,4 +606,121 @@ fn the_default_configuration_starts() {
         .build()
         .unwrap();
     WasmHost::new(config, KvStore::in_memory(KvLimits::default()).unwrap()).unwrap();
+}
+
+/// A guest as an older SDK built it (`tests/fixtures/wit-0.1.0`).
+fn fixture(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("tests/fixtures/wit-0.1.0/guest_{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+#[tokio::test]
+async fn components_built_against_wit_0_1_0_run_unchanged() {
+    let _serial = shared().await;
+    let t = test_host();
+    // The IVR: kv, log, clock and call-vars at 0.1.0 link to the 0.1.1 host.
+    let ivr = t.host.load(&fixture("ivr")).unwrap();
+    assert_eq!(ivr.info().world, World::CallHandler);
+    assert!(
+        (ivr.info().imports.iter()).any(|i| i == "voice:runtime/kv@0.1.0"),
+        "{:?}",
+        ivr.info().imports
+    );
+    assert!(
+        ivr.info().export.ends_with("@0.1.0"),
+        "{}",
+        ivr.info().export
+    );
+    let old = handler(&t.host, &ivr, "acme");
+    let new = acme_guest(&t, "ivr");
+    let (before, now) = (
+        old.invoke(incoming("acme")).await,
+        new.invoke(incoming("acme")).await,
+    );
+    assert_eq!(
+        before.outcome, now.outcome,
+        "the same guest decides the same"
+    );
+    assert!(matches!(before.outcome, Ok(ref p) if matches!(p.verbs.last(), Some(Verb::Gather(_)))));
+    let hung = old.invoke(hung_up("acme")).await;
+    assert!(hung.outcome.is_ok(), "{:?}", hung.outcome);
+    assert!(
+        !kv_reads_of(&hung.imports, "stats/calls").is_empty(),
+        "its kv works"
+    );
+
+    let busy = t.host.load(&fixture("busy")).unwrap();
+    let decided = handler(&t.host, &busy, "acme")
+        .invoke(incoming("acme"))
+        .await;
+    assert_eq!(
+        decided.outcome,
+        Ok(Plan {
+            verbs: vec![Verb::Reject(switchyard::contract::RejectReason::Busy)]
+        })
+    );
+}
+
+/// Alice of tenant acme is available on two devices; nobody else is.
+struct AliceAvailable;
+
+impl switchyard::wasm::presence::PresenceBackend for AliceAvailable {
+    fn lookup(
+        &self,
+        tenant: &str,
+        identity: &str,
+    ) -> switchyard::contract::imports::presence::ClientPresence {
+        use switchyard::contract::imports::presence::{ClientPresence, Status};
+        if (tenant, identity) != ("acme", "alice") {
+            return switchyard::wasm::presence::offline(identity);
+        }
+        ClientPresence {
+            identity: identity.into(),
+            status: Status::Available,
+            text: Some("at my desk".into()),
+            devices: 2,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_guest_looks_up_presence_of_its_own_tenant_and_replay_sees_the_same() {
+    let _serial = shared().await;
+    let t = test_host();
+    let presence = t.host.load(&guest("presence")).unwrap();
+    // No registry yet: every identity is offline.
+    let busy = switchyard::contract::RejectReason::Busy;
+    let refused = Ok(Plan {
+        verbs: vec![Verb::Reject(busy)],
+    });
+    let acme = handler(&t.host, &presence, "acme");
+    assert_eq!(acme.invoke(incoming("acme")).await.outcome, refused);
+
+    t.host.set_presence(Arc::new(AliceAvailable));
+    let seen = acme.invoke(incoming("acme")).await;
+    let declined = Ok(Plan {
+        verbs: vec![Verb::Reject(switchyard::contract::RejectReason::Rejected)],
+    });
+    assert_eq!(seen.outcome, declined);
+    let told = ImportRecord::PresenceLookup {
+        identity: "alice".into(),
+        status: "available".into(),
+        text: Some("at my desk".into()),
+        devices: 2,
+    };
+    assert!(seen.imports.contains(&told), "{:?}", seen.imports);
+    // Another tenant's guest asking for "alice" asks about its own alice.
+    let globex = handler(&t.host, &presence, "globex");
+    assert_eq!(globex.invoke(incoming("globex")).await.outcome, refused);
+
+    // A replay answers from the record, whatever the registry says now.
+    let recorded = Recorded {
+        kv: Arc::new(KvStore::in_memory(KvLimits::default()).unwrap()),
+        presence: Arc::new(switchyard::wasm::presence::Replayed::of(&seen.imports)),
+        clock_ms: Vec::new(),
+        entropy: Entropy::fresh(),
+    };
+    let replayed = globex.replay(incoming("acme"), recorded).await;
+    assert_eq!(replayed.outcome, declined);
 }

@@ -108,7 +108,7 @@
 //!   [`Gather`](types::Gather), [`Dial`](types::Dial),
 //!   [`Record`](types::Record), [`Conference`](types::Conference),
 //!   [`Enqueue`](types::Enqueue) and [`Pay`](types::Pay).
-//! - [`kv`], [`vars`], [`log`], [`clock`]: the host imports.
+//! - [`kv`], [`vars`], [`log`], [`clock`], [`presence`]: the host imports.
 //! - [`prelude`]: what a handler usually needs, in one `use`.
 
 #![warn(missing_docs)]
@@ -118,6 +118,7 @@ mod event;
 pub mod kv;
 pub mod log;
 mod plan;
+pub mod presence;
 pub mod vars;
 mod verbs;
 

@@ -135,6 +135,13 @@ pub enum ImportRecord {
     VarAll {
         count: usize,
     },
+    /// `presence.lookup`: what the guest was told about `identity`.
+    PresenceLookup {
+        identity: String,
+        status: String,
+        text: Option<String>,
+        devices: u32,
+    },
 }
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -1,4 +1,4 @@
-//! The WIT contract (`voice:runtime@0.1.0`) as host-side Rust types.
+//! The WIT contract (`voice:runtime@0.1.1`) as host-side Rust types.
 //!
 //! Generated from `wit/` by `wasmtime::component::bindgen!`, so the WIT
 //! package is the single source of truth: the router, the decision log,
@@ -23,7 +23,7 @@ pub use voice::runtime::types::*;
 
 /// The generated host-import traits, for the Wasm host to implement.
 pub mod imports {
-    pub use super::voice::runtime::{call_vars, clock, kv, log};
+    pub use super::voice::runtime::{call_vars, clock, kv, log, presence};
 }
 
 impl IncomingCall {

@@ -161,6 +161,8 @@ impl CallHandler for SimulatedClockHandler {
         };
         let answers = Recorded {
             kv: self.kv.clone(),
+            // A simulated call has no clients: every identity is offline.
+            presence: std::sync::Arc::new(crate::wasm::presence::Nobody),
             clock_ms: vec![now],
             entropy,
         };

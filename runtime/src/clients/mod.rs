@@ -215,6 +215,29 @@ impl Clients {
     }
 }
 
+/// Guests' `presence.lookup`: the registry's view in WIT terms.
+impl crate::wasm::presence::PresenceBackend for Clients {
+    fn lookup(
+        &self,
+        tenant: &str,
+        identity: &str,
+    ) -> crate::contract::imports::presence::ClientPresence {
+        use crate::contract::imports::presence::{ClientPresence, Status as Wit};
+        let view = self.view(tenant, identity);
+        ClientPresence {
+            identity: view.identity,
+            status: match view.status {
+                presence::Status::Available => Wit::Available,
+                presence::Status::Busy => Wit::Busy,
+                presence::Status::Away => Wit::Away,
+                presence::Status::Offline => Wit::Offline,
+            },
+            text: view.text,
+            devices: u32::try_from(view.devices).unwrap_or(u32::MAX),
+        }
+    }
+}
+
 /// What a session does after a message.
 enum Step {
     Reply(ServerMessage),

@@ -208,6 +208,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .context("setting up status callbacks")?;
     edge.set_callbacks(callbacks.clone());
+    let clients = crate::clients::Clients::new(
+        accounts.clone(),
+        Duration::from_secs(config.api.client_heartbeat_secs.max(1)),
+    );
+    host.set_presence(Arc::new(clients.clone()));
     let state = http::HttpState {
         scrape: scrape(
             Arc::clone(&metrics),
@@ -219,10 +224,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         media: cache,
         cascade,
         api: crate::api::ApiState {
-            clients: crate::clients::Clients::new(
-                accounts.clone(),
-                Duration::from_secs(config.api.client_heartbeat_secs.max(1)),
-            ),
+            clients: clients.clone(),
             accounts,
             recordings,
             conferences,

@@ -119,7 +119,7 @@ pub enum LoadError {
     /// Imports the runtime does not provide, by name.
     #[error(
         "imports {} which this runtime does not provide; a guest may import \
-         voice:runtime/{{log,kv,clock,call-vars}}@0.1.x and WASI 0.2 (wasi:cli, wasi:clocks, \
+         voice:runtime/{{log,kv,clock,call-vars,presence}}@0.1.x and WASI 0.2 (wasi:cli, wasi:clocks, \
          wasi:filesystem, wasi:io, wasi:random, wasi:sockets; present but granting nothing)",
         .imports.join(", ")
     )]
@@ -302,7 +302,7 @@ pub(crate) fn entry(
             func.typecheck::<(&Context, &Event), (Result<Plan, HandlerError>,)>(&pre.instance_type())
                 .map_err(|e| {
                     mismatch(format!(
-                        "`handle` has a different signature ({e:#}); rebuild the guest against voice:runtime@0.1.0"
+                        "`handle` has a different signature ({e:#}); rebuild the guest against voice:runtime@0.1.x"
                     ))
                 })?;
             handle
@@ -337,6 +337,7 @@ const PROVIDED: &[(&str, (u64, u64))] = &[
     ("voice:runtime/kv", (0, 1)),
     ("voice:runtime/clock", (0, 1)),
     ("voice:runtime/call-vars", (0, 1)),
+    ("voice:runtime/presence", (0, 1)),
     ("voice:runtime/types", (0, 1)),
     ("wasi:io/error", (0, 2)),
     ("wasi:io/poll", (0, 2)),

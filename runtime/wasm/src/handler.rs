@@ -65,6 +65,9 @@ struct HostInner {
     linker: Linker<HostState>,
     cache: ComponentCache<LoadedComponent>,
     kv: Kv,
+    /// Set once the runtime's client registry exists; until then, and
+    /// without clients, every identity is offline.
+    presence: std::sync::OnceLock<crate::presence::Presence>,
     _ticker: EpochTicker,
 }
 
@@ -141,6 +144,7 @@ impl WasmHost {
                 linker,
                 cache,
                 kv,
+                presence: std::sync::OnceLock::new(),
                 _ticker: ticker,
             }),
         })
@@ -152,6 +156,12 @@ impl WasmHost {
 
     pub fn kv(&self) -> &Kv {
         &self.inner.kv
+    }
+
+    /// Where guests' `presence.lookup` is answered from (once; later
+    /// calls are ignored).
+    pub fn set_presence(&self, presence: crate::presence::Presence) {
+        let _ = self.inner.presence.set(presence);
     }
 
     pub fn cache_stats(&self) -> CacheStats {
@@ -245,6 +255,8 @@ impl WasmHost {
 #[derive(Clone)]
 pub struct Recorded {
     pub kv: Kv,
+    /// Presence answers ([`crate::presence::Replayed`] on a replay).
+    pub presence: crate::presence::Presence,
     /// `now-ms` answers, in order; the last one repeats. Empty: the
     /// entropy's instant.
     pub clock_ms: Vec<u64>,
@@ -258,6 +270,11 @@ impl std::fmt::Debug for Recorded {
             .field("entropy", &self.entropy)
             .finish_non_exhaustive()
     }
+}
+
+/// The host's presence backend, or nobody present.
+fn presence_of(host: &HostInner) -> crate::presence::Presence {
+    (host.presence.get().cloned()).unwrap_or_else(|| Arc::new(crate::presence::Nobody))
 }
 
 /// A tenant's component as a [`CallHandler`]: a fresh instance per event.
@@ -297,11 +314,13 @@ impl WasmHandler {
         let answers = match recorded {
             Some(r) => Answers {
                 kv: r.kv,
+                presence: r.presence,
                 clock: VecDeque::from(r.clock_ms),
                 entropy: r.entropy,
             },
             None => Answers {
                 kv: self.host.kv.clone(),
+                presence: presence_of(&self.host),
                 clock: VecDeque::new(),
                 entropy: Entropy::fresh(),
             },

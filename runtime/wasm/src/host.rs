@@ -29,9 +29,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::config::GuestLimits;
 use super::entropy::Entropy;
-use super::imports::{ClockView, KvView, LogView, VarsView};
+use super::imports::{ClockView, KvView, LogView, PresenceView, VarsView};
 use super::output::{GuestOutput, Stream};
 use crate::kv::Kv;
+use crate::presence::Presence;
 use switchyard_contract::guest::{CallVars, ImportRecord};
 
 /// The `T` of every `Store<T>` the Wasm host creates.
@@ -51,6 +52,7 @@ struct CallState {
     vars: CallVars,
     imports: Vec<ImportRecord>,
     kv: Kv,
+    presence: Presence,
     /// Recorded clock readings to answer with (replay); empty: `event_ms`.
     clock: VecDeque<u64>,
     /// The event's instant, ms since 1970 (its [`Entropy`]).
@@ -71,6 +73,7 @@ pub(crate) struct HostOutcome {
 /// the host's own, or a replay's recording.
 pub(crate) struct Answers {
     pub(crate) kv: Kv,
+    pub(crate) presence: Presence,
     /// Recorded `now-ms` readings; empty: the entropy's instant.
     pub(crate) clock: VecDeque<u64>,
     pub(crate) entropy: Entropy,
@@ -85,7 +88,12 @@ impl HostState {
         limits: &GuestLimits,
         output_budget: usize,
     ) -> Self {
-        let Answers { kv, clock, entropy } = answers;
+        let Answers {
+            kv,
+            presence,
+            clock,
+            entropy,
+        } = answers;
         let output = Arc::new(GuestOutput::new(
             Arc::clone(&tenant),
             call_id.to_owned(),
@@ -103,6 +111,7 @@ impl HostState {
                 // HashMap seed without the host seeing it as a call.
                 imports: vec![entropy.record()],
                 kv,
+                presence,
                 clock,
                 event_ms: entropy.unix_ms,
                 output,
@@ -129,6 +138,14 @@ impl HostState {
 
     pub(crate) fn kv(&mut self) -> KvView<'_> {
         KvView::new(&self.call.kv, &self.call.tenant, &mut self.call.imports)
+    }
+
+    pub(crate) fn presence(&mut self) -> PresenceView<'_> {
+        PresenceView::new(
+            &self.call.presence,
+            &self.call.tenant,
+            &mut self.call.imports,
+        )
     }
 
     pub(crate) fn clock(&mut self) -> ClockView<'_> {

@@ -21,7 +21,7 @@ use super::host::HostState;
 use super::output::GuestOutput;
 use crate::kv::{self as store, Kv};
 use switchyard_contract::guest::{CallVars, ImportRecord};
-use switchyard_contract::imports::{call_vars, clock, kv, log};
+use switchyard_contract::imports::{call_vars, clock, kv, log, presence};
 use switchyard_contract::voice::runtime::types;
 
 /// Defines every `voice:runtime` import on `linker`.
@@ -30,6 +30,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     kv::add_to_linker::<HostState, KvCapability>(linker, HostState::kv)?;
     clock::add_to_linker::<HostState, ClockCapability>(linker, HostState::clock)?;
     call_vars::add_to_linker::<HostState, VarsCapability>(linker, HostState::vars)?;
+    presence::add_to_linker::<HostState, PresenceCapability>(linker, HostState::presence)?;
     // `types` has no functions, but a component that uses its types
     // imports the (empty) instance, so it must exist.
     types::add_to_linker::<HostState, TypesCapability>(linker, |_| NoData)?;
@@ -40,6 +41,7 @@ struct LogCapability;
 struct KvCapability;
 struct ClockCapability;
 struct VarsCapability;
+struct PresenceCapability;
 struct TypesCapability;
 
 impl HasData for LogCapability {
@@ -53,6 +55,9 @@ impl HasData for ClockCapability {
 }
 impl HasData for VarsCapability {
     type Data<'a> = VarsView<'a>;
+}
+impl HasData for PresenceCapability {
+    type Data<'a> = PresenceView<'a>;
 }
 impl HasData for TypesCapability {
     type Data<'a> = NoData;
@@ -237,6 +242,42 @@ impl clock::Host for ClockView<'_> {
         };
         self.imports.push(ImportRecord::ClockNow { ms });
         Ok(ms)
+    }
+}
+
+// ------------------------------------------------------------- presence
+
+/// `presence`: the tenant's clients, as the backend knows them.
+pub(crate) struct PresenceView<'a> {
+    presence: &'a crate::presence::Presence,
+    tenant: &'a str,
+    imports: &'a mut Vec<ImportRecord>,
+}
+
+impl<'a> PresenceView<'a> {
+    pub(crate) fn new(
+        presence: &'a crate::presence::Presence,
+        tenant: &'a str,
+        imports: &'a mut Vec<ImportRecord>,
+    ) -> Self {
+        Self {
+            presence,
+            tenant,
+            imports,
+        }
+    }
+}
+
+impl presence::Host for PresenceView<'_> {
+    async fn lookup(&mut self, identity: String) -> wasmtime::Result<presence::ClientPresence> {
+        let found = self.presence.lookup(self.tenant, &identity);
+        self.imports.push(ImportRecord::PresenceLookup {
+            identity,
+            status: crate::presence::status_name(found.status).to_owned(),
+            text: found.text.clone(),
+            devices: found.devices,
+        });
+        Ok(found)
     }
 }
 

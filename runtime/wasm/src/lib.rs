@@ -25,6 +25,7 @@
 //! * `host`, `imports`, `output` — per-event state and the host imports.
 //! * [`entropy`] — the guest's WASI clocks and random numbers, reproducible
 //!   from two recorded numbers per event.
+//! * [`presence`] — where `presence.lookup` is answered from.
 //! * [`manifest`] — what a component declares in its `switchyard-handler`
 //!   custom section (e.g. that it takes no notices).
 //! * `handler` — [`WasmHost`] and [`WasmHandler`].
@@ -40,6 +41,7 @@ mod imports;
 pub mod kv;
 pub mod manifest;
 mod output;
+pub mod presence;
 
 pub use cache::{CacheError, CacheStats, ContentHash, LoadSource};
 pub use component::{ComponentInfo, LoadError, World, check_header};
