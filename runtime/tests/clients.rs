@@ -35,32 +35,8 @@ fn server() -> Server {
 /// Calls number 700 (guest `presence`: 603 while client alice is
 /// available, else 486) and returns the final status.
 fn call_700(server: &Server, call_id: &str) -> u16 {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let me = socket.local_addr().unwrap();
-    let invite = format!(
-        "INVITE sip:700@127.0.0.1 SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id}\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:caller@127.0.0.1>;tag=c1\r\n\
-         To: <sip:700@127.0.0.1>\r\n\
-         Call-ID: {call_id}\r\n\
-         CSeq: 1 INVITE\r\n\
-         Contact: <sip:caller@{me}>\r\n\
-         Content-Length: 0\r\n\r\n"
-    );
-    socket.send_to(invite.as_bytes(), server.udp).unwrap();
-    let mut buf = [0u8; 4096];
-    loop {
-        let (n, _) = socket.recv_from(&mut buf).expect("a final response");
-        let text = String::from_utf8_lossy(&buf[..n]);
-        let status: u16 = text[8..11].parse().unwrap();
-        if status >= 200 {
-            return status;
-        }
-    }
+    let (_, response) = sip_common::invite_without_sdp(server, "700", call_id);
+    response[8..11].parse().unwrap()
 }
 
 /// A new key of `account`: its id, secret and Basic auth.

@@ -5,11 +5,11 @@
 mod sip_common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sip_common::{Config, Server, guest};
+use sip_common::{Config, Server, guest, invite_without_sdp};
 
 fn options(transport: &str, via: SocketAddr, call_id: &str) -> String {
     format!(
@@ -131,31 +131,9 @@ fn every_call_leaves_a_cdr_with_its_handler_and_version() {
             .tenant("acme", &[])
             .number("486", "busy"),
     );
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    let (socket, busy_response) = invite_without_sdp(&server, "486", "cdr-call-1");
+    assert!(busy_response.starts_with("SIP/2.0 486"), "{busy_response}");
     let me = socket.local_addr().unwrap();
-    let invite = format!(
-        "INVITE sip:486@127.0.0.1 SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {me};branch=z9hG4bK-cdr1\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:alice@127.0.0.1>;tag=a1\r\n\
-         To: <sip:486@127.0.0.1>\r\n\
-         Call-ID: cdr-call-1\r\n\
-         CSeq: 1 INVITE\r\n\
-         Contact: <sip:alice@{me}>\r\n\
-         Content-Length: 0\r\n\r\n"
-    );
-    socket.send_to(invite.as_bytes(), server.udp).unwrap();
-    let mut buf = [0u8; 4096];
-    let busy_response = loop {
-        let (n, _) = socket.recv_from(&mut buf).expect("a response");
-        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-        if text.starts_with("SIP/2.0 486") {
-            break text;
-        }
-    };
     let to = busy_response
         .lines()
         .find(|l| l.starts_with("To:"))
@@ -163,7 +141,7 @@ fn every_call_leaves_a_cdr_with_its_handler_and_version() {
         .to_string();
     let ack = format!(
         "ACK sip:486@127.0.0.1 SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {me};branch=z9hG4bK-cdr1\r\n\
+         Via: SIP/2.0/UDP {me};branch=z9hG4bK-cdr-call-1\r\n\
          Max-Forwards: 70\r\n\
          From: <sip:alice@127.0.0.1>;tag=a1\r\n\
          {to}\r\n\

@@ -42,6 +42,37 @@ use std::time::{Duration, Instant};
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Absolute path of an example guest component, built by `scripts/build-guests`.
+/// Sends `server` a bare INVITE (no SDP) for `number` from alice on a
+/// fresh UDP socket (branch `z9hG4bK-{call_id}`, From tag `a1`); returns
+/// the socket and the first final response.
+pub fn invite_without_sdp(server: &Server, number: &str, call_id: &str) -> (UdpSocket, String) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let me = socket.local_addr().unwrap();
+    let invite = format!(
+        "INVITE sip:{number}@127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:alice@127.0.0.1>;tag=a1\r\n\
+         To: <sip:{number}@127.0.0.1>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:alice@{me}>\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    socket.send_to(invite.as_bytes(), server.udp).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        let (n, _) = socket.recv_from(&mut buf).expect("a final response");
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if !text.starts_with("SIP/2.0 1") {
+            return (socket, text);
+        }
+    }
+}
+
 pub fn guest(name: &str) -> String {
     let path = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
