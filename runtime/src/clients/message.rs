@@ -10,7 +10,8 @@
 //!   runtime → client   registered {identity, device, heartbeat_secs, expires}
 //!                      heartbeat {}            the answer to one
 //!                      presence {identity, status, text, devices}
-//!                      error {code, message}   unauthorized ends the session
+//!                      error {code, message}   unauthorized (and too_many:
+//!                                              20 devices per identity) ends it
 //!
 //!   tenant's presence stream (/v1/events/presence), runtime → server:
 //!                      presence {…} per present identity, watching {present},

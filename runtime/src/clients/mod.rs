@@ -39,6 +39,8 @@ use presence::{DeviceId, Presence, View};
 
 /// How often clients must send something, unless the config says.
 pub const HEARTBEAT: Duration = Duration::from_secs(25);
+/// How long a new connection may take to register.
+const REGISTER_WITHIN: Duration = Duration::from_secs(10);
 
 /// Presence changes a watcher may fall behind by before it is told to
 /// read the snapshot again.
@@ -170,9 +172,15 @@ impl Clients {
             clients: self.clone(),
             registered: None,
         };
-        // A quiet client gets two heartbeats' time before it is offline.
-        let silence = self.heartbeat * 2;
+        // A quiet client gets two heartbeats' time before it is offline;
+        // one that has not registered yet, less (it holds a socket for
+        // nobody).
+        let quiet = self.heartbeat * 2;
         loop {
+            let silence = match session.registered {
+                Some(_) => quiet,
+                None => quiet.min(REGISTER_WITHIN),
+            };
             let frame = match tokio::time::timeout(silence, socket.next()).await {
                 Err(_) => {
                     let said = format!("nothing received for {} s", silence.as_secs());
@@ -267,8 +275,14 @@ impl Session {
             (ClientMessage::Register { token }, None) => match self.check(&token).await {
                 Ok(verified) => {
                     let (account, identity) = (&verified.account, &verified.grants.identity);
-                    let device =
+                    let connected =
                         (self.clients).change(account, identity, |p| p.connect(account, identity));
+                    let device = match connected {
+                        Ok(device) => device,
+                        Err(e) => {
+                            return Step::End(ServerMessage::error("too_many", e.to_string()));
+                        }
+                    };
                     self.registered = Some((device, token));
                     tracing::info!(account = %verified.account, identity = %verified.grants.identity, device, "client registered");
                     Step::Reply(ServerMessage::Registered {

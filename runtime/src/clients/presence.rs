@@ -25,6 +25,8 @@ pub enum Status {
 
 /// Longest presence text.
 pub const MAX_TEXT: usize = 140;
+/// Devices one identity may have connected at once.
+pub const MAX_DEVICES: usize = 20;
 
 /// One connected device, as the edge names it.
 pub type DeviceId = u64;
@@ -59,6 +61,8 @@ pub enum PresenceError {
     TextTooLong,
     #[error("no such device")]
     NoDevice,
+    #[error("{identity} has {MAX_DEVICES} devices connected, the most there may be")]
+    TooManyDevices { identity: String },
 }
 
 /// Every account's connected devices.
@@ -73,7 +77,13 @@ pub struct Presence {
 
 impl Presence {
     /// A device of `identity` (of `tenant`) connects, available.
-    pub fn connect(&mut self, tenant: &str, identity: &str) -> DeviceId {
+    pub fn connect(&mut self, tenant: &str, identity: &str) -> Result<DeviceId, PresenceError> {
+        let key = (tenant.to_owned(), identity.to_owned());
+        if (self.by_identity.get(&key)).is_some_and(|d| d.len() >= MAX_DEVICES) {
+            return Err(PresenceError::TooManyDevices {
+                identity: identity.to_owned(),
+            });
+        }
         self.next += 1;
         let id = self.next;
         self.devices.insert(
@@ -87,11 +97,8 @@ impl Presence {
                 calls: 0,
             },
         );
-        (self.by_identity)
-            .entry((tenant.to_owned(), identity.to_owned()))
-            .or_default()
-            .insert(id);
-        id
+        self.by_identity.entry(key).or_default().insert(id);
+        Ok(id)
     }
 
     /// The account and identity of device `id`.
@@ -192,8 +199,8 @@ mod tests {
     fn an_identity_is_the_sum_of_its_devices() {
         let mut p = Presence::default();
         assert_eq!(p.view("acme", "alice").status, Status::Offline);
-        let browser = p.connect("acme", "alice");
-        let phone = p.connect("acme", "alice");
+        let browser = p.connect("acme", "alice").unwrap();
+        let phone = p.connect("acme", "alice").unwrap();
         let view = p.view("acme", "alice");
         assert_eq!((view.status, view.devices), (Status::Available, 2));
 
@@ -224,8 +231,8 @@ mod tests {
     #[test]
     fn tenants_never_see_each_others_identities() {
         let mut p = Presence::default();
-        p.connect("acme", "alice");
-        p.connect("globex", "bob");
+        p.connect("acme", "alice").unwrap();
+        p.connect("globex", "bob").unwrap();
         let names = |t| {
             p.list(t)
                 .into_iter()
@@ -240,7 +247,7 @@ mod tests {
     #[test]
     fn bad_changes_are_refused() {
         let mut p = Presence::default();
-        let d = p.connect("acme", "alice");
+        let d = p.connect("acme", "alice").unwrap();
         assert_eq!(p.set(d, Status::Offline, None), Err(PresenceError::Offline));
         let long = "x".repeat(MAX_TEXT + 1);
         assert_eq!(
@@ -254,5 +261,13 @@ mod tests {
             Status::Available,
             "never below zero"
         );
+        for _ in 1..MAX_DEVICES {
+            p.connect("acme", "alice").unwrap();
+        }
+        assert!(matches!(
+            p.connect("acme", "alice"),
+            Err(PresenceError::TooManyDevices { .. })
+        ));
+        assert!(p.connect("acme", "bob").is_ok(), "the cap is per identity");
     }
 }
