@@ -37,6 +37,11 @@ use crate::tokens::{self, Verified};
 use message::{ClientMessage, MAX_MESSAGE, ServerMessage};
 use presence::{DeviceId, Presence, View};
 
+/// The client SDK (one ES module, served at `/switchyard.js`).
+pub const SDK: &str = include_str!("web/switchyard.js");
+/// The softphone page (served at `/phone`).
+pub const PHONE: &str = include_str!("web/phone.html");
+
 /// How often clients must send something, unless the config says.
 pub const HEARTBEAT: Duration = Duration::from_secs(25);
 /// How long a new connection may take to register.

@@ -4,6 +4,7 @@
 //! ```text
 //!   GET    /health                       {"status":"ok"}
 //!   GET    /media/{id}                   audio/wav  (id: 64 hex, a cache entry)
+//!   GET    /phone, /switchyard.js        the softphone page and the client SDK
 //!   GET    /v1/client                    crate::clients (WebSocket; an access token)
 //!   GET    /v1/events/presence           crate::clients (WebSocket; Basic auth)
 //!   *      /v1/...                       crate::api (HTTP Basic auth per account)
@@ -133,8 +134,22 @@ async fn respond(
         ["media", _] => Err(ApiError::MethodNotAllowed {
             allow: "GET, HEAD".into(),
         }),
+        ["phone"] if reading => Ok(asset(crate::clients::PHONE, "text/html; charset=utf-8")),
+        ["switchyard.js"] if reading => Ok(asset(crate::clients::SDK, "text/javascript")),
+        ["phone" | "switchyard.js"] => Err(ApiError::MethodNotAllowed {
+            allow: "GET, HEAD".into(),
+        }),
         _ => Err(ApiError::NotImplemented(api::UNKNOWN_PATH)),
     }
+}
+
+/// A page or script built into the binary.
+fn asset(body: &'static str, content_type: &'static str) -> Reply {
+    let mut reply = hyper::Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    reply
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    reply
 }
 
 /// The OpenMetrics text exposition (Prometheus scrapes it).

@@ -208,6 +208,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .context("setting up status callbacks")?;
     edge.set_callbacks(callbacks.clone());
+    let demo_token = demo_token(&accounts, &config);
     let clients = crate::clients::Clients::new(
         accounts.clone(),
         Duration::from_secs(config.api.client_heartbeat_secs.max(1)),
@@ -259,7 +260,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let engine = edge.engine().clone();
     endpoint.set_port_reserve(Box::new(move |port| engine.reserve(port)));
 
-    announce(&listening, &config);
+    announce(&listening, &config, demo_token.as_deref());
     let udp = transport::UdpSockets::new(udp);
     let draining = inputs.clone();
     let outputs = Outputs {
@@ -473,8 +474,55 @@ fn load_tenants(
     Ok((tenants, guest_limits))
 }
 
-fn announce(listening: &Listening, config: &Config) {
-    for line in banner(listening, config) {
+/// A day's access token for the demo tenant's browser client `demo`
+/// (signed with its newest key, made if it has none that can sign), for
+/// the link the banner prints. `None` without the demo tenant.
+fn demo_token(accounts: &Accounts, config: &Config) -> Option<String> {
+    let tenant = config.tenants.iter().find(|t| {
+        (t.users.iter()).any(|u| {
+            (u.username.as_str(), u.password.as_str()) == (config::DEMO_USER, config::DEMO_PASSWORD)
+        })
+    })?;
+    let key = match accounts.newest_token_key(&tenant.id) {
+        Ok(None) => accounts
+            .create_key(&tenant.id)
+            .and_then(|_| accounts.newest_token_key(&tenant.id)),
+        found => found,
+    };
+    let grants = crate::tokens::Grants {
+        identity: "demo".into(),
+        incoming: true,
+        outgoing: None,
+    };
+    let signed = key.map(|key| {
+        key.map(|(id, secret)| {
+            let now = crate::tokens::unix_now();
+            crate::tokens::mint(
+                &id,
+                &tenant.id,
+                &secret,
+                grants,
+                now,
+                crate::tokens::MAX_TTL_SECS,
+            )
+        })
+    });
+    match signed {
+        Ok(Some(Ok(token))) => Some(token),
+        Ok(None) => None,
+        Ok(Some(Err(e))) => {
+            tracing::warn!(error = %e, "no demo client token");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "no demo client token");
+            None
+        }
+    }
+}
+
+fn announce(listening: &Listening, config: &Config, demo_token: Option<&str>) {
+    for line in banner(listening, config, demo_token) {
         println!("{line}");
     }
     // Test harnesses wait for the lines above: make sure they are out.
@@ -484,7 +532,7 @@ fn announce(listening: &Listening, config: &Config) {
 
 /// What `serve` prints once it listens. SIP passwords are never printed,
 /// except the demo's, which is public (it is in the source and README).
-fn banner(listening: &Listening, config: &Config) -> Vec<String> {
+fn banner(listening: &Listening, config: &Config, demo_token: Option<&str>) -> Vec<String> {
     let mut lines = Vec::new();
     for (transport, addr) in &listening.sip {
         lines.push(format!("switchyard: listening sip {transport} {addr}"));
@@ -513,6 +561,11 @@ fn banner(listening: &Listening, config: &Config) -> Vec<String> {
                     user.password,
                     user.username,
                     addr.ip()
+                ));
+            }
+            if let (Some(_), Some(token), Some(http)) = (demo, demo_token, listening.http) {
+                lines.push(format!(
+                    "  browser phone:   http://{http}/phone#token={token}    (client \"demo\", 24 h)"
                 ));
             }
         }
@@ -740,12 +793,16 @@ mod tests {
 
     #[test]
     fn the_demo_banner_prints_the_demo_sip_login() {
-        let lines = banner(&listening(), &Config::demo());
+        let lines = banner(&listening(), &Config::demo(), Some("T0KEN"));
         assert!(
             lines
                 .iter()
                 .any(|l| l.contains("user alice  password alice-demo")
                     && l.contains("sip:alice@127.0.0.1")),
+            "{lines:#?}"
+        );
+        assert!(
+            (lines.iter()).any(|l| l.contains("http://127.0.0.1:8080/phone#token=T0KEN")),
             "{lines:#?}"
         );
     }
@@ -754,7 +811,7 @@ mod tests {
     fn no_other_password_is_printed() {
         let mut config = Config::demo();
         config.tenants[0].users[0].password = "a-real-secret".into();
-        let lines = banner(&listening(), &config);
+        let lines = banner(&listening(), &config, Some("T0KEN"));
         assert!(
             lines.iter().all(|l| !l.contains("a-real-secret")),
             "{lines:#?}"

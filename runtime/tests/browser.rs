@@ -1,0 +1,96 @@
+//! The softphone page (`/phone`) and the client SDK (`/switchyard.js`) in
+//! headless Chromium (Debian `chromium`) against a real `switchyard serve`:
+//! a token in the link registers the browser as client alice, present
+//! while the page is open, offline once the browser is gone.
+
+#[path = "common/http.rs"]
+mod http;
+#[path = "common/sip.rs"]
+mod sip_common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use http::{ADMIN_KEY, Auth, get, post};
+use serde_json::json;
+use sip_common::{Config, Server, require_tool, wait_until};
+
+/// Headless Chromium on `url`, with the flags this machine needs (no
+/// sandbox as root, fake media devices, no background network).
+fn chromium(url: &str, profile: &std::path::Path) -> std::process::Child {
+    require_tool("chromium", "--version", "chromium");
+    Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            "--disable-background-networking",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-component-update",
+            "--disable-sync",
+            "--remote-debugging-port=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromium starts")
+}
+
+#[test]
+fn the_phone_page_registers_the_browser_as_a_client() {
+    let server = Server::serve(
+        &Config::new()
+            .api(&format!("admin_key = \"{ADMIN_KEY}\""))
+            .tenant("acme", &[]),
+    );
+    let addr = server.http;
+    let key = post(addr, "/v1/accounts/acme/keys", &Auth::admin(), &json!({})).json();
+    let acme = Auth::account("acme", key["secret"].as_str().unwrap());
+    let minted = post(
+        addr,
+        "/v1/tokens",
+        &acme,
+        &json!({"identity": "alice", "incoming": true}),
+    );
+    assert_eq!(minted.status, 201, "{}", minted.text());
+    let token = minted.json()["token"].as_str().unwrap().to_owned();
+
+    // The page and the SDK are served as what they are.
+    let page = get(addr, "/phone", &Auth::none());
+    assert_eq!(page.status, 200);
+    assert!(
+        page.head.contains("content-type: text/html"),
+        "{}",
+        page.head
+    );
+    let sdk = get(addr, "/switchyard.js", &Auth::none());
+    assert!(
+        sdk.head.contains("content-type: text/javascript"),
+        "{}",
+        sdk.head
+    );
+    assert!(sdk.text().contains("export class Client"));
+
+    let profile = tempfile::tempdir().unwrap();
+    let mut browser = chromium(
+        &format!("http://{addr}/phone#token={token}"),
+        profile.path(),
+    );
+    let presence = || get(addr, "/v1/presence/alice", &acme).json();
+    let present = wait_until(Duration::from_secs(30), || {
+        presence()["status"] == "available"
+    });
+    let devices = presence()["devices"].clone();
+    let _ = browser.kill();
+    let _ = browser.wait();
+    assert!(present, "the page never registered: {}", presence());
+    assert_eq!(devices, 1);
+    let gone = wait_until(Duration::from_secs(15), || {
+        presence()["status"] == "offline"
+    });
+    assert!(gone, "the closed browser stays present: {}", presence());
+}
