@@ -6,7 +6,10 @@ mod http;
 #[path = "common/sip.rs"]
 mod sip_common;
 
-use http::{ADMIN_KEY, Auth, account, get, new_key, post, put, request, request_typed, upload};
+use http::{
+    ADMIN_KEY, Auth, account, get, new_key, new_key_secret, post, put, request, request_typed,
+    signed_token, upload,
+};
 use serde_json::{Value, json};
 use sip_common::{Config, Server};
 use switchyard::router::DecisionLog;
@@ -488,22 +491,12 @@ fn every_route_refuses_missing_auth_other_accounts_and_bad_bodies() {
     );
 }
 
-/// A token as a tenant's own server signs it: HS256 over our claims with
-/// the key's secret (the 64 hex digits as text), `kid` = the key id.
-fn signed_by_tenant(key_id: &str, secret: &str, claims: &Value) -> String {
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
-    header.kid = Some(key_id.to_owned());
-    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
-    jsonwebtoken::encode(&header, claims, &key).unwrap()
-}
-
 #[test]
 fn access_tokens_are_minted_checked_and_refused_with_their_reasons() {
     let server = server();
     let addr = server.http;
-    let key = post(addr, "/v1/accounts/acme/keys", &Auth::admin(), &json!({})).json();
-    let (key_id, secret) = (key["id"].as_str().unwrap(), key["secret"].as_str().unwrap());
-    let acme = Auth::account("acme", secret);
+    let (key_id, secret, acme) = new_key_secret(addr, "acme");
+    let (key_id, secret) = (key_id.as_str(), secret.as_str());
     let check = |auth: &Auth, token: &str| {
         let got = post(addr, "/v1/tokens/check", auth, &json!({ "token": token }));
         assert_eq!(got.status, 200, "{}", got.text());
@@ -547,25 +540,22 @@ fn access_tokens_are_minted_checked_and_refused_with_their_reasons() {
     // Signed by the tenant's own server: the runtime takes it.
     let now = claims["iat"].as_u64().unwrap();
     let own = json!({"sub": "acme", "iat": now, "exp": now + 60, "grants": {"identity": "bob"}});
-    let verdict = check(&acme, &signed_by_tenant(key_id, secret, &own));
+    let verdict = check(&acme, &signed_token(key_id, secret, &own));
     assert_eq!(verdict["valid"], true, "{verdict}");
     assert_eq!(verdict["token"]["grants"]["incoming"], false);
 
     // Refused, each with its reason.
     let expired =
         json!({"sub": "acme", "iat": now - 7200, "exp": now - 3600, "grants": {"identity": "bob"}});
-    let wrong_kid = signed_by_tenant("SK0000000000000000", secret, &own);
-    let forged = signed_by_tenant(key_id, &"0".repeat(64), &own);
+    let wrong_kid = signed_token("SK0000000000000000", secret, &own);
+    let forged = signed_token(key_id, &"0".repeat(64), &own);
     let too_long =
         json!({"sub": "acme", "iat": now, "exp": now + 90_000, "grants": {"identity": "bob"}});
     for (token, reason) in [
-        (signed_by_tenant(key_id, secret, &expired), "expired"),
+        (signed_token(key_id, secret, &expired), "expired"),
         (wrong_kid, "no API key SK0000000000000000"),
         (forged, "signature does not match"),
-        (
-            signed_by_tenant(key_id, secret, &too_long),
-            "at most 86400 s",
-        ),
+        (signed_token(key_id, secret, &too_long), "at most 86400 s"),
         ("not.a.jwt".to_owned(), "not a JWT"),
     ] {
         let verdict = check(&acme, &token);
@@ -606,8 +596,7 @@ fn access_tokens_are_minted_checked_and_refused_with_their_reasons() {
 
     // A revoked key's tokens stop working at once; the account's other
     // key signs new ones.
-    let other = post(addr, "/v1/accounts/acme/keys", &Auth::admin(), &json!({})).json();
-    let other_auth = Auth::account("acme", other["secret"].as_str().unwrap());
+    let (other_id, _, other_auth) = new_key_secret(addr, "acme");
     let path = format!("/v1/accounts/acme/keys/{key_id}");
     assert_eq!(request(addr, "DELETE", &path, &other_auth, b"").status, 204);
     let verdict = check(&other_auth, token);
@@ -619,7 +608,7 @@ fn access_tokens_are_minted_checked_and_refused_with_their_reasons() {
         &json!({"identity": "alice"}),
     );
     assert_eq!(got.status, 201, "{}", got.text());
-    assert_eq!(got.json()["key_id"], other["id"]);
+    assert_eq!(got.json()["key_id"], other_id);
     let got = post(
         addr,
         "/v1/tokens",

@@ -11,8 +11,7 @@ mod sip_common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use http::{ADMIN_KEY, Auth, get, post};
-use serde_json::json;
+use http::{ADMIN_KEY, Auth, client_token, get, new_key_secret};
 use sip_common::{Config, Server, require_tool, wait_until};
 
 /// Headless Chromium on `url`, with the flags this machine needs (no
@@ -48,16 +47,8 @@ fn the_phone_page_registers_the_browser_as_a_client() {
             .tenant("acme", &[]),
     );
     let addr = server.http;
-    let key = post(addr, "/v1/accounts/acme/keys", &Auth::admin(), &json!({})).json();
-    let acme = Auth::account("acme", key["secret"].as_str().unwrap());
-    let minted = post(
-        addr,
-        "/v1/tokens",
-        &acme,
-        &json!({"identity": "alice", "incoming": true}),
-    );
-    assert_eq!(minted.status, 201, "{}", minted.text());
-    let token = minted.json()["token"].as_str().unwrap().to_owned();
+    let (_, _, acme) = new_key_secret(addr, "acme");
+    let token = client_token(addr, &acme, "alice");
 
     // The page and the SDK are served as what they are.
     let page = get(addr, "/phone", &Auth::none());

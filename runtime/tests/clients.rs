@@ -11,7 +11,7 @@ mod sip_common;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use http::{ADMIN_KEY, Auth, account, get, post, request};
+use http::{ADMIN_KEY, Auth, account, client_token, get, new_key_secret, request, signed_token};
 use serde_json::{Value, json};
 use sip_common::{Config, Server};
 use tungstenite::client::IntoClientRequest;
@@ -37,26 +37,6 @@ fn server() -> Server {
 fn call_700(server: &Server, call_id: &str) -> u16 {
     let (_, response) = sip_common::invite_without_sdp(server, "700", call_id);
     response[8..11].parse().unwrap()
-}
-
-/// A new key of `account`: its id, secret and Basic auth.
-fn key(addr: SocketAddr, account: &str) -> (String, String, Auth) {
-    let path = format!("/v1/accounts/{account}/keys");
-    let key = post(addr, &path, &Auth::admin(), &json!({})).json();
-    let secret = key["secret"].as_str().unwrap().to_owned();
-    let auth = Auth::account(account, &secret);
-    (key["id"].as_str().unwrap().to_owned(), secret, auth)
-}
-
-fn token(addr: SocketAddr, auth: &Auth, identity: &str) -> String {
-    let got = post(
-        addr,
-        "/v1/tokens",
-        auth,
-        &json!({"identity": identity, "incoming": true}),
-    );
-    assert_eq!(got.status, 201, "{}", got.text());
-    got.json()["token"].as_str().unwrap().to_owned()
 }
 
 fn connect(addr: SocketAddr) -> Socket {
@@ -144,7 +124,7 @@ fn presence(addr: SocketAddr, auth: &Auth, identity: &str) -> Value {
 fn two_devices_make_one_presence_and_silence_takes_them_offline() {
     let server = server();
     let addr = server.http;
-    let (_, _, acme) = key(addr, "acme");
+    let (_, _, acme) = new_key_secret(addr, "acme");
     assert_eq!(presence(addr, &acme, "alice")["status"], "offline");
     let refused = watch(addr, &Auth::none()).unwrap_err();
     assert!(refused.to_string().contains("401"), "{refused}");
@@ -153,7 +133,7 @@ fn two_devices_make_one_presence_and_silence_takes_them_offline() {
     let mut browser = connect(addr);
     let registered = ask(
         &mut browser,
-        json!({"type": "register", "token": token(addr, &acme, "alice")}),
+        json!({"type": "register", "token": client_token(addr, &acme, "alice")}),
     );
     assert_eq!(registered["type"], "registered", "{registered}");
     assert_eq!(registered["identity"], "alice");
@@ -169,7 +149,7 @@ fn two_devices_make_one_presence_and_silence_takes_them_offline() {
     let mut phone = connect(addr);
     let registered = ask(
         &mut phone,
-        json!({"type": "register", "token": token(addr, &acme, "alice")}),
+        json!({"type": "register", "token": client_token(addr, &acme, "alice")}),
     );
     assert_eq!(registered["type"], "registered", "{registered}");
     assert_ne!(registered["device"], Value::Null);
@@ -269,23 +249,11 @@ fn two_devices_make_one_presence_and_silence_takes_them_offline() {
     }
 }
 
-/// A token as a tenant's server signs it, with the claims given.
-fn signed(key_id: &str, secret: &str, claims: &Value) -> String {
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
-    header.kid = Some(key_id.to_owned());
-    jsonwebtoken::encode(
-        &header,
-        claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
-}
-
 #[test]
 fn bad_tokens_are_refused_and_a_revoked_key_ends_the_session() {
     let server = server();
     let addr = server.http;
-    let (key_id, secret, acme) = key(addr, "acme");
+    let (key_id, secret, acme) = new_key_secret(addr, "acme");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -306,12 +274,15 @@ fn bad_tokens_are_refused_and_a_revoked_key_ends_the_session() {
     let forged = json!({"sub": "acme", "iat": now, "exp": now + 60, "grants": {"identity": "eve"}});
     for (token, reason) in [
         ("junk".to_owned(), "not a JWT"),
-        (signed(&key_id, &secret, &expired), "expired"),
+        (signed_token(&key_id, &secret, &expired), "expired"),
         (
-            signed(&key_id, &"0".repeat(64), &forged),
+            signed_token(&key_id, &"0".repeat(64), &forged),
             "signature does not match",
         ),
-        (signed("SK0000000000000000", &secret, &forged), "no API key"),
+        (
+            signed_token("SK0000000000000000", &secret, &forged),
+            "no API key",
+        ),
     ] {
         let mut socket = connect(addr);
         let answer = ask(&mut socket, json!({"type": "register", "token": token}));
@@ -327,11 +298,11 @@ fn bad_tokens_are_refused_and_a_revoked_key_ends_the_session() {
     // Registered, then the key is revoked: the next message ends it.
     let registered = ask(
         &mut socket,
-        json!({"type": "register", "token": token(addr, &acme, "carol")}),
+        json!({"type": "register", "token": client_token(addr, &acme, "carol")}),
     );
     assert_eq!(registered["type"], "registered", "{registered}");
     assert_eq!(presence(addr, &acme, "carol")["status"], "available");
-    let (_, _, other) = key(addr, "acme");
+    let (_, _, other) = new_key_secret(addr, "acme");
     let path = format!("/v1/accounts/acme/keys/{key_id}");
     assert_eq!(request(addr, "DELETE", &path, &other, b"").status, 204);
     let answer = ask(&mut socket, json!({"type": "heartbeat"}));

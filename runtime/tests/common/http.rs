@@ -132,6 +132,13 @@ pub fn put(addr: SocketAddr, path: &str, auth: &Auth, body: &Value) -> Answer {
 
 /// A new key of `account`, made by the operator: its id and Basic auth.
 pub fn new_key(addr: SocketAddr, account: &str) -> (String, Auth) {
+    let (id, _, auth) = new_key_secret(addr, account);
+    (id, auth)
+}
+
+/// A new key of `account`, made by the operator: its id, its secret (what
+/// signs access tokens) and Basic auth.
+pub fn new_key_secret(addr: SocketAddr, account: &str) -> (String, String, Auth) {
     let got = post(
         addr,
         &format!("/v1/accounts/{account}/keys"),
@@ -141,11 +148,27 @@ pub fn new_key(addr: SocketAddr, account: &str) -> (String, Auth) {
     assert_eq!(got.status, 201, "{}", got.text());
     let key = got.json();
     assert_eq!(key["account"], account);
-    let secret = key["secret"].as_str().unwrap();
-    (
-        key["id"].as_str().unwrap().to_owned(),
-        Auth::account(account, secret),
-    )
+    let secret = key["secret"].as_str().unwrap().to_owned();
+    let auth = Auth::account(account, &secret);
+    (key["id"].as_str().unwrap().to_owned(), secret, auth)
+}
+
+/// An access token for client `identity`, allowed incoming calls, minted
+/// by `POST /v1/tokens`.
+pub fn client_token(addr: SocketAddr, auth: &Auth, identity: &str) -> String {
+    let body = serde_json::json!({"identity": identity, "incoming": true});
+    let got = post(addr, "/v1/tokens", auth, &body);
+    assert_eq!(got.status, 201, "{}", got.text());
+    got.json()["token"].as_str().unwrap().to_owned()
+}
+
+/// A token as a tenant's own server signs it: HS256 over `claims` with
+/// the key's secret (the 64 hex digits as text), `kid` = the key id.
+pub fn signed_token(key_id: &str, secret: &str, claims: &Value) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some(key_id.to_owned());
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
 }
 
 /// A new account made by the operator, with a key: its id and Basic auth.
