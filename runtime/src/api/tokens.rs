@@ -6,7 +6,6 @@ use hyper::StatusCode;
 use serde::Deserialize;
 
 use super::{ApiError, ApiState, Caller, Reply, blocking, json, parse_json};
-use crate::tenancy::TokenKey;
 use crate::tokens::{self, Grants, Outgoing};
 
 /// A token's life when the request names none.
@@ -56,15 +55,14 @@ pub(super) async fn create(
                          tokens hold no sealed secret): create one with POST /v1/accounts/{account}/keys"
                     ))
                 }),
+                // Another account's key, in whatever state, is no key.
                 Some(id) => match accounts.token_key(&id)? {
-                    TokenKey::Live { account: a, secret } if a == account => Ok((id, secret)),
-                    TokenKey::Live { .. } | TokenKey::Unknown => {
+                    key if key.account() != Some(account.as_str()) => {
                         Err(ApiError::NotFound(format!("key {id:?}")))
                     }
-                    TokenKey::Revoked { account: a } if a != account => {
-                        Err(ApiError::NotFound(format!("key {id:?}")))
-                    }
-                    other => Err(ApiError::Conflict(refusal(&id, other))),
+                    key => (tokens::signer(&id, key))
+                        .map(|(_, secret)| (id, secret))
+                        .map_err(|refused| ApiError::Conflict(refused.to_string())),
                 },
             })
         }
@@ -84,14 +82,6 @@ pub(super) async fn create(
             "expires": now + ttl,
         }),
     ))
-}
-
-/// Why key `id` cannot sign, as [`tokens::verify`] would say it.
-fn refusal(id: &str, key: TokenKey) -> String {
-    match tokens::signer(id, key) {
-        Ok(_) => format!("key {id:?} can sign"),
-        Err(e) => e.to_string(),
-    }
 }
 
 #[derive(Debug, Deserialize)]
