@@ -464,6 +464,14 @@ impl Default for StorageSection {
 pub const DEMO_USER: &str = "alice";
 pub const DEMO_PASSWORD: &str = "alice-demo";
 
+impl TenantSection {
+    /// The demo's SIP user, if this tenant has it (it is the demo tenant).
+    pub fn demo_user(&self) -> Option<&UserSection> {
+        (self.users.iter())
+            .find(|u| (u.username.as_str(), u.password.as_str()) == (DEMO_USER, DEMO_PASSWORD))
+    }
+}
+
 /// Where the demo finds the IVR example guest (built by `scripts/build-guests`).
 pub const DEMO_COMPONENT: &str = "target/wasm32-wasip2/release/guest_ivr.wasm";
 

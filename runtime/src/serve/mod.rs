@@ -476,49 +476,33 @@ fn load_tenants(
 
 /// A day's access token for the demo tenant's browser client `demo`
 /// (signed with its newest key, made if it has none that can sign), for
-/// the link the banner prints. `None` without the demo tenant.
+/// the link the banner prints. `None` without the demo tenant, or when
+/// none can be made (said in the log: the demo goes on without it).
 fn demo_token(accounts: &Accounts, config: &Config) -> Option<String> {
-    let tenant = config.tenants.iter().find(|t| {
-        (t.users.iter()).any(|u| {
-            (u.username.as_str(), u.password.as_str()) == (config::DEMO_USER, config::DEMO_PASSWORD)
-        })
-    })?;
-    let key = match accounts.newest_token_key(&tenant.id) {
-        Ok(None) => accounts
-            .create_key(&tenant.id)
-            .and_then(|_| accounts.newest_token_key(&tenant.id)),
-        found => found,
+    let tenant = config.tenants.iter().find(|t| t.demo_user().is_some())?;
+    let mint = || -> anyhow::Result<String> {
+        let key = match accounts.newest_token_key(&tenant.id)? {
+            Some(key) => Some(key),
+            None => {
+                accounts.create_key(&tenant.id)?;
+                accounts.newest_token_key(&tenant.id)?
+            }
+        };
+        let (id, secret) = key.context("the demo tenant has no key that can sign")?;
+        let grants = crate::tokens::Grants {
+            identity: "demo".into(),
+            incoming: true,
+            outgoing: None,
+        };
+        let now = crate::tokens::unix_now();
+        let ttl = crate::tokens::MAX_TTL_SECS;
+        Ok(crate::tokens::mint(
+            &id, &tenant.id, &secret, grants, now, ttl,
+        )?)
     };
-    let grants = crate::tokens::Grants {
-        identity: "demo".into(),
-        incoming: true,
-        outgoing: None,
-    };
-    let signed = key.map(|key| {
-        key.map(|(id, secret)| {
-            let now = crate::tokens::unix_now();
-            crate::tokens::mint(
-                &id,
-                &tenant.id,
-                &secret,
-                grants,
-                now,
-                crate::tokens::MAX_TTL_SECS,
-            )
-        })
-    });
-    match signed {
-        Ok(Some(Ok(token))) => Some(token),
-        Ok(None) => None,
-        Ok(Some(Err(e))) => {
-            tracing::warn!(error = %e, "no demo client token");
-            None
-        }
-        Err(e) => {
-            tracing::warn!(error = %format!("{e:#}"), "no demo client token");
-            None
-        }
-    }
+    mint()
+        .inspect_err(|e| tracing::warn!(error = %format!("{e:#}"), "no demo client token"))
+        .ok()
 }
 
 fn announce(listening: &Listening, config: &Config, demo_token: Option<&str>) {
@@ -550,10 +534,7 @@ fn banner(listening: &Listening, config: &Config, demo_token: Option<&str>) -> V
                 numbers.join(", "),
                 tenant.users.len()
             ));
-            let demo = tenant.users.iter().find(|u| {
-                (u.username.as_str(), u.password.as_str())
-                    == (config::DEMO_USER, config::DEMO_PASSWORD)
-            });
+            let demo = tenant.demo_user();
             if let Some(user) = demo {
                 lines.push(format!(
                     "  demo SIP login:  user {}  password {}    (register a softphone as sip:{}@{})",
