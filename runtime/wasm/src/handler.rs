@@ -68,6 +68,8 @@ struct HostInner {
     /// Set once the runtime's client registry exists; until then, and
     /// without clients, every identity is offline.
     presence: std::sync::OnceLock<crate::presence::Presence>,
+    /// The answer until then (made once: no allocation per event).
+    nobody: crate::presence::Presence,
     _ticker: EpochTicker,
 }
 
@@ -145,6 +147,7 @@ impl WasmHost {
                 cache,
                 kv,
                 presence: std::sync::OnceLock::new(),
+                nobody: Arc::new(crate::presence::Nobody),
                 _ticker: ticker,
             }),
         })
@@ -274,7 +277,7 @@ impl std::fmt::Debug for Recorded {
 
 /// The host's presence backend, or nobody present.
 fn presence_of(host: &HostInner) -> crate::presence::Presence {
-    (host.presence.get().cloned()).unwrap_or_else(|| Arc::new(crate::presence::Nobody))
+    Arc::clone(host.presence.get().unwrap_or(&host.nobody))
 }
 
 /// A tenant's component as a [`CallHandler`]: a fresh instance per event.
