@@ -1,4 +1,4 @@
-//! SDP offer/answer (RFC 3264) for G.711 audio, on the `sdp` crate.
+//! SDP offer/answer (RFC 3264) for G.711 audio.
 //!
 //! ```text
 //!  INVITE with offer ─► answer(offer, local, ..) ─► (answer SDP, Negotiated)
@@ -13,14 +13,18 @@
 //! RFC 2543 hold address 0.0.0.0). Nothing here panics on bad input; an
 //! offer we cannot serve is [`SdpError::NoCommonCodec`], which the caller
 //! answers with 488 (RFC 3264 §6).
+//!
+//! Bodies are read by [`Desc::parse`], a scanner that borrows from the body
+//! and keeps only the fields offer/answer needs. It replaced the `sdp`
+//! crate, which builds an owned tree of every line through `nom`: every
+//! INVITE carries an offer, and that tree was 5 % of a refused call's CPU
+//! (BENCHMARKS.md, `sip`, issue 14), more than any other single part of
+//! the decision path. A test reads the same offers with the crate and with
+//! the scanner and compares what they negotiate.
 
 use std::fmt::Write as _;
-use std::io::Cursor;
 use std::net::{IpAddr, SocketAddr};
 
-use sdp::SessionDescription;
-use sdp::description::common::Attribute;
-use sdp::description::media::MediaDescription;
 pub use switchyard_media::codec::{Codec, DTMF_PT, Direction};
 
 /// Packetization time when the peer states none (RFC 3551 §4.5).
@@ -42,7 +46,7 @@ pub struct Negotiated {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SdpError {
-    /// Not SDP the `sdp` crate can read (RFC 4566 syntax).
+    /// Not SDP (RFC 4566 syntax).
     #[error("malformed SDP: {0}")]
     Malformed(String),
     /// No RTP/AVP audio stream with PCMU or PCMA: answer 488.
@@ -67,38 +71,24 @@ pub fn answer(
     session: u64,
     version: u64,
 ) -> Result<(String, Negotiated), SdpError> {
-    let desc = parse(offer)?;
-    let chosen = desc
-        .media_descriptions
+    let desc = Desc::parse(offer)?;
+    let (index, codec) = desc
+        .media
         .iter()
         .enumerate()
-        .find_map(|(i, m)| usable_audio(m).map(|codec| (i, codec)))
+        .find_map(|(i, m)| m.usable_audio().map(|codec| (i, codec)))
         .ok_or(SdpError::NoCommonCodec)?;
-    let (index, codec) = chosen;
-    let Some(media) = desc.media_descriptions.get(index) else {
-        return Err(SdpError::NoCommonCodec);
-    };
-    let negotiated = negotiated(&desc, media, codec)?;
+    let negotiated = desc.negotiated(index, codec)?;
 
     let mut sdp = String::with_capacity(512);
     header(&mut sdp, local, session, version);
-    for (i, m) in desc.media_descriptions.iter().enumerate() {
+    for (i, m) in desc.media.iter().enumerate() {
         if i == index {
             audio(&mut sdp, local.port(), &negotiated);
         } else {
             // Rejected: same media and transport, port 0 (RFC 3264 §6).
-            let formats = if m.media_name.formats.is_empty() {
-                "0".to_string()
-            } else {
-                m.media_name.formats.join(" ")
-            };
-            let _ = write!(
-                sdp,
-                "m={} 0 {} {}\r\n",
-                m.media_name.media,
-                m.media_name.protos.join("/"),
-                formats
-            );
+            let formats = if m.formats.is_empty() { "0" } else { m.formats };
+            let _ = write!(sdp, "m={} 0 {} {formats}\r\n", m.kind, m.proto);
         }
     }
     Ok((sdp, negotiated))
@@ -127,120 +117,223 @@ pub fn offer(local: SocketAddr, session: u64, version: u64, direction: Direction
 /// Reads the answer to one of our offers (RFC 3264 §7): the first accepted
 /// audio stream and the first codec of ours it lists.
 pub fn parse_answer(answer: &[u8]) -> Result<Negotiated, SdpError> {
-    let desc = parse(answer)?;
-    let (media, codec) = desc
-        .media_descriptions
+    let desc = Desc::parse(answer)?;
+    let (index, codec) = desc
+        .media
         .iter()
-        .find_map(|m| usable_audio(m).map(|codec| (m, codec)))
+        .enumerate()
+        .find_map(|(i, m)| m.usable_audio().map(|codec| (i, codec)))
         .ok_or(SdpError::NoCommonCodec)?;
-    negotiated(&desc, media, codec)
+    desc.negotiated(index, codec)
 }
 
-/// What was agreed for the chosen audio stream, from our side: the far
-/// end's address and direction (reversed into ours), DTMF and packet time.
-fn negotiated(
-    desc: &SessionDescription,
-    media: &MediaDescription,
-    codec: Codec,
-) -> Result<Negotiated, SdpError> {
-    let (remote, on_hold) = remote_of(desc, media)?;
-    let mut theirs = direction_from_attributes(&media.attributes)
-        .or_else(|| direction_from_attributes(&desc.attributes))
-        .unwrap_or(Direction::SendRecv);
-    if on_hold && theirs.receives() {
-        // c=0.0.0.0: the far end will not receive (RFC 3264 §8.4).
-        theirs = if theirs.sends() {
-            Direction::SendOnly
-        } else {
-            Direction::Inactive
-        };
+/// What offer/answer needs of a session description, borrowed from it.
+#[derive(Debug, Default)]
+struct Desc<'a> {
+    /// The session-level c= address (before any /ttl).
+    connection: Option<&'a str>,
+    /// The session-level direction attribute.
+    direction: Option<Direction>,
+    media: Vec<Media<'a>>,
+}
+
+/// One m= section.
+#[derive(Debug, Default)]
+struct Media<'a> {
+    kind: &'a str,
+    port: u32,
+    /// `RTP/AVP`, `RTP/SAVP`…
+    proto: &'a str,
+    /// The formats as written, space-separated.
+    formats: &'a str,
+    connection: Option<&'a str>,
+    direction: Option<Direction>,
+    /// The payload type of the first `a=rtpmap:PT telephone-event/8000`.
+    telephone_event: Option<&'a str>,
+    ptime: Option<&'a str>,
+}
+
+impl<'a> Desc<'a> {
+    /// Reads `body` (RFC 4566 §5): `v=0` first, then `o=` with its six
+    /// fields, `s=`, at least one `t=` before the media, every line a
+    /// lower-case letter, `=` and a value, ended by CRLF or LF.
+    fn parse(body: &'a [u8]) -> Result<Self, SdpError> {
+        let bad = |line: usize, why: &str| SdpError::Malformed(format!("line {line}: {why}"));
+        let text =
+            std::str::from_utf8(body).map_err(|_| SdpError::Malformed("not UTF-8".into()))?;
+        let mut desc = Desc::default();
+        let (mut origin, mut name, mut timing) = (false, false, false);
+        for (i, line) in text.split('\n').enumerate() {
+            let n = i + 1;
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            if line.is_empty() {
+                continue;
+            }
+            let (kind, value) = match line.as_bytes() {
+                [k @ b'a'..=b'z', b'=', ..] => (*k, &line[2..]),
+                _ => return Err(bad(n, "not <letter>=<value>")),
+            };
+            if i == 0 {
+                if line != "v=0" {
+                    return Err(bad(n, "does not start with v=0"));
+                }
+                continue;
+            }
+            if desc.media.is_empty() && !(origin && name && timing) && kind == b'm' {
+                return Err(bad(n, "m= before o=, s= and t="));
+            }
+            match kind {
+                b'v' => return Err(bad(n, "a second v=")),
+                b'o' if value.split_ascii_whitespace().count() != 6 => {
+                    return Err(bad(n, "o= needs six fields"));
+                }
+                b'o' => origin = true,
+                b's' => name = true,
+                b't' => timing = true,
+                b'm' => desc
+                    .media
+                    .push(Media::parse(value).ok_or_else(|| bad(n, "malformed m="))?),
+                b'c' => {
+                    let address = connection(value).ok_or_else(|| bad(n, "malformed c="))?;
+                    match desc.media.last_mut() {
+                        Some(m) => m.connection = Some(address),
+                        None => desc.connection = Some(address),
+                    }
+                }
+                b'a' => match desc.media.last_mut() {
+                    Some(m) => m.attribute(value),
+                    None => desc.direction = desc.direction.or(direction(value)),
+                },
+                _ => {}
+            }
+        }
+        if !(origin && name && timing) {
+            return Err(SdpError::Malformed("missing o=, s= or t=".into()));
+        }
+        Ok(desc)
     }
-    Ok(Negotiated {
-        codec,
-        remote,
-        dtmf_pt: telephone_event(media),
-        direction: theirs.reversed(),
-        ptime_ms: ptime(media),
-    })
-}
 
-fn parse(body: &[u8]) -> Result<SessionDescription, SdpError> {
-    // The crate reads line by line; it needs text to report errors with.
-    if std::str::from_utf8(body).is_err() {
-        return Err(SdpError::Malformed("not UTF-8".into()));
-    }
-    SessionDescription::unmarshal(&mut Cursor::new(body))
-        .map_err(|e| SdpError::Malformed(e.to_string()))
-}
-
-/// The codec an m-line lets us use: audio, RTP/AVP, a port, PCMU or PCMA
-/// among its formats (first wins).
-fn usable_audio(m: &MediaDescription) -> Option<Codec> {
-    let name = &m.media_name;
-    let rtp_avp = name.protos.len() == 2
-        && name.protos.first().is_some_and(|p| p == "RTP")
-        && name.protos.get(1).is_some_and(|p| p == "AVP");
-    if name.media != "audio" || !rtp_avp || name.port.value <= 0 || name.port.value > 65_535 {
-        return None;
-    }
-    name.formats
-        .iter()
-        .filter_map(|f| f.parse::<u8>().ok())
-        .find_map(Codec::from_pt)
-}
-
-/// Where the peer receives, and whether it used the hold address 0.0.0.0.
-fn remote_of(
-    desc: &SessionDescription,
-    m: &MediaDescription,
-) -> Result<(Option<SocketAddr>, bool), SdpError> {
-    let connection = m
-        .connection_information
-        .as_ref()
-        .or(desc.connection_information.as_ref())
-        .and_then(|c| c.address.as_ref());
-    let Some(address) = connection else {
-        return Err(SdpError::Address(String::new()));
-    };
-    let ip: IpAddr = address
-        .address
-        .parse()
-        .map_err(|_| SdpError::Address(address.address.clone()))?;
-    if ip.is_unspecified() {
-        return Ok((None, true));
-    }
-    let port = u16::try_from(m.media_name.port.value).unwrap_or(0);
-    Ok(((port != 0).then_some(SocketAddr::new(ip, port)), false))
-}
-
-fn telephone_event(m: &MediaDescription) -> Option<u8> {
-    m.attributes
-        .iter()
-        .filter(|a| a.key == "rtpmap")
-        .filter_map(|a| a.value.as_deref())
-        .find_map(|v| {
-            let (pt, encoding) = v.split_once(' ')?;
-            let (name, rate) = encoding.split_once('/')?;
-            let rate = rate.split('/').next()?;
-            (name.eq_ignore_ascii_case("telephone-event") && rate == "8000").then_some(pt)
+    /// What was agreed for stream `index`, from our side: the far end's
+    /// address and direction (reversed into ours), DTMF and packet time.
+    fn negotiated(&self, index: usize, codec: Codec) -> Result<Negotiated, SdpError> {
+        let media = self.media.get(index).ok_or(SdpError::NoCommonCodec)?;
+        let address = media
+            .connection
+            .or(self.connection)
+            .ok_or_else(|| SdpError::Address(String::new()))?;
+        let ip: IpAddr = address
+            .parse()
+            .map_err(|_| SdpError::Address(address.to_string()))?;
+        let on_hold = ip.is_unspecified();
+        let remote = (!on_hold && media.port != 0)
+            .then(|| SocketAddr::new(ip, u16::try_from(media.port).unwrap_or(0)))
+            .filter(|a| a.port() != 0);
+        let mut theirs = media
+            .direction
+            .or(self.direction)
+            .unwrap_or(Direction::SendRecv);
+        if on_hold && theirs.receives() {
+            // c=0.0.0.0: the far end will not receive (RFC 3264 §8.4).
+            theirs = if theirs.sends() {
+                Direction::SendOnly
+            } else {
+                Direction::Inactive
+            };
+        }
+        Ok(Negotiated {
+            codec,
+            remote,
+            dtmf_pt: media.dtmf_pt(),
+            direction: theirs.reversed(),
+            ptime_ms: media.ptime_ms(),
         })
-        .and_then(|pt| pt.parse::<u8>().ok())
-        .filter(|pt| {
-            m.media_name
-                .formats
-                .iter()
-                .any(|f| f.parse::<u8>().ok() == Some(*pt))
-        })
+    }
 }
 
-/// The offered a=ptime when it is a whole number of 10 ms frames up to
-/// 120 ms (what G.711 endpoints use); 20 ms otherwise.
-fn ptime(m: &MediaDescription) -> u32 {
-    m.attribute("ptime")
-        .flatten()
-        .and_then(|v| v.trim().parse::<u32>().ok())
-        .filter(|p| (10..=120).contains(p) && p % 10 == 0)
-        .unwrap_or(DEFAULT_PTIME_MS)
+impl<'a> Media<'a> {
+    /// `media SP port[/count] SP proto 1*(SP fmt)`.
+    fn parse(value: &'a str) -> Option<Self> {
+        let mut fields = value.splitn(3, ' ');
+        let kind = fields.next().filter(|k| !k.is_empty())?;
+        let port = fields.next()?;
+        let rest = fields.next()?;
+        let port = port.split('/').next()?.parse::<u32>().ok()?;
+        let (proto, formats) = rest.split_once(' ').unwrap_or((rest, ""));
+        if proto.is_empty() {
+            return None;
+        }
+        Some(Media {
+            kind,
+            port,
+            proto,
+            formats: formats.trim(),
+            ..Media::default()
+        })
+    }
+
+    fn attribute(&mut self, value: &'a str) {
+        if let Some(d) = direction(value) {
+            self.direction = self.direction.or(Some(d));
+        } else if let Some(ptime) = value.strip_prefix("ptime:") {
+            self.ptime = self.ptime.or(Some(ptime));
+        } else if let Some(map) = value.strip_prefix("rtpmap:")
+            && self.telephone_event.is_none()
+            && let Some((pt, encoding)) = map.split_once(' ')
+            && let Some((name, rate)) = encoding.split_once('/')
+            && name.eq_ignore_ascii_case("telephone-event")
+            && rate.split('/').next() == Some("8000")
+        {
+            self.telephone_event = Some(pt);
+        }
+    }
+
+    fn payload_types(&self) -> impl Iterator<Item = u8> + '_ {
+        self.formats
+            .split_ascii_whitespace()
+            .filter_map(|f| f.parse::<u8>().ok())
+    }
+
+    /// The codec this stream lets us use: audio, RTP/AVP, a port, PCMU or
+    /// PCMA among its formats (first wins).
+    fn usable_audio(&self) -> Option<Codec> {
+        if self.kind != "audio" || self.proto != "RTP/AVP" || self.port == 0 || self.port > 65_535 {
+            return None;
+        }
+        self.payload_types().find_map(Codec::from_pt)
+    }
+
+    /// The telephone-event payload type, when the m= line lists it.
+    fn dtmf_pt(&self) -> Option<u8> {
+        let pt = self.telephone_event?.parse::<u8>().ok()?;
+        self.payload_types().any(|f| f == pt).then_some(pt)
+    }
+
+    /// The offered a=ptime when it is a whole number of 10 ms frames up to
+    /// 120 ms (what G.711 endpoints use); 20 ms otherwise.
+    fn ptime_ms(&self) -> u32 {
+        self.ptime
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .filter(|p| (10..=120).contains(p) && p % 10 == 0)
+            .unwrap_or(DEFAULT_PTIME_MS)
+    }
+}
+
+/// The address of `c=IN IP4 203.0.113.1[/ttl[/n]]`.
+fn connection(value: &str) -> Option<&str> {
+    let mut fields = value.split_ascii_whitespace();
+    let (_net, _family, address) = (fields.next()?, fields.next()?, fields.next()?);
+    address.split('/').next().filter(|a| !a.is_empty())
+}
+
+/// The direction an attribute states, if it is one.
+fn direction(attribute: &str) -> Option<Direction> {
+    match attribute {
+        "sendrecv" => Some(Direction::SendRecv),
+        "sendonly" => Some(Direction::SendOnly),
+        "recvonly" => Some(Direction::RecvOnly),
+        "inactive" => Some(Direction::Inactive),
+        _ => None,
+    }
 }
 
 fn header(sdp: &mut String, local: SocketAddr, session: u64, version: u64) {
@@ -275,17 +368,6 @@ fn audio(sdp: &mut String, port: u16, n: &Negotiated) {
         n.ptime_ms,
         n.direction.attribute()
     );
-}
-
-/// The direction an SDP attribute list states, if any.
-fn direction_from_attributes(attrs: &[Attribute]) -> Option<Direction> {
-    attrs.iter().find_map(|a| match a.key.as_str() {
-        "sendrecv" => Some(Direction::SendRecv),
-        "sendonly" => Some(Direction::SendOnly),
-        "recvonly" => Some(Direction::RecvOnly),
-        "inactive" => Some(Direction::Inactive),
-        _ => None,
-    })
 }
 
 #[cfg(test)]
@@ -441,6 +523,93 @@ mod tests {
         );
         assert!(v6.contains("c=IN IP6 2001:db8::1\r\n"), "{v6}");
         assert!(parse_answer(v6.as_bytes()).is_ok());
+    }
+
+    /// The scanner and the `sdp` crate it replaced read the same offers
+    /// alike: both refuse, or both find the same first usable stream with
+    /// the same address, port, direction and ptime.
+    #[test]
+    fn the_scanner_reads_offers_as_the_sdp_crate_does() {
+        let mut offers: Vec<String> = vec![
+            SIPP.into(),
+            SIPP.replace("c=IN IP4 127.0.0.1", "c=IN IP4 0.0.0.0"),
+            SIPP.replace("t=0 0\r\n", "t=0 0\r\na=inactive\r\n"),
+            SIPP.replace("RTP/AVP 0", "RTP/AVP 18 8 0")
+                .replace("\n", "\r\n")
+                .replace("\r\r", "\r"),
+            SIPP.replace("\r\n", "\n"),
+            SIPP.replace(
+                "a=rtpmap:0 PCMU/8000\r\n",
+                "c=IN IP6 2001:db8::7\r\na=sendonly\r\na=ptime:40\r\n",
+            ),
+            SIPP.replace("c=IN IP4 127.0.0.1", "c=IN IP4 224.2.1.1/127/3"),
+            SIPP.replace("c=IN IP4 127.0.0.1", "c=IN IP4 host.example"),
+            SIPP.replace("o=user1 53655765 2353687637 IN IP4 127.0.0.1\r\n", ""),
+            SIPP.replace("m=audio 6000", "m=audio 6000/2"),
+            SIPP.replace("m=audio 6000", "m=audio x"),
+            offer("192.0.2.1:4000".parse().unwrap(), 1, 1, Direction::RecvOnly),
+        ];
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/rfc4475/");
+        let raw = std::fs::read(format!("{dir}wsinv.dat")).unwrap();
+        let at = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        offers.push(String::from_utf8_lossy(&raw[at..]).into_owned());
+        for offer in &offers {
+            let ours = Desc::parse(offer.as_bytes()).ok().and_then(|d| {
+                let (i, codec) = d
+                    .media
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, m)| m.usable_audio().map(|c| (i, c)))?;
+                let m = &d.media[i];
+                let address = m.connection.or(d.connection)?.to_string();
+                let direction = m.direction.or(d.direction);
+                Some((codec.pt, address, m.port as i64, direction, m.ptime_ms()))
+            });
+            assert_eq!(ours, reference(offer), "{offer}");
+        }
+    }
+
+    fn reference(offer: &str) -> Option<(u8, String, i64, Option<Direction>, u32)> {
+        let desc =
+            sdp::SessionDescription::unmarshal(&mut std::io::Cursor::new(offer.as_bytes())).ok()?;
+        let m = desc.media_descriptions.iter().find(|m| {
+            let n = &m.media_name;
+            n.media == "audio"
+                && n.protos.join("/") == "RTP/AVP"
+                && (1..=65_535).contains(&n.port.value)
+                && n.formats.iter().any(|f| matches!(f.as_str(), "0" | "8"))
+        })?;
+        let codec = m.media_name.formats.iter().find_map(|f| match f.as_str() {
+            "0" => Some(0),
+            "8" => Some(8),
+            _ => None,
+        })?;
+        let address = m
+            .connection_information
+            .as_ref()
+            .or(desc.connection_information.as_ref())?
+            .address
+            .as_ref()?
+            .address
+            .split('/') // the crate keeps a multicast /ttl in the address
+            .next()?
+            .to_string();
+        let attrs =
+            |a: &[sdp::description::common::Attribute]| a.iter().find_map(|a| direction(&a.key));
+        let ptime = m
+            .attribute("ptime")
+            .flatten()
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .filter(|p| (10..=120).contains(p) && p % 10 == 0)
+            .unwrap_or(DEFAULT_PTIME_MS);
+        let direction = attrs(&m.attributes).or_else(|| attrs(&desc.attributes));
+        Some((
+            codec,
+            address,
+            m.media_name.port.value as i64,
+            direction,
+            ptime,
+        ))
     }
 
     #[test]

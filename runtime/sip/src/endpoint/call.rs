@@ -246,12 +246,7 @@ impl Endpoint {
 
         let local_tag = self.ids.token();
         let tenant = self.directory.tenant(route.tenant);
-        let from = req
-            .from_header()
-            .ok()
-            .and_then(|h| h.uri().ok())
-            .map(|u| u.to_string())
-            .unwrap_or_default();
+        let from = message::from_uri(&req).unwrap_or_default().to_string();
         // What was dialled: the number (Request-URI user), or the whole
         // URI for a user-less address; `from` is the caller's From URI.
         let to = user.clone().unwrap_or_else(|| req.uri.to_string());

@@ -51,8 +51,8 @@ pub fn header_value(headers: &rsip::Headers, name: &str) -> Option<String> {
 }
 
 /// The URI inside a Contact header, as text (`sip:alice@10.0.0.1:5062`).
-pub fn contact_uri(msg: &impl HeadersExt) -> Option<String> {
-    msg.contact_header().ok()?.uri().ok().map(|u| u.to_string())
+pub fn contact_uri(msg: &impl HasHeaders) -> Option<String> {
+    message::contact_uri(msg).map(str::to_string)
 }
 
 /// Record-Route values in order, for the dialog's route set (§12.1).

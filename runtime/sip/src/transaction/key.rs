@@ -176,6 +176,16 @@ fn first_value(value: &str) -> &str {
     value
 }
 
+/// `s` without white space; a copy, not a char-by-char rebuild, when it has
+/// none (every Via of every message goes through here).
+fn squeezed(s: &str) -> String {
+    if s.contains(char::is_whitespace) {
+        s.chars().filter(|c| !c.is_whitespace()).collect()
+    } else {
+        s.to_owned()
+    }
+}
+
 pub(super) fn top_via(headers: &Headers) -> Option<TopVia> {
     let value = first_value(values(headers, Which::Via).next()?).trim();
     let mut parts = value.split(';');
@@ -185,11 +195,8 @@ pub(super) fn top_via(headers: &Headers) -> Option<TopVia> {
     let (_name, _version) = (slashes.next()?, slashes.next()?);
     let rest = slashes.next()?.trim();
     let (_transport, sent_by) = rest.split_once(char::is_whitespace)?;
-    let sent_by: String = sent_by
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect::<String>()
-        .to_ascii_lowercase();
+    let mut sent_by = squeezed(sent_by);
+    sent_by.make_ascii_lowercase();
     if sent_by.is_empty() {
         return None;
     }
@@ -199,7 +206,7 @@ pub(super) fn top_via(headers: &Headers) -> Option<TopVia> {
             .eq_ignore_ascii_case("branch")
             .then(|| value.trim().to_owned())
     });
-    let normalized = value.chars().filter(|c| !c.is_whitespace()).collect();
+    let normalized = squeezed(value);
     Some(TopVia {
         sent_by,
         branch,

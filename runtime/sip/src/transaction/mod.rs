@@ -72,7 +72,12 @@ mod timers;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+// Keys come from the wire (branch, Call-ID): foldhash is seeded per map,
+// resistant enough to flooding, and SipHash on these maps was 2.4 % of a
+// refused call's CPU (BENCHMARKS.md, `sip`, issue 14).
+use foldhash::{HashMap, HashMapExt, HashSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
