@@ -275,17 +275,11 @@ impl Endpoint {
             self.config.router.clone(),
         );
         router.set_fallback_handler(route.binding.fallback.clone());
-        let to_header = req
-            .to_header()
-            .map(|h| h.value().to_string())
-            .unwrap_or_default();
+        let to_header = wire::header_str(&req.headers, "To").unwrap_or_default();
         let dialog = Dialog {
             call_id: call_id.clone(),
             local: format!("{to_header};tag={local_tag}"),
-            remote: req
-                .from_header()
-                .map(|h| h.value().to_string())
-                .unwrap_or_default(),
+            remote: wire::header_value(&req.headers, "From").unwrap_or_default(),
             remote_target: wire::contact_uri(&req).unwrap_or_else(|| from.clone()),
             route_set: wire::record_routes(&req.headers),
             local_cseq: 0,

@@ -31,22 +31,28 @@ pub fn to_tag(msg: &impl HasHeaders) -> Option<String> {
 /// headers are read without formatting the whole header list: this runs on
 /// every INVITE.
 pub fn header_value(headers: &rsip::Headers, name: &str) -> Option<String> {
+    header_str(headers, name).map(str::to_string)
+}
+
+/// [`header_value`], borrowed. rsip's typed accessors (`to_header()`…)
+/// allocate their "missing header" error even when the header is there.
+pub fn header_str<'a>(headers: &'a rsip::Headers, name: &str) -> Option<&'a str> {
     use rsip::Header as H;
-    let lower = name.to_ascii_lowercase();
+    let is = |full: &str| name.eq_ignore_ascii_case(full);
     headers.iter().find_map(|h| {
-        let value = match (h, lower.as_str()) {
-            (H::Via(v), "via") => v.value(),
-            (H::From(v), "from") => v.value(),
-            (H::To(v), "to") => v.value(),
-            (H::ContentType(v), "content-type") => v.value(),
-            (H::WwwAuthenticate(v), "www-authenticate") => v.value(),
-            (H::ProxyAuthenticate(v), "proxy-authenticate") => v.value(),
-            (H::Authorization(v), "authorization") => v.value(),
-            (H::ProxyAuthorization(v), "proxy-authorization") => v.value(),
-            (H::Other(n, v), _) if n.trim().eq_ignore_ascii_case(name) => v.as_str(),
+        let value = match h {
+            H::Via(v) if is("via") => v.value(),
+            H::From(v) if is("from") => v.value(),
+            H::To(v) if is("to") => v.value(),
+            H::ContentType(v) if is("content-type") => v.value(),
+            H::WwwAuthenticate(v) if is("www-authenticate") => v.value(),
+            H::ProxyAuthenticate(v) if is("proxy-authenticate") => v.value(),
+            H::Authorization(v) if is("authorization") => v.value(),
+            H::ProxyAuthorization(v) if is("proxy-authorization") => v.value(),
+            H::Other(n, v) if n.trim().eq_ignore_ascii_case(name) => v.as_str(),
             _ => return None,
         };
-        Some(value.trim().to_string())
+        Some(value.trim())
     })
 }
 
@@ -71,9 +77,9 @@ pub fn sdp_body(headers: &rsip::Headers, body: &[u8]) -> Option<Vec<u8>> {
     if body.is_empty() {
         return None;
     }
-    let ct = header_value(headers, "Content-Type").unwrap_or_default();
-    ct.to_ascii_lowercase()
-        .starts_with("application/sdp")
+    let ct = header_str(headers, "Content-Type").unwrap_or_default();
+    ct.get(..15)
+        .is_some_and(|t| t.eq_ignore_ascii_case("application/sdp"))
         .then(|| body.to_vec())
 }
 

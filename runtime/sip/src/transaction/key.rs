@@ -107,11 +107,14 @@ pub(super) struct TopVia {
     pub branch: Option<String>,
     /// The top Via value as received (the first of a comma-separated line).
     pub raw: String,
-    /// The whole top Via value without white space (RFC 2543 comparison).
-    pub normalized: String,
 }
 
 impl TopVia {
+    /// The whole top Via value without white space (RFC 2543 comparison).
+    pub fn normalized(&self) -> String {
+        squeezed(&self.raw)
+    }
+
     /// A branch that RFC 3261 matching can use: the cookie plus something
     /// unique. A bare `z9hG4bK` (RFC 4475 §3.2.1) is not unique, so such a
     /// request falls back to RFC 2543 matching.
@@ -180,7 +183,9 @@ fn first_value(value: &str) -> &str {
 /// none (every Via of every message goes through here).
 fn squeezed(s: &str) -> String {
     if s.contains(char::is_whitespace) {
-        s.chars().filter(|c| !c.is_whitespace()).collect()
+        let mut out = String::with_capacity(s.len());
+        out.extend(s.chars().filter(|c| !c.is_whitespace()));
+        out
     } else {
         s.to_owned()
     }
@@ -206,12 +211,10 @@ pub(super) fn top_via(headers: &Headers) -> Option<TopVia> {
             .eq_ignore_ascii_case("branch")
             .then(|| value.trim().to_owned())
     });
-    let normalized = squeezed(value);
     Some(TopVia {
         sent_by,
         branch,
         raw: value.to_owned(),
-        normalized,
     })
 }
 
@@ -294,7 +297,7 @@ pub(super) fn server_key(
             to_tag: to_tag.map(Into::into),
             call_id: call_id(&request.headers)?.into(),
             cseq,
-            top_via: via.normalized.as_str().into(),
+            top_via: via.normalized().into(),
         })),
     };
     Some(TxKey::new(Role::Server, method, id))
