@@ -28,15 +28,25 @@ struct KeyInner {
     role: Role,
     method: Method,
     id: TxId,
+    /// The fields' hash, taken once: a key is looked up in several maps
+    /// and again for each of its timers, and hashing the branch and
+    /// sent-by strings every time showed in profiles (1.3 %).
+    hash: u64,
 }
 
 impl Hash for KeyInner {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.role.hash(state);
-        // rsip's `Method` is a field-less enum without `Hash`.
-        (self.method as u8).hash(state);
-        self.id.hash(state);
+        state.write_u64(self.hash);
     }
+}
+
+/// Seeded once per process, so peers cannot aim keys at one bucket.
+fn fields_hash(role: Role, method: Method, id: &TxId) -> u64 {
+    use std::hash::BuildHasher;
+    static SEED: std::sync::OnceLock<foldhash::fast::RandomState> = std::sync::OnceLock::new();
+    // rsip's `Method` is a field-less enum without `Hash`.
+    SEED.get_or_init(Default::default)
+        .hash_one((role, method as u8, id))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -67,7 +77,13 @@ pub(super) struct Rfc2543Id {
 
 impl TxKey {
     pub(super) fn new(role: Role, method: Method, id: TxId) -> Self {
-        Self(Arc::new(KeyInner { role, method, id }))
+        let hash = fields_hash(role, method, &id);
+        Self(Arc::new(KeyInner {
+            role,
+            method,
+            id,
+            hash,
+        }))
     }
 
     /// The transaction's method (`INVITE` for an INVITE server transaction

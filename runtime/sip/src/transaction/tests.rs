@@ -509,6 +509,22 @@ fn non_2xx_final_is_acked_with_the_invite_branch_and_a_retransmitted_final_is_ac
 }
 
 #[test]
+fn an_acknowledged_refusal_leaves_no_timer_h_behind() {
+    let mut pair = Pair::new(Transport::Udp);
+    pair.send_request(invite(&make_branch(), Transport::Udp));
+    pair.answer(486);
+    assert_eq!(pair.lines(Side::Client, "ACK ACK").len(), 1);
+    // The ACK came before Timer G fired: Timer I (T4) is the furthest
+    // deadline queued, not a stale 64·T1 Timer H.
+    let latest = pair.server.timers.latest().unwrap();
+    assert!(
+        latest <= pair.now + Duration::from_secs(5),
+        "{:?}",
+        latest - pair.now
+    );
+}
+
+#[test]
 fn timer_h_reports_no_ack_after_g_retransmissions() {
     let mut pair = Pair::new(Transport::Udp);
     pair.send_request(invite(&make_branch(), Transport::Udp));

@@ -82,4 +82,10 @@ impl TimerQueue {
     pub fn len(&self) -> usize {
         self.heap.len()
     }
+
+    /// The deadline furthest away, stale or not.
+    #[cfg(test)]
+    pub fn latest(&self) -> Option<Instant> {
+        self.heap.iter().map(|Reverse(entry)| entry.at).max()
+    }
 }
