@@ -23,8 +23,9 @@
 //! over HTTP. Runtimes authenticate to each other with the shared
 //! `[conference] secret` as a bearer token; the peers' URLs come from the
 //! operator's config, so they are not tenant destinations and the egress
-//! policy does not apply to them. Link streams carry PCMU and bind an
-//! ephemeral port pair (outside `[media] ports`).
+//! policy does not apply to them. Link streams carry PCMU on a port pair
+//! from the top of `[media] ports` (`[conference] link_ports`), which
+//! calls do not use.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -46,6 +47,7 @@ use crate::conferences::Conferences;
 use crate::media::codec::{Codec, Direction};
 use crate::media::engine::{Command, Engine};
 use crate::media::mixer::Join;
+use crate::media::ports::PortPool;
 use crate::media::{StreamId, StreamParams};
 use crate::tenancy::{constant_time_eq, sha256};
 
@@ -75,6 +77,8 @@ pub struct Cascade {
     engine: Engine,
     /// Link streams by (conference, the other region).
     links: Mutex<HashMap<(ConferenceKey, String), StreamId>>,
+    /// Free link ports, and the port of each open link stream.
+    ports: Mutex<(PortPool, HashMap<StreamId, u16>)>,
     next: AtomicU64,
 }
 
@@ -113,13 +117,12 @@ impl Cascade {
     /// `None` without peers: conferences stay in this runtime.
     pub fn new(
         config: &crate::serve::Config,
+        ports: Option<(u16, u16)>,
         conferences: Conferences,
         engine: Engine,
     ) -> Option<Arc<Cascade>> {
         let c = &config.conference;
-        if c.peers.is_empty() && c.directory.is_none() {
-            return None;
-        }
+        let (first, last) = ports?;
         let region = config.region.clone();
         let directory = match c.directory.as_ref().filter(|d| **d != region) {
             Some(d) => Directory::There(c.peers.get(d)?.clone()),
@@ -134,6 +137,7 @@ impl Cascade {
             conferences,
             engine,
             links: Mutex::default(),
+            ports: Mutex::new((PortPool::new(first, last), HashMap::new())),
             next: AtomicU64::new(LINK_IDS),
         }))
     }
@@ -232,7 +236,7 @@ impl Cascade {
                 .set_link(&key.0.tenant, &key.0.name, &key.1, false);
         }
         drop(links);
-        self.engine.command(stream, Command::Close);
+        self.close_link(stream);
     }
 
     async fn place(&self, op: &str, key: &ConferenceKey) -> Result<Vec<Change>, String> {
@@ -278,7 +282,7 @@ impl Cascade {
                 Ok(())
             }
             Err(e) => {
-                self.engine.command(stream, Command::Close);
+                self.close_link(stream);
                 Err(e)
             }
         }
@@ -286,9 +290,35 @@ impl Cascade {
 
     fn open_link(&self) -> Result<(StreamId, SocketAddr), String> {
         let stream = self.next.fetch_add(1, Ordering::Relaxed);
-        let local = (self.engine.open(stream, stream, 0))
-            .map_err(|e| format!("opening a link stream: {e}"))?;
-        Ok((stream, local))
+        let mut ports = self.ports.lock().unwrap_or_else(PoisonError::into_inner);
+        let (pool, open) = &mut *ports;
+        // A port another process holds (or a closed link's socket not yet
+        // gone) goes to the back; the next one is tried.
+        let mut last = String::from("no link port free ([conference] link_ports)");
+        for _ in 0..pool.available() {
+            let Some(port) = pool.allocate() else { break };
+            match self.engine.open(stream, stream, port) {
+                Ok(local) => {
+                    open.insert(stream, port);
+                    return Ok((stream, local));
+                }
+                Err(e) => {
+                    pool.release(port);
+                    last = format!("port {port}: {e}");
+                }
+            }
+        }
+        Err(format!("opening a link stream: {last}"))
+    }
+
+    /// Closes a link stream and gives its port back.
+    fn close_link(&self, stream: StreamId) {
+        self.engine.command(stream, Command::Close);
+        let mut ports = self.ports.lock().unwrap_or_else(PoisonError::into_inner);
+        let (pool, open) = &mut *ports;
+        if let Some(port) = open.remove(&stream) {
+            pool.release(port);
+        }
     }
 
     /// Aims `stream` at the other region's and seats it in the room.
@@ -300,7 +330,7 @@ impl Cascade {
         remote: SocketAddr,
     ) -> Result<(), String> {
         let Some(room) = self.conferences.room(&key.tenant, &key.name) else {
-            self.engine.command(stream, Command::Close);
+            self.close_link(stream);
             return Err("the conference is not open in this region".into());
         };
         let params = StreamParams {
@@ -327,7 +357,7 @@ impl Cascade {
         self.engine.command(stream, command);
         let old = (self.links()).insert((key.clone(), other.to_string()), stream);
         if let Some(old) = old {
-            self.engine.command(old, Command::Close);
+            self.close_link(old);
         }
         self.conferences
             .set_link(&key.tenant, &key.name, other, true);

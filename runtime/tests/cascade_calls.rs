@@ -145,6 +145,17 @@ fn two_regions_mix_across_a_link_that_closes_with_the_last_caller_of_one() {
         standup(eu, &auth_eu)["linked_regions"],
         serde_json::json!(["us"])
     );
+    // Every UDP socket of either runtime is a SIP listener or in its
+    // [media] ports, link streams included (a firewall opens just those).
+    for server in &servers {
+        let (first, last) = media_range(server);
+        for port in udp_ports(server.pid()) {
+            assert!(
+                port == server.udp.port() || (first..=last).contains(&port),
+                "UDP port {port} outside {first}-{last}"
+            );
+        }
+    }
 
     // The last caller in eu leaves: eu's mixer closes, us drops the link.
     calls[1].bye().unwrap();
@@ -166,6 +177,48 @@ fn two_regions_mix_across_a_link_that_closes_with_the_last_caller_of_one() {
         b"{}",
     );
     assert_eq!(got.status, 401, "{}", got.text());
+}
+
+/// The `[media] ports` range written in `server`'s config.
+fn media_range(server: &Server) -> (u16, u16) {
+    let toml = std::fs::read_to_string(server.dir.path().join("switchyard.toml")).unwrap();
+    let line = toml.lines().find(|l| l.starts_with("ports = ")).unwrap();
+    let (first, last) = line
+        .trim_start_matches("ports = ")
+        .trim_matches('"')
+        .split_once('-')
+        .unwrap();
+    (first.parse().unwrap(), last.parse().unwrap())
+}
+
+/// The local ports of the UDP sockets process `pid` has open (Linux /proc).
+fn udp_ports(pid: u32) -> Vec<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let t = target.to_string_lossy();
+            Some(t.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    let mut ports = Vec::new();
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for row in text.lines().skip(1) {
+            let fields: Vec<&str> = row.split_whitespace().collect();
+            let (Some(local), Some(inode)) = (fields.get(1), fields.get(9)) else {
+                continue;
+            };
+            if inodes.iter().any(|i| i == inode) {
+                let port = local.rsplit(':').next().unwrap();
+                ports.push(u16::from_str_radix(port, 16).unwrap());
+            }
+        }
+    }
+    assert!(!ports.is_empty(), "no UDP sockets found for {pid}");
+    ports
 }
 
 #[test]

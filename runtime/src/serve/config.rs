@@ -95,6 +95,15 @@ pub struct ConferenceSection {
     /// Shared by the set: runtimes send it as a bearer token to each
     /// other's `/internal/v1/`, at least 16 characters.
     pub secret: Option<String>,
+    /// Ports at the top of `[media] ports` kept for cascade links (RTP and
+    /// RTCP, two per link to another region) when cascading; calls use
+    /// the rest. Default 64: 32 links.
+    #[serde(default = "default_link_ports")]
+    pub link_ports: u16,
+}
+
+fn default_link_ports() -> u16 {
+    64
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -210,6 +219,13 @@ pub enum SynthesizerKind {
     /// [`crate::media::tone_speech::ToneSpeech`]: a tone per text.
     #[serde(rename = "tone")]
     Tone,
+}
+
+/// Inclusive port ranges: RTP of calls, and of cascade links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaPorts {
+    pub calls: (u16, u16),
+    pub links: Option<(u16, u16)>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -410,6 +426,7 @@ impl Default for MediaSection {
 
 impl MediaSection {
     /// The port range, checked: `first-last` with at least one even/odd pair.
+    /// The whole range, inclusive; [`Config::media_ports`] splits it.
     pub fn port_range(&self) -> Result<(u16, u16), ConfigError> {
         let bad = || {
             ConfigError::Invalid(format!(
@@ -562,13 +579,42 @@ impl Config {
 
     /// A cascade needs its secret, peers at http URLs, and a directory
     /// that is a peer or this runtime.
+    /// Whether conferences cascade to other regions' runtimes.
+    pub fn cascading(&self) -> bool {
+        !self.conference.peers.is_empty() || self.conference.directory.is_some()
+    }
+
+    /// `[media] ports` split between calls and, when cascading, the links
+    /// at the top of the range, so every RTP socket is in the range the
+    /// operator opened in the firewall.
+    pub fn media_ports(&self) -> Result<MediaPorts, ConfigError> {
+        let (first, last) = self.media.port_range()?;
+        if !self.cascading() {
+            return Ok(MediaPorts {
+                calls: (first, last),
+                links: None,
+            });
+        }
+        let n = self.conference.link_ports;
+        let calls_last = last.saturating_sub(n);
+        if n < 2 || n % 2 == 1 || calls_last < first + 1 + (first & 1) {
+            return Err(ConfigError::Invalid(format!(
+                "[conference] link_ports {n} must be even, at least 2, and leave [media] ports {first}-{last} room for calls"
+            )));
+        }
+        Ok(MediaPorts {
+            calls: (first, calls_last),
+            links: Some((calls_last + 1, last)),
+        })
+    }
+
     fn check_cascade(&self) -> Result<(), ConfigError> {
         let c = &self.conference;
         let invalid = |m: String| Err(ConfigError::Invalid(m));
-        let cascading = !c.peers.is_empty() || c.directory.is_some();
-        if !cascading {
+        if !self.cascading() {
             return Ok(());
         }
+        self.media_ports()?;
         if c.secret
             .as_ref()
             .is_none_or(|s| s.chars().count() < MIN_ADMIN_KEY)
@@ -1007,6 +1053,29 @@ mod tests {
         let bad = "[conference]\nsecret = \"0123456789abcdef\"\n[conference.peers]\neu = \"10.0.0.1:8080\"";
         let err = parse(bad).unwrap_err().to_string();
         assert!(err.contains("must be an http:// URL"), "{err}");
+    }
+
+    #[test]
+    fn cascade_links_take_the_top_of_the_media_ports() {
+        let peers = "[conference.peers]\neu = \"http://127.0.0.1:8081\"\n";
+        let with = |extra: &str| {
+            parse(&format!(
+                "[media]\nports = \"20000-20399\"\n[conference]\nsecret = \"0123456789abcdef\"\n{extra}\n{peers}"
+            ))
+        };
+        let ports = with("").unwrap().media_ports().unwrap();
+        assert_eq!(ports.calls, (20000, 20335));
+        assert_eq!(ports.links, Some((20336, 20399)));
+        let ports = with("link_ports = 8").unwrap().media_ports().unwrap();
+        assert_eq!(ports.links, Some((20392, 20399)));
+        for bad in ["link_ports = 7", "link_ports = 0", "link_ports = 400"] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(err.contains("link_ports"), "{bad}: {err}");
+        }
+        // Without a cascade calls have the whole range.
+        let alone = parse("[media]\nports = \"20000-20399\"").unwrap();
+        let ports = alone.media_ports().unwrap();
+        assert_eq!((ports.calls, ports.links), ((20000, 20399), None));
     }
 
     #[test]

@@ -157,7 +157,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(ip) = config.media.ip {
         endpoint_config.media_ip = ip;
     }
-    endpoint_config.media_ports = config.media.port_range()?;
+    let media_ports = config.media_ports()?;
+    endpoint_config.media_ports = media_ports.calls;
     let (cache, recordings) = open_media(&config)?;
     let engine_config = EngineConfig {
         bind: endpoint_config.media_ip,
@@ -176,7 +177,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         |sink, rooms| Engine::start_with_rooms(engine_config, sink, rooms),
     )
     .context("starting the media engine")?;
-    let cascade = crate::cascade::Cascade::new(&config, conferences.clone(), edge.engine().clone());
+    let cascade = crate::cascade::Cascade::new(
+        &config,
+        media_ports.links,
+        conferences.clone(),
+        edge.engine().clone(),
+    );
     if let Some(cascade) = &cascade {
         edge.set_cascade(Arc::clone(cascade));
     }
