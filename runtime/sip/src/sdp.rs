@@ -549,10 +549,15 @@ mod tests {
             SIPP.replace("m=audio 6000", "m=audio x"),
             offer("192.0.2.1:4000".parse().unwrap(), 1, 1, Direction::RecvOnly),
         ];
+        // Every body of the RFC 4475 torture messages, as received.
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/rfc4475/");
-        let raw = std::fs::read(format!("{dir}wsinv.dat")).unwrap();
-        let at = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-        offers.push(String::from_utf8_lossy(&raw[at..]).into_owned());
+        for file in std::fs::read_dir(dir).unwrap() {
+            let raw = std::fs::read(file.unwrap().path()).unwrap();
+            if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                offers.push(String::from_utf8_lossy(&raw[at + 4..]).into_owned());
+            }
+        }
+        assert!(offers.len() > 40, "the torture corpus is there");
         for offer in &offers {
             let ours = Desc::parse(offer.as_bytes()).ok().and_then(|d| {
                 let (i, codec) = d
