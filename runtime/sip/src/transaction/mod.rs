@@ -740,32 +740,22 @@ impl Transactions {
                 if !reliable {
                     retransmit_after_interval(&mut self.timers, key, tx, now);
                 }
+                let expire = now + config.timeout();
                 if !reliable && tx.state == State::Completed {
-                    tx.timer_h = Some(now + config.timeout());
+                    tx.timer_h = Some(expire);
                 } else {
-                    arm(
-                        &mut self.timers,
-                        key,
-                        tx,
-                        Slot::Expire,
-                        now + config.timeout(),
-                    );
+                    arm(&mut self.timers, key, tx, Slot::Expire, expire);
                 }
             }
             (false, 100..=199) => tx.state = State::Proceeding,
             (false, _) => {
                 tx.state = State::Completed;
                 // Timer J: 64·T1 on UDP, zero on reliable transports.
+                let expire = now + config.timeout();
                 if reliable {
                     end = true;
                 } else {
-                    arm(
-                        &mut self.timers,
-                        key,
-                        tx,
-                        Slot::Expire,
-                        now + config.timeout(),
-                    );
+                    arm(&mut self.timers, key, tx, Slot::Expire, expire);
                 }
             }
         }
