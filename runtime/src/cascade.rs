@@ -23,7 +23,7 @@
 //! over HTTP. Runtimes authenticate to each other with the shared
 //! `[conference] secret` as a bearer token; the peers' URLs come from the
 //! operator's config, so they are not tenant destinations and the egress
-//! policy does not apply to them. Link streams carry PCMU on a port pair
+//! policy does not apply to them. Link streams carry L16 on a port pair
 //! from the top of `[media] ports` (`[conference] link_ports`), which
 //! calls do not use.
 
@@ -334,7 +334,9 @@ impl Cascade {
             return Err("the conference is not open in this region".into());
         };
         let params = StreamParams {
-            codec: Codec::PCMU,
+            // Lossless between mixers: the mix is G.711-encoded once, for
+            // each participant, not once more on the way between regions.
+            codec: Codec::L16,
             dtmf_pt: None,
             remote: Some(remote),
             direction: Direction::SendRecv,

@@ -18,6 +18,15 @@ impl Codec {
         pt: 8,
         name: "PCMA",
     };
+    /// 16-bit linear PCM at 8 kHz (RFC 3551 §4.5.11) on a dynamic payload
+    /// type: only between our own mixers (cascade links). Not in [`ALL`],
+    /// so never offered to a peer nor read from an offer.
+    ///
+    /// [`ALL`]: Codec::ALL
+    pub const L16: Codec = Codec {
+        pt: 97,
+        name: "L16",
+    };
     /// Ours, in order of preference for offers.
     pub const ALL: [Codec; 2] = [Codec::PCMU, Codec::PCMA];
 

@@ -26,6 +26,7 @@
 pub mod audio;
 pub mod codec;
 pub mod dtmf;
+pub mod format;
 pub mod g711;
 pub mod jitter;
 pub mod mixer;

@@ -34,7 +34,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::dtmf::{self, Step};
-use super::g711::Law;
+use super::format::Format;
 use super::jitter::{JitterBuffer, JitterStats, Playout};
 use super::rtcp::{self, Seq, Source};
 use super::rtp::{self, Header};
@@ -204,7 +204,7 @@ pub struct Session {
     config: SessionConfig,
     epoch: Instant,
     params: Option<StreamParams>,
-    law: Law,
+    format: Format,
     /// Sequence number and timestamp of the next packet.
     seq: u16,
     ts: u32,
@@ -248,7 +248,7 @@ impl Session {
         Session {
             epoch: now,
             params: None,
-            law: Law::Mu,
+            format: Format::of(crate::codec::Codec::PCMU),
             seq: r as u16,
             ts: (r >> 32) as u32,
             first_packet: true,
@@ -350,7 +350,7 @@ impl Session {
         }
         // The media timeout counts from here.
         self.last_tick.get_or_insert(now);
-        self.law = Law::of(params.codec);
+        self.format = Format::of(params.codec);
         self.params = Some(params);
     }
 
@@ -503,13 +503,9 @@ impl Session {
             }
             return;
         }
-        let law = match h.pt {
-            0 => Law::Mu,
-            8 => Law::A,
-            _ => {
-                self.stats.ignored += 1;
-                return;
-            }
+        let Some(format) = Format::of_received(h.pt, params.codec) else {
+            self.stats.ignored += 1;
+            return;
         };
         source.arrival(arrival, h.ts);
         self.jitter.set_jitter(source.jitter());
@@ -519,10 +515,7 @@ impl Session {
             return;
         }
         let mut pcm = [0i16; MAX_PACKET_SAMPLES];
-        let n = p.payload.len().min(MAX_PACKET_SAMPLES);
-        for (o, b) in pcm.iter_mut().zip(&p.payload[..n]) {
-            *o = law.decode_sample(*b);
-        }
+        let n = format.decode(p.payload, &mut pcm);
         self.jitter.insert(h.seq, h.ts, &pcm[..n]);
     }
 
@@ -760,8 +753,8 @@ impl Session {
                 ts: self.ts,
                 ssrc: self.config.ssrc,
             };
-            self.law
-                .encode(&self.frame, header.build(out, FRAME_SAMPLES));
+            let bytes = FRAME_SAMPLES * self.format.bytes_per_sample();
+            (self.format).encode(&self.frame, header.build(out, bytes));
         }
         send
     }

@@ -3,6 +3,7 @@
 use super::*;
 use crate::codec::{Codec, DTMF_PT, Direction};
 use crate::dtmf::Payload;
+use crate::g711::Law;
 use crate::tone::{goertzel, rms, sine};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -401,6 +402,38 @@ fn received_audio_comes_out_after_the_jitter_delay() {
         "{heard:?}"
     );
     assert_eq!(rig.s.stats().received_packets, 6);
+}
+
+#[test]
+fn an_l16_stream_carries_audio_bit_exact_both_ways() {
+    let mut rig = Rig::new(Duration::ZERO);
+    let l16 = StreamParams {
+        codec: Codec::L16,
+        dtmf_pt: None,
+        ..params("10.0.0.2:4000")
+    };
+    rig.s.start(rig.now, l16);
+    rig.s.listen(true);
+    // A frame no G.711 law gives back unchanged.
+    let frame: Vec<i16> = (0..160).map(|i| (i * 197 - 15_000) as i16).collect();
+    rig.s.relay(&frame);
+    let sent = rig.tick().unwrap();
+    assert_eq!(sent.header.pt, Codec::L16.pt);
+    let mut back = [0i16; 160];
+    assert_eq!(sent.payload.len(), 320);
+    assert_eq!(Format::L16.decode(&sent.payload, &mut back), 160);
+    assert_eq!(back.as_slice(), frame.as_slice(), "sent as it was mixed");
+
+    let mut heard = None;
+    for i in 0..4u16 {
+        let mut payload = [0u8; 320];
+        Format::L16.encode(&frame, &mut payload);
+        let (seq, ts) = (rig.peer_seq + i, rig.peer_ts + 160 * u32::from(i));
+        rig.rtp("10.0.0.2:4000", Codec::L16.pt, false, seq, ts, &payload);
+        rig.tick();
+        heard = heard.or(rig.s.poll_received().map(|f| f.to_vec()));
+    }
+    assert_eq!(heard.as_deref(), Some(frame.as_slice()), "received as sent");
 }
 
 #[test]
