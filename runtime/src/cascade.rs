@@ -123,6 +123,9 @@ impl Cascade {
     ) -> Option<Arc<Cascade>> {
         let c = &config.conference;
         let (first, last) = ports?;
+        let mut pool = PortPool::new(first, last);
+        let holder = engine.clone();
+        pool.set_reserve(Box::new(move |port| holder.reserve(port)));
         let region = config.region.clone();
         let directory = match c.directory.as_ref().filter(|d| **d != region) {
             Some(d) => Directory::There(c.peers.get(d)?.clone()),
@@ -137,7 +140,7 @@ impl Cascade {
             conferences,
             engine,
             links: Mutex::default(),
-            ports: Mutex::new((PortPool::new(first, last), HashMap::new())),
+            ports: Mutex::new((pool, HashMap::new())),
             next: AtomicU64::new(LINK_IDS),
         }))
     }
@@ -292,23 +295,19 @@ impl Cascade {
         let stream = self.next.fetch_add(1, Ordering::Relaxed);
         let mut ports = self.ports.lock().unwrap_or_else(PoisonError::into_inner);
         let (pool, open) = &mut *ports;
-        // A port another process holds (or a closed link's socket not yet
-        // gone) goes to the back; the next one is tried.
-        let mut last = String::from("no link port free ([conference] link_ports)");
-        for _ in 0..pool.available() {
-            let Some(port) = pool.allocate() else { break };
-            match self.engine.open(stream, stream, port) {
-                Ok(local) => {
-                    open.insert(stream, port);
-                    return Ok((stream, local));
-                }
-                Err(e) => {
-                    pool.release(port);
-                    last = format!("port {port}: {e}");
-                }
+        // The pool hands out a pair the engine already holds (as for calls).
+        let port = (pool.allocate())
+            .ok_or("opening a link stream: no link port free ([conference] link_ports)")?;
+        match self.engine.open(stream, stream, port) {
+            Ok(local) => {
+                open.insert(stream, port);
+                Ok((stream, local))
+            }
+            Err(e) => {
+                pool.release(port);
+                Err(format!("opening a link stream on port {port}: {e}"))
             }
         }
-        Err(format!("opening a link stream: {last}"))
     }
 
     /// Closes a link stream and gives its port back.

@@ -179,7 +179,7 @@ impl<'a> Desc<'a> {
                 }
                 continue;
             }
-            if desc.media.is_empty() && !(origin && name && timing) && kind == b'm' {
+            if kind == b'm' && !(origin && name && timing) {
                 return Err(bad(n, "m= before o=, s= and t="));
             }
             match kind {
@@ -225,9 +225,8 @@ impl<'a> Desc<'a> {
             .parse()
             .map_err(|_| SdpError::Address(address.to_string()))?;
         let on_hold = ip.is_unspecified();
-        let remote = (!on_hold && media.port != 0)
-            .then(|| SocketAddr::new(ip, u16::try_from(media.port).unwrap_or(0)))
-            .filter(|a| a.port() != 0);
+        let port = u16::try_from(media.port).unwrap_or(0);
+        let remote = (!on_hold && port != 0).then_some(SocketAddr::new(ip, port));
         let mut theirs = media
             .direction
             .or(self.direction)

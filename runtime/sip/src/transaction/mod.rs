@@ -751,10 +751,10 @@ impl Transactions {
             (false, _) => {
                 tx.state = State::Completed;
                 // Timer J: 64·T1 on UDP, zero on reliable transports.
-                let expire = now + config.timeout();
                 if reliable {
                     end = true;
                 } else {
+                    let expire = now + config.timeout();
                     arm(&mut self.timers, key, tx, Slot::Expire, expire);
                 }
             }
