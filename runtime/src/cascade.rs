@@ -195,11 +195,16 @@ impl Cascade {
             .filter(|(k, _)| *k == key)
             .map(|(_, region)| region.clone())
             .collect();
-        let request = self.request(&key, None);
         for other in linked {
-            if let Err(e) = self.post(&other, "cascade/start", &request).await {
-                tracing::warn!(conference = %key.name, region = %other, error = %e, "starting a linked mixer");
-            }
+            self.start_there(&key, &other).await;
+        }
+    }
+
+    /// Asks `other` to start its mixer of `key`, as ours has.
+    async fn start_there(&self, key: &ConferenceKey, other: &str) {
+        let request = self.request(key, None);
+        if let Err(e) = self.post(other, "cascade/start", &request).await {
+            tracing::warn!(conference = %key.name, region = %other, error = %e, "starting a linked mixer");
         }
     }
 
@@ -282,6 +287,12 @@ impl Cascade {
             Ok(answer) => {
                 self.seat_link(key, other, stream, answer.rtp)?;
                 self.start_if(key, answer.started);
+                // Our mixer may have started after `request` said it had
+                // not and before the link was seated, where `started`
+                // would have found it: tell the other region now.
+                if !request.started && self.conferences.is_started(&key.tenant, &key.name) {
+                    self.start_there(key, other).await;
+                }
                 Ok(())
             }
             Err(e) => {
