@@ -1,7 +1,7 @@
 //! The `switchyard` binary as guest authors run it: `check` and `simulate`
 //! on the example guests (built by `scripts/build-guests`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn guest(name: &str) -> PathBuf {
@@ -78,12 +78,28 @@ fn check_names_the_world_of_each_example_guest() {
             run.stdout
         );
         assert!(
-            run.stdout.contains("voice:runtime/handler@0.1.1"),
+            run.stdout.contains("voice:runtime/handler@0.2.0"),
             "{}",
             run.stdout
         );
         assert!(run.stdout.contains("notices  on"), "{}", run.stdout);
+        assert!(!run.stdout.contains("contract"), "{}", run.stdout);
     }
+    // A guest built against 0.1.0 is checked as such, and passes.
+    let old = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wit-0.1.0/guest_ivr.wasm");
+    let run = switchyard(&["check", old.to_str().unwrap()], &cache);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("voice:runtime/handler@0.1.0"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("contract voice:runtime@0.1.x (an earlier version: it runs unchanged"),
+        "{}",
+        run.stdout
+    );
     // guest_busy is built with #[call_handler(notices = false)].
     let run = switchyard(&["check", guest("busy").to_str().unwrap()], &cache);
     assert_eq!(run.code, 0, "{}", run.stderr);

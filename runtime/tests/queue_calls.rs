@@ -182,3 +182,191 @@ fn a_caller_times_out_and_an_agent_finds_the_queue_empty() {
         "{text}"
     );
 }
+
+#[test]
+fn a_higher_priority_caller_is_taken_first_and_waiting_callers_hear_their_place() {
+    let server = Server::serve(&Config::players());
+    let acme = account_auth(&server, "acme");
+    let ua = Ua::new();
+    let updates = ("X-Wait-Updates", "5");
+    let first = call(&ua, &server, &[("X-Enqueue", "support"), updates]);
+    assert!(wait_until(WAIT, || members(&server, &acme).len() == 1));
+    let low = members(&server, &acme).remove(0);
+    let urgent = call(
+        &ua,
+        &server,
+        &[("X-Enqueue", "support"), ("X-Priority", "5"), updates],
+    );
+    assert!(wait_until(WAIT, || members(&server, &acme).len() == 2));
+    let waiting = members(&server, &acme);
+    assert_eq!(
+        waiting[1], low,
+        "the later, higher-priority caller is first"
+    );
+    let high = waiting[0].clone();
+    // Both have heard one update (5 s after each joined).
+    let waited = |s: &Server| {
+        let (_, q) = queue(s, &acme);
+        (q["members"].as_array().unwrap().iter())
+            .filter_map(|m| m["wait_secs"].as_u64())
+            .min()
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_until(WAIT, || waited(&server) >= 6),
+        "{}",
+        server.output()
+    );
+
+    let agent = call(&ua, &server, &[("X-Dial-Queue", "support")]);
+    assert!(wait_until(WAIT, || members(&server, &acme) == [low.clone()]));
+    agent.bye().unwrap();
+    urgent
+        .wait_bye(WAIT)
+        .unwrap_or_else(|e| panic!("the bridged caller's guest did not end it: {e}"));
+    first.bye().unwrap();
+    let log_low = http::decision_log(&server, &acme, &low);
+    assert!(
+        log_low.contains(r#""QueueWait":{"queue":"support","position":2,"size":2"#),
+        "{log_low}"
+    );
+    assert!(log_low.contains("You are number 2 in line"), "{log_low}");
+    let log_high = http::decision_log(&server, &acme, &high);
+    assert!(
+        log_high.contains(r#""QueueWait":{"queue":"support","position":1,"size":2"#),
+        "{log_high}"
+    );
+    assert!(
+        log_high.contains(r#""QueueComplete":{"queue":"support","outcome":"Bridged""#),
+        "{log_high}"
+    );
+}
+
+#[test]
+fn a_guest_built_against_wit_0_1_waits_in_the_same_queue_as_current_ones() {
+    let old = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/wit-0.1.1/guest_player.wasm"
+    );
+    let config = Config::new()
+        .media("workers = 3")
+        .tenant("acme", &[])
+        .number("600", "player")
+        .number_component("601", old);
+    let server = Server::serve(&config);
+    let acme = account_auth(&server, "acme");
+    let ua = Ua::new();
+    let caller = ua
+        .call_with(
+            server.udp,
+            "601",
+            &[Codec::PCMU],
+            true,
+            &[("X-Enqueue", "support")],
+        )
+        .unwrap_or_else(|e| panic!("calling the 0.1 guest: {e}\n{}", server.output()));
+    caller.start_silence();
+    assert!(
+        wait_until(WAIT, || members(&server, &acme).len() == 1),
+        "{}",
+        server.output()
+    );
+    let id = members(&server, &acme).remove(0);
+    let agent = call(&ua, &server, &[("X-Dial-Queue", "support")]);
+    assert!(wait_until(WAIT, || members(&server, &acme).is_empty()));
+    agent.bye().unwrap();
+    caller
+        .wait_bye(WAIT)
+        .unwrap_or_else(|e| panic!("the 0.1 guest did not end its call: {e}"));
+    let log = http::decision_log(&server, &acme, &id);
+    assert!(
+        log.contains(r#""QueueComplete":{"queue":"support","outcome":"Bridged""#),
+        "{log}"
+    );
+}
+
+#[test]
+fn an_agent_takes_a_named_caller_wherever_it_waits() {
+    let server = Server::serve(&Config::players());
+    let acme = account_auth(&server, "acme");
+    let ua = Ua::new();
+    let enqueue = [("X-Enqueue", "support")];
+    let _first = call(&ua, &server, &enqueue);
+    assert!(wait_until(WAIT, || members(&server, &acme).len() == 1));
+    let second = call(&ua, &server, &enqueue);
+    assert!(wait_until(WAIT, || members(&server, &acme).len() == 2));
+    let waiting = members(&server, &acme);
+    let headers = [
+        ("X-Dial-Queue", "support"),
+        ("X-Queue-Call", waiting[1].as_str()),
+    ];
+    let agent = call(&ua, &server, &headers);
+    assert!(wait_until(WAIT, || members(&server, &acme) == [waiting[0].clone()]));
+    // The named caller hangs up: the agent's guest hears whom it took
+    // (and then hangs up).
+    second.bye().unwrap();
+    agent
+        .wait_bye(WAIT)
+        .unwrap_or_else(|e| panic!("the agent's guest did not end its call: {e}"));
+    let answered = format!(
+        r#""answered":{{"QueueMember":{{"queue":"support","call_id":"{}"}}}}"#,
+        waiting[1]
+    );
+    let told = wait_until(WAIT, || {
+        let calls = http::get(server.http, "/v1/calls", &acme).json();
+        (calls["data"].as_array().unwrap().iter())
+            .filter_map(|c| c["id"].as_str())
+            .any(|id| http::decision_log(&server, &acme, id).contains(&answered))
+    });
+    assert!(told, "no agent log has {answered}");
+    // Asking for a caller that does not wait there: no-answer at once.
+    let gone = [("X-Dial-Queue", "support"), ("X-Queue-Call", "CA-nobody")];
+    let late = call(&ua, &server, &gone);
+    late.wait_bye(WAIT)
+        .unwrap_or_else(|e| panic!("the agent's dial did not end: {e}"));
+    assert_eq!(members(&server, &acme), [waiting[0].clone()]);
+}
+
+#[test]
+fn a_queue_sized_by_rest_turns_away_the_caller_over_its_limit() {
+    let server = Server::serve(&Config::players());
+    let acme = account_auth(&server, "acme");
+    let size = |body: Value| http::put(server.http, "/v1/queues/support", &acme, &body);
+    let created = size(json!({"max_size": 1}));
+    assert_eq!(created.status, 201, "{}", created.text());
+    assert_eq!(created.json()["max_size"], 1);
+    let changed = size(json!({"max_size": 1}));
+    assert_eq!(changed.status, 200);
+    for bad in [json!({"max_size": 0}), json!({"max_size": 5001})] {
+        let got = size(bad);
+        assert_eq!(got.status, 400, "{}", got.text());
+        assert!(
+            got.text().contains("max_size must be 1 to 5000"),
+            "{}",
+            got.text()
+        );
+    }
+    // The queue exists before anyone waits in it.
+    assert_eq!(queue(&server, &acme).1["size"], 0);
+
+    let ua = Ua::new();
+    let enqueue = [("X-Enqueue", "support")];
+    let _first = call(&ua, &server, &enqueue);
+    assert!(wait_until(WAIT, || members(&server, &acme).len() == 1));
+    let second = call(&ua, &server, &enqueue);
+    second
+        .wait_bye(WAIT)
+        .unwrap_or_else(|e| panic!("the full queue let a second caller wait: {e}"));
+    let mut log = String::new();
+    let told = wait_until(WAIT, || {
+        let calls = http::get(server.http, "/v1/calls", &acme).json();
+        let newest = calls["data"][0]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        log = http::decision_log(&server, &acme, &newest);
+        log.contains(r#""QueueComplete":{"queue":"support","outcome":"Full""#)
+    });
+    assert!(told, "{log}");
+    assert_eq!(members(&server, &acme).len(), 1);
+}

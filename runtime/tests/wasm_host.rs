@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard::contract::{
-    Context, Event, GatherEnd, GatherResult, HangupCause, IncomingCall, Plan, Verb,
+    Context, Event, GatherEnd, GatherResult, HandlerError, HangupCause, IncomingCall, Plan, Verb,
 };
 use switchyard::guest::{
     CallHandler, CallVars, GuestFailure, ImportRecord, Invocation, InvokeRequest,
@@ -442,7 +442,13 @@ fn bytes_that_are_not_a_component_are_refused_with_what_is_wrong() {
         "{err}"
     );
     assert!(
-        err.to_string().contains("voice:runtime/handler@0.1.0"),
+        err.to_string()
+            .contains("expected voice:runtime/handler (call-handler)"),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("at version 0.2.x (current) or 0.1.x"),
         "{err}"
     );
 
@@ -608,10 +614,10 @@ fn the_default_configuration_starts() {
     WasmHost::new(config, KvStore::in_memory(KvLimits::default()).unwrap()).unwrap();
 }
 
-/// A guest as an older SDK built it (`tests/fixtures/wit-0.1.0`).
-fn fixture(name: &str) -> Vec<u8> {
+/// A guest as an older SDK built it (`tests/fixtures/wit-VERSION`).
+fn fixture(version: &str, name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("tests/fixtures/wit-0.1.0/guest_{name}.wasm"));
+        .join(format!("tests/fixtures/wit-{version}/guest_{name}.wasm"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
@@ -620,7 +626,7 @@ async fn components_built_against_wit_0_1_0_run_unchanged() {
     let _serial = shared().await;
     let t = test_host();
     // The IVR: kv, log, clock and call-vars at 0.1.0 link to the 0.1.1 host.
-    let ivr = t.host.load(&fixture("ivr")).unwrap();
+    let ivr = t.host.load(&fixture("0.1.0", "ivr")).unwrap();
     assert_eq!(ivr.info().world, World::CallHandler);
     assert!(
         (ivr.info().imports.iter()).any(|i| i == "voice:runtime/kv@0.1.0"),
@@ -643,6 +649,55 @@ async fn components_built_against_wit_0_1_0_run_unchanged() {
         "the same guest decides the same"
     );
     assert!(matches!(before.outcome, Ok(ref p) if matches!(p.verbs.last(), Some(Verb::Gather(_)))));
+    assert_eq!(ivr.info().contract, switchyard::wasm::Contract::V0_1);
+    // Its enqueue (a 0.1 type) runs as the current one: priority 0, no
+    // wait updates.
+    let (before, now) = (
+        old.invoke(pressed("acme", "2")).await,
+        new.invoke(pressed("acme", "2")).await,
+    );
+    assert_eq!(before.outcome, now.outcome);
+    let Ok(Plan { verbs }) = &before.outcome else {
+        panic!("{:?}", before.outcome)
+    };
+    assert!(
+        matches!(verbs.last(), Some(Verb::Enqueue(e)) if e.queue == "support" && e.priority.is_none() && e.wait_update_secs.is_none()),
+        "{verbs:?}"
+    );
+    // 0.2.0's `full` reaches it as `ended` (it does not expect the
+    // event at all, and says which it got).
+    let full = InvokeRequest {
+        ctx: context("acme", 3),
+        event: Event::ConferenceComplete(switchyard::contract::ConferenceResult {
+            name: "room".into(),
+            ended_by: switchyard::contract::ConferenceEnd::Full,
+            duration_secs: 0,
+        }),
+        vars: CallVars::new(),
+    };
+    assert_eq!(
+        old.invoke(full).await.outcome,
+        Err(GuestFailure::Handler(HandlerError::UnexpectedEvent(
+            "conference-complete".into()
+        )))
+    );
+    // A 0.2.0 event it has no type for is refused before it runs.
+    let wait = InvokeRequest {
+        ctx: context("acme", 4),
+        event: Event::QueueWait(switchyard::contract::QueueStatus {
+            queue: "support".into(),
+            position: 1,
+            size: 1,
+            wait_secs: 5,
+            average_wait_secs: None,
+        }),
+        vars: CallVars::new(),
+    };
+    let refused = old.invoke(wait).await.outcome;
+    assert!(
+        matches!(&refused, Err(GuestFailure::Unavailable(m)) if m.contains("voice:runtime@0.1.x") && m.contains("queue-wait")),
+        "{refused:?}"
+    );
     let hung = old.invoke(hung_up("acme")).await;
     assert!(hung.outcome.is_ok(), "{:?}", hung.outcome);
     assert!(
@@ -650,7 +705,7 @@ async fn components_built_against_wit_0_1_0_run_unchanged() {
         "its kv works"
     );
 
-    let busy = t.host.load(&fixture("busy")).unwrap();
+    let busy = t.host.load(&fixture("0.1.0", "busy")).unwrap();
     let decided = handler(&t.host, &busy, "acme")
         .invoke(incoming("acme"))
         .await;
@@ -723,4 +778,18 @@ async fn a_guest_looks_up_presence_of_its_own_tenant_and_replay_sees_the_same() 
     };
     let replayed = globex.replay(incoming("acme"), recorded).await;
     assert_eq!(replayed.outcome, declined);
+
+    // The same guest built against 0.1.1 looks up through the 0.1 names
+    // and sees, decides and records the same.
+    let old = t.host.load(&fixture("0.1.1", "presence")).unwrap();
+    assert!(
+        (old.info().imports.iter()).any(|i| i == "voice:runtime/presence@0.1.1"),
+        "{:?}",
+        old.info().imports
+    );
+    let seen_old = handler(&t.host, &old, "acme")
+        .invoke(incoming("acme"))
+        .await;
+    assert_eq!(seen_old.outcome, declined);
+    assert!(seen_old.imports.contains(&told), "{:?}", seen_old.imports);
 }

@@ -14,6 +14,7 @@ impl Event {
             Event::RecordComplete(_) => "record-complete",
             Event::ConferenceComplete(_) => "conference-complete",
             Event::QueueComplete(_) => "queue-complete",
+            Event::QueueWait(_) => "queue-wait",
             Event::PayComplete(_) => "pay-complete",
             Event::Redirected(_) => "redirected",
             Event::StatusChanged(_) => "status-changed",

@@ -6,7 +6,7 @@
 
 use crate::types::{
     ConferenceOptions, Dial, DialLeg, DialTarget, Enqueue, Gather, GatherInput, Header,
-    MediaSource, Pay, PayMethod, Prompt, RecordOptions, RingStrategy,
+    MediaSource, Pay, PayMethod, Prompt, QueueMember, RecordOptions, RingStrategy,
 };
 
 /// Options of the record verb, named as the verb reads in a plan.
@@ -98,6 +98,17 @@ impl Dial {
     /// dial's only target.
     pub fn queue(name: impl Into<String>) -> Self {
         Self::new(DialTarget::Queue(name.into()))
+    }
+
+    /// Takes caller `call_id` out of queue `name` whatever its place (the
+    /// call ids a [`QueueStatus`](crate::types::QueueStatus) handler or
+    /// `GET /v1/queues/{name}` sees); `no-answer` at once when it does not
+    /// wait there. A queue is the dial's only target.
+    pub fn queue_member(name: impl Into<String>, call_id: impl Into<String>) -> Self {
+        Self::new(DialTarget::QueueMember(QueueMember {
+            queue: name.into(),
+            call_id: call_id.into(),
+        }))
     }
 
     /// Joins conference `name` with the default options (see
@@ -310,14 +321,34 @@ impl ConferenceOptions {
 }
 
 impl Enqueue {
-    /// Puts the caller in `name`, waiting without a time limit; with no
-    /// wait prompts the runtime plays its own.
+    /// Puts the caller in `name`, waiting without a time limit at
+    /// priority 0, with no wait updates; with no wait prompts the runtime
+    /// plays its own.
     pub fn queue(name: impl Into<String>) -> Self {
         Enqueue {
             queue: name.into(),
             wait_prompts: Vec::new(),
             max_wait_secs: None,
+            priority: None,
+            wait_update_secs: None,
         }
+    }
+
+    /// Callers with a higher priority are taken before this one, equal
+    /// ones in order of arrival (default 0).
+    pub fn priority(mut self, priority: u32) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
+    /// Every `secs` seconds the handler hears
+    /// [`Event::QueueWait`](crate::Event::QueueWait) with the caller's
+    /// position (default: never). Its plan plays to the caller instead of
+    /// the wait prompts, and may end with `leave-queue`, `redirect` or
+    /// `hangup`.
+    pub fn wait_updates_every(mut self, secs: u32) -> Self {
+        self.wait_update_secs = Some(secs);
+        self
     }
 
     /// Leaves the queue after `secs` seconds (default: wait forever); the

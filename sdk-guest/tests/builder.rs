@@ -226,6 +226,27 @@ fn enqueue_waits_forever_with_the_prompts_given() {
         .max_wait_secs(300);
     assert_eq!(enqueue.wait_prompts.len(), 2);
     assert_eq!(enqueue.max_wait_secs, Some(300));
+    assert_eq!((plain.priority, plain.wait_update_secs), (None, None));
+
+    let urgent = Enqueue::queue("support").priority(5).wait_updates_every(30);
+    assert_eq!(
+        (urgent.priority, urgent.wait_update_secs),
+        (Some(5), Some(30))
+    );
+}
+
+#[test]
+fn a_queue_dial_takes_the_head_or_a_named_caller() {
+    let head = Dial::queue("support");
+    assert_eq!(head.targets[0].target, DialTarget::Queue("support".into()));
+    let named = Dial::queue_member("support", "CA1");
+    assert_eq!(
+        named.targets[0].target,
+        DialTarget::QueueMember(QueueMember {
+            queue: "support".into(),
+            call_id: "CA1".into(),
+        })
+    );
 }
 
 #[test]

@@ -13,8 +13,10 @@
 //!   it), `end-on-exit`, `no-beep`, `max=N`); when the caller is out of
 //!   it, the call ends.
 //! * `X-Enqueue: NAME` waits in the queue (for at most `X-Max-Wait`
-//!   seconds); `X-Dial-Queue: NAME` takes the caller at its head. When
-//!   the wait or the bridge ends, the call ends.
+//!   seconds, at priority `X-Priority`; with `X-Wait-Updates: SECS` it is
+//!   told "You are number N in line" that often); `X-Dial-Queue: NAME`
+//!   takes the caller at its head (or call `X-Queue-Call: ID`). When the
+//!   wait or the bridge ends, the call ends.
 
 use switchyard_sdk::prelude::*;
 
@@ -38,13 +40,24 @@ fn handle(_ctx: Context, event: Event) -> Result<Plan, HandlerError> {
             }
             if let Some(name) = header("X-Enqueue") {
                 let mut enqueue = Enqueue::queue(name);
-                if let Some(secs) = header("X-Max-Wait").and_then(|s| s.parse().ok()) {
+                let number = |name: &str| header(name).and_then(|s| s.parse().ok());
+                if let Some(secs) = number("X-Max-Wait") {
                     enqueue = enqueue.max_wait_secs(secs);
+                }
+                if let Some(priority) = number("X-Priority") {
+                    enqueue = enqueue.priority(priority);
+                }
+                if let Some(secs) = number("X-Wait-Updates") {
+                    enqueue = enqueue.wait_updates_every(secs);
                 }
                 return Ok(Plan::new().enqueue(enqueue));
             }
             if let Some(name) = header("X-Dial-Queue") {
-                return Ok(Plan::new().dial(Dial::queue(name)));
+                let dial = match header("X-Queue-Call") {
+                    Some(id) => Dial::queue_member(name, id),
+                    None => Dial::queue(name),
+                };
+                return Ok(Plan::new().dial(dial));
             }
             if let Some(uri) = header("X-Dial") {
                 let dial = Dial::sip(uri).record(header("X-Record").is_some());
@@ -70,6 +83,9 @@ fn handle(_ctx: Context, event: Event) -> Result<Plan, HandlerError> {
         Event::GatherComplete(input) => Ok(Plan::new()
             .say(format!("You pressed {}", input.digits))
             .hangup()),
+        Event::QueueWait(status) => {
+            Ok(Plan::new().say(format!("You are number {} in line", status.position)))
+        }
         Event::DialComplete(_) | Event::ConferenceComplete(_) | Event::QueueComplete(_) => {
             Ok(Plan::new().hangup())
         }

@@ -38,7 +38,7 @@ impl QueueError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
     pub call: CallKey,
-    pub priority: u8,
+    pub priority: u32,
     pub since: Instant,
     /// Leave after this long (the verb's `max-wait-secs`).
     pub max_wait: Option<Duration>,
@@ -93,11 +93,17 @@ impl Queue {
         self.max_size
     }
 
+    /// A new limit for joins from now on; callers already waiting beyond
+    /// it stay (as Twilio's queues do).
+    pub fn set_max_size(&mut self, max_size: usize) {
+        self.max_size = max_size;
+    }
+
     /// Queues `call`; its 1-based position.
     pub fn join(
         &mut self,
         call: &str,
-        priority: u8,
+        priority: u32,
         max_wait: Option<Duration>,
         now: Instant,
     ) -> Result<usize, QueueError> {

@@ -1,4 +1,5 @@
-//! The WIT contract (`voice:runtime@0.1.1`) as host-side Rust types.
+//! The WIT contract (`voice:runtime@0.2.0`) as host-side Rust types, and
+//! the released 0.1.x ([`v0_1`]) with conversions to it.
 //!
 //! Generated from `wit/` by `wasmtime::component::bindgen!`, so the WIT
 //! package is the single source of truth: the router, the decision log,
@@ -18,6 +19,7 @@ wasmtime::component::bindgen!({
 });
 
 pub mod guest;
+pub mod v0_1;
 
 pub use voice::runtime::types::*;
 

@@ -155,7 +155,9 @@ pub enum Out {
     /// The conference ended (an end-on-exit participant left, the REST
     /// API ended it, or everyone else left).
     Ended,
-    /// It could not join: the conference is full or ending.
+    /// It could not join: the conference is at its participant limit.
+    Full,
+    /// It could not join: the conference is ending.
     Refused,
 }
 

@@ -4,11 +4,13 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use switchyard_contract::guest::{CallVars, GuestFailure, Invocation, InvokeRequest};
-use switchyard_contract::{Context, Event, HangupCause, IncomingCall, Plan, Verb};
+use switchyard_contract::{
+    Context, Event, HangupCause, IncomingCall, Plan, Prompt, QueueStatus, Verb,
+};
 
 use super::RouterConfig;
 use super::log::{DecisionLog, Entry};
-use super::plan::{has_result, result_matches, validate, verb_name};
+use super::plan::{has_result, result_matches, validate, validate_wait, verb_name};
 
 /// What the call leg reports back.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +23,9 @@ pub enum LegEvent {
     Hangup(HangupCause),
     /// The call's status changed (ringing, answered...): passed on to the handler.
     Status(switchyard_contract::CallStatus),
+    /// The running `enqueue` asked for wait updates and one is due: the
+    /// handler hears `queue-wait`.
+    QueueWait(QueueStatus),
 }
 
 /// What the router asks of its driver.
@@ -30,8 +35,31 @@ pub enum Output {
     Invoke(InvokeRequest),
     /// Run this verb on the call leg.
     Execute(Verb),
+    /// The running `enqueue`'s handler answered a `queue-wait`: play this
+    /// to the waiting caller instead of the wait prompts, then do `then`.
+    /// The verb keeps running; its result comes as before.
+    Wait(WaitPlan),
     /// The call is over.
     Finished(CallSummary),
+}
+
+/// What a waiting caller hears, and what happens after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitPlan {
+    pub prompts: Vec<Prompt>,
+    pub then: WaitEnd,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitEnd {
+    /// Back to the wait prompts, in the queue as before.
+    Stay,
+    /// Out of the queue: the `enqueue` ends with `queue-complete` (`left`).
+    Leave,
+    /// Out of the queue to this handler, as [`Call::redirect`] does it.
+    Redirect(String),
+    /// Out of the queue and off the call (the handler hung up).
+    Hangup,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +95,9 @@ enum Purpose {
     Decide,
     /// Informational (status change, hangup): the plan is ignored.
     Notify,
+    /// A wait update (`queue-wait`): the plan plays to the waiting caller
+    /// while the `enqueue` keeps running.
+    Wait,
 }
 
 /// One call's router.
@@ -269,7 +300,9 @@ impl Call {
         if purpose == Purpose::Decide {
             self.deciding = false;
         }
-        if purpose == Purpose::Decide && self.ended.is_none() {
+        if purpose == Purpose::Wait && self.ended.is_none() {
+            self.wait_plan(at, invocation.outcome);
+        } else if purpose == Purpose::Decide && self.ended.is_none() {
             match invocation.outcome.and_then(|plan| self.checked(plan)) {
                 Ok(plan) => self.plan = plan.verbs.into(),
                 Err(reason) => match (self.fallback_handler.take(), event) {
@@ -330,8 +363,62 @@ impl Call {
             LegEvent::Status(status) => {
                 self.send(now, Event::StatusChanged(status), Purpose::Notify)
             }
+            LegEvent::QueueWait(status) => {
+                let asked =
+                    matches!(&self.running, Some(Verb::Enqueue(e)) if e.wait_update_secs.is_some());
+                // One update at a time: a handler slower than the interval
+                // skips updates rather than falling behind.
+                let pending = self.in_flight == Some(Purpose::Wait)
+                    || self.waiting.iter().any(|(_, p)| *p == Purpose::Wait);
+                if asked && !pending && self.events < self.config.max_events {
+                    self.send(now, Event::QueueWait(status), Purpose::Wait);
+                }
+            }
         }
         Ok(())
+    }
+
+    /// The handler's answer to `queue-wait`: for the leg to play, unless
+    /// the caller no longer waits or the plan cannot run while it does.
+    fn wait_plan(&mut self, at: u64, outcome: Result<Plan, GuestFailure>) {
+        let ignored = |reason: String| Entry::WaitIgnored { reason };
+        if !matches!(self.running, Some(Verb::Enqueue(_))) || self.deciding {
+            let reason = "the caller no longer waits in the queue".to_string();
+            return self.log.push(at, ignored(reason));
+        }
+        let plan = match outcome.and_then(|plan| {
+            validate_wait(&plan, &self.config)
+                .map_err(|e| GuestFailure::InvalidPlan(e.to_string()))?;
+            Ok(plan)
+        }) {
+            Ok(plan) => plan,
+            Err(reason) => {
+                tracing::warn!(call = %self.ctx.call_id, tenant = %self.ctx.tenant, %reason, "queue-wait plan not run; the caller keeps waiting");
+                return self.log.push(at, ignored(reason.to_string()));
+            }
+        };
+        let mut wait = WaitPlan {
+            prompts: Vec::new(),
+            then: WaitEnd::Stay,
+        };
+        for verb in plan.verbs {
+            self.log.push(at, Entry::Verb { verb: verb.clone() });
+            match verb {
+                Verb::Say(say) => wait.prompts.push(Prompt::Say(say)),
+                Verb::Play(play) => wait.prompts.push(Prompt::Play(play)),
+                Verb::Pause(pause) => wait.prompts.push(Prompt::Pause(pause)),
+                Verb::SetVar(var) => self.set_var(var),
+                Verb::LeaveQueue => wait.then = WaitEnd::Leave,
+                Verb::Redirect(handler) => wait.then = WaitEnd::Redirect(handler),
+                Verb::Hangup => wait.then = WaitEnd::Hangup,
+                // `validate_wait` lets nothing else through.
+                _ => {}
+            }
+        }
+        if wait.prompts.is_empty() && wait.then == WaitEnd::Stay {
+            return; // nothing to change
+        }
+        self.output.push_back(Output::Wait(wait));
     }
 
     // ------------------------------------------------------------ output
@@ -372,12 +459,7 @@ impl Call {
             };
             self.log.push(at, Entry::Verb { verb: verb.clone() });
             match verb {
-                Verb::SetVar(var) => {
-                    match var.value {
-                        Some(value) => self.vars.insert(var.name, value),
-                        None => self.vars.remove(&var.name),
-                    };
-                }
+                Verb::SetVar(var) => self.set_var(var),
                 Verb::Redirect(handler) => {
                     let from = std::mem::replace(&mut self.ctx.handler, handler);
                     self.send(now, Event::Redirected(from), Purpose::Decide);
@@ -392,6 +474,13 @@ impl Call {
                 }
             }
         }
+    }
+
+    fn set_var(&mut self, var: switchyard_contract::SetVar) {
+        match var.value {
+            Some(value) => self.vars.insert(var.name, value),
+            None => self.vars.remove(&var.name),
+        };
     }
 
     fn end(&mut self, now: Instant, cause: HangupCause) {
@@ -412,7 +501,13 @@ impl Call {
 
     /// Queues an event for the handler; at most one invocation is in flight.
     fn send(&mut self, now: Instant, event: Event, purpose: Purpose) {
-        if self.hangup_sent || (purpose == Purpose::Notify && !self.notices) {
+        let unheard = match purpose {
+            Purpose::Notify => !self.notices,
+            // Nobody to ask (`with_plan`): the caller just waits.
+            Purpose::Wait => self.ctx.handler.is_empty(),
+            Purpose::Decide => false,
+        };
+        if self.hangup_sent || unheard {
             return;
         }
         if self.ctx.handler.is_empty() {

@@ -72,6 +72,7 @@ pub fn describe_entry(entry: &LogEntry) -> String {
         Entry::Fallback { plan, .. } => format!("! fallback {}", describe_plan(plan)),
         Entry::Handover { reason, to } => format!("! handover to {to} ({reason})"),
         Entry::Verb { verb } => format!("  run     {}", describe_verb(verb)),
+        Entry::WaitIgnored { reason } => format!("! wait plan not run ({reason})"),
         Entry::Ended { cause } => format!("■ ended   by {}", wit_name(cause)),
     };
     format!("{}  {body}", stamp(entry.at_ms))
@@ -124,6 +125,7 @@ fn describe_target(target: &DialTarget) -> String {
         DialTarget::Client(id) => format!("client:{id}"),
         DialTarget::Conference(name) => format!("conference:{name}"),
         DialTarget::Queue(name) => format!("queue:{name}"),
+        DialTarget::QueueMember(m) => format!("queue:{} call {}", m.queue, m.call_id),
     }
 }
 
@@ -241,6 +243,10 @@ pub fn describe_event(event: &Event) -> String {
             q.queue,
             wit_name(&q.outcome),
             q.wait_secs
+        ),
+        Event::QueueWait(q) => format!(
+            "queue-wait {} position {} of {}, waited {} s",
+            q.queue, q.position, q.size, q.wait_secs
         ),
         Event::PayComplete(p) => format!(
             "pay-complete {}{}",

@@ -38,6 +38,10 @@ pub enum Entry {
     Handover { reason: GuestFailure, to: String },
     /// A verb the router executed (on the leg, or itself for set-var/redirect).
     Verb { verb: Verb },
+    /// The handler's plan for a `queue-wait` did not run (it failed, was
+    /// invalid, or came after the caller left the queue); the caller
+    /// kept waiting as before.
+    WaitIgnored { reason: String },
     /// The call ended.
     Ended { cause: HangupCause },
 }

@@ -50,6 +50,11 @@ pub enum PlanError {
         verb: &'static str,
         reason: String,
     },
+    #[error(
+        "verb {index} ({verb}) cannot run while the caller waits in a queue: a queue-wait plan may \
+         say, play, pause and set-var, and end with leave-queue, redirect or hangup"
+    )]
+    NotWhileQueued { index: usize, verb: &'static str },
 }
 
 /// The WIT name of a verb, for messages and logs.
@@ -112,6 +117,40 @@ fn ends_plan(verb: &Verb) -> bool {
 pub const MAX_PARTICIPANTS: u32 = 1_000;
 /// Longest conference or queue name.
 pub const MAX_NAME: usize = 128;
+
+/// How often a waiting caller's handler may hear `queue-wait`: not so
+/// often that waiting callers keep guests busy, at least once an hour.
+pub const WAIT_UPDATE_SECS: std::ops::RangeInclusive<u32> = 5..=3_600;
+
+/// Checks a plan returned for `queue-wait`: what the waiting caller hears
+/// meanwhile, ending at most with leaving the queue, a redirect or a
+/// hangup. Every rule of [`validate`] applies too.
+pub fn validate_wait(plan: &Plan, config: &RouterConfig) -> Result<(), PlanError> {
+    validate(plan, config)?;
+    let count = plan.verbs.len();
+    for (index, verb) in plan.verbs.iter().enumerate() {
+        let verb_name = verb_name(verb);
+        match verb {
+            Verb::Say(_) | Verb::Play(_) | Verb::Pause(_) | Verb::SetVar(_) => {}
+            Verb::Redirect(_) | Verb::Hangup => {}
+            Verb::LeaveQueue if index + 1 == count => {}
+            Verb::LeaveQueue => {
+                return Err(PlanError::VerbsAfterEnd {
+                    index,
+                    verb: verb_name,
+                    after: count - index - 1,
+                });
+            }
+            _ => {
+                return Err(PlanError::NotWhileQueued {
+                    index,
+                    verb: verb_name,
+                });
+            }
+        }
+    }
+    Ok(())
+}
 
 pub fn validate(plan: &Plan, config: &RouterConfig) -> Result<(), PlanError> {
     let count = plan.verbs.len();
@@ -211,6 +250,12 @@ fn check_verb(verb: &Verb, config: &RouterConfig) -> Result<(), Problem> {
                     DialTarget::Client(v) => ("client", v),
                     DialTarget::Conference(v) => ("conference", v),
                     DialTarget::Queue(v) => ("queue", v),
+                    DialTarget::QueueMember(m) => {
+                        require(!m.call_id.trim().is_empty(), || {
+                            "empty call-id of a queue-member target".into()
+                        })?;
+                        ("queue", &m.queue)
+                    }
                 };
                 require(!value.trim().is_empty(), || format!("empty {kind} target"))?;
                 let alone = matches!(kind, "conference" | "queue");
@@ -248,6 +293,18 @@ fn check_verb(verb: &Verb, config: &RouterConfig) -> Result<(), Problem> {
             require(!enqueue.queue.trim().is_empty(), || {
                 "empty queue name".into()
             })?;
+            require(enqueue.queue.len() <= MAX_NAME, || {
+                format!("queue name longer than {MAX_NAME} bytes")
+            })?;
+            if let Some(secs) = enqueue.wait_update_secs {
+                require(WAIT_UPDATE_SECS.contains(&secs), || {
+                    format!(
+                        "wait-update-secs must be {} to {}, not {secs}",
+                        WAIT_UPDATE_SECS.start(),
+                        WAIT_UPDATE_SECS.end()
+                    )
+                })?;
+            }
             enqueue.wait_prompts.iter().try_for_each(check_prompt)
         }
         Verb::Pay(pay) => {

@@ -69,7 +69,7 @@ pub fn leg_support(verb: &Verb) -> Result<(), NotBuilt> {
 pub fn target_support(target: &DialTarget) -> Result<(), NotBuilt> {
     match target {
         DialTarget::Conference(_) => row("dial conference:"),
-        DialTarget::Queue(_) => row("dial queue:"),
+        DialTarget::Queue(_) | DialTarget::QueueMember(_) => row("dial queue:"),
         DialTarget::Number(_) | DialTarget::Sip(_) | DialTarget::Client(_) => Ok(()),
     }
 }
@@ -144,6 +144,8 @@ mod tests {
                 queue: "support".into(),
                 wait_prompts: vec![],
                 max_wait_secs: None,
+                priority: None,
+                wait_update_secs: None,
             }),
             Verb::LeaveQueue,
             Verb::Pay(Pay {

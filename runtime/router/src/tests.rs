@@ -127,6 +127,7 @@ fn drive_quiet(
                 seen.push(Seen::Finished(summary.ended_by, summary.fallbacks));
                 return (call, seen);
             }
+            Some(Output::Wait(wait)) => panic!("no caller waits in a queue here: {wait:?}"),
             None => panic!("router stalled after {seen:?}"),
         }
     }
@@ -553,4 +554,197 @@ fn a_call_with_a_plan_and_no_handler_runs_it_and_ends_with_its_result() {
         panic!("the handler decides")
     };
     assert!(matches!(request.event, Event::ConferenceComplete(_)));
+}
+
+// ------------------------------------------------------------ queue-wait
+
+fn enqueue(updates: Option<u32>) -> Verb {
+    Verb::Enqueue(Enqueue {
+        queue: "support".into(),
+        wait_prompts: vec![],
+        max_wait_secs: None,
+        priority: Some(3),
+        wait_update_secs: updates,
+    })
+}
+
+fn status(position: u32) -> LegEvent {
+    LegEvent::QueueWait(QueueStatus {
+        queue: "support".into(),
+        position,
+        size: 4,
+        wait_secs: 10,
+        average_wait_secs: Some(42),
+    })
+}
+
+/// A call that runs `enqueue(updates)`: the leg is running it.
+fn queued(start: Instant, updates: Option<u32>) -> Call {
+    let mut call = new_call(start);
+    answer(&mut call, start, plan(vec![enqueue(updates)]));
+    assert_eq!(call.poll_output(), Some(Output::Execute(enqueue(updates))));
+    call
+}
+
+fn bridged() -> LegEvent {
+    LegEvent::Result(Event::QueueComplete(QueueResult {
+        queue: "support".into(),
+        outcome: QueueOutcome::Bridged,
+        wait_secs: 30,
+    }))
+}
+
+fn wait_ignored(call: &Call) -> Vec<&str> {
+    (call.log().entries().iter())
+        .filter_map(|e| match &e.entry {
+            Entry::WaitIgnored { reason } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_wait_plan_plays_to_the_waiting_caller_and_the_enqueue_keeps_running() {
+    let start = Instant::now();
+    let mut call = queued(start, Some(10));
+    let later = start + Duration::from_secs(10);
+    call.handle_leg(later, status(2)).unwrap();
+    let request = answer(
+        &mut call,
+        later,
+        plan(vec![
+            Verb::SetVar(SetVar {
+                name: "told".into(),
+                value: Some("2".into()),
+            }),
+            say("You are number 2."),
+        ]),
+    );
+    let Event::QueueWait(told) = &request.event else {
+        panic!("{:?}", request.event)
+    };
+    assert_eq!(
+        (told.position, told.size, told.average_wait_secs),
+        (2, 4, Some(42))
+    );
+    assert_eq!(
+        call.poll_output(),
+        Some(Output::Wait(WaitPlan {
+            prompts: vec![Prompt::Say(Say::text("You are number 2."))],
+            then: WaitEnd::Stay,
+        }))
+    );
+    assert_eq!(call.vars().get("told").map(String::as_str), Some("2"));
+    // The enqueue still runs: its result is the next decision.
+    call.handle_leg(later, bridged()).unwrap();
+    let request = answer(&mut call, later, plan(vec![Verb::Hangup]));
+    assert!(matches!(request.event, Event::QueueComplete(_)));
+    assert_eq!(request.vars.get("told").map(String::as_str), Some("2"));
+}
+
+#[test]
+fn a_wait_plan_may_end_by_leaving_the_queue_redirecting_or_hanging_up() {
+    let ends = [
+        (Verb::LeaveQueue, WaitEnd::Leave),
+        (
+            Verb::Redirect("agent".into()),
+            WaitEnd::Redirect("agent".into()),
+        ),
+        (Verb::Hangup, WaitEnd::Hangup),
+    ];
+    for (verb, then) in ends {
+        let start = Instant::now();
+        let mut call = queued(start, Some(10));
+        call.handle_leg(start, status(1)).unwrap();
+        answer(&mut call, start, plan(vec![verb]));
+        assert_eq!(
+            call.poll_output(),
+            Some(Output::Wait(WaitPlan {
+                prompts: vec![],
+                then
+            }))
+        );
+    }
+}
+
+#[test]
+fn a_wait_plan_that_cannot_run_while_waiting_is_logged_and_the_caller_keeps_waiting() {
+    let start = Instant::now();
+    let mut call = queued(start, Some(10));
+    call.handle_leg(start, status(1)).unwrap();
+    answer(&mut call, start, plan(vec![gather()]));
+    assert_eq!(call.poll_output(), None);
+    call.handle_leg(start, status(1)).unwrap();
+    answer(&mut call, start, plan(vec![Verb::LeaveQueue, say("bye")]));
+    call.handle_leg(start, status(1)).unwrap();
+    answer(
+        &mut call,
+        start,
+        Err(GuestFailure::Trap("unreachable".into())),
+    );
+    assert_eq!(call.poll_output(), None, "no fallback runs");
+    let ignored = wait_ignored(&call);
+    assert_eq!(ignored.len(), 3, "{ignored:?}");
+    assert!(
+        ignored[0].contains("verb 0 (gather) cannot run while the caller waits in a queue"),
+        "{}",
+        ignored[0]
+    );
+    assert!(ignored[1].contains("leave-queue"), "{}", ignored[1]);
+    assert!(ignored[2].contains("unreachable"), "{}", ignored[2]);
+    // Still waiting: the result decides as usual.
+    call.handle_leg(start, bridged()).unwrap();
+    let request = answer(&mut call, start, plan(vec![Verb::Hangup]));
+    assert!(matches!(request.event, Event::QueueComplete(_)));
+}
+
+#[test]
+fn wait_updates_go_one_at_a_time_and_only_when_the_enqueue_asked() {
+    let start = Instant::now();
+    let mut call = queued(start, None);
+    call.handle_leg(start, status(1)).unwrap();
+    assert_eq!(
+        call.poll_output(),
+        None,
+        "this enqueue asked for no updates"
+    );
+
+    let mut call = queued(start, Some(10));
+    call.handle_leg(start, status(3)).unwrap();
+    let Some(Output::Invoke(first)) = call.poll_output() else {
+        panic!()
+    };
+    // The handler is slow: updates due meanwhile are skipped.
+    call.handle_leg(start, status(2)).unwrap();
+    call.handle_leg(start, status(1)).unwrap();
+    assert_eq!(call.poll_output(), None);
+    answer_request(&mut call, start, plan(vec![]));
+    assert_eq!(
+        call.poll_output(),
+        None,
+        "an empty wait plan changes nothing"
+    );
+    assert!(matches!(
+        first.event,
+        Event::QueueWait(QueueStatus { position: 3, .. })
+    ));
+}
+
+#[test]
+fn a_wait_plan_that_returns_after_the_caller_left_the_queue_is_not_run() {
+    let start = Instant::now();
+    let mut call = queued(start, Some(10));
+    call.handle_leg(start, status(1)).unwrap();
+    let Some(Output::Invoke(_)) = call.poll_output() else {
+        panic!()
+    };
+    call.handle_leg(start, bridged()).unwrap();
+    answer_request(&mut call, start, plan(vec![say("still there?")]));
+    assert_eq!(
+        wait_ignored(&call),
+        vec!["the caller no longer waits in the queue"]
+    );
+    // The queue-complete decision comes next.
+    let request = answer(&mut call, start, plan(vec![Verb::Hangup]));
+    assert!(matches!(request.event, Event::QueueComplete(_)));
 }

@@ -29,6 +29,7 @@
 //!   POST   /v1/conferences/{id}/participants/{call} account        202 mute / hold / coach / kick
 //!   GET    /v1/queues                          account             page of queues (size, average wait)
 //!   GET    /v1/queues/{name}                   account             queue + waiting callers
+//!   PUT    /v1/queues/{name}                   account             create, or set max_size
 //!   POST   /v1/queues/{name}/dequeue           account             202 a caller to a handler
 //!   POST   /v1/components/{name}               account             201 version (body: .wasm)
 //!   GET    /v1/components                      account             page of components
@@ -274,6 +275,7 @@ enum Handler {
     UpdateParticipant,
     ListQueues,
     GetQueue,
+    PutQueue,
     Dequeue,
     CreateToken,
     CheckToken,
@@ -354,6 +356,7 @@ const ROUTES: &[(&str, &str, Handler)] = &[
     ),
     ("GET", "/v1/queues", Handler::ListQueues),
     ("GET", "/v1/queues/{name}", Handler::GetQueue),
+    ("PUT", "/v1/queues/{name}", Handler::PutQueue),
     ("POST", "/v1/queues/{name}/dequeue", Handler::Dequeue),
     ("POST", "/v1/tokens", Handler::CreateToken),
     ("POST", "/v1/tokens/check", Handler::CheckToken),
@@ -505,6 +508,7 @@ where
         }
         Handler::ListQueues => queues::list(state, &caller, &query).await,
         Handler::GetQueue => queues::get(state, &caller, &decode(p(0))).await,
+        Handler::PutQueue => queues::put(state, &caller, &decode(p(0)), &body).await,
         Handler::Dequeue => queues::dequeue(state, &caller, &decode(p(0)), &body).await,
         Handler::CreateToken => tokens::create(state, &caller, &body).await,
         Handler::CheckToken => tokens::check(state, &caller, &body).await,

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::{ApiError, ApiState, Caller, Query, Reply, json, page, parse_json};
 use crate::sip::endpoint::{CallRequest, ControlError, QueueRequestError, QueueView};
+use switchyard_conference::queue::Queue;
 
 /// `GET /v1/queues`: the account's queues, by name, without members.
 pub(super) async fn list(
@@ -34,6 +35,56 @@ pub(super) async fn get(state: &ApiState, caller: &Caller, name: &str) -> Result
         .find(|q| q.name == name)
         .ok_or_else(|| ApiError::NotFound(format!("queue {name:?}")))?;
     Ok(json(StatusCode::OK, &found))
+}
+
+/// Most callers one queue may hold (Twilio's limit).
+const MAX_SIZE: usize = 5_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Size {
+    /// 1 to [`MAX_SIZE`]; default 100.
+    max_size: Option<usize>,
+}
+
+/// `PUT /v1/queues/{name}`: creates the queue (201) or changes its size
+/// limit (200). Callers already waiting beyond a lowered limit stay; new
+/// ones get `queue-complete` with `full`.
+pub(super) async fn put(
+    state: &ApiState,
+    caller: &Caller,
+    name: &str,
+    body: &[u8],
+) -> Result<Reply, ApiError> {
+    let tenant = caller.account()?.to_owned();
+    let size: Size = parse_json(body)?;
+    let max_size = size.max_size.unwrap_or(Queue::DEFAULT_MAX);
+    if !(1..=MAX_SIZE).contains(&max_size) {
+        return Err(ApiError::BadRequest(format!(
+            "max_size must be 1 to {MAX_SIZE}, not {max_size}"
+        )));
+    }
+    if name.trim().is_empty() || name.len() > crate::router::MAX_NAME {
+        return Err(ApiError::BadRequest(format!(
+            "a queue name is 1 to {} bytes",
+            crate::router::MAX_NAME
+        )));
+    }
+    let queue = name.to_owned();
+    let (created, view) = (state.switchboard)
+        .ask(|reply| CallRequest::SizeQueue {
+            tenant,
+            queue,
+            max_size,
+            reply,
+        })
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(json(status, &view))
 }
 
 #[derive(Deserialize)]

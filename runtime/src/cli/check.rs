@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use crate::router::not_built;
 use crate::store::{KvLimits, KvStore};
-use crate::wasm::{ContentHash, HostConfig, WasmHost, World};
+use crate::wasm::{ContentHash, Contract, HostConfig, WasmHost, World};
 
 use super::{CliError, default_cache_dir, read};
 
@@ -17,6 +17,13 @@ pub fn check(path: &Path) -> Result<ExitCode, CliError> {
         .map_err(|e| CliError::Refused(format!("{}: {e}", path.display())))?;
     println!("{}: {} component", path.display(), info.world);
     println!("  exports  {}", info.export);
+    if info.contract != Contract::ALL[0] {
+        println!(
+            "  contract {} (an earlier version: it runs unchanged; rebuild with the current SDK for what {} added)",
+            info.contract,
+            Contract::ALL[0]
+        );
+    }
     println!(
         "  size     {} bytes, sha256 {}",
         bytes.len(),

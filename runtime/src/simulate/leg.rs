@@ -7,11 +7,11 @@ use std::collections::VecDeque;
 
 use crate::contract::{
     ConferenceEnd, ConferenceOptions, ConferenceResult, Dial, DialResult, DialStatus, Enqueue,
-    Event, Gather, GatherEnd, GatherResult, HangupCause, QueueOutcome, QueueResult, RecordEnd,
-    RecordOptions, RecordResult, RingStrategy, Verb,
+    Event, Gather, GatherEnd, GatherResult, HangupCause, QueueOutcome, QueueResult, QueueStatus,
+    RecordEnd, RecordOptions, RecordResult, RingStrategy, Verb,
 };
-use crate::router::LegEvent;
 use crate::router::estimate::{PLAY_MS, prompts_ms, say_ms};
+use crate::router::{LegEvent, WaitEnd, WaitPlan};
 
 use super::script::{Action, Step};
 
@@ -38,6 +38,24 @@ pub struct Mismatch {
 pub struct SimulatedLeg {
     actions: VecDeque<Step>,
     recordings: u32,
+    /// An `enqueue` with wait updates, between them.
+    waiting: Option<Waiting>,
+}
+
+/// A caller waiting in a queue whose handler hears `queue-wait`. The
+/// scripted outcome comes when the wait is over; until then, one update
+/// every `every_ms` of waiting.
+struct Waiting {
+    queue: String,
+    every_ms: u64,
+    /// How long the caller waits (the outcome's `wait-secs`).
+    end_ms: u64,
+    /// How long the verb lasts in all (a bridge's talk included).
+    total_ms: u64,
+    waited_ms: u64,
+    ahead: u32,
+    updates: u32,
+    outcome: LegEvent,
 }
 
 impl SimulatedLeg {
@@ -45,7 +63,68 @@ impl SimulatedLeg {
         Self {
             actions,
             recordings: 0,
+            waiting: None,
         }
+    }
+
+    /// The next thing a waiting caller's queue does by itself: a wait
+    /// update, or the scripted outcome once the wait is over. `None` when
+    /// no caller waits.
+    pub fn resume(&mut self) -> Option<LegStep> {
+        let w = self.waiting.as_mut()?;
+        let next = (w.waited_ms / w.every_ms + 1) * w.every_ms;
+        if next < w.end_ms {
+            let elapsed_ms = next - w.waited_ms;
+            w.waited_ms = next;
+            // The scripted callers ahead leave one per update.
+            let position = (w.ahead + 1).saturating_sub(w.updates).max(1);
+            w.updates += 1;
+            let status = QueueStatus {
+                queue: w.queue.clone(),
+                position,
+                size: position,
+                wait_secs: (next / 1000) as u32,
+                average_wait_secs: None,
+            };
+            return Some(LegStep {
+                caller: None,
+                event: LegEvent::QueueWait(status),
+                elapsed_ms,
+            });
+        }
+        let w = self.waiting.take()?;
+        Some(LegStep {
+            caller: None,
+            event: w.outcome,
+            elapsed_ms: w.total_ms.saturating_sub(w.waited_ms),
+        })
+    }
+
+    /// Plays a wait plan to the waiting caller: how long it took, and the
+    /// leg event its end causes (none when the caller stays, or is
+    /// redirected: the driver redirects the call).
+    pub fn wait_plan(&mut self, plan: &WaitPlan) -> (u64, Option<LegEvent>) {
+        let ms = prompts_ms(&plan.prompts);
+        let Some(w) = self.waiting.as_mut() else {
+            return (0, None);
+        };
+        w.waited_ms += ms;
+        let waited_secs = (w.waited_ms / 1000) as u32;
+        let event = match &plan.then {
+            WaitEnd::Stay => return (ms, None),
+            WaitEnd::Leave => LegEvent::Result(Event::QueueComplete(QueueResult {
+                queue: w.queue.clone(),
+                outcome: QueueOutcome::Left,
+                wait_secs: waited_secs,
+            })),
+            WaitEnd::Hangup => LegEvent::Hangup(HangupCause::Handler),
+            WaitEnd::Redirect(_) => {
+                self.waiting = None;
+                return (ms, None);
+            }
+        };
+        self.waiting = None;
+        (ms, Some(event))
     }
 
     /// Script steps not used by the call.
@@ -85,10 +164,19 @@ impl SimulatedLeg {
                 "a conference outcome (conference ends after N, conference kicked after N, conference full, hang up)",
                 |action| conference_result(options, action),
             ),
-            Verb::Enqueue(enqueue) => self.wait(
-                "a queue outcome (queue bridged after N, queue timeout, queue full, hang up)",
-                |action| queue_result(enqueue, action),
-            ),
+            Verb::Enqueue(enqueue) => {
+                let mut ahead = 0;
+                let step = self.wait(
+                    "a queue outcome (queue bridged after N, queue timeout, queue full, hang up)",
+                    |action| {
+                        if let Action::QueueBridged { ahead: a, .. } | Action::QueueTimeout { ahead: a } = action {
+                            ahead = *a;
+                        }
+                        queue_result(enqueue, action)
+                    },
+                )?;
+                Ok(self.start_waiting(enqueue, step, ahead))
+            }
             // Plan validation refuses it (`router::LEG_SUPPORT`), as on a
             // real call, so it never reaches the leg; should it, the call
             // ends the way the SIP leg ends it.
@@ -99,6 +187,37 @@ impl SimulatedLeg {
             }),
             // The router ends the call itself for these; nothing runs on the leg.
             Verb::Hangup | Verb::Reject(_) | Verb::Redirect(_) | Verb::SetVar(_) => Ok(done(0)),
+        }
+    }
+
+    /// An `enqueue` that asked for wait updates: its outcome waits until
+    /// the updates due before it have been given (`resume`).
+    fn start_waiting(&mut self, enqueue: &Enqueue, step: LegStep, ahead: u32) -> LegStep {
+        let (Some(every), LegEvent::Result(Event::QueueComplete(result))) =
+            (enqueue.wait_update_secs, &step.event)
+        else {
+            return step;
+        };
+        let (every_ms, end_ms) = (u64::from(every) * 1000, u64::from(result.wait_secs) * 1000);
+        if every_ms == 0 || every_ms >= end_ms {
+            return step;
+        }
+        self.waiting = Some(Waiting {
+            queue: enqueue.queue.clone(),
+            every_ms,
+            end_ms,
+            total_ms: step.elapsed_ms,
+            waited_ms: 0,
+            ahead,
+            updates: 0,
+            outcome: step.event.clone(),
+        });
+        match self.resume() {
+            Some(first) => LegStep {
+                caller: step.caller,
+                ..first
+            },
+            None => step,
         }
     }
 
@@ -217,11 +336,12 @@ fn record_result(
 }
 
 /// What the SIP leg reports when the caller is out of the conference: a
-/// refused join (full or ending) is `ended` after 0 s, as there.
+/// join refused because the conference is full is `full` after 0 s, as
+/// there.
 fn conference_result(options: &ConferenceOptions, action: &Action) -> Option<(Event, u64)> {
     let (ended_by, secs) = match *action {
         Action::Conference { ended_by, secs } => (ended_by, secs),
-        Action::ConferenceFull => (ConferenceEnd::Ended, 0),
+        Action::ConferenceFull => (ConferenceEnd::Full, 0),
         _ => return None,
     };
     let result = ConferenceResult {
@@ -237,11 +357,11 @@ fn conference_result(options: &ConferenceOptions, action: &Action) -> Option<(Ev
 /// never times out), or refused at once when full.
 fn queue_result(enqueue: &Enqueue, action: &Action) -> Option<(Event, u64)> {
     let (outcome, wait_secs, elapsed_secs) = match *action {
-        Action::QueueBridged { waited, talk } => match enqueue.max_wait_secs {
+        Action::QueueBridged { waited, talk, .. } => match enqueue.max_wait_secs {
             Some(max) if waited >= max => (QueueOutcome::Timeout, max, max),
             _ => (QueueOutcome::Bridged, waited, waited + talk),
         },
-        Action::QueueTimeout => {
+        Action::QueueTimeout { .. } => {
             let max = enqueue.max_wait_secs?;
             (QueueOutcome::Timeout, max, max)
         }
@@ -344,10 +464,7 @@ mod tests {
             secs: 30,
         };
         assert_eq!(outcome(kicked), (ConferenceEnd::Kicked, 30, 30_000));
-        assert_eq!(
-            outcome(Action::ConferenceFull),
-            (ConferenceEnd::Ended, 0, 0)
-        );
+        assert_eq!(outcome(Action::ConferenceFull), (ConferenceEnd::Full, 0, 0));
         assert_eq!(conference_result(&options, &Action::Busy), None);
     }
 }

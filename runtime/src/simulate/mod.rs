@@ -34,7 +34,7 @@ pub use script::{Action, LINES, Script, ScriptError, Step, help as script_help};
 use crate::contract::IncomingCall;
 use crate::guest::{Handlers, hears_notices, invoke_named};
 use crate::router::{
-    Call, CallSummary, DecisionLog, LegEvent, LogEntry, Output, RouterConfig, RouterError,
+    Call, CallSummary, DecisionLog, LegEvent, LogEntry, Output, RouterConfig, RouterError, WaitEnd,
 };
 
 /// Outputs one simulated call may produce before it is declared runaway;
@@ -154,16 +154,20 @@ pub async fn run_with_clock(
                 let invocation = invoke_named(handlers, request).await;
                 call.handle_invocation(now, invocation)?;
             }
+            Some(Output::Wait(plan)) => {
+                let (elapsed_ms, event) = leg.wait_plan(&plan);
+                clock_ms += elapsed_ms;
+                let now = base + Duration::from_millis(clock_ms);
+                if let WaitEnd::Redirect(handler) = plan.then {
+                    call.redirect(now, handler)?;
+                }
+                if let Some(event) = event {
+                    call.handle_leg(now, event)?;
+                }
+            }
             Some(Output::Execute(verb)) => {
                 let step = leg.execute(&verb)?;
-                if let Some(caller) = &step.caller {
-                    show(Line::Caller(CallerLine {
-                        at_ms: clock_ms,
-                        kind: "caller",
-                        line: caller.line,
-                        action: &caller.text,
-                    }));
-                }
+                show_step(&mut show, &step, clock_ms);
                 clock_ms += step.elapsed_ms;
                 if step.event != LegEvent::Done || !call.is_finished() {
                     call.handle_leg(base + Duration::from_millis(clock_ms), step.event)?;
@@ -176,9 +180,133 @@ pub async fn run_with_clock(
                     unused: leg.unused().cloned().collect(),
                 });
             }
-            // Nothing to do but the call is not over: a router bug.
-            None => return Err(SimError::Stalled),
+            // The router waits on the leg: a queued caller's next update
+            // or outcome; with none, a router bug.
+            None => {
+                let step = leg.resume().ok_or(SimError::Stalled)?;
+                clock_ms += step.elapsed_ms;
+                call.handle_leg(base + Duration::from_millis(clock_ms), step.event)?;
+            }
         }
     }
     Err(SimError::Runaway)
+}
+
+fn show_step(show: &mut impl FnMut(Line<'_>), step: &leg::LegStep, clock_ms: u64) {
+    if let Some(caller) = &step.caller {
+        show(Line::Caller(CallerLine {
+            at_ms: clock_ms,
+            kind: "caller",
+            line: caller.line,
+            action: &caller.text,
+        }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::{Enqueue, Event, Plan, Say, Verb};
+    use crate::guest::{Handlers, NativeHandler};
+
+    /// Queues with an update every 10 s; told it is 3rd or later it leaves
+    /// with an apology, told it is 2nd it goes to `agent` once `redirect`
+    /// is set, else it hears its place.
+    fn handlers(redirect: bool) -> Handlers {
+        let main = NativeHandler(move |_: &_, event: &Event, _: &mut _| {
+            Ok(match event {
+                Event::Incoming(_) => Plan {
+                    verbs: vec![Verb::Enqueue(Enqueue {
+                        queue: "support".into(),
+                        wait_prompts: vec![],
+                        max_wait_secs: Some(120),
+                        priority: None,
+                        wait_update_secs: Some(10),
+                    })],
+                },
+                Event::QueueWait(s) if s.position >= 3 && !redirect => Plan {
+                    verbs: vec![Verb::Say(Say::text("Sorry")), Verb::LeaveQueue],
+                },
+                Event::QueueWait(s) if s.position == 2 && redirect => Plan {
+                    verbs: vec![Verb::Redirect("agent".into())],
+                },
+                Event::QueueWait(s) => Plan {
+                    verbs: vec![Verb::Say(Say::text(format!(
+                        "You are number {}",
+                        s.position
+                    )))],
+                },
+                _ => Plan {
+                    verbs: vec![Verb::Hangup],
+                },
+            })
+        });
+        let agent = NativeHandler(|_: &_, _: &Event, _: &mut _| {
+            Ok(Plan {
+                verbs: vec![Verb::Hangup],
+            })
+        });
+        let mut handlers = Handlers::new();
+        handlers.insert("main".into(), Arc::new(main));
+        handlers.insert("agent".into(), Arc::new(agent));
+        handlers
+    }
+
+    async fn simulate(redirect: bool, script: &str) -> Vec<(u64, String)> {
+        let script = Script::parse(script).unwrap();
+        let sim = run(
+            &handlers(redirect),
+            "main",
+            script,
+            RouterConfig::default(),
+            |_| {},
+        )
+        .await
+        .unwrap();
+        (sim.log.entries().iter())
+            .filter_map(|e| match &e.entry {
+                crate::router::Entry::Event { event, .. } => Some((e.at_ms, describe_event(event))),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn wait_updates_come_every_interval_until_the_scripted_outcome() {
+        let events = simulate(false, "queue bridged after 35 talk 20 ahead 1\n").await;
+        let told: Vec<_> = events.iter().map(|(at, e)| (*at, e.as_str())).collect();
+        assert_eq!(
+            told,
+            vec![
+                (0, "incoming from +14155550100 to +14155550199 (inbound)"),
+                (10_000, "queue-wait support position 2 of 2, waited 10 s"),
+                (20_000, "queue-wait support position 1 of 1, waited 20 s"),
+                (30_000, "queue-wait support position 1 of 1, waited 30 s"),
+                // The wait prompts' time is within the wait: the bridge
+                // still ends 35 + 20 s after the caller joined.
+                (55_000, "queue-complete support bridged after 35 s"),
+                (55_000, "hangup (handler)"),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_wait_plan_leaves_the_queue_or_redirects_as_on_a_real_call() {
+        let events = simulate(false, "queue timeout ahead 5\n").await;
+        let left = &events[2];
+        assert_eq!(left.1, "queue-complete support left after 10 s");
+        assert!(left.0 > 10_000, "after the apology: {events:?}");
+
+        let events = simulate(true, "queue bridged after 60 ahead 1\n").await;
+        let names: Vec<&str> = events.iter().map(|(_, e)| e.as_str()).collect();
+        assert_eq!(
+            names,
+            vec![
+                "incoming from +14155550100 to +14155550199 (inbound)",
+                "queue-wait support position 2 of 2, waited 10 s",
+                "redirected from main",
+                "hangup (handler)",
+            ]
+        );
+    }
 }

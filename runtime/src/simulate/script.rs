@@ -13,6 +13,7 @@
 //! busy | no-answer | fail        # a dial's outcome
 //! conference ends after 60       # a conference's outcome (or `kicked after N`, `full`)
 //! queue bridged after 30         # an enqueue's outcome (or `timeout`, `full`)
+//! queue bridged after 60 ahead 3 # ... with 3 callers ahead at first
 //! hang up          # the caller hangs up
 //! ```
 //!
@@ -106,8 +107,18 @@ pub const LINES: &[(&str, &str, &str)] = &[
     ),
     (
         "queue",
+        "queue bridged after N ahead N",
+        "the same, N callers ahead at first: each queue-wait update finds one fewer",
+    ),
+    (
+        "queue",
         "queue timeout",
         "an enqueue: nobody takes the caller within its max-wait-secs",
+    ),
+    (
+        "queue",
+        "queue timeout ahead N",
+        "the same, N callers ahead at first",
     ),
     ("queue", "queue full", "an enqueue: the queue is full"),
     ("hang up", "hang up", "the caller hangs up"),
@@ -179,14 +190,18 @@ pub enum Action {
         ended_by: crate::contract::ConferenceEnd,
         secs: u32,
     },
-    /// The conference refuses the caller (full or ending).
+    /// The conference refuses the caller: it is full.
     ConferenceFull,
-    /// An agent takes the caller after `waited` s; the bridge lasts `talk` s.
+    /// An agent takes the caller after `waited` s; the bridge lasts `talk`
+    /// s. `ahead` callers wait before it at first (for `queue-wait`).
     QueueBridged {
         waited: u32,
         talk: u32,
+        ahead: u32,
     },
-    QueueTimeout,
+    QueueTimeout {
+        ahead: u32,
+    },
     QueueFull,
     HangUp,
 }
@@ -282,6 +297,12 @@ fn number(word: Option<&&str>, what: &str) -> Result<u32, String> {
         .map_err(|_| format!("{what}: `{word}` is not a number of seconds"))
 }
 
+fn count(word: Option<&&str>, what: &str) -> Result<u32, String> {
+    let word = word.ok_or_else(|| format!("{what} needs a number"))?;
+    word.parse()
+        .map_err(|_| format!("{what}: `{word}` is not a number"))
+}
+
 fn parse_action(words: &[&str]) -> Result<Action, String> {
     let keys = |w: &str| -> Result<String, String> {
         match w.chars().find(|c| !"0123456789*#ABCD".contains(*c)) {
@@ -337,15 +358,30 @@ fn parse_action(words: &[&str]) -> Result<Action, String> {
             secs: number(Some(secs), "conference kicked after")?,
         },
         ["conference", "full"] => Action::ConferenceFull,
-        ["queue", "bridged", "after", secs, rest @ ..] => Action::QueueBridged {
-            waited: number(Some(secs), "queue bridged after")?,
-            talk: match rest {
-                [] => 10,
-                ["talk", talk] => number(Some(talk), "talk")?,
-                _ => return Err("`queue bridged after N` may end with `talk S`".into()),
-            },
+        ["queue", "bridged", "after", secs, rest @ ..] => {
+            let (mut talk, mut ahead) = (10, 0);
+            let mut it = rest.iter();
+            while let Some(word) = it.next() {
+                match *word {
+                    "talk" => talk = number(it.next(), "talk")?,
+                    "ahead" => ahead = count(it.next(), "ahead")?,
+                    _ => {
+                        return Err(
+                            "`queue bridged after N` may go on with `talk S` and `ahead N`".into(),
+                        );
+                    }
+                }
+            }
+            Action::QueueBridged {
+                waited: number(Some(secs), "queue bridged after")?,
+                talk,
+                ahead,
+            }
+        }
+        ["queue", "timeout"] => Action::QueueTimeout { ahead: 0 },
+        ["queue", "timeout", "ahead", n] => Action::QueueTimeout {
+            ahead: count(Some(n), "ahead")?,
         },
-        ["queue", "timeout"] => Action::QueueTimeout,
         ["queue", "full"] => Action::QueueFull,
         ["hang", "up"] | ["hangup"] => Action::HangUp,
         _ => {

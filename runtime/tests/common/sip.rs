@@ -41,7 +41,6 @@ use std::time::{Duration, Instant};
 
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Absolute path of an example guest component, built by `scripts/build-guests`.
 /// Sends `server` a bare INVITE (no SDP) for `number` from alice on a
 /// fresh UDP socket (branch `z9hG4bK-{call_id}`, From tag `a1`); returns
 /// the socket and the first final response.
@@ -73,6 +72,7 @@ pub fn invite_without_sdp(server: &Server, number: &str, call_id: &str) -> (UdpS
     }
 }
 
+/// Absolute path of an example guest component, built by `scripts/build-guests`.
 pub fn guest(name: &str) -> String {
     let path = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -336,10 +336,14 @@ impl Config {
     }
 
     /// `number` answered by the example guest `guest_{name}.wasm`.
-    pub fn number(mut self, number: &str, name: &str) -> Config {
+    pub fn number(self, number: &str, name: &str) -> Config {
+        self.number_component(number, &guest(name))
+    }
+
+    /// `number` answered by the component at `path`.
+    pub fn number_component(mut self, number: &str, path: &str) -> Config {
         self.tenants.push_str(&format!(
-            "\n[[tenant.number]]\nnumber = \"{number}\"\ncomponent = \"{}\"\n",
-            guest(name)
+            "\n[[tenant.number]]\nnumber = \"{number}\"\ncomponent = \"{path}\"\n"
         ));
         self
     }

@@ -13,9 +13,10 @@
 //!   ComponentInfo { world, export, imports, exports } + Entry
 //! ```
 //!
-//! Versions follow semver: a component built against any `0.1.x` of the
-//! `voice:runtime` package (or any WASI `0.2.x`) is accepted; wasmtime's
-//! linker resolves such names to the definitions this runtime has.
+//! Versions follow semver: a component built against any `0.2.x` or
+//! `0.1.x` of the `voice:runtime` package (or any WASI `0.2.x`) is
+//! accepted; wasmtime's linker resolves such names to the definitions this
+//! runtime has, and [`Contract`] says which bindings call it.
 
 use std::fmt;
 
@@ -25,7 +26,46 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, TypedFunc};
 
 use super::host::HostState;
-use switchyard_contract::{Context, Event, HandlerError, Plan};
+use switchyard_contract::{Context, Event, HandlerError, Plan, v0_1};
+
+/// A released series of the `voice:runtime` package this runtime serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Contract {
+    /// 0.1.x (`wit/history/0.1.1`): called through
+    /// [`switchyard_contract::v0_1`]'s conversions.
+    V0_1,
+    /// 0.2.x, the current `wit/`.
+    V0_2,
+}
+
+impl Contract {
+    /// Newest first: the first one is what `wit/` is.
+    pub const ALL: [Contract; 2] = [Contract::V0_2, Contract::V0_1];
+
+    /// `(major, minor)`: semver-compatible versions share it.
+    fn series(self) -> (u64, u64) {
+        match self {
+            Contract::V0_1 => (0, 1),
+            Contract::V0_2 => (0, 2),
+        }
+    }
+
+    /// The series of an interface name's version (`voice:runtime/kv@0.1.0`).
+    fn of(name: &str) -> Option<Self> {
+        let version = split_version(name).1?;
+        Self::ALL
+            .into_iter()
+            .find(|c| compatible(version, c.series()))
+    }
+}
+
+impl fmt::Display for Contract {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (major, minor) = self.series();
+        write!(f, "voice:runtime@{major}.{minor}.x")
+    }
+}
 
 /// The Switchyard worlds a component can implement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -55,12 +95,12 @@ impl World {
         }
     }
 
-    /// The interface the world exports, at the version this runtime speaks.
+    /// The interface the world exports, without a version.
     pub fn export(self) -> &'static str {
         match self {
-            World::CallHandler => "voice:runtime/handler@0.1.0",
-            World::NotificationRouter => "voice:runtime/notify@0.1.0",
-            World::VerificationPolicy => "voice:runtime/verify@0.1.0",
+            World::CallHandler => "voice:runtime/handler",
+            World::NotificationRouter => "voice:runtime/notify",
+            World::VerificationPolicy => "voice:runtime/verify",
         }
     }
 }
@@ -77,6 +117,8 @@ pub struct ComponentInfo {
     pub world: World,
     /// The world's export as the component names it (its version included).
     pub export: String,
+    /// The package series the component was built against.
+    pub contract: Contract,
     /// Every import, as named by the component.
     pub imports: Vec<String>,
     /// Every export, as named by the component.
@@ -97,7 +139,7 @@ pub enum LoadError {
     /// A core module (what `wasm32-unknown-unknown` or `wasm32-wasip1` produce).
     #[error(
         "this is a core Wasm module, not a component: build with `cargo build --target wasm32-wasip2` \
-         (or wrap it with `wasm-tools component new`) so that it exports voice:runtime/handler@0.1.0"
+         (or wrap it with `wasm-tools component new`) so that it exports voice:runtime/handler@0.2.0"
     )]
     CoreModule,
     /// A component that fails validation or compilation.
@@ -105,8 +147,9 @@ pub enum LoadError {
     Invalid { reason: String },
     /// A valid component that implements none of the Switchyard worlds.
     #[error(
-        "exports {}; none is a Switchyard world — expected voice:runtime/handler@0.1.0 (call-handler), \
-         voice:runtime/notify@0.1.0 (notification-router) or voice:runtime/verify@0.1.0 (verification-policy)",
+        "exports {}; none is a Switchyard world — expected voice:runtime/handler (call-handler), \
+         voice:runtime/notify (notification-router) or voice:runtime/verify (verification-policy), \
+         at version 0.2.x (current) or 0.1.x",
         names(.exports)
     )]
     NoWorld { exports: Vec<String> },
@@ -119,7 +162,7 @@ pub enum LoadError {
     /// Imports the runtime does not provide, by name.
     #[error(
         "imports {} which this runtime does not provide; a guest may import \
-         voice:runtime/{{log,kv,clock,call-vars,presence}}@0.1.x and WASI 0.2 (wasi:cli, wasi:clocks, \
+         voice:runtime/{{log,kv,clock,call-vars,presence}} at 0.2.x or 0.1.x and WASI 0.2 (wasi:cli, wasi:clocks, \
          wasi:filesystem, wasi:io, wasi:random, wasi:sockets; present but granting nothing)",
         .imports.join(", ")
     )]
@@ -193,11 +236,13 @@ pub(crate) fn inspect(
         .map(|(name, _)| name.to_owned())
         .collect();
 
-    let (world, export) = World::ALL
+    let (world, export, contract) = World::ALL
         .iter()
         .find_map(|world| {
-            let export = exports.iter().find(|e| same_interface(e, world.export()))?;
-            Some((*world, export.clone()))
+            exports.iter().find_map(|e| {
+                let contract = Contract::of(e)?;
+                (split_version(e).0 == world.export()).then(|| (*world, e.clone(), contract))
+            })
         })
         .ok_or_else(|| LoadError::NoWorld {
             exports: exports.clone(),
@@ -227,6 +272,7 @@ pub(crate) fn inspect(
         ComponentInfo {
             world,
             export,
+            contract,
             imports,
             exports,
             notices: manifest.notices,
@@ -242,6 +288,7 @@ pub(crate) fn inspect(
 pub(crate) struct Entry {
     pre: InstancePre<HostState>,
     handle: ComponentExportIndex,
+    contract: Contract,
 }
 
 /// Where an invocation failed: making the instance, or running `handle`.
@@ -249,6 +296,8 @@ pub(crate) struct Entry {
 pub(crate) enum Stage {
     Instantiate,
     Call,
+    /// The event or plan has no equivalent in the guest's contract.
+    Convert,
 }
 
 impl Entry {
@@ -270,16 +319,53 @@ impl Entry {
                 wasmtime::Error::msg("the instance has no `handle` export"),
             )
         })?;
-        // SAFETY: `entry` type-checked this export against the instance
-        // type of `pre`, and every instance made from `pre` has that type.
-        let handle = unsafe {
-            TypedFunc::<(&Context, &Event), (Result<Plan, HandlerError>,)>::new_unchecked(func)
-        };
-        let (result,) = handle
-            .call_async(&mut *store, (ctx, event))
-            .await
-            .map_err(|e| (Stage::Call, e))?;
-        Ok(result)
+        let convert = |e: v0_1::Unrepresentable| (Stage::Convert, wasmtime::Error::msg(e.0));
+        match self.contract {
+            Contract::V0_2 => {
+                // SAFETY: `entry` type-checked this export against the
+                // instance type of `pre` for this contract, and every
+                // instance made from `pre` has that type.
+                let handle = unsafe {
+                    TypedFunc::<(&Context, &Event), (Result<Plan, HandlerError>,)>::new_unchecked(
+                        func,
+                    )
+                };
+                let (result,) = handle
+                    .call_async(&mut *store, (ctx, event))
+                    .await
+                    .map_err(|e| (Stage::Call, e))?;
+                Ok(result)
+            }
+            Contract::V0_1 => {
+                let event = v0_1::event(event).map_err(convert)?;
+                let ctx = v0_1::context(ctx);
+                // SAFETY: as above.
+                let handle = unsafe { TypedFunc::<V01Params<'_>, V01Results>::new_unchecked(func) };
+                let (result,) = handle
+                    .call_async(&mut *store, (&ctx, &event))
+                    .await
+                    .map_err(|e| (Stage::Call, e))?;
+                Ok(match result {
+                    Ok(plan) => Ok(v0_1::plan(&plan).map_err(convert)?),
+                    Err(error) => Err(v0_1::handler_error(&error)),
+                })
+            }
+        }
+    }
+}
+
+type V01Params<'a> = (&'a v0_1::Context, &'a v0_1::Event);
+type V01Results = (Result<v0_1::Plan, v0_1::HandlerError>,);
+
+/// Type-checks `func` as `handle` of `contract`.
+fn typecheck(
+    func: &wasmtime::component::types::ComponentFunc,
+    contract: Contract,
+    cx: &wasmtime::component::__internal::InstanceType,
+) -> wasmtime::Result<()> {
+    match contract {
+        Contract::V0_2 => func.typecheck::<(&Context, &Event), (Result<Plan, HandlerError>,)>(cx),
+        Contract::V0_1 => func.typecheck::<V01Params<'_>, V01Results>(cx),
     }
 }
 
@@ -299,12 +385,12 @@ pub(crate) fn entry(
         .ok_or_else(|| mismatch("the export cannot be found".into()))?;
     let handle = match component.get_export(Some(&instance), "handle") {
         Some((ComponentItem::ComponentFunc(func), handle)) => {
-            func.typecheck::<(&Context, &Event), (Result<Plan, HandlerError>,)>(&pre.instance_type())
-                .map_err(|e| {
-                    mismatch(format!(
-                        "`handle` has a different signature ({e:#}); rebuild the guest against voice:runtime@0.1.x"
-                    ))
-                })?;
+            typecheck(&func, info.contract, &pre.instance_type()).map_err(|e| {
+                mismatch(format!(
+                    "`handle` has a different signature than {} gives it ({e:#}); rebuild the guest with the SDK of this runtime (voice:runtime@0.2.0)",
+                    info.contract
+                ))
+            })?;
             handle
         }
         Some((other, _)) => {
@@ -315,7 +401,11 @@ pub(crate) fn entry(
         }
         None => return Err(mismatch("it has no function `handle`".into())),
     };
-    Ok(Entry { pre, handle })
+    Ok(Entry {
+        pre,
+        handle,
+        contract: info.contract,
+    })
 }
 
 fn item_kind(item: &ComponentItem) -> &'static str {
@@ -333,6 +423,12 @@ fn item_kind(item: &ComponentItem) -> &'static str {
 /// Interfaces the linker defines, without versions; versions are checked
 /// by [`compatible`].
 const PROVIDED: &[(&str, (u64, u64))] = &[
+    ("voice:runtime/log", (0, 2)),
+    ("voice:runtime/kv", (0, 2)),
+    ("voice:runtime/clock", (0, 2)),
+    ("voice:runtime/call-vars", (0, 2)),
+    ("voice:runtime/presence", (0, 2)),
+    ("voice:runtime/types", (0, 2)),
     ("voice:runtime/log", (0, 1)),
     ("voice:runtime/kv", (0, 1)),
     ("voice:runtime/clock", (0, 1)),
@@ -373,14 +469,6 @@ fn is_provided(import: &str) -> bool {
     PROVIDED
         .iter()
         .any(|(name, series)| *name == interface && version.is_some_and(|v| compatible(v, *series)))
-}
-
-/// Whether `name` is `expected`'s interface at a semver-compatible version.
-fn same_interface(name: &str, expected: &str) -> bool {
-    let (interface, version) = split_version(name);
-    let (want, want_version) = split_version(expected);
-    let series = want_version.and_then(series_of);
-    interface == want && matches!((version, series), (Some(v), Some(s)) if compatible(v, s))
 }
 
 fn split_version(name: &str) -> (&str, Option<&str>) {
@@ -445,26 +533,25 @@ mod tests {
 
     #[test]
     fn semver_compatible_names_match() {
-        assert!(same_interface(
-            "voice:runtime/handler@0.1.0",
-            World::CallHandler.export()
-        ));
-        assert!(same_interface(
-            "voice:runtime/handler@0.1.7",
-            World::CallHandler.export()
-        ));
-        assert!(!same_interface(
-            "voice:runtime/handler@0.2.0",
-            World::CallHandler.export()
-        ));
-        assert!(!same_interface(
-            "voice:runtime/handler",
-            World::CallHandler.export()
-        ));
-        assert!(!same_interface(
-            "voice:runtime/handlers@0.1.0",
-            World::CallHandler.export()
-        ));
+        assert_eq!(
+            Contract::of("voice:runtime/handler@0.1.0"),
+            Some(Contract::V0_1)
+        );
+        assert_eq!(
+            Contract::of("voice:runtime/handler@0.1.7"),
+            Some(Contract::V0_1)
+        );
+        assert_eq!(
+            Contract::of("voice:runtime/handler@0.2.0"),
+            Some(Contract::V0_2)
+        );
+        assert_eq!(Contract::of("voice:runtime/handler@0.3.0"), None);
+        assert_eq!(Contract::of("voice:runtime/handler@1.2.0"), None);
+        assert_eq!(Contract::of("voice:runtime/handler"), None);
+        assert_eq!(Contract::V0_1.to_string(), "voice:runtime@0.1.x");
+        assert!(is_provided("voice:runtime/kv@0.1.0"));
+        assert!(is_provided("voice:runtime/presence@0.2.0"));
+        assert!(!is_provided("voice:runtime/kv@0.3.0"));
         assert!(is_provided("wasi:cli/environment@0.2.3"));
         assert!(!is_provided("wasi:cli/environment@0.3.0"));
         assert!(!is_provided("wasi:http/outgoing-handler@0.2.0"));

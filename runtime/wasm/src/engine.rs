@@ -92,6 +92,8 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<HostState>, EngineE
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)
         .map_err(|e| EngineError::Linker(format!("{e:#}")))?;
     imports::add_to_linker(&mut linker).map_err(|e| EngineError::Linker(format!("{e:#}")))?;
+    super::imports_v0_1::add_to_linker(&mut linker)
+        .map_err(|e| EngineError::Linker(format!("{e:#}")))?;
     Ok(linker)
 }
 

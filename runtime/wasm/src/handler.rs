@@ -407,6 +407,10 @@ impl WasmHandler {
             (Stage::Instantiate, None) => {
                 GuestFailure::Unavailable(format!("cannot instantiate the component: {error:#}"))
             }
+            (Stage::Convert, _) => GuestFailure::Unavailable(format!(
+                "the component's contract ({}) cannot carry this: {error:#}",
+                self.component.info.contract
+            )),
             _ => GuestFailure::Trap(trap_summary(error, output)),
         }
     }

@@ -24,7 +24,8 @@ use switchyard_contract::guest::{CallVars, ImportRecord};
 use switchyard_contract::imports::{call_vars, clock, kv, log, presence};
 use switchyard_contract::voice::runtime::types;
 
-/// Defines every `voice:runtime` import on `linker`.
+/// Defines every `voice:runtime` import on `linker`, at the current
+/// version (`imports_v0_1` defines the 0.1 names).
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     log::add_to_linker::<HostState, LogCapability>(linker, HostState::log)?;
     kv::add_to_linker::<HostState, KvCapability>(linker, HostState::kv)?;
@@ -37,12 +38,12 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     Ok(())
 }
 
-struct LogCapability;
-struct KvCapability;
-struct ClockCapability;
-struct VarsCapability;
-struct PresenceCapability;
-struct TypesCapability;
+pub(crate) struct LogCapability;
+pub(crate) struct KvCapability;
+pub(crate) struct ClockCapability;
+pub(crate) struct VarsCapability;
+pub(crate) struct PresenceCapability;
+pub(crate) struct TypesCapability;
 
 impl HasData for LogCapability {
     type Data<'a> = LogView<'a>;
@@ -63,7 +64,7 @@ impl HasData for TypesCapability {
     type Data<'a> = NoData;
 }
 
-struct NoData;
+pub(crate) struct NoData;
 impl types::Host for NoData {}
 
 // ------------------------------------------------------------------ log

@@ -38,13 +38,14 @@ pub mod entropy;
 mod handler;
 mod host;
 mod imports;
+mod imports_v0_1;
 pub mod kv;
 pub mod manifest;
 mod output;
 pub mod presence;
 
 pub use cache::{CacheError, CacheStats, ContentHash, LoadSource};
-pub use component::{ComponentInfo, LoadError, World, check_header};
+pub use component::{ComponentInfo, Contract, LoadError, World, check_header};
 pub use config::{ConfigError, GuestLimits, HostConfig, HostConfigBuilder, PoolLimits};
 pub use engine::EngineError;
 pub use entropy::Entropy;

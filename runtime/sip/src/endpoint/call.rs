@@ -54,6 +54,8 @@ pub enum TimerKind {
     OutboundTimeout,
     /// A queued caller waited its `max-wait-secs`.
     QueueTimeout,
+    /// A queued caller's handler is due a `queue-wait`.
+    QueueWait,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -358,6 +360,7 @@ impl Endpoint {
                         })
                     }
                     Output::Execute(verb) => self.execute(now, call, verb),
+                    Output::Wait(plan) => self.wait_plan(now, call, plan),
                     Output::Finished(_) => call.finished = true,
                 }
             }
@@ -424,7 +427,11 @@ impl Endpoint {
             Verb::Dial(dial) => match dial.targets.first().map(|t| &t.target) {
                 Some(DialTarget::Queue(name)) => {
                     let name = name.clone();
-                    self.dial_queue(now, call, name, dial.record)
+                    self.dial_queue(now, call, name, None, dial.record)
+                }
+                Some(DialTarget::QueueMember(m)) => {
+                    let (name, member) = (m.queue.clone(), Some(m.call_id.clone()));
+                    self.dial_queue(now, call, name, member, dial.record)
                 }
                 Some(DialTarget::Conference(name)) => {
                     if self.answer(now, call) {
@@ -483,6 +490,7 @@ impl Endpoint {
             TimerKind::DialLimit => self.on_dial_limit(now, call),
             TimerKind::OutboundTimeout => self.on_outbound_timeout(now, call),
             TimerKind::QueueTimeout => self.on_queue_timeout(now, call),
+            TimerKind::QueueWait => self.on_queue_wait(now, call),
         }
     }
 
@@ -525,7 +533,7 @@ impl Endpoint {
                 self.gather_check(now, call);
             }
             None => {
-                if !self.replay_wait(call) {
+                if !self.wait_played(now, call) {
                     call.pending.push_back(LegEvent::Done);
                 }
             }

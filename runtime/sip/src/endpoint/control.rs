@@ -9,7 +9,7 @@ use switchyard_contract::HangupCause;
 use switchyard_router::LegEvent;
 
 use super::Endpoint;
-use super::call::CallerState;
+use super::call::{CallState, CallerState};
 
 /// A call in progress, as `GET /v1/calls` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -103,22 +103,26 @@ impl Endpoint {
                         .push_back(LegEvent::Hangup(HangupCause::System));
                 }
                 Control::Redirect(handler) if Self::redirect_unanswered(call, &handler) => {}
-                Control::Redirect(handler) => {
-                    // Whatever the leg runs stops; its late results are
-                    // stale by generation.
-                    ep.stop_dial(now, call);
-                    ep.stop_play(call);
-                    ep.leave_conference(call);
-                    ep.leave_queues(now, call);
-                    call.stop_verbs();
-                    if let Err(e) = call.router.redirect(now, handler) {
-                        tracing::warn!(call = %call.id, error = %e, "redirect refused");
-                    }
-                }
+                Control::Redirect(handler) => ep.redirect(now, call, handler),
             }
             ep.pump(now, call);
         });
         Ok(())
+    }
+
+    /// Sends an answered call to `handler` whatever it runs (the REST
+    /// API, a queue-wait plan): `handler` hears `redirected`.
+    pub(super) fn redirect(&mut self, now: Instant, call: &mut CallState, handler: String) {
+        // Whatever the leg runs stops; its late results are stale by
+        // generation.
+        self.stop_dial(now, call);
+        self.stop_play(call);
+        self.leave_conference(call);
+        self.leave_queues(now, call);
+        call.stop_verbs();
+        if let Err(e) = call.router.redirect(now, handler) {
+            tracing::warn!(call = %call.id, error = %e, "redirect refused");
+        }
     }
 }
 
@@ -143,6 +147,14 @@ pub enum CallRequest {
     Queues {
         tenant: String,
         reply: Reply<Vec<super::QueueView>>,
+    },
+    /// Create a queue or change its size limit (`PUT /v1/queues/{name}`);
+    /// the reply says whether it was created, and the queue.
+    SizeQueue {
+        tenant: String,
+        queue: String,
+        max_size: usize,
+        reply: Reply<(bool, super::QueueView)>,
     },
     /// Send a waiting caller to a handler (`POST /v1/queues/{name}/dequeue`);
     /// the reply is its call id.
@@ -177,6 +189,12 @@ impl Endpoint {
                 reply(self.control(now, &tenant, &call_id, control));
             }
             CallRequest::Queues { tenant, reply } => reply(self.queue_views(now, &tenant)),
+            CallRequest::SizeQueue {
+                tenant,
+                queue,
+                max_size,
+                reply,
+            } => reply(self.size_queue(now, tenant, queue, max_size)),
             CallRequest::Dequeue {
                 tenant,
                 queue,

@@ -287,7 +287,7 @@ impl Endpoint {
             DialTarget::Client(identity) => self.registered(now, &tenant.id, identity),
             // Refused by plan validation before a dial starts; the same
             // table gives the message should one get here.
-            DialTarget::Conference(_) | DialTarget::Queue(_) => {
+            DialTarget::Conference(_) | DialTarget::Queue(_) | DialTarget::QueueMember(_) => {
                 Err(match router::target_support(target) {
                     Err(refusal) => refusal.to_string(),
                     Ok(()) => "the SIP leg cannot ring conference and queue targets".into(),

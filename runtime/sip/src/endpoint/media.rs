@@ -382,15 +382,19 @@ impl Endpoint {
             Out::Kicked => ConferenceEnd::Kicked,
             Out::Hangup => ConferenceEnd::Hangup,
             Out::Ended | Out::Left => ConferenceEnd::Ended,
+            Out::Full => {
+                tracing::info!(call = %call.id, conference = %run.name, "the conference is full; the caller did not join");
+                ConferenceEnd::Full
+            }
             Out::Refused => {
-                tracing::warn!(call = %call.id, conference = %run.name, "the conference is full or ending; the caller did not join");
+                tracing::info!(call = %call.id, conference = %run.name, "the conference is ending; the caller did not join");
                 ConferenceEnd::Ended
             }
         };
         call.generation += 1;
         let duration_secs = now.saturating_duration_since(run.joined).as_secs() as u32;
         let result = if run.dialled {
-            let joined = out != Out::Refused;
+            let joined = !matches!(out, Out::Refused | Out::Full);
             Event::DialComplete(DialResult {
                 status: if joined {
                     DialStatus::Completed

@@ -6,6 +6,9 @@
 //! ```text
 //!   caller C: enqueue ─► Queue::join ─► wait prompts, again and again
 //!                          │  max-wait ─► queue-complete (timeout)
+//!                          │  every wait-update-secs ─► queue-wait to C's
+//!                          │    handler; its plan plays instead of the
+//!                          │    prompts, then stay / leave / redirect / hang up
 //!   agent A: dial queue:NAME ─► Queue::dequeue ─► C stops waiting;
 //!            A's stream bridged to C's (the engine puts them on one worker)
 //!   either hangs up (or is redirected) ─► the other hears its result:
@@ -23,10 +26,10 @@ use std::time::{Duration, Instant};
 
 use switchyard_conference::queue::{Departure, Queue};
 use switchyard_contract::{
-    DialResult, DialStatus, DialTarget, Enqueue, Event, Pause, Prompt, QueueOutcome, QueueResult,
-    Say,
+    DialResult, DialStatus, DialTarget, Enqueue, Event, HangupCause, Pause, Prompt, QueueMember,
+    QueueOutcome, QueueResult, QueueStatus, Say,
 };
-use switchyard_router::LegEvent;
+use switchyard_router::{LegEvent, WaitEnd, WaitPlan};
 
 use super::call::{CallRef, CallState, TimerKind};
 use super::{Control, Endpoint};
@@ -37,6 +40,10 @@ use switchyard_media::Action;
 pub struct QueueRun {
     pub name: String,
     pub prompts: Vec<Prompt>,
+    /// The handler hears `queue-wait` this often.
+    pub updates: Option<Duration>,
+    /// Set while a wait plan plays: what comes after it.
+    pub then: Option<WaitEnd>,
 }
 
 /// Two calls bridged by `dial queue:`, from one side.
@@ -45,6 +52,8 @@ pub struct Pairing {
     pub partner: CallRef,
     pub since: Instant,
     pub queue: String,
+    /// The waiting call the agent asked for by id (`queue-member`).
+    pub member: Option<String>,
     /// The caller's wait in the queue (on the caller's side), or the
     /// recording id of the bridge (on the agent's side, when it records).
     pub side: Side,
@@ -117,7 +126,8 @@ impl Endpoint {
             .entry(key)
             .or_insert_with(|| Queue::new(spec.queue.clone(), Queue::DEFAULT_MAX));
         let max_wait = spec.max_wait_secs.map(|s| Duration::from_secs(s.into()));
-        if let Err(e) = queue.join(&call.id, 0, max_wait, now) {
+        let priority = spec.priority.unwrap_or(0);
+        if let Err(e) = queue.join(&call.id, priority, max_wait, now) {
             tracing::info!(call = %call.id, error = %e, "not queued");
             let outcome = e.outcome().unwrap_or(QueueOutcome::Left);
             return queue_result(call, &spec.queue, outcome, Duration::ZERO);
@@ -127,25 +137,100 @@ impl Endpoint {
         } else {
             spec.wait_prompts
         };
+        let updates = (spec.wait_update_secs).map(|s| Duration::from_secs(s.into()));
         call.queued = Some(QueueRun {
             name: spec.queue,
             prompts: prompts.clone(),
+            updates,
+            then: None,
         });
         self.play(call, prompts);
         if let Some(wait) = max_wait {
             self.schedule(call, now + wait, TimerKind::QueueTimeout);
         }
+        if let Some(every) = updates {
+            self.schedule(call, now + every, TimerKind::QueueWait);
+        }
     }
 
-    /// The wait prompts ended: they start again. `false` when the call
+    /// What was playing to a waiting caller ended: the wait prompts start
+    /// again, or what a wait plan said comes next. `false` when the call
     /// is not waiting in a queue.
-    pub(super) fn replay_wait(&mut self, call: &mut CallState) -> bool {
-        let Some(run) = &call.queued else {
+    pub(super) fn wait_played(&mut self, now: Instant, call: &mut CallState) -> bool {
+        let Some(run) = &mut call.queued else {
             return false;
         };
-        let prompts = run.prompts.clone();
-        self.play(call, prompts);
+        let then = run.then.take().unwrap_or(WaitEnd::Stay);
+        self.after_wait(now, call, then);
         true
+    }
+
+    fn after_wait(&mut self, now: Instant, call: &mut CallState, then: WaitEnd) {
+        match then {
+            WaitEnd::Stay => {
+                if let Some(run) = &call.queued {
+                    let prompts = run.prompts.clone();
+                    self.play(call, prompts);
+                }
+            }
+            WaitEnd::Leave => {
+                let Some(run) = call.queued.take() else {
+                    return;
+                };
+                self.stop_play(call);
+                let waited = (self.queues.get_mut(&call.tenant_id, &run.name))
+                    .and_then(|q| q.leave(&call.id, now).ok())
+                    .map_or(Duration::ZERO, |gone| gone.waited);
+                queue_result(call, &run.name, QueueOutcome::Left, waited);
+            }
+            WaitEnd::Redirect(handler) => self.redirect(now, call, handler),
+            WaitEnd::Hangup => {
+                self.leave_queues(now, call);
+                self.end_caller(now, call, 480, "Temporarily Unavailable");
+                call.pending
+                    .push_back(LegEvent::Hangup(HangupCause::Handler));
+            }
+        }
+    }
+
+    /// The handler answered a `queue-wait`: its prompts play instead of
+    /// the wait prompts (the same play id, so the replaced play ends
+    /// silently and the caller's timers stay), then its end applies.
+    pub(super) fn wait_plan(&mut self, now: Instant, call: &mut CallState, plan: WaitPlan) {
+        let Some(run) = &mut call.queued else {
+            return; // it left the queue meanwhile
+        };
+        if plan.prompts.is_empty() {
+            return self.after_wait(now, call, plan.then);
+        }
+        run.then = Some(plan.then);
+        self.play(call, plan.prompts);
+    }
+
+    /// A wait update is due: the handler hears where the caller stands.
+    pub(super) fn on_queue_wait(&mut self, now: Instant, call: &mut CallState) {
+        let Some(run) = &call.queued else {
+            return;
+        };
+        let (name, every) = (run.name.clone(), run.updates);
+        let Some(queue) = self.queues.get_mut(&call.tenant_id, &name) else {
+            return;
+        };
+        let Some(member) = queue.members().iter().position(|m| m.call == call.id) else {
+            return;
+        };
+        let waited = now.saturating_duration_since(queue.members()[member].since);
+        let status = QueueStatus {
+            queue: name,
+            position: member as u32 + 1,
+            size: queue.len() as u32,
+            wait_secs: waited.as_secs() as u32,
+            average_wait_secs: queue.average_wait().map(|w| w.as_secs() as u32),
+        };
+        call.pending.push_back(LegEvent::QueueWait(status));
+        if let Some(every) = every {
+            self.schedule(call, now + every, TimerKind::QueueWait);
+        }
     }
 
     pub(super) fn on_queue_timeout(&mut self, now: Instant, call: &mut CallState) {
@@ -166,12 +251,14 @@ impl Endpoint {
     }
 
     /// `dial queue:NAME`: bridges the call to the caller at the head of
-    /// the queue, or ends the dial with `no-answer` when nobody waits.
+    /// the queue (or to `member`, wherever it waits), or ends the dial
+    /// with `no-answer` when nobody (or not `member`) waits.
     pub(super) fn dial_queue(
         &mut self,
         now: Instant,
         call: &mut CallState,
         name: String,
+        member: Option<String>,
         record: bool,
     ) {
         if !self.answer(now, call) {
@@ -181,7 +268,10 @@ impl Endpoint {
             return;
         };
         loop {
-            let next = (self.queues.get_mut(&call.tenant_id, &name)).and_then(|q| q.dequeue(now));
+            let next = (self.queues.get_mut(&call.tenant_id, &name)).and_then(|q| match &member {
+                Some(id) => q.dequeue_call(id, now).ok(),
+                None => q.dequeue(now),
+            });
             let Some(Departure {
                 call: waiting,
                 waited,
@@ -210,6 +300,7 @@ impl Endpoint {
                     partner: call.reference,
                     since: now,
                     queue,
+                    member: None,
                     side: Side::Caller { waited },
                 });
             });
@@ -221,6 +312,7 @@ impl Endpoint {
                 partner,
                 since: now,
                 queue: name,
+                member,
                 side: Side::Agent { record },
             });
             self.media(call.reference, agent, Action::Bridge { other, record });
@@ -264,13 +356,14 @@ impl Endpoint {
                     self.media(call.reference, leg.stream, Action::Unbridge);
                 }
                 let lasted = now.saturating_duration_since(pairing.since);
-                dial_result(
-                    call,
-                    DialStatus::Completed,
-                    Some(pairing.queue),
-                    lasted,
-                    record,
-                );
+                let answered = match pairing.member {
+                    Some(call_id) => DialTarget::QueueMember(QueueMember {
+                        queue: pairing.queue,
+                        call_id,
+                    }),
+                    None => DialTarget::Queue(pairing.queue),
+                };
+                dial_result(call, DialStatus::Completed, Some(answered), lasted, record);
             }
         }
     }
@@ -288,6 +381,26 @@ impl Endpoint {
             .filter(|((t, _), _)| t == tenant)
             .map(|(_, q)| view(q, now))
             .collect()
+    }
+
+    /// `PUT /v1/queues/{name}`: creates the queue with `max_size`, or
+    /// sets it; whether it was created, and the queue.
+    pub fn size_queue(
+        &mut self,
+        now: Instant,
+        tenant: String,
+        name: String,
+        max_size: usize,
+    ) -> (bool, QueueView) {
+        let mut created = false;
+        let queue = (self.queues.queues)
+            .entry((tenant, name.clone()))
+            .or_insert_with(|| {
+                created = true;
+                Queue::new(name, max_size)
+            });
+        queue.set_max_size(max_size);
+        (created, view(queue, now))
     }
 
     /// `POST /v1/queues/{name}/dequeue`: the caller at the head (or
@@ -348,13 +461,13 @@ fn queue_result(call: &mut CallState, queue: &str, outcome: QueueOutcome, waited
 fn dial_result(
     call: &mut CallState,
     status: DialStatus,
-    queue: Option<String>,
+    answered: Option<DialTarget>,
     lasted: Duration,
     record: Option<u64>,
 ) {
     let result = DialResult {
         status,
-        answered: queue.map(DialTarget::Queue),
+        answered,
         duration_secs: lasted.as_secs() as u32,
         recording_id: None,
     };

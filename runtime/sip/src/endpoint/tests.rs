@@ -58,6 +58,9 @@ fn fake_media(
     let after = |ms: u64| now + Duration::from_millis(ms);
     match action {
         Action::Play { id, prompts, .. } => {
+            // As the media session does it: a play replaces the one
+            // playing, which then ends silently.
+            notices.retain(|(_, s, n)| !(*s == stream && matches!(n, Notice::PlayDone(_))));
             let ms = switchyard_router::estimate::prompts_ms(prompts);
             notices.push((after(ms), stream, Notice::PlayDone(*id)));
         }
@@ -104,6 +107,7 @@ impl Harness {
         let mut tenant = Tenant::new("acme");
         tenant.domains.push("acme.test".into());
         tenant.bind("100", "main", "v1", Arc::clone(&handler));
+        tenant.bind("200", "main", "v1", Arc::clone(&handler));
         tenant.bind("300", "main", "v1", Arc::clone(&handler));
         tenant.set_status_callback("300", Some(STATUS_URL.into()));
         tenant.users.insert("alice".into(), "secret".into());
@@ -424,6 +428,8 @@ fn queue_plans() -> Box<Decide> {
                 queue: "support".into(),
                 wait_prompts: vec![],
                 max_wait_secs: Some(30),
+                priority: None,
+                wait_update_secs: None,
             })],
         },
         Event::QueueComplete(_) | Event::DialComplete(_) => Plan {
@@ -481,6 +487,91 @@ fn a_queued_caller_hears_the_wait_prompts_again_until_an_agent_takes_it() {
         Some(switchyard_contract::DialTarget::Queue("support".into()))
     );
     assert_eq!(completed.duration_secs, 20);
+}
+
+/// Number 100 queues at priority 0, number 200 at priority 5, both with
+/// a wait update every 10 s; 300 is the agent. A caller told it is
+/// second or later hears an apology and leaves; the first stays.
+fn prioritised_queue_plans() -> Box<Decide> {
+    Box::new(|event| match event {
+        Event::Incoming(call) if call.to.contains("300") => Plan {
+            verbs: vec![Verb::Dial(Dial::to(
+                switchyard_contract::DialTarget::Queue("support".into()),
+            ))],
+        },
+        Event::Incoming(call) => Plan {
+            verbs: vec![Verb::Enqueue(switchyard_contract::Enqueue {
+                queue: "support".into(),
+                wait_prompts: vec![],
+                max_wait_secs: None,
+                priority: call.to.contains("200").then_some(5),
+                wait_update_secs: Some(10),
+            })],
+        },
+        Event::QueueWait(status) if status.position >= 2 => Plan {
+            verbs: vec![
+                Verb::Say(switchyard_contract::Say::text("Sorry, we are busy.")),
+                Verb::LeaveQueue,
+            ],
+        },
+        Event::QueueComplete(_) | Event::DialComplete(_) => Plan {
+            verbs: vec![Verb::Hangup],
+        },
+        _ => Plan { verbs: vec![] },
+    })
+}
+
+#[test]
+fn waiting_callers_hear_their_place_a_higher_priority_goes_first_and_a_wait_plan_can_leave() {
+    let mut h = Harness::new(prioritised_queue_plans());
+    let (_, first) = answered(&mut h, "100", "q-low");
+    h.advance(1_000);
+    let (_, urgent) = answered(&mut h, "200", "q-high");
+    h.advance(9_000);
+    // 10 s after it joined, the first caller is told it is second.
+    let waits = |h: &Harness| -> Vec<(u32, u32, u32)> {
+        (h.events_seen.iter())
+            .filter_map(|e| match e {
+                Event::QueueWait(s) => Some((s.position, s.size, s.wait_secs)),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(waits(&h), vec![(2, 2, 10)]);
+    let apology = (h.actions.iter()).any(|(s, a)| {
+        *s == first
+            && matches!(a, Action::Play { prompts, .. }
+                if matches!(&prompts[..], [switchyard_contract::Prompt::Say(say)] if say.text == "Sorry, we are busy."))
+    });
+    assert!(apology, "the wait plan plays to the first caller");
+    assert!(
+        !(h.events_seen.iter()).any(|e| matches!(e, Event::QueueComplete(_))),
+        "it leaves when the apology has played"
+    );
+    h.advance(2_000);
+    let left = (h.events_seen.iter()).find_map(|e| match e {
+        Event::QueueComplete(r) => Some(r.clone()),
+        _ => None,
+    });
+    let left = left.expect("the first caller left the queue");
+    assert_eq!(left.outcome, switchyard_contract::QueueOutcome::Left);
+    assert_eq!(left.wait_secs, 11);
+    h.request(rsip::Method::Bye, CALLER);
+    // The urgent caller heard position 1 (at 11 s, the other one still
+    // listening to its apology) and stays; 10 s later it is alone.
+    assert_eq!(waits(&h), vec![(2, 2, 10), (1, 2, 10)]);
+    h.advance(10_000);
+    assert_eq!(waits(&h), vec![(2, 2, 10), (1, 2, 10), (1, 1, 20)]);
+    let (_, agent) = answered(&mut h, "300", "q-agent3");
+    let bridge =
+        (h.actions.iter()).find(|(s, a)| *s == agent && matches!(a, Action::Bridge { .. }));
+    assert!(
+        matches!(bridge, Some((_, Action::Bridge { other, .. })) if *other == urgent),
+        "{bridge:?}"
+    );
+    // Bridged, it hears no more updates.
+    h.advance(30_000);
+    assert_eq!(waits(&h).len(), 3);
 }
 
 #[test]

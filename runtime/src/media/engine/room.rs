@@ -98,18 +98,16 @@ impl Worker {
                 }
             }
             Err(e) => {
+                let out = match e {
+                    crate::media::mixer::MixError::Full { .. } => Out::Full,
+                    _ => Out::Refused,
+                };
                 let refused = RoomEvent::Refused {
                     stream: Some(stream),
                     error: e.to_string(),
                 };
                 (self.room_sink)(id, refused);
-                (self.room_sink)(
-                    id,
-                    RoomEvent::Out {
-                        stream,
-                        out: Out::Refused,
-                    },
-                );
+                (self.room_sink)(id, RoomEvent::Out { stream, out });
             }
         }
         self.settle(id);
