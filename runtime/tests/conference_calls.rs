@@ -365,17 +365,9 @@ fn a_coach_whispers_a_held_caller_hears_music_a_full_room_refuses_and_tenants_ne
         .unwrap_or_else(|e| panic!("the full conference let a fourth in: {e}"));
     assert_eq!(participants(&conference(&server, &acme, "room")).len(), 3);
     // Its guest heard why (`full`, since WIT 0.2.0): the newest call.
-    let mut log = String::new();
-    let told = wait_until(WAIT, || {
-        let calls = http::get(server.http, "/v1/calls", &acme).json();
-        let newest = calls["data"][0]["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        log = http::decision_log(&server, &acme, &newest);
-        log.contains(r#""ConferenceComplete":{"name":"room","ended_by":"Full""#)
-    });
-    assert!(told, "{log}");
+    let needle = r#""ConferenceComplete":{"name":"room","ended_by":"Full""#;
+    let log = http::newest_log(&server, &acme, needle);
+    assert!(log.contains(needle), "{log}");
 
     let all: Vec<&Call> = calls.iter().collect();
     talk(&all, 15);

@@ -357,16 +357,8 @@ fn a_queue_sized_by_rest_turns_away_the_caller_over_its_limit() {
     second
         .wait_bye(WAIT)
         .unwrap_or_else(|e| panic!("the full queue let a second caller wait: {e}"));
-    let mut log = String::new();
-    let told = wait_until(WAIT, || {
-        let calls = http::get(server.http, "/v1/calls", &acme).json();
-        let newest = calls["data"][0]["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        log = http::decision_log(&server, &acme, &newest);
-        log.contains(r#""QueueComplete":{"queue":"support","outcome":"Full""#)
-    });
-    assert!(told, "{log}");
+    let needle = r#""QueueComplete":{"queue":"support","outcome":"Full""#;
+    let log = http::newest_log(&server, &acme, needle);
+    assert!(log.contains(needle), "{log}");
     assert_eq!(members(&server, &acme).len(), 1);
 }

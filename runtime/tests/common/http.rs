@@ -212,3 +212,19 @@ pub fn decision_log(server: &Server, auth: &Auth, call: &str) -> String {
     });
     text
 }
+
+/// The decision log of the account's newest call, once it holds `needle`
+/// (whatever it holds after 20 s otherwise).
+pub fn newest_log(server: &Server, auth: &Auth, needle: &str) -> String {
+    let mut log = String::new();
+    wait_until(Duration::from_secs(20), || {
+        let calls = get(server.http, "/v1/calls", auth).json();
+        let newest = calls["data"][0]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        log = decision_log(server, auth, &newest);
+        log.contains(needle)
+    });
+    log
+}
