@@ -127,6 +127,12 @@ struct Heard {
     /// Mean absolute sample of the loudest packet.
     loudest: f64,
     law: Option<Law>,
+    /// Time in the peer's calls (and the sends they ask for), and the
+    /// packets it sent: printed for the spike.
+    busy: Duration,
+    sent: usize,
+    /// `busy` when ICE and DTLS were up: the setup's share.
+    setup: Duration,
 }
 
 /// Answers the first offer, then runs the peer until `until`, sending a
@@ -163,13 +169,17 @@ fn run_peer(
             && report["energy"].as_f64().unwrap_or(0.0) > 0.01
     };
     while Instant::now() < until && !enough(&heard) {
+        let polled = Instant::now();
         let wake = loop {
             match peer.poll().expect("the peer keeps going") {
                 Poll::Transmit(t) => {
                     assert!(t.destination.ip().is_loopback(), "{t:?}");
                     let _ = socket.send_to(&t.contents, t.destination);
                 }
-                Poll::Event(PeerEvent::Connected) => heard.connected = true,
+                Poll::Event(PeerEvent::Connected) => {
+                    heard.connected = true;
+                    heard.setup = heard.busy + polled.elapsed();
+                }
                 Poll::Event(PeerEvent::Audio { law, payload, .. }) => {
                     heard.packets += 1;
                     heard.law = Some(law);
@@ -187,6 +197,7 @@ fn run_peer(
             }
         };
         let now = Instant::now();
+        heard.busy += now - polled;
         if peer.is_connected() && now >= next_frame {
             let law = peer.law().unwrap_or(Law::Mu);
             let samples: Vec<i16> = (0..160)
@@ -197,8 +208,11 @@ fn run_peer(
                 .collect();
             let mut payload = vec![0u8; 160];
             law.encode(&samples, &mut payload);
+            let sending = Instant::now();
             peer.send_audio(now, timestamp, &payload)
                 .expect("audio goes out");
+            heard.busy += sending.elapsed();
+            heard.sent += 1;
             timestamp = timestamp.wrapping_add(160);
             next_frame += Duration::from_millis(20);
             continue;
@@ -213,10 +227,17 @@ fn run_peer(
             // answering those would leave 127.0.0.1, so only its loopback
             // candidate gets an answer (and wins).
             Ok((_, source)) if !source.ip().is_loopback() => {}
-            Ok((n, source)) => peer
-                .handle_packet(Instant::now(), source, &buf[..n])
-                .expect("the peer reads what the browser sends"),
-            Err(_) => peer.handle_timeout(Instant::now()).unwrap(),
+            Ok((n, source)) => {
+                let arrived = Instant::now();
+                peer.handle_packet(arrived, source, &buf[..n])
+                    .expect("the peer reads what the browser sends");
+                heard.busy += arrived.elapsed();
+            }
+            Err(_) => {
+                let woke = Instant::now();
+                peer.handle_timeout(woke).unwrap();
+                heard.busy += woke.elapsed();
+            }
         }
     }
     heard
@@ -279,6 +300,10 @@ fn chromium_calls_a_peer_and_audio_flows_both_ways() {
     let _ = browser.kill();
     let _ = browser.wait();
     let heard = heard.unwrap_or_else(|_| panic!("the peer failed; the browser said {report}"));
+    eprintln!(
+        "spike: {heard:?}; {:?} in the peer until connected; browser: {report}",
+        heard.setup
+    );
 
     assert!(
         heard.connected,
