@@ -7,37 +7,15 @@
 mod http;
 #[path = "common/sip.rs"]
 mod sip_common;
+// The launcher the WebRTC spike uses too (same flags).
+#[path = "../webrtc/tests/common/chromium.rs"]
+mod chromium;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use chromium::chromium;
 use http::{ADMIN_KEY, Auth, client_token, get, new_key_secret};
-use sip_common::{Config, Server, require_tool, wait_until};
-
-/// Headless Chromium on `url`, with the flags this machine needs (no
-/// sandbox as root, fake media devices, no background network).
-fn chromium(url: &str, profile: &std::path::Path) -> std::process::Child {
-    require_tool("chromium", "--version", "chromium");
-    Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--use-fake-device-for-media-stream",
-            "--use-fake-ui-for-media-stream",
-            "--disable-background-networking",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-component-update",
-            "--disable-sync",
-            "--remote-debugging-port=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromium starts")
-}
+use sip_common::{Config, Server, wait_until};
 
 #[test]
 fn the_phone_page_registers_the_browser_as_a_client() {
