@@ -42,9 +42,7 @@ mod support;
 pub use call::{Call, CallSummary, LegEvent, Output, RouterError, WaitEnd, WaitPlan};
 pub use config::{Fallback, FallbackError, RouterConfig};
 pub use log::{DecisionLog, Entry, LogEntry};
-pub use plan::{
-    MAX_NAME, MAX_PARTICIPANTS, PlanError, WAIT_UPDATE_SECS, validate, validate_wait, verb_name,
-};
+pub use plan::{MAX_PARTICIPANTS, PlanError, check_name, validate, validate_wait, verb_name};
 pub use support::{LEG_SUPPORT, NotBuilt, Support, leg_support, not_built, target_support};
 
 #[cfg(test)]

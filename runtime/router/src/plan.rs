@@ -118,6 +118,18 @@ pub const MAX_PARTICIPANTS: u32 = 1_000;
 /// Longest conference or queue name.
 pub const MAX_NAME: usize = 128;
 
+/// Whether `name` can name a conference or queue (`kind`): not blank, at
+/// most [`MAX_NAME`] bytes. The REST API applies the same rule.
+pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err(format!("empty {kind} name"));
+    }
+    if name.len() > MAX_NAME {
+        return Err(format!("{kind} name longer than {MAX_NAME} bytes"));
+    }
+    Ok(())
+}
+
 /// How often a waiting caller's handler may hear `queue-wait`: not so
 /// often that waiting callers keep guests busy, at least once an hour.
 pub const WAIT_UPDATE_SECS: std::ops::RangeInclusive<u32> = 5..=3_600;
@@ -278,24 +290,14 @@ fn check_verb(verb: &Verb, config: &RouterConfig) -> Result<(), Problem> {
             check_keys(&options.finish_on_key, "finish-on-key")
         }
         Verb::Conference(options) => {
-            require(!options.name.trim().is_empty(), || {
-                "empty conference name".into()
-            })?;
-            require(options.name.len() <= MAX_NAME, || {
-                format!("conference name longer than {MAX_NAME} bytes")
-            })?;
+            check_name("conference", &options.name).map_err(Problem::Invalid)?;
             let max = options.max_participants.unwrap_or(MAX_PARTICIPANTS);
             require((1..=MAX_PARTICIPANTS).contains(&max), || {
                 format!("max-participants must be 1 to {MAX_PARTICIPANTS}, not {max}")
             })
         }
         Verb::Enqueue(enqueue) => {
-            require(!enqueue.queue.trim().is_empty(), || {
-                "empty queue name".into()
-            })?;
-            require(enqueue.queue.len() <= MAX_NAME, || {
-                format!("queue name longer than {MAX_NAME} bytes")
-            })?;
+            check_name("queue", &enqueue.queue).map_err(Problem::Invalid)?;
             if let Some(secs) = enqueue.wait_update_secs {
                 require(WAIT_UPDATE_SECS.contains(&secs), || {
                     format!(

@@ -64,12 +64,7 @@ pub(super) async fn put(
             "max_size must be 1 to {MAX_SIZE}, not {max_size}"
         )));
     }
-    if name.trim().is_empty() || name.len() > crate::router::MAX_NAME {
-        return Err(ApiError::BadRequest(format!(
-            "a queue name is 1 to {} bytes",
-            crate::router::MAX_NAME
-        )));
-    }
+    crate::router::check_name("queue", name).map_err(ApiError::BadRequest)?;
     let queue = name.to_owned();
     let (created, view) = (state.switchboard)
         .ask(|reply| CallRequest::SizeQueue {

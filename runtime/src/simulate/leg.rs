@@ -165,17 +165,11 @@ impl SimulatedLeg {
                 |action| conference_result(options, action),
             ),
             Verb::Enqueue(enqueue) => {
-                let mut ahead = 0;
                 let step = self.wait(
                     "a queue outcome (queue bridged after N, queue timeout, queue full, hang up)",
-                    |action| {
-                        if let Action::QueueBridged { ahead: a, .. } | Action::QueueTimeout { ahead: a } = action {
-                            ahead = *a;
-                        }
-                        queue_result(enqueue, action)
-                    },
+                    |action| queue_result(enqueue, action),
                 )?;
-                Ok(self.start_waiting(enqueue, step, ahead))
+                Ok(self.start_waiting(enqueue, step))
             }
             // Plan validation refuses it (`router::LEG_SUPPORT`), as on a
             // real call, so it never reaches the leg; should it, the call
@@ -192,11 +186,15 @@ impl SimulatedLeg {
 
     /// An `enqueue` that asked for wait updates: its outcome waits until
     /// the updates due before it have been given (`resume`).
-    fn start_waiting(&mut self, enqueue: &Enqueue, step: LegStep, ahead: u32) -> LegStep {
+    fn start_waiting(&mut self, enqueue: &Enqueue, step: LegStep) -> LegStep {
         let (Some(every), LegEvent::Result(Event::QueueComplete(result))) =
             (enqueue.wait_update_secs, &step.event)
         else {
             return step;
+        };
+        let ahead = match step.caller.as_ref().map(|s| &s.action) {
+            Some(Action::QueueBridged { ahead, .. } | Action::QueueTimeout { ahead }) => *ahead,
+            _ => 0,
         };
         let (every_ms, end_ms) = (u64::from(every) * 1000, u64::from(result.wait_secs) * 1000);
         if every_ms == 0 || every_ms >= end_ms {

@@ -167,7 +167,14 @@ pub async fn run_with_clock(
             }
             Some(Output::Execute(verb)) => {
                 let step = leg.execute(&verb)?;
-                show_step(&mut show, &step, clock_ms);
+                if let Some(caller) = &step.caller {
+                    show(Line::Caller(CallerLine {
+                        at_ms: clock_ms,
+                        kind: "caller",
+                        line: caller.line,
+                        action: &caller.text,
+                    }));
+                }
                 clock_ms += step.elapsed_ms;
                 if step.event != LegEvent::Done || !call.is_finished() {
                     call.handle_leg(base + Duration::from_millis(clock_ms), step.event)?;
@@ -190,17 +197,6 @@ pub async fn run_with_clock(
         }
     }
     Err(SimError::Runaway)
-}
-
-fn show_step(show: &mut impl FnMut(Line<'_>), step: &leg::LegStep, clock_ms: u64) {
-    if let Some(caller) = &step.caller {
-        show(Line::Caller(CallerLine {
-            at_ms: clock_ms,
-            kind: "caller",
-            line: caller.line,
-            action: &caller.text,
-        }));
-    }
 }
 
 #[cfg(test)]

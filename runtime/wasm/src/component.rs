@@ -320,31 +320,19 @@ impl Entry {
             )
         })?;
         let convert = |e: v0_1::Unrepresentable| (Stage::Convert, wasmtime::Error::msg(e.0));
+        // SAFETY (both arms): `entry` type-checked this export against the
+        // instance type of `pre` with the same aliases for this contract
+        // (`typecheck`), and every instance made from `pre` has that type.
         match self.contract {
             Contract::V0_2 => {
-                // SAFETY: `entry` type-checked this export against the
-                // instance type of `pre` for this contract, and every
-                // instance made from `pre` has that type.
-                let handle = unsafe {
-                    TypedFunc::<(&Context, &Event), (Result<Plan, HandlerError>,)>::new_unchecked(
-                        func,
-                    )
-                };
-                let (result,) = handle
-                    .call_async(&mut *store, (ctx, event))
-                    .await
-                    .map_err(|e| (Stage::Call, e))?;
-                Ok(result)
+                unsafe { call::<V02Params<'_>, V02Result>(store, func, (ctx, event)) }.await
             }
             Contract::V0_1 => {
                 let event = v0_1::event(event).map_err(convert)?;
                 let ctx = v0_1::context(ctx);
-                // SAFETY: as above.
-                let handle = unsafe { TypedFunc::<V01Params<'_>, V01Results>::new_unchecked(func) };
-                let (result,) = handle
-                    .call_async(&mut *store, (&ctx, &event))
-                    .await
-                    .map_err(|e| (Stage::Call, e))?;
+                let result =
+                    unsafe { call::<V01Params<'_>, V01Result>(store, func, (&ctx, &event)) }
+                        .await?;
                 Ok(match result {
                     Ok(plan) => Ok(v0_1::plan(&plan).map_err(convert)?),
                     Err(error) => Err(v0_1::handler_error(&error)),
@@ -354,8 +342,35 @@ impl Entry {
     }
 }
 
+/// `handle`'s parameters and result, per contract.
+type V02Params<'a> = (&'a Context, &'a Event);
+type V02Result = Result<Plan, HandlerError>;
 type V01Params<'a> = (&'a v0_1::Context, &'a v0_1::Event);
-type V01Results = (Result<v0_1::Plan, v0_1::HandlerError>,);
+type V01Result = Result<v0_1::Plan, v0_1::HandlerError>;
+
+/// Calls `func` as a `TypedFunc<P, (R,)>`.
+///
+/// # Safety
+///
+/// `func` must have been type-checked as taking `P` and returning `(R,)`.
+async unsafe fn call<P, R>(
+    store: &mut Store<HostState>,
+    func: wasmtime::component::Func,
+    params: P,
+) -> Result<R, (Stage, wasmtime::Error)>
+where
+    P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower + Send + Sync,
+    (R,):
+        wasmtime::component::ComponentNamedList + wasmtime::component::Lift + Send + Sync + 'static,
+{
+    // SAFETY: the caller's promise.
+    let handle = unsafe { TypedFunc::<P, (R,)>::new_unchecked(func) };
+    let (result,) = handle
+        .call_async(store, params)
+        .await
+        .map_err(|e| (Stage::Call, e))?;
+    Ok(result)
+}
 
 /// Type-checks `func` as `handle` of `contract`.
 fn typecheck(
@@ -364,8 +379,8 @@ fn typecheck(
     cx: &wasmtime::component::__internal::InstanceType,
 ) -> wasmtime::Result<()> {
     match contract {
-        Contract::V0_2 => func.typecheck::<(&Context, &Event), (Result<Plan, HandlerError>,)>(cx),
-        Contract::V0_1 => func.typecheck::<V01Params<'_>, V01Results>(cx),
+        Contract::V0_2 => func.typecheck::<V02Params<'_>, (V02Result,)>(cx),
+        Contract::V0_1 => func.typecheck::<V01Params<'_>, (V01Result,)>(cx),
     }
 }
 
