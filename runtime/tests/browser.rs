@@ -1,8 +1,12 @@
 //! The softphone page (`/phone`) and the client SDK (`/switchyard.js`) in
 //! headless Chromium (Debian `chromium`) against a real `switchyard serve`:
 //! a token in the link registers the browser as client alice, present
-//! while the page is open, offline once the browser is gone.
+//! while the page is open, offline once the browser is gone; a browser
+//! calls the IVR, hears it, presses 1, and the IVR rings another browser,
+//! which answers: audio flows both ways between the two pages.
 
+#[path = "common/cdp.rs"]
+mod cdp;
 #[path = "common/http.rs"]
 mod http;
 #[path = "common/sip.rs"]
@@ -13,9 +17,149 @@ mod chromium;
 
 use std::time::Duration;
 
+use cdp::Page;
 use chromium::chromium;
-use http::{ADMIN_KEY, Auth, client_token, get, new_key_secret};
+use http::{ADMIN_KEY, Auth, client_token, get, newest_log, new_key_secret, post};
+use serde_json::json;
 use sip_common::{Config, Server, wait_until};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A Chromium on the phone page with `token`, and its DevTools page.
+struct Phone {
+    browser: std::process::Child,
+    page: Page,
+    _profile: tempfile::TempDir,
+}
+
+impl Phone {
+    fn open(server: &Server, token: &str) -> Phone {
+        let profile = tempfile::tempdir().unwrap();
+        let url = format!("http://{}/phone#token={token}", server.http);
+        let browser = chromium(&url, profile.path());
+        let mut page = Page::attach(profile.path(), PATIENCE);
+        assert!(
+            page.wait("window.phone?.client?.state === 'registered'", PATIENCE),
+            "the page never registered: {}",
+            page.eval("document.getElementById('state')?.textContent")
+        );
+        Phone {
+            browser,
+            page,
+            _profile: profile,
+        }
+    }
+
+    fn click(&mut self, selector: &str) {
+        let js = format!("document.querySelector({}).click(); true", json!(selector));
+        assert_eq!(self.page.eval(&js), true);
+    }
+
+    fn call_state(&mut self) -> String {
+        let state = self.page.eval("window.phone.call?.state ?? 'none'");
+        state.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Waits for the current call to reach `state`.
+    fn wait_state(&mut self, state: &str) {
+        let js = format!("window.phone.call?.state === '{state}'");
+        let reached = self.page.wait(&js, PATIENCE);
+        assert!(
+            reached,
+            "call never {state}: it is {}; {}",
+            self.call_state(),
+            self.page.eval("document.getElementById('call-status').textContent")
+        );
+    }
+
+    /// The audio energy received on the current call so far.
+    fn energy_in(&mut self) -> f64 {
+        let stats = self.page.eval("window.phone.call.stats()");
+        stats["audioEnergyIn"].as_f64().unwrap_or(0.0)
+    }
+
+    /// Waits until the received energy grows past `above`.
+    fn hears_more_than(&mut self, above: f64) -> bool {
+        wait_until(PATIENCE, || self.energy_in() > above)
+    }
+}
+
+impl Drop for Phone {
+    fn drop(&mut self) {
+        let _ = self.browser.kill();
+        let _ = self.browser.wait();
+    }
+}
+
+#[test]
+fn a_browser_calls_the_ivr_presses_1_and_the_ivr_rings_another_browser() {
+    let mut server = Server::serve(
+        &Config::new()
+            .api(&format!("admin_key = \"{ADMIN_KEY}\""))
+            .tenant("acme", &[])
+            .number("100", "ivr"),
+    );
+    let addr = server.http;
+    let (_, _, acme) = new_key_secret(addr, "acme");
+    let grant = json!({"identity": "alice", "outgoing": {"handler": "guest_ivr"}});
+    let minted = post(addr, "/v1/tokens", &acme, &grant);
+    assert_eq!(minted.status, 201, "{}", minted.text());
+    let alice = minted.json()["token"].as_str().unwrap().to_owned();
+    let sales = client_token(addr, &acme, "sales");
+
+    let mut agent = Phone::open(&server, &sales);
+    let mut caller = Phone::open(&server, &alice);
+    let typed = "document.getElementById('to').value = 'ivr'; true";
+    assert_eq!(caller.page.eval(typed), true);
+    caller.click("#call");
+    caller.wait_state("connected");
+    // The IVR's welcome and menu reach the browser.
+    assert!(caller.hears_more_than(0.0), "no audio from the IVR");
+
+    // "1" (pressed again until the menu's gather takes it, as a person
+    // would): the IVR dials client:sales, whose page rings.
+    let rung = wait_until(PATIENCE, || {
+        caller.click("[data-digit='1']");
+        let ringing = "!document.getElementById('incoming').hidden";
+        agent.page.wait(ringing, Duration::from_secs(1))
+    });
+    assert!(rung, "sales never rang: {}\n{}", agent.call_state(), server.output());
+    let busy = || get(addr, "/v1/presence/sales", &acme).json()["status"] == "busy";
+    agent.click("#accept");
+    agent.wait_state("connected");
+    assert!(busy(), "sales in a call shows as busy");
+
+    // Each page hears the other's fake microphone through the runtime.
+    let heard = agent.hears_more_than(0.0);
+    assert!(
+        heard,
+        "sales hears nothing: {} / alice: {}",
+        agent.page.eval("window.phone.call.stats()"),
+        caller.page.eval("window.phone.call.stats()")
+    );
+    let before = caller.energy_in();
+    assert!(caller.hears_more_than(before + 0.01), "alice stops hearing");
+
+    caller.click("#hangup");
+    agent.wait_state("ended");
+    let available = wait_until(PATIENCE, || {
+        get(addr, "/v1/presence/sales", &acme).json()["status"] == "available"
+    });
+    assert!(available, "sales stays busy after the call");
+
+    // The decision log shows the branch the digit took, from client:alice
+    // calling 'ivr' through the grant's handler.
+    let log = newest_log(&server, &acme, "\"kind\":\"ended\"");
+    let needles = [
+        "\"from\":\"client:alice\",\"to\":\"ivr\"",
+        "\"digits\":\"1\"",
+        "{\"Client\":\"sales\"}",
+    ];
+    for needle in needles {
+        assert!(log.contains(needle), "{needle} not in the log:\n{log}");
+    }
+    server.assert_alive();
+}
 
 #[test]
 fn the_phone_page_registers_the_browser_as_a_client() {

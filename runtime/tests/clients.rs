@@ -209,7 +209,16 @@ fn two_devices_make_one_presence_and_silence_takes_them_offline() {
         (Message::binary(vec![0u8, 1, 2]), "bad_message"),
         (
             Message::text(r#"{"type":"invite","sdp":"v=0"}"#),
-            "not_built",
+            "bad_message",
+        ),
+        // Its token grants no outgoing calls.
+        (
+            Message::text(r#"{"type":"invite","call":"c1","to":"700","sdp":"v=0"}"#),
+            "forbidden",
+        ),
+        (
+            Message::text(r#"{"type":"hangup","call":"c9"}"#),
+            "no_call",
         ),
     ] {
         phone.send(frame).unwrap();

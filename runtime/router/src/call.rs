@@ -244,6 +244,13 @@ impl Call {
         Ok(())
     }
 
+    /// Logs why a dial target rang nobody (the leg reports the dial's
+    /// outcome as usual).
+    pub fn unreachable(&mut self, now: Instant, target: String, reason: String) {
+        let at = self.at_ms(now);
+        self.log.push(at, Entry::Unreachable { target, reason });
+    }
+
     // ------------------------------------------------------------ getters
 
     pub fn call_id(&self) -> &str {

@@ -73,6 +73,7 @@ pub fn describe_entry(entry: &LogEntry) -> String {
         Entry::Handover { reason, to } => format!("! handover to {to} ({reason})"),
         Entry::Verb { verb } => format!("  run     {}", describe_verb(verb)),
         Entry::WaitIgnored { reason } => format!("! wait plan not run ({reason})"),
+        Entry::Unreachable { target, reason } => format!("! {target} not rung: {reason}"),
         Entry::Ended { cause } => format!("■ ended   by {}", wit_name(cause)),
     };
     format!("{}  {body}", stamp(entry.at_ms))
@@ -118,7 +119,7 @@ fn describe_prompt(prompt: &Prompt) -> String {
     }
 }
 
-fn describe_target(target: &DialTarget) -> String {
+pub fn target(target: &DialTarget) -> String {
     match target {
         DialTarget::Number(n) => n.clone(),
         DialTarget::Sip(uri) => uri.clone(),
@@ -153,7 +154,7 @@ pub fn describe_verb(verb: &Verb) -> String {
             let targets = d
                 .targets
                 .iter()
-                .map(|l| describe_target(&l.target))
+                .map(|l| target(&l.target))
                 .collect::<Vec<_>>();
             let mut text = format!(
                 "dial {} ({}, {} s",
@@ -221,7 +222,7 @@ pub fn describe_event(event: &Event) -> String {
             let who = d
                 .answered
                 .as_ref()
-                .map(|t| format!(" by {}", describe_target(t)))
+                .map(|t| format!(" by {}", target(t)))
                 .unwrap_or_default();
             format!(
                 "dial-complete {}{who}, {} s",

@@ -42,6 +42,9 @@ pub enum Entry {
     /// invalid, or came after the caller left the queue); the caller
     /// kept waiting as before.
     WaitIgnored { reason: String },
+    /// A dial target rang nobody (`client:alice` is offline, a number has
+    /// no trunk): why, beside the status the handler hears.
+    Unreachable { target: String, reason: String },
     /// The call ended.
     Ended { cause: HangupCause },
 }

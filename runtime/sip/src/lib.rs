@@ -33,6 +33,7 @@ pub mod cdr;
 pub mod digest;
 pub mod directory;
 pub mod endpoint;
+pub mod gateway;
 pub mod message;
 pub mod registrar;
 pub mod sdp;

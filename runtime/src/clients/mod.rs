@@ -13,14 +13,22 @@
 //!      every present identity, then each change of an identity's presence
 //! ```
 //!
+//! Calls: a client's `invite` opens a media [`relay`] (its WebRTC peer
+//! answers the client's offer) and the [`gateway`] places a SIP call into
+//! the endpoint, decided by the handler of the token's grant. `dial
+//! client:alice` asks [`Clients`] (the endpoint's `ClientLocator`) which
+//! devices may ring; the endpoint's INVITE to `sip:DV7@gateway` becomes an
+//! `incoming` notice, and the client's `answer` (with its offer) a 200.
+//!
 //! The protocol is in [`message`]; presence is sans-IO in [`presence`].
-//! Call signalling and WebRTC media come next: their messages are answered
-//! `not_built` today.
 
+pub mod gateway;
 pub mod message;
 pub mod presence;
+pub mod relay;
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -34,8 +42,10 @@ use hyper_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use crate::api::{ApiError, Reply};
 use crate::tenancy::Accounts;
 use crate::tokens::{self, Verified};
+use gateway::{Command, GatewayHandle, Notice, Outbox};
 use message::{ClientMessage, MAX_MESSAGE, ServerMessage};
-use presence::{DeviceId, Presence, View};
+use presence::{DeviceId, NotRung, Presence, View};
+use switchyard_sip::gateway::{CallKey, ClientLocator, Placement, Unreachable};
 
 /// The client SDK (one ES module, served at `/switchyard.js`).
 pub const SDK: &str = include_str!("web/switchyard.js");
@@ -59,6 +69,10 @@ pub struct Clients {
     heartbeat: Duration,
     /// (account, the identity's new presence) on every change.
     events: tokio::sync::broadcast::Sender<(String, View)>,
+    /// Set once the gateway runs (it needs a SIP listener).
+    gateway: Arc<OnceLock<GatewayHandle>>,
+    /// Each registered device's session, for notices about its calls.
+    outboxes: Arc<Mutex<HashMap<DeviceId, Outbox>>>,
 }
 
 impl std::fmt::Debug for Clients {
@@ -76,6 +90,43 @@ impl Clients {
             accounts,
             heartbeat,
             events: tokio::sync::broadcast::channel(EVENTS).0,
+            gateway: Arc::default(),
+            outboxes: Arc::default(),
+        }
+    }
+
+    /// Starts the clients' gateway, placing calls into the endpoint at
+    /// `endpoint` (a UDP SIP listener); its address is what the endpoint
+    /// must trust.
+    pub async fn start_gateway(
+        &self,
+        endpoint: std::net::SocketAddr,
+        media_ip: std::net::IpAddr,
+    ) -> anyhow::Result<std::net::SocketAddr> {
+        let handle = gateway::start(self.clone(), endpoint, media_ip).await?;
+        let addr = handle.addr;
+        let _ = self.gateway.set(handle);
+        Ok(addr)
+    }
+
+    fn outbox(&self, device: DeviceId) -> Option<Outbox> {
+        let outboxes = self.outboxes.lock().unwrap_or_else(PoisonError::into_inner);
+        outboxes.get(&device).cloned()
+    }
+
+    fn set_outbox(&self, device: DeviceId, outbox: Option<Outbox>) {
+        let mut outboxes = self.outboxes.lock().unwrap_or_else(PoisonError::into_inner);
+        match outbox {
+            Some(outbox) => outboxes.insert(device, outbox),
+            None => outboxes.remove(&device),
+        };
+    }
+
+    /// A call on `device` began or ended (presence busy).
+    fn in_call(&self, device: DeviceId, on: bool) {
+        let owner = self.presence().owner(device);
+        if let Some((tenant, identity)) = owner {
+            self.change(&tenant, &identity, |p| p.in_call(device, on));
         }
     }
 
@@ -173,9 +224,13 @@ impl Clients {
     }
 
     async fn session(self, mut socket: hyper_tungstenite::HyperWebsocketStream) {
+        let (outbox, mut notices) = tokio::sync::mpsc::unbounded_channel();
         let mut session = Session {
             clients: self.clone(),
             registered: None,
+            outbox,
+            calls: HashMap::new(),
+            next_incoming: 0,
         };
         // A quiet client gets two heartbeats' time before it is offline;
         // one that has not registered yet, less (it holds a socket for
@@ -186,7 +241,19 @@ impl Clients {
                 Some(_) => quiet,
                 None => quiet.min(REGISTER_WITHIN),
             };
-            let frame = match tokio::time::timeout(silence, socket.next()).await {
+            let next = tokio::select! {
+                frame = tokio::time::timeout(silence, socket.next()) => frame,
+                Some((call, notice)) = notices.recv() => {
+                    let message = session.on_notice(call, notice);
+                    if let Some(message) = message
+                        && send(&mut socket, &message).await.is_err()
+                    {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let frame = match next {
                 Err(_) => {
                     let said = format!("nothing received for {} s", silence.as_secs());
                     let _ = send(&mut socket, &ServerMessage::error("timeout", said)).await;
@@ -207,6 +274,7 @@ impl Clients {
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
             };
             match reply {
+                Step::Quiet => {}
                 Step::Reply(message) => {
                     if send(&mut socket, &message).await.is_err() {
                         break;
@@ -220,6 +288,13 @@ impl Clients {
             }
         }
         if let Some((device, _)) = session.registered {
+            // Its calls end with it.
+            if let Some(gateway) = self.gateway.get() {
+                for (key, _) in session.calls.values() {
+                    let _ = gateway.commands.send(Command::Hangup(*key));
+                }
+            }
+            self.set_outbox(device, None);
             let gone = self.presence().owner(device);
             if let Some((tenant, identity)) = gone {
                 self.change(&tenant, &identity, |p| p.disconnect(device));
@@ -253,6 +328,8 @@ impl crate::wasm::presence::PresenceBackend for Clients {
 
 /// What a session does after a message.
 enum Step {
+    /// Nothing to say.
+    Quiet,
     Reply(ServerMessage),
     /// Say this, then close: the client may not go on.
     End(ServerMessage),
@@ -263,6 +340,12 @@ struct Session {
     clients: Clients,
     /// The device and its token, once registered.
     registered: Option<(DeviceId, String)>,
+    /// Where the gateway sends notices of this device's calls.
+    outbox: Outbox,
+    /// The device's calls by the name the client knows them by, with
+    /// whether the client placed them.
+    calls: HashMap<String, (CallKey, bool)>,
+    next_incoming: u64,
 }
 
 impl Session {
@@ -289,6 +372,9 @@ impl Session {
                         }
                     };
                     self.registered = Some((device, token));
+                    let incoming = verified.grants.incoming;
+                    (self.clients.presence()).set_incoming(device, incoming);
+                    self.clients.set_outbox(device, Some(self.outbox.clone()));
                     tracing::info!(account = %verified.account, identity = %verified.grants.identity, device, "client registered");
                     Step::Reply(ServerMessage::Registered {
                         identity: verified.grants.identity,
@@ -307,12 +393,18 @@ impl Session {
             // expired token ends the session.
             (message, Some((device, token))) => match self.check(&token).await {
                 Err(step) => step,
-                Ok(verified) => self.on_registered(message, device, &verified),
+                Ok(verified) => self.on_registered(message, device, &verified).await,
             },
         }
     }
 
-    fn on_registered(&mut self, message: ClientMessage, device: DeviceId, who: &Verified) -> Step {
+    async fn on_registered(
+        &mut self,
+        message: ClientMessage,
+        device: DeviceId,
+        who: &Verified,
+    ) -> Step {
+        let rejected = matches!(message, ClientMessage::Reject { .. });
         match message {
             ClientMessage::Heartbeat => Step::Reply(ServerMessage::Heartbeat),
             ClientMessage::Presence { status, text } => {
@@ -326,17 +418,230 @@ impl Session {
                     Err(e) => Step::Reply(ServerMessage::error("bad_message", e.to_string())),
                 }
             }
-            ClientMessage::NotBuilt(kind) => Step::Reply(ServerMessage::error(
-                "not_built",
-                format!(
-                    "`{kind}` is not built yet: calls from browser and app clients come with WebRTC media"
-                ),
-            )),
+            ClientMessage::Invite { call, to, sdp } => {
+                let reply = self.invite(device, who, &call, to, &sdp).await;
+                Step::Reply(reply.unwrap_or_else(|(code, message)| ServerMessage::CallError {
+                    code,
+                    message,
+                    call,
+                }))
+            }
+            ClientMessage::Answer { call, sdp } => {
+                let reply = self.answer(&call, &sdp).await;
+                Step::Reply(reply.unwrap_or_else(|(code, message)| ServerMessage::CallError {
+                    code,
+                    message,
+                    call,
+                }))
+            }
+            ClientMessage::Reject { call }
+            | ClientMessage::Hangup { call }
+            | ClientMessage::Candidate { call, .. }
+            | ClientMessage::Dtmf { call, .. }
+                if !self.calls.contains_key(&call) =>
+            {
+                Step::Reply(ServerMessage::CallError {
+                    code: "no_call",
+                    message: format!("no call {call:?} on this connection"),
+                    call,
+                })
+            }
+            ClientMessage::Reject { call } | ClientMessage::Hangup { call } => {
+                if let Some((key, _)) = self.calls.remove(&call)
+                    && let Some(gateway) = self.clients.gateway.get()
+                {
+                    let command = if rejected {
+                        Command::Reject(key)
+                    } else {
+                        Command::Hangup(key)
+                    };
+                    let _ = gateway.commands.send(command);
+                }
+                Step::Reply(ServerMessage::Ended {
+                    call,
+                    reason: "hangup",
+                    status: None,
+                    message: Some("you hung up".into()),
+                })
+            }
+            ClientMessage::Candidate { call, candidate } => {
+                if let (Some((key, _)), Some(gateway)) =
+                    (self.calls.get(&call), self.clients.gateway.get())
+                {
+                    let _ = gateway.commands.send(Command::Candidate(*key, candidate));
+                }
+                Step::Quiet
+            }
+            ClientMessage::Dtmf { call, digits } => match self.dtmf(&call, digits).await {
+                Ok(()) => Step::Quiet,
+                Err(message) => Step::Reply(ServerMessage::CallError {
+                    code: "bad_call",
+                    message,
+                    call,
+                }),
+            },
             ClientMessage::Register { .. } => Step::Reply(ServerMessage::error(
                 "bad_message",
                 "this connection is registered already",
             )),
         }
+    }
+
+    /// Places a call: the relay answers the client's offer, then the
+    /// gateway calls the handler of the token's grant.
+    async fn invite(
+        &mut self,
+        device: DeviceId,
+        who: &Verified,
+        call: &str,
+        to: String,
+        offer: &str,
+    ) -> Result<ServerMessage, (&'static str, String)> {
+        let Some(outgoing) = &who.grants.outgoing else {
+            let said = "this token may not place calls (its grant has no outgoing handler)";
+            return Err(("forbidden", said.into()));
+        };
+        if self.calls.contains_key(call) {
+            return Err(("bad_message", format!("call id {call:?} is in use")));
+        }
+        let gateway = self.gateway()?;
+        let relay = self.relay(&gateway, offer).await?;
+        let (relay, answer) = relay;
+        let placement = Placement {
+            tenant: who.account.clone(),
+            identity: who.grants.identity.clone(),
+            handler: outgoing.handler.clone(),
+            params: (outgoing.params.iter())
+                .map(|(name, value)| (param_header(name), value.clone()))
+                .collect(),
+            to,
+            rtp: relay.rtp,
+        };
+        let (reply, placed) = tokio::sync::oneshot::channel();
+        let command = Command::Place {
+            placement,
+            device,
+            relay,
+            reply,
+        };
+        let key = match gateway.commands.send(command) {
+            Ok(()) => placed.await.map_err(|_| gone())?,
+            Err(_) => return Err(gone()),
+        }
+        .map_err(|e| ("bad_call", e))?;
+        self.calls.insert(call.to_owned(), (key, true));
+        Ok(ServerMessage::Media {
+            call: call.to_owned(),
+            sdp: answer,
+        })
+    }
+
+    /// Takes an incoming call with the client's offer.
+    async fn answer(&mut self, call: &str, offer: &str) -> Result<ServerMessage, (&'static str, String)> {
+        let Some(&(key, placed)) = self.calls.get(call) else {
+            return Err(("no_call", format!("no call {call:?} on this connection")));
+        };
+        if placed {
+            return Err(("bad_call", "only an incoming call is answered".into()));
+        }
+        let gateway = self.gateway()?;
+        let (relay, answer) = self.relay(&gateway, offer).await?;
+        let (reply, accepted) = tokio::sync::oneshot::channel();
+        let command = Command::Accept {
+            call: key,
+            relay,
+            reply,
+        };
+        match gateway.commands.send(command) {
+            Ok(()) => accepted.await.map_err(|_| gone())?,
+            Err(_) => return Err(gone()),
+        }
+        .map_err(|e| {
+            self.calls.remove(call);
+            ("bad_call", e)
+        })?;
+        Ok(ServerMessage::Media {
+            call: call.to_owned(),
+            sdp: answer,
+        })
+    }
+
+    async fn dtmf(&mut self, call: &str, digits: String) -> Result<(), String> {
+        let (gateway, key) = match (self.clients.gateway.get(), self.calls.get(call)) {
+            (Some(gateway), Some((key, _))) => (gateway.clone(), *key),
+            _ => return Err(format!("no call {call:?} on this connection")),
+        };
+        let (reply, sent) = tokio::sync::oneshot::channel();
+        let command = Command::Dtmf {
+            call: key,
+            digits,
+            reply,
+        };
+        gateway.commands.send(command).map_err(|_| gone().1)?;
+        sent.await.map_err(|_| gone().1)?
+    }
+
+    fn gateway(&self) -> Result<GatewayHandle, (&'static str, String)> {
+        let said = "this runtime places no client calls (it has no UDP SIP listener)";
+        (self.clients.gateway.get().cloned()).ok_or(("unavailable", said.into()))
+    }
+
+    /// The call's media relay, answering the client's offer.
+    async fn relay(
+        &self,
+        gateway: &GatewayHandle,
+        offer: &str,
+    ) -> Result<(relay::Relay, String), (&'static str, String)> {
+        let commands = gateway.commands.clone();
+        let rtp = std::sync::Arc::new(OnceLock::new());
+        let closed = {
+            let rtp = Arc::clone(&rtp);
+            move || {
+                if let Some(addr) = rtp.get() {
+                    let _ = commands.send(Command::MediaClosed(*addr));
+                }
+            }
+        };
+        let (relay, answer) = relay::start(gateway.media_ip, offer, closed)
+            .await
+            .map_err(|e| ("bad_sdp", e))?;
+        let _ = rtp.set(relay.rtp);
+        Ok((relay, answer))
+    }
+
+    /// What the client hears of a gateway notice about one of its calls.
+    fn on_notice(&mut self, key: CallKey, notice: Notice) -> Option<ServerMessage> {
+        if let Notice::Incoming { from } = notice {
+            self.next_incoming += 1;
+            let call = format!("in-{}", self.next_incoming);
+            self.calls.insert(call.clone(), (key, false));
+            let to = self.registered_identity()?;
+            return Some(ServerMessage::Incoming {
+                call,
+                from,
+                to: format!("client:{to}"),
+            });
+        }
+        let call = (self.calls.iter()).find_map(|(name, (k, _))| (*k == key).then(|| name.clone()))?;
+        Some(match notice {
+            Notice::Ringing => ServerMessage::Ringing { call },
+            Notice::Connected => ServerMessage::Connected { call },
+            Notice::Ended { reason, status } => {
+                self.calls.remove(&call);
+                ServerMessage::Ended {
+                    call,
+                    reason: reason.as_str(),
+                    status,
+                    message: None,
+                }
+            }
+            Notice::Incoming { .. } => return None,
+        })
+    }
+
+    fn registered_identity(&self) -> Option<String> {
+        let (device, _) = self.registered.as_ref()?;
+        self.clients.presence().owner(*device).map(|(_, identity)| identity)
     }
 
     /// The token as the runtime judges it now; a refusal ends the session.
@@ -361,6 +666,53 @@ impl Session {
                 format!("tokens cannot be checked now: {e}"),
             ))),
         }
+    }
+}
+
+fn gone() -> (&'static str, String) {
+    ("unavailable", "the clients' gateway stopped".into())
+}
+
+/// A grant parameter as the header the handler sees it in: `X-` and the
+/// name, unless the name starts with `X-` already.
+fn param_header(name: &str) -> String {
+    if name.len() >= 2 && name[..2].eq_ignore_ascii_case("x-") {
+        name.to_owned()
+    } else {
+        format!("X-{name}")
+    }
+}
+
+/// The endpoint's `dial client:…`: the devices the registry says may
+/// ring, at the gateway.
+impl ClientLocator for Clients {
+    fn ring(
+        &self,
+        tenant: &str,
+        identity: &str,
+    ) -> Result<Vec<(String, switchyard_sip::Peer)>, Unreachable> {
+        use switchyard_contract::DialStatus;
+        let Some(gateway) = self.gateway.get() else {
+            return Err(Unreachable {
+                status: DialStatus::Failed,
+                reason: "this runtime's clients' gateway is not running".into(),
+            });
+        };
+        let devices = self.presence().ringable(tenant, identity);
+        let peer = switchyard_sip::Peer::new(switchyard_sip::Transport::Udp, gateway.addr);
+        devices
+            .map(|ids| {
+                let uri = |id| format!("sip:DV{id}@{}", gateway.addr);
+                ids.into_iter().map(|id| (uri(id), peer)).collect()
+            })
+            .map_err(|why| Unreachable {
+                status: match why {
+                    NotRung::Busy(_) => DialStatus::Busy,
+                    NotRung::Offline(_) | NotRung::Away(_) => DialStatus::NoAnswer,
+                    NotRung::NotAllowed(_) => DialStatus::Failed,
+                },
+                reason: why.to_string(),
+            })
     }
 }
 

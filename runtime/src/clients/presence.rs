@@ -51,6 +51,21 @@ struct Device {
     /// When the text was set (a counter: the latest wins).
     text_at: u64,
     calls: u32,
+    /// Its token grants incoming calls.
+    incoming: bool,
+}
+
+/// Why `dial client:…` rings none of an identity's devices.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotRung {
+    #[error("{0} is offline (no device connected)")]
+    Offline(String),
+    #[error("{0} may not receive calls (no connected device's token grants incoming calls)")]
+    NotAllowed(String),
+    #[error("{0} is busy (a device is in a call, or set busy)")]
+    Busy(String),
+    #[error("{0} is away")]
+    Away(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,6 +110,7 @@ impl Presence {
                 text: None,
                 text_at: 0,
                 calls: 0,
+                incoming: false,
             },
         );
         self.by_identity.entry(key).or_default().insert(id);
@@ -139,6 +155,42 @@ impl Presence {
         device.text = text;
         device.text_at = self.clock;
         Ok(())
+    }
+
+    /// Whether the device's token lets it receive calls.
+    pub fn set_incoming(&mut self, id: DeviceId, incoming: bool) {
+        if let Some(device) = self.devices.get_mut(&id) {
+            device.incoming = incoming;
+        }
+    }
+
+    /// The devices a call to the identity rings: those that may receive
+    /// calls and are available, when none of the identity's is in a call
+    /// or set busy (an identity is busy as a whole).
+    pub fn ringable(&self, tenant: &str, identity: &str) -> Result<Vec<DeviceId>, NotRung> {
+        let key = (tenant.to_owned(), identity.to_owned());
+        let devices: Vec<(DeviceId, &Device)> = (self.by_identity.get(&key).into_iter().flatten())
+            .filter_map(|id| Some((*id, self.devices.get(id)?)))
+            .collect();
+        let who = || identity.to_owned();
+        if devices.is_empty() {
+            return Err(NotRung::Offline(who()));
+        }
+        let callable: Vec<_> = devices.iter().filter(|(_, d)| d.incoming).collect();
+        if callable.is_empty() {
+            return Err(NotRung::NotAllowed(who()));
+        }
+        if (devices.iter()).any(|(_, d)| d.calls > 0 || d.status == Status::Busy) {
+            return Err(NotRung::Busy(who()));
+        }
+        let ring: Vec<DeviceId> = (callable.iter())
+            .filter(|(_, d)| d.status == Status::Available)
+            .map(|(id, _)| *id)
+            .collect();
+        if ring.is_empty() {
+            return Err(NotRung::Away(who()));
+        }
+        Ok(ring)
     }
 
     /// A call on the device began (`true`) or ended (`false`).

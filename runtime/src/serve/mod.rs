@@ -157,6 +157,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(ip) = config.media.ip {
         endpoint_config.media_ip = ip;
     }
+    let media_ip = endpoint_config.media_ip;
     let media_ports = config.media_ports()?;
     endpoint_config.media_ports = media_ports.calls;
     let (cache, recordings) = open_media(&config)?;
@@ -265,6 +266,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     let engine = edge.engine().clone();
     endpoint.set_port_reserve(Box::new(move |port| engine.reserve(port)));
+    // Clients' calls enter as SIP through the first UDP listener.
+    let sip_udp = (listening.sip.iter()).find(|(t, _)| *t == Transport::Udp);
+    if let Some((_, sip)) = sip_udp {
+        let gateway = clients
+            .start_gateway(*sip, media_ip)
+            .await
+            .context("starting the clients' gateway")?;
+        endpoint.set_gateway(gateway, Arc::new(clients.clone()));
+    }
 
     announce(&listening, &config, demo_token.as_deref());
     let udp = transport::UdpSockets::new(udp);

@@ -231,6 +231,19 @@ impl Peer {
         }
     }
 
+    /// A candidate the client trickled (the `candidate:…` line of an
+    /// RTCIceCandidate); an empty one ends the trickle and is ignored.
+    pub fn add_candidate(&mut self, candidate: &str) -> Result<(), PeerError> {
+        let line = candidate.trim().trim_start_matches("a=");
+        if line.is_empty() {
+            return Ok(());
+        }
+        let candidate = Candidate::from_sdp_string(line)
+            .map_err(|e| PeerError::Offer(format!("candidate {line:?}: {e}")))?;
+        self.rtc.add_remote_candidate(candidate);
+        Ok(())
+    }
+
     /// The law the client's audio is sent in (and ours to it).
     pub fn law(&self) -> Option<Law> {
         self.audio.map(|(_, _, law)| law)

@@ -171,7 +171,14 @@ impl CallState {
 /// What an IncomingCall exposes of the INVITE's headers.
 fn visible_header(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
-    lower.starts_with("x-") || lower == "user-to-user"
+    (lower.starts_with("x-") && !lower.starts_with("x-switchyard-")) || lower == "user-to-user"
+}
+
+/// A call a client placed through the gateway: who placed it (`from`,
+/// `client:alice`) and what it dialled (`to`).
+pub(super) struct ClientCall {
+    pub from: String,
+    pub to: String,
 }
 
 /// A routed INVITE on its way through admission (it may wait there).
@@ -185,6 +192,7 @@ pub(super) struct NewCall {
     pub call_id: String,
     pub offer: Option<Vec<u8>>,
     pub local_sdp: String,
+    pub client: Option<ClientCall>,
 }
 
 impl Endpoint {
@@ -193,8 +201,13 @@ impl Endpoint {
         let user = req.uri.user().map(str::to_string);
         let host = req.uri.host_with_port.host.to_string();
         let roll = self.ids.percent();
-        let Some(route) = self.directory.route(user.as_deref(), &host, roll) else {
-            return self.reply(now, &key, &req, 404, "Not Found");
+        let (route, client) = match self.client_route(peer, &req) {
+            Some(Ok((route, client))) => (route, Some(client)),
+            Some(Err(reason)) => return self.reply(now, &key, &req, 404, &reason),
+            None => match self.directory.route(user.as_deref(), &host, roll) {
+                Some(route) => (route, None),
+                None => return self.reply(now, &key, &req, 404, "Not Found"),
+            },
         };
         if self.directory.tenant(route.tenant).suspended {
             return self.reply(now, &key, &req, 403, "Forbidden (account suspended)");
@@ -226,8 +239,45 @@ impl Endpoint {
             call_id,
             offer,
             local_sdp,
+            client,
         };
         self.admit(now, new);
+    }
+
+    /// The route of an INVITE the clients' gateway placed: the tenant and
+    /// handler its headers name (from the client's checked token). `None`
+    /// for every other INVITE, whatever headers it carries.
+    fn client_route(
+        &self,
+        peer: Peer,
+        req: &rsip::Request,
+    ) -> Option<Result<(Route, ClientCall), String>> {
+        use crate::gateway::{CLIENT_HEADER, HANDLER_HEADER, TENANT_HEADER, TO_HEADER};
+        let (gateway, _) = self.gateway.as_ref()?;
+        if peer.addr != *gateway {
+            return None;
+        }
+        let header = |name| wire::header_value(&req.headers, name).unwrap_or_default();
+        let tenant_id = wire::header_value(&req.headers, TENANT_HEADER)?;
+        let Some(tenant) = (self.directory.tenants().iter()).position(|t| t.id == tenant_id)
+        else {
+            return Some(Err(format!("Not Found (no account {tenant_id})")));
+        };
+        let handler = header(HANDLER_HEADER);
+        let owner = self.directory.tenant(tenant);
+        if !owner.handlers.contains_key(&handler) {
+            return Some(Err(format!("Not Found (no handler {handler:?})")));
+        }
+        let version = owner.versions.get(&handler).cloned().unwrap_or_default();
+        let route = Route {
+            tenant,
+            binding: Binding::new(handler, version),
+        };
+        let client = ClientCall {
+            from: format!("client:{}", header(CLIENT_HEADER)),
+            to: header(TO_HEADER),
+        };
+        Some(Ok((route, client)))
     }
 
     /// Starts a call admission let in (at once, or after it waited).
@@ -241,6 +291,7 @@ impl Endpoint {
             call_id,
             offer,
             local_sdp,
+            client,
         } = new;
         // No 100 Trying here: the transaction layer sends one if no answer
         // is out within 200 ms (RFC 3261 §17.2.1), and a guest's decision
@@ -252,7 +303,11 @@ impl Endpoint {
         // What was dialled: the number (Request-URI user), or the whole
         // URI for a user-less address; `from` is the caller's From URI.
         let to = user.clone().unwrap_or_else(|| req.uri.to_string());
-        let mut incoming = IncomingCall::inbound(&from, &to, &self.config.region);
+        let (caller, to) = match client {
+            Some(client) => (client.from, client.to),
+            None => (from.clone(), to),
+        };
+        let mut incoming = IncomingCall::inbound(&caller, &to, &self.config.region);
         // X-* and User-to-User are not rsip header types: they are `Other`.
         incoming.headers = req
             .headers

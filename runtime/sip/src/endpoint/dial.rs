@@ -19,6 +19,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::gateway::Unreachable;
 use crate::transaction::TxKey;
 use crate::{Peer, digest, sdp};
 use switchyard_contract::{
@@ -180,10 +181,12 @@ impl Endpoint {
         };
         let destinations = match self.destinations(now, call, &leg.target) {
             Ok(found) => found,
-            Err(reason) => {
+            Err(Unreachable { status, reason }) => {
                 tracing::warn!(call = %call.id, target = ?leg.target, %reason, "dial target unreachable");
+                let target = router::describe::target(&leg.target);
+                call.router.unreachable(now, target, reason);
                 if let Some(dial) = call.dial.as_mut() {
-                    dial.last_failure = DialStatus::Failed;
+                    dial.last_failure = status;
                 }
                 return 0;
             }
@@ -251,6 +254,50 @@ impl Endpoint {
         now: Instant,
         call: &CallState,
         target: &DialTarget,
+    ) -> Result<Vec<Destination>, Unreachable> {
+        if let DialTarget::Client(identity) = target {
+            return self.client_devices(now, call, identity);
+        }
+        self.sip_destinations(now, call, target).map_err(|reason| Unreachable {
+            status: DialStatus::Failed,
+            reason,
+        })
+    }
+
+    /// Every device of a client identity: its browser and app clients
+    /// that may take a call now, and SIP phones registered as the user.
+    fn client_devices(
+        &self,
+        now: Instant,
+        call: &CallState,
+        identity: &str,
+    ) -> Result<Vec<Destination>, Unreachable> {
+        let tenant = &self.directory.tenant(call.tenant).id;
+        let mut found: Vec<Destination> = (self.registrar.lookup(now, tenant, identity))
+            .into_iter()
+            .map(|b| (b.contact.to_string(), b.source, None))
+            .collect();
+        let clients = match &self.gateway {
+            Some((_, locator)) => locator.ring(tenant, identity),
+            None => Err(Unreachable {
+                status: DialStatus::Failed,
+                reason: format!("{identity} is not registered"),
+            }),
+        };
+        match clients {
+            Ok(devices) => found.extend(devices.into_iter().map(|(uri, peer)| (uri, peer, None))),
+            // A phone registered as the user still rings.
+            Err(why) if found.is_empty() => return Err(why),
+            Err(_) => {}
+        }
+        Ok(found)
+    }
+
+    fn sip_destinations(
+        &self,
+        now: Instant,
+        call: &CallState,
+        target: &DialTarget,
     ) -> Result<Vec<Destination>, String> {
         let tenant = self.directory.tenant(call.tenant);
         match target {
@@ -284,10 +331,12 @@ impl Endpoint {
                     )?]),
                 }
             }
-            DialTarget::Client(identity) => self.registered(now, &tenant.id, identity),
             // Refused by plan validation before a dial starts; the same
             // table gives the message should one get here.
-            DialTarget::Conference(_) | DialTarget::Queue(_) | DialTarget::QueueMember(_) => {
+            DialTarget::Client(_)
+            | DialTarget::Conference(_)
+            | DialTarget::Queue(_)
+            | DialTarget::QueueMember(_) => {
                 Err(match router::target_support(target) {
                     Err(refusal) => refusal.to_string(),
                     Ok(()) => "the SIP leg cannot ring conference and queue targets".into(),
@@ -821,7 +870,7 @@ impl Endpoint {
 
 /// The CANCEL for an INVITE we sent: same Request-URI, Call-ID, From, To,
 /// CSeq number and top Via (§9.1).
-pub(super) fn cancel_for(invite: &rsip::Request) -> Option<rsip::Request> {
+pub(crate) fn cancel_for(invite: &rsip::Request) -> Option<rsip::Request> {
     let via = wire::header_value(&invite.headers, "Via")?;
     let (cseq, _) = crate::message::cseq(invite)?;
     RequestText::new("CANCEL", &invite.uri.to_string())

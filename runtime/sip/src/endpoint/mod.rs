@@ -25,14 +25,14 @@
 mod admission;
 mod call;
 mod control;
-mod dial;
-mod dialog;
+pub(crate) mod dial;
+pub(crate) mod dialog;
 mod media;
 mod outbound;
 mod queue;
 mod status;
 mod transfer;
-mod wire;
+pub(crate) mod wire;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -168,6 +168,9 @@ pub struct Endpoint {
     epoch: (Instant, u64),
     ids: wire::Ids,
     queues: queue::Queues,
+    /// The clients' gateway: its address (whose X-Switchyard-* headers
+    /// name a client call's tenant and handler) and where clients are.
+    gateway: Option<(SocketAddr, Arc<dyn crate::gateway::ClientLocator>)>,
 }
 
 impl Endpoint {
@@ -213,7 +216,18 @@ impl Endpoint {
             epoch: (now, unix_ms),
             ids: wire::Ids::new(rng),
             queues: queue::Queues::default(),
+            gateway: None,
         }
+    }
+
+    /// Takes client calls from the gateway at `addr` and rings clients
+    /// where `locator` says.
+    pub fn set_gateway(
+        &mut self,
+        addr: SocketAddr,
+        locator: Arc<dyn crate::gateway::ClientLocator>,
+    ) {
+        self.gateway = Some((addr, locator));
     }
 
     // ------------------------------------------------------------ getters

@@ -1,0 +1,681 @@
+//! The clients' gateway: a SIP user agent that places and takes calls on
+//! behalf of browser and app clients, so that a client's call is a SIP
+//! call of the endpoint like any other (handlers, dial forks, queues,
+//! conferences, recordings and CDRs need nothing new). Sans-IO, like the
+//! endpoint: time comes in as `now`, datagrams go out through
+//! [`Gateway::poll_transmit`], what the clients must hear through
+//! [`Gateway::poll_event`].
+//!
+//! ```text
+//!  client invite ─► place() ─INVITE (X-Switchyard-Tenant/-Client/-Handler/-To)─► endpoint
+//!                   Ringing ◄─ 18x ─┘ Connected ◄─ 2xx (ACKed) ─┘ Ended ◄─ 3xx-6xx/timeout
+//!  endpoint dial fork ─INVITE sip:DV7@gateway─► Incoming (180 sent) ─► accept() ─► 200 + SDP
+//!                                                                    └► reject() ─► 603
+//!  hangup() ─► BYE (up) / CANCEL (ringing out) / 603 (ringing in);  dtmf() ─► INFO per digit
+//!  endpoint BYE / CANCEL ─► Ended
+//! ```
+//!
+//! Only the endpoint (and, for regional gateways, the runtimes in
+//! `trusted`) may ring clients: an INVITE from anyone else gets 403. The
+//! endpoint in turn believes the X-Switchyard-* headers of INVITEs only
+//! from this gateway's address, so a client's tenant, identity and
+//! handler come from its checked token, never from the wire.
+//!
+//! Media never passes through here: the edge relays each call's WebRTC
+//! audio to the RTP address the SDP names ([`GatewayEvent::Connected`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::endpoint::dial::cancel_for;
+use crate::endpoint::dialog::Dialog;
+use crate::endpoint::wire::{self, Ids, Local, RequestText};
+use crate::message;
+use crate::sdp::{self, Negotiated};
+use crate::transaction::{TimerConfig, Transactions, TxEvent, TxKey};
+use crate::{Peer, Rng, Transmit, Transport};
+
+/// Headers the endpoint believes only from the gateway.
+pub const TENANT_HEADER: &str = "X-Switchyard-Tenant";
+pub const CLIENT_HEADER: &str = "X-Switchyard-Client";
+pub const HANDLER_HEADER: &str = "X-Switchyard-Handler";
+pub const TO_HEADER: &str = "X-Switchyard-To";
+
+/// Where a tenant's clients can be rung: the presence registry answers it
+/// for the endpoint (`dial client:alice`).
+pub trait ClientLocator: Send + Sync {
+    /// The devices of `identity` to ring now (Request-URI and next hop of
+    /// each), or why none can be.
+    fn ring(&self, tenant: &str, identity: &str) -> Result<Vec<(String, Peer)>, Unreachable>;
+}
+
+/// Why `dial client:…` rang nobody; the handler hears `status`, the
+/// decision log the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreachable {
+    pub status: switchyard_contract::DialStatus,
+    pub reason: String,
+}
+
+/// The gateway's name for one client call.
+pub type CallKey = u64;
+
+/// A call a client places: who it is (from its token) and what it dialled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub tenant: String,
+    pub identity: String,
+    /// The handler of the token's grant.
+    pub handler: String,
+    /// The grant's parameters, as X- headers the handler sees.
+    pub params: Vec<(String, String)>,
+    /// What the client dialled (handed to the handler as `to`).
+    pub to: String,
+    /// Where the edge takes the call's RTP.
+    pub rtp: SocketAddr,
+}
+
+/// Why a client call ended, as the client is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    Hangup,
+    Busy,
+    NoAnswer,
+    Rejected,
+    Cancelled,
+    Failed,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Hangup => "hangup",
+            EndReason::Busy => "busy",
+            EndReason::NoAnswer => "no-answer",
+            EndReason::Rejected => "rejected",
+            EndReason::Cancelled => "cancelled",
+            EndReason::Failed => "failed",
+        }
+    }
+
+    fn of_status(status: u16) -> Self {
+        match status {
+            486 | 600 => EndReason::Busy,
+            408 | 480 => EndReason::NoAnswer,
+            603 => EndReason::Rejected,
+            487 => EndReason::Cancelled,
+            _ => EndReason::Failed,
+        }
+    }
+}
+
+/// What the edge must do or tell a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayEvent {
+    /// The far end rings (an outgoing call).
+    Ringing(CallKey),
+    /// The call is up (or its media changed): relay RTP with `remote`.
+    Connected { call: CallKey, remote: Negotiated },
+    /// A call for device `device` (the Request-URI user): tell the client.
+    Incoming {
+        call: CallKey,
+        device: String,
+        from: String,
+    },
+    /// The call is over; the gateway forgot it.
+    Ended {
+        call: CallKey,
+        reason: EndReason,
+        status: Option<u16>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Our INVITE is out; `provisional` once a 1xx came (CANCEL allowed).
+    Calling { provisional: bool, cancel: bool },
+    /// Their INVITE rings the client.
+    RingingIn,
+    Up,
+}
+
+struct GwCall {
+    state: State,
+    /// Our INVITE's transaction (outgoing) or theirs (incoming).
+    invite: TxKey,
+    invite_request: rsip::Request,
+    dialog: Option<Dialog>,
+    rtp: Option<SocketAddr>,
+    /// Their SDP offer (incoming).
+    offer: Vec<u8>,
+    session: u64,
+}
+
+pub struct Gateway {
+    local: Local,
+    endpoint: Peer,
+    trusted: Vec<SocketAddr>,
+    tx: Transactions,
+    ids: Ids,
+    calls: HashMap<CallKey, GwCall>,
+    /// Transactions (ours and theirs) → the call they belong to.
+    keys: HashMap<TxKey, CallKey>,
+    /// Call-ID → call, for in-dialog requests.
+    dialogs: HashMap<String, CallKey>,
+    next: CallKey,
+    events: VecDeque<GatewayEvent>,
+}
+
+impl Gateway {
+    /// A gateway on UDP `local` placing calls into the endpoint at
+    /// `endpoint`; INVITEs are taken from the endpoint and `trusted`.
+    pub fn new(local: SocketAddr, endpoint: SocketAddr, trusted: Vec<SocketAddr>, rng: Rng) -> Self {
+        Self {
+            local: Local {
+                addrs: vec![(Transport::Udp, local)],
+                user_agent: format!("Switchyard-gateway/{}", env!("CARGO_PKG_VERSION")),
+            },
+            endpoint: Peer::new(Transport::Udp, endpoint),
+            trusted,
+            tx: Transactions::new(TimerConfig::default()),
+            ids: Ids::new(rng),
+            calls: HashMap::new(),
+            keys: HashMap::new(),
+            dialogs: HashMap::new(),
+            next: 1,
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The SIP URI a device is rung at (a dial fork's Request-URI).
+    pub fn device_uri(&self, device: &str) -> String {
+        format!("sip:{device}@{}", self.local.addr(Transport::Udp))
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.local.addr(Transport::Udp)
+    }
+
+    /// Places a client's call: an INVITE to the endpoint offering the
+    /// edge's RTP address.
+    pub fn place(&mut self, now: Instant, placement: &Placement) -> Result<CallKey, String> {
+        let values = [&placement.tenant, &placement.identity, &placement.handler, &placement.to];
+        let params = placement.params.iter().flat_map(|(n, v)| [n, v]);
+        if let Some(bad) = values.into_iter().chain(params).find(|v| !header_safe(v)) {
+            return Err(format!("{bad:?} cannot go into a SIP header (control characters)"));
+        }
+        let key = self.next;
+        self.next += 1;
+        let local_addr = self.addr();
+        let endpoint = self.endpoint.addr;
+        let session = self.ids.session();
+        let offer = sdp::offer(placement.rtp, session, 1, sdp::Direction::SendRecv);
+        let call_id = format!("{}@gateway", self.ids.token());
+        let tag = self.ids.token();
+        let local = format!("<sip:{}@client.invalid>;tag={tag}", uri_user(&placement.identity));
+        let mut text = RequestText::new("INVITE", &format!("sip:client@{endpoint}"))
+            .header("Via", self.local.via(Transport::Udp, &self.ids.branch()))
+            .header("Max-Forwards", 70)
+            .header("From", &local)
+            .header("To", format!("<sip:client@{endpoint}>"))
+            .header("Call-ID", &call_id)
+            .header("CSeq", "1 INVITE")
+            .header("Contact", format!("<sip:gateway@{local_addr}>"))
+            .header(TENANT_HEADER, &placement.tenant)
+            .header(CLIENT_HEADER, &placement.identity)
+            .header(HANDLER_HEADER, &placement.handler)
+            .header(TO_HEADER, &placement.to)
+            .header("User-Agent", &self.local.user_agent);
+        for (name, value) in &placement.params {
+            text = text.header(name, value);
+        }
+        let invite = text.build(Some("application/sdp"), offer.as_bytes())?;
+        let tx = self.tx.send_request(now, self.endpoint, invite.clone());
+        self.keys.insert(tx.clone(), key);
+        self.dialogs.insert(call_id.clone(), key);
+        self.calls.insert(
+            key,
+            GwCall {
+                state: State::Calling {
+                    provisional: false,
+                    cancel: false,
+                },
+                invite: tx,
+                invite_request: invite,
+                dialog: Some(Dialog {
+                    call_id,
+                    local,
+                    remote: format!("<sip:client@{endpoint}>"),
+                    remote_target: format!("sip:client@{endpoint}"),
+                    route_set: Vec::new(),
+                    local_cseq: 1,
+                    peer: self.endpoint,
+                }),
+                rtp: Some(placement.rtp),
+                offer: Vec::new(),
+                session,
+            },
+        );
+        Ok(key)
+    }
+
+    /// The client took an incoming call; its RTP is relayed at `rtp`.
+    pub fn accept(&mut self, now: Instant, key: CallKey, rtp: SocketAddr) -> Result<(), String> {
+        let call = self.calls.get_mut(&key).ok_or("no such call")?;
+        if call.state != State::RingingIn {
+            return Err("the call is not ringing".into());
+        }
+        let (answer, remote) = match sdp::answer(&call.offer, rtp, call.session, 1) {
+            Ok(answered) => answered,
+            Err(e) => {
+                let reason = format!("Not Acceptable Here ({e})");
+                self.end_incoming(now, key, 488, &reason, EndReason::Failed);
+                return Err(format!("the caller's media cannot be bridged: {e}"));
+            }
+        };
+        let tag = call.dialog.as_ref().map(|d| d.local.clone()).unwrap_or_default();
+        let mut ok = message::response(&call.invite_request, 200, "OK", Some(tag_of(&tag)));
+        let contact = format!("<sip:gateway@{}>", self.local.addr(Transport::Udp));
+        ok.headers
+            .push(rsip::Header::Contact(rsip::headers::Contact::from(contact)));
+        wire::set_body(&mut ok.headers, "application/sdp", answer.as_bytes());
+        ok.body = answer.into_bytes();
+        call.state = State::Up;
+        call.rtp = Some(rtp);
+        let invite = call.invite.clone();
+        if let Err(e) = self.tx.send_response(now, &invite, ok) {
+            self.forget(key);
+            return Err(format!("the caller is gone: {e}"));
+        }
+        self.events
+            .push_back(GatewayEvent::Connected { call: key, remote });
+        Ok(())
+    }
+
+    /// The client declined an incoming call.
+    pub fn reject(&mut self, now: Instant, key: CallKey) {
+        self.end_incoming(now, key, 603, "Decline", EndReason::Rejected);
+    }
+
+    /// The client hangs up (or goes away): BYE, CANCEL or 603 as the call
+    /// stands. No `Ended` follows for it.
+    pub fn hangup(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        match call.state {
+            State::Up => {
+                if let Some(dialog) = call.dialog.as_mut() {
+                    match dialog.request(&mut self.ids, &self.local, "BYE").build(None, b"") {
+                        Ok(bye) => {
+                            self.tx.send_request(now, dialog.peer, bye);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot build a BYE"),
+                    }
+                }
+                self.forget(key);
+            }
+            State::Calling { provisional, .. } => {
+                if provisional {
+                    self.cancel(now, key);
+                } else {
+                    // CANCEL waits for a provisional response (§9.1).
+                    call.state = State::Calling {
+                        provisional,
+                        cancel: true,
+                    };
+                }
+            }
+            State::RingingIn => {
+                self.end_incoming(now, key, 603, "Decline", EndReason::Cancelled);
+                self.events.pop_back();
+            }
+        }
+    }
+
+    /// Sends `digits` as SIP INFO (application/dtmf-relay), one per digit.
+    pub fn dtmf(&mut self, now: Instant, key: CallKey, digits: &str) -> Result<(), String> {
+        let call = self.calls.get_mut(&key).ok_or("no such call")?;
+        if call.state != State::Up {
+            return Err("the call is not answered yet".into());
+        }
+        let dialog = call.dialog.as_mut().ok_or("no dialog")?;
+        for digit in digits.chars() {
+            let body = format!("Signal={digit}\r\nDuration=160\r\n");
+            let info = dialog
+                .request(&mut self.ids, &self.local, "INFO")
+                .build(Some("application/dtmf-relay"), body.as_bytes())?;
+            self.tx.send_request(now, dialog.peer, info);
+        }
+        Ok(())
+    }
+
+    /// A datagram from the network.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        let Ok(message::Inbound::Message(inbound)) =
+            message::parse_datagram(bytes, &message::Limits::default())
+        else {
+            return;
+        };
+        self.tx
+            .handle_message(now, Peer::new(Transport::Udp, from), inbound);
+        self.drain(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.tx.handle_timeout(now);
+        self.drain(now);
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.tx.poll_transmit()
+    }
+
+    pub fn poll_event(&mut self) -> Option<GatewayEvent> {
+        self.events.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.tx.poll_timeout()
+    }
+
+    /// Calls in progress.
+    pub fn len(&self) -> usize {
+        self.calls.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    fn drain(&mut self, now: Instant) {
+        while let Some(event) = self.tx.poll_event() {
+            match event {
+                TxEvent::Response { key, response } => self.on_response(now, &key, response),
+                TxEvent::Request { key, peer, request } => {
+                    self.on_request(now, key, peer, request)
+                }
+                TxEvent::Timeout { key } => {
+                    if let Some(&call) = self.keys.get(&key)
+                        && self.calls.get(&call).is_some_and(|c| c.invite == key)
+                    {
+                        self.end(call, EndReason::Failed, Some(408));
+                    }
+                }
+                TxEvent::Terminated { key } => {
+                    self.keys.remove(&key);
+                }
+                TxEvent::Ack { .. } | TxEvent::NoAck { .. } => {}
+            }
+        }
+    }
+
+    fn on_response(&mut self, now: Instant, tx: &TxKey, response: rsip::Response) {
+        let Some(&key) = self.keys.get(tx) else {
+            return;
+        };
+        let status = response.status_code.code();
+        let Some(call) = self.calls.get_mut(&key) else {
+            // A 2xx after we gave up (a CANCEL crossed it): ACK and BYE.
+            if (200..300).contains(&status) {
+                self.ack_and_bye(now, &response);
+            }
+            return;
+        };
+        if call.invite != *tx {
+            return; // BYE, INFO, CANCEL: nothing to do with the answer
+        }
+        let State::Calling { provisional, cancel } = call.state else {
+            return; // a retransmitted 2xx: the ACK went with the first
+        };
+        match status {
+            100 => {}
+            101..=199 => {
+                if !provisional {
+                    call.state = State::Calling {
+                        provisional: true,
+                        cancel,
+                    };
+                    if cancel {
+                        return self.cancel(now, key);
+                    }
+                    if status == 180 || status == 183 {
+                        self.events.push_back(GatewayEvent::Ringing(key));
+                    }
+                }
+            }
+            200..=299 => {
+                let Some(dialog) = call.dialog.as_mut() else {
+                    return;
+                };
+                dialog.remote = wire::header_value(&response.headers, "To").unwrap_or_default();
+                if let Some(target) = wire::contact_uri(&response) {
+                    dialog.remote_target = target;
+                }
+                if let Ok(ack) = dialog.ack(&mut self.ids, &self.local, 1).build(None, b"") {
+                    self.tx.send_stateless(dialog.peer, ack);
+                }
+                call.state = State::Up;
+                if cancel {
+                    return self.hangup(now, key);
+                }
+                let body = wire::sdp_body(&response.headers, &response.body).unwrap_or_default();
+                match sdp::parse_answer(&body) {
+                    Ok(remote) => self
+                        .events
+                        .push_back(GatewayEvent::Connected { call: key, remote }),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the runtime's answer has no usable audio");
+                        self.hangup(now, key);
+                        self.end(key, EndReason::Failed, Some(status));
+                    }
+                }
+            }
+            _ => self.end(key, EndReason::of_status(status), Some(status)),
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, key: TxKey, peer: Peer, request: rsip::Request) {
+        let call_id = wire::call_id(&request).unwrap_or_default();
+        let known = self.dialogs.get(&call_id).copied();
+        let reply = |gw: &mut Self, status: u16, reason: &str| {
+            let response = message::response(&request, status, reason, None);
+            let _ = gw.tx.send_response(now, &key, response);
+        };
+        match (&request.method, known) {
+            (rsip::Method::Invite, None) => self.on_invite(now, key, peer, request),
+            (rsip::Method::Invite, Some(call)) => self.on_reinvite(now, key, call, &request),
+            (rsip::Method::Bye, Some(call)) => {
+                reply(self, 200, "OK");
+                self.end(call, EndReason::Hangup, None);
+            }
+            (rsip::Method::Cancel, _) => {
+                reply(self, 200, "OK");
+                let invite = self.tx.find_invite(&key);
+                let call = invite.as_ref().and_then(|k| self.keys.get(k)).copied();
+                if let Some(call) = call
+                    && self.calls.get(&call).is_some_and(|c| c.state == State::RingingIn)
+                {
+                    self.end_incoming(now, call, 487, "Request Terminated", EndReason::Cancelled);
+                }
+            }
+            (rsip::Method::Ack, _) => {}
+            (_, Some(_)) | (rsip::Method::Options, None) => reply(self, 200, "OK"),
+            (_, None) => reply(self, 481, "Call/Transaction Does Not Exist"),
+        }
+    }
+
+    fn on_invite(&mut self, now: Instant, tx: TxKey, peer: Peer, request: rsip::Request) {
+        let reply = |gw: &mut Self, status: u16, reason: &str| {
+            let response = message::response(&request, status, reason, None);
+            let _ = gw.tx.send_response(now, &tx, response);
+        };
+        if peer.addr != self.endpoint.addr && !self.trusted.contains(&peer.addr) {
+            return reply(self, 403, "Forbidden (only the runtime rings clients)");
+        }
+        let Some(offer) = wire::sdp_body(&request.headers, &request.body) else {
+            return reply(self, 488, "Not Acceptable Here (an offer is needed)");
+        };
+        let Some(device) = request.uri.user().map(str::to_string) else {
+            return reply(self, 404, "Not Found");
+        };
+        let call_id = wire::call_id(&request).unwrap_or_default();
+        let key = self.next;
+        self.next += 1;
+        let tag = self.ids.token();
+        let to = wire::header_value(&request.headers, "To").unwrap_or_default();
+        let dialog = Dialog {
+            call_id: call_id.clone(),
+            local: format!("{to};tag={tag}"),
+            remote: wire::header_value(&request.headers, "From").unwrap_or_default(),
+            remote_target: wire::contact_uri(&request)
+                .unwrap_or_else(|| format!("sip:{}", peer.addr)),
+            route_set: wire::record_routes(&request.headers),
+            local_cseq: 0,
+            peer,
+        };
+        let from = message::from_uri(&request)
+            .and_then(|u| rsip::Uri::try_from(u).ok())
+            .and_then(|u| u.user().map(str::to_string))
+            .unwrap_or_else(|| "anonymous".into());
+        let ringing = message::response(&request, 180, "Ringing", Some(&tag));
+        let _ = self.tx.send_response(now, &tx, ringing);
+        self.keys.insert(tx.clone(), key);
+        self.dialogs.insert(call_id, key);
+        self.calls.insert(
+            key,
+            GwCall {
+                state: State::RingingIn,
+                invite: tx,
+                invite_request: request,
+                dialog: Some(dialog),
+                rtp: None,
+                offer,
+                session: self.ids.session(),
+            },
+        );
+        self.events.push_back(GatewayEvent::Incoming {
+            call: key,
+            device,
+            from,
+        });
+    }
+
+    /// A new offer in the dialog (the endpoint re-anchors media): answered
+    /// from the same RTP address; the edge relays to the new remote.
+    fn on_reinvite(&mut self, now: Instant, tx: TxKey, key: CallKey, request: &rsip::Request) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let (Some(rtp), Some(offer)) = (call.rtp, wire::sdp_body(&request.headers, &request.body))
+        else {
+            let response = message::response(request, 488, "Not Acceptable Here", None);
+            let _ = self.tx.send_response(now, &tx, response);
+            return;
+        };
+        match sdp::answer(&offer, rtp, call.session, 2) {
+            Ok((answer, remote)) => {
+                let mut ok = message::response(request, 200, "OK", None);
+                wire::set_body(&mut ok.headers, "application/sdp", answer.as_bytes());
+                ok.body = answer.into_bytes();
+                let _ = self.tx.send_response(now, &tx, ok);
+                self.events
+                    .push_back(GatewayEvent::Connected { call: key, remote });
+            }
+            Err(e) => {
+                let reason = format!("Not Acceptable Here ({e})");
+                let response = message::response(request, 488, &reason, None);
+                let _ = self.tx.send_response(now, &tx, response);
+            }
+        }
+    }
+
+    fn cancel(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        if let Some(cancel) = cancel_for(&call.invite_request) {
+            self.tx.send_request(now, self.endpoint, cancel);
+        }
+        self.forget(key);
+    }
+
+    /// A 2xx for a call we no longer have.
+    fn ack_and_bye(&mut self, now: Instant, response: &rsip::Response) {
+        let remote = wire::header_value(&response.headers, "To").unwrap_or_default();
+        let local = wire::header_value(&response.headers, "From").unwrap_or_default();
+        let mut dialog = Dialog {
+            call_id: wire::call_id(response).unwrap_or_default(),
+            local,
+            remote,
+            remote_target: wire::contact_uri(response)
+                .unwrap_or_else(|| format!("sip:client@{}", self.endpoint.addr)),
+            route_set: Vec::new(),
+            local_cseq: 1,
+            peer: self.endpoint,
+        };
+        if let Ok(ack) = dialog.ack(&mut self.ids, &self.local, 1).build(None, b"") {
+            self.tx.send_stateless(self.endpoint, ack);
+        }
+        if let Ok(bye) = dialog.request(&mut self.ids, &self.local, "BYE").build(None, b"") {
+            self.tx.send_request(now, self.endpoint, bye);
+        }
+    }
+
+    fn end_incoming(&mut self, now: Instant, key: CallKey, status: u16, reason: &str, why: EndReason) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let tag = call.dialog.as_ref().map(|d| tag_of(&d.local).to_string());
+        let response = message::response(&call.invite_request, status, reason, tag.as_deref());
+        let invite = call.invite.clone();
+        let _ = self.tx.send_response(now, &invite, response);
+        self.end(key, why, Some(status));
+    }
+
+    fn end(&mut self, key: CallKey, reason: EndReason, status: Option<u16>) {
+        if self.forget(key) {
+            self.events.push_back(GatewayEvent::Ended {
+                call: key,
+                reason,
+                status,
+            });
+        }
+    }
+
+    fn forget(&mut self, key: CallKey) -> bool {
+        let Some(call) = self.calls.remove(&key) else {
+            return false;
+        };
+        if let Some(dialog) = &call.dialog {
+            self.dialogs.remove(&dialog.call_id);
+        }
+        true
+    }
+}
+
+/// Whether `value` can be a SIP header value as it is: no control
+/// characters (CR/LF would start a header of its own), at most 1 KiB.
+fn header_safe(value: &str) -> bool {
+    value.len() <= 1024 && !value.chars().any(char::is_control)
+}
+
+/// The tag parameter of a name-addr we built (`…;tag=abc`).
+fn tag_of(value: &str) -> &str {
+    value.rsplit_once(";tag=").map_or("", |(_, tag)| tag)
+}
+
+/// A client identity as the user part of a SIP URI: unreserved characters
+/// pass, everything else is percent-encoded (RFC 3261 §25.1).
+fn uri_user(identity: &str) -> String {
+    identity
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'!' | b'~' | b'*' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
