@@ -7,6 +7,8 @@
 mod http;
 #[path = "common/sip.rs"]
 mod sip_common;
+#[path = "common/ua.rs"]
+mod ua;
 
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -325,4 +327,52 @@ fn bad_tokens_are_refused_and_a_revoked_key_ends_the_session() {
         presence(addr, &other, "carol")["status"] == "offline"
     });
     assert!(gone);
+}
+
+/// The IVR's "1" dials client:sales; each time sales cannot be rung the
+/// decision log says why, and the handler hears the matching status.
+#[test]
+fn dial_client_says_why_no_device_rang() {
+    let mut server = Server::serve(
+        &Config::new()
+            .api(&format!("admin_key = \"{ADMIN_KEY}\""))
+            .tenant("acme", &[])
+            .number("100", "ivr"),
+    );
+    let addr = server.http;
+    let (_, _, acme) = new_key_secret(addr, "acme");
+    let ua = ua::Ua::new();
+    let press_1 = |expect: &str, status: &str| {
+        let call = ua
+            .call(server.udp, "100", &[switchyard::sip::sdp::Codec::PCMU], true)
+            .unwrap_or_else(|e| panic!("calling the IVR: {e}\n{}", server.output()));
+        call.start_silence();
+        assert!(call.wait_for_audio(2_500, Duration::from_secs(10)));
+        call.send_dtmf('1').unwrap();
+        // "Connecting you to sales", the dial, then what the IVR says to a
+        // dial that failed: the dial is over by then.
+        assert!(call.wait_for_audio(6_000, Duration::from_secs(15)));
+        drop(call);
+        let log = http::newest_log(&server, &acme, expect);
+        assert!(log.contains(expect), "{expect} not in\n{log}");
+        assert!(log.contains(&format!("\"status\":\"{status}\"")), "{status} not in\n{log}");
+    };
+    press_1("sales is offline (no device connected)", "NoAnswer");
+
+    // Connected, with a token that grants no incoming calls.
+    let claims = json!({"identity": "sales", "incoming": false});
+    let minted = http::post(addr, "/v1/tokens", &acme, &claims);
+    let mut phone = connect(addr);
+    let token = minted.json()["token"].as_str().unwrap().to_owned();
+    assert_eq!(ask(&mut phone, json!({"type": "register", "token": token}))["type"], "registered");
+    press_1("sales may not receive calls", "Failed");
+
+    // A device that may, set busy.
+    let mut desk = connect(addr);
+    let token = client_token(addr, &acme, "sales");
+    assert_eq!(ask(&mut desk, json!({"type": "register", "token": token}))["type"], "registered");
+    let busy = ask(&mut desk, json!({"type": "presence", "status": "busy"}));
+    assert_eq!(busy["status"], "busy");
+    press_1("sales is busy", "Busy");
+    server.assert_alive();
 }

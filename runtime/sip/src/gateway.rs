@@ -679,3 +679,243 @@ fn uri_user(identity: &str) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    const GATEWAY: &str = "127.0.0.1:5070";
+    const ENDPOINT: &str = "127.0.0.1:5060";
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn gateway() -> Gateway {
+        let rng = Rng::seed_from_u64(7);
+        Gateway::new(addr(GATEWAY), addr(ENDPOINT), vec![addr("127.0.0.1:6060")], rng)
+    }
+
+    /// Every datagram the gateway wants sent, parsed.
+    fn sent(gw: &mut Gateway) -> Vec<(SocketAddr, rsip::SipMessage)> {
+        std::iter::from_fn(|| gw.poll_transmit())
+            .map(|t| (t.peer.addr, rsip::SipMessage::try_from(t.bytes.to_vec()).unwrap()))
+            .collect()
+    }
+
+    fn events(gw: &mut Gateway) -> Vec<GatewayEvent> {
+        std::iter::from_fn(|| gw.poll_event()).collect()
+    }
+
+    fn deliver(gw: &mut Gateway, now: Instant, from: &str, message: impl Into<rsip::SipMessage>) {
+        let bytes = message.into().to_string();
+        gw.handle_datagram(now, addr(from), bytes.as_bytes());
+    }
+
+    fn with_sdp(mut response: rsip::Response, sdp: &str) -> rsip::Response {
+        wire::set_body(&mut response.headers, "application/sdp", sdp.as_bytes());
+        response.body = sdp.as_bytes().to_vec();
+        response
+    }
+
+    fn request(message: &rsip::SipMessage) -> rsip::Request {
+        match message {
+            rsip::SipMessage::Request(r) => r.clone(),
+            rsip::SipMessage::Response(r) => panic!("a response: {r}"),
+        }
+    }
+
+    fn status(message: &rsip::SipMessage) -> u16 {
+        match message {
+            rsip::SipMessage::Response(r) => r.status_code.code(),
+            rsip::SipMessage::Request(r) => panic!("a request: {r}"),
+        }
+    }
+
+    fn placement(to: &str) -> Placement {
+        Placement {
+            tenant: "acme".into(),
+            identity: "alice".into(),
+            handler: "ivr".into(),
+            params: vec![("X-Plan".into(), "gold".into())],
+            to: to.into(),
+            rtp: addr("127.0.0.1:40000"),
+        }
+    }
+
+    fn endpoint_sdp(port: u16) -> String {
+        sdp::offer(addr(&format!("127.0.0.1:{port}")), 1, 1, sdp::Direction::SendRecv)
+    }
+
+    #[test]
+    fn a_placed_call_rings_is_answered_and_hung_up_by_the_far_end() {
+        let now = Instant::now();
+        let mut gw = gateway();
+        let call = gw.place(now, &placement("client:bob")).unwrap();
+        let out = sent(&mut gw);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, addr(ENDPOINT));
+        let invite = request(&out[0].1);
+        let header = |name| wire::header_value(&invite.headers, name);
+        assert_eq!(header(TENANT_HEADER).as_deref(), Some("acme"));
+        assert_eq!(header(CLIENT_HEADER).as_deref(), Some("alice"));
+        assert_eq!(header(HANDLER_HEADER).as_deref(), Some("ivr"));
+        assert_eq!(header(TO_HEADER).as_deref(), Some("client:bob"));
+        assert_eq!(header("X-Plan").as_deref(), Some("gold"));
+        let offer = sdp::answer(&invite.body, addr("127.0.0.1:30000"), 1, 1).unwrap().1;
+        assert_eq!(offer.remote, Some(addr("127.0.0.1:40000")));
+
+        deliver(&mut gw, now, ENDPOINT, message::response(&invite, 180, "Ringing", Some("ep")));
+        assert_eq!(events(&mut gw), vec![GatewayEvent::Ringing(call)]);
+        let ok = with_sdp(message::response(&invite, 200, "OK", Some("ep")), &endpoint_sdp(30000));
+        deliver(&mut gw, now, ENDPOINT, ok);
+        let ack = sent(&mut gw);
+        assert_eq!(request(&ack[0].1).method, rsip::Method::Ack);
+        match events(&mut gw).as_slice() {
+            [GatewayEvent::Connected { call: c, remote }] => {
+                assert_eq!(*c, call);
+                assert_eq!(remote.remote, Some(addr("127.0.0.1:30000")));
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // The endpoint's BYE, in the dialog the 200 made.
+        let bye = RequestText::new("BYE", &format!("sip:gateway@{GATEWAY}"))
+            .header("Via", format!("SIP/2.0/UDP {ENDPOINT};branch=z9hG4bKbye1"))
+            .header("From", wire::header_value(&request(&ack[0].1).headers, "To").unwrap())
+            .header("To", wire::header_value(&invite.headers, "From").unwrap())
+            .header("Call-ID", wire::call_id(&invite).unwrap())
+            .header("CSeq", "2 BYE")
+            .build(None, b"")
+            .unwrap();
+        deliver(&mut gw, now, ENDPOINT, bye);
+        assert_eq!(status(&sent(&mut gw)[0].1), 200);
+        let ended = GatewayEvent::Ended {
+            call,
+            reason: EndReason::Hangup,
+            status: None,
+        };
+        assert_eq!(events(&mut gw), vec![ended]);
+        assert!(gw.is_empty());
+    }
+
+    #[test]
+    fn a_refused_call_ends_with_the_reason_of_its_status() {
+        let now = Instant::now();
+        let mut gw = gateway();
+        for (code, reason) in [(486, EndReason::Busy), (480, EndReason::NoAnswer), (404, EndReason::Failed)] {
+            let call = gw.place(now, &placement("100")).unwrap();
+            let invite = request(&sent(&mut gw)[0].1);
+            deliver(&mut gw, now, ENDPOINT, message::response(&invite, code, "No", Some("ep")));
+            let ended = GatewayEvent::Ended {
+                call,
+                reason,
+                status: Some(code),
+            };
+            assert_eq!(events(&mut gw), vec![ended]);
+            // The non-2xx is ACKed by the transaction layer.
+            assert_eq!(request(&sent(&mut gw)[0].1).method, rsip::Method::Ack);
+        }
+    }
+
+    #[test]
+    fn a_hangup_before_any_answer_cancels_once_the_call_rings() {
+        let now = Instant::now();
+        let mut gw = gateway();
+        let call = gw.place(now, &placement("100")).unwrap();
+        let invite = request(&sent(&mut gw)[0].1);
+        gw.hangup(now, call);
+        assert!(sent(&mut gw).is_empty(), "no CANCEL before a provisional response");
+        deliver(&mut gw, now, ENDPOINT, message::response(&invite, 180, "Ringing", Some("ep")));
+        let cancel = request(&sent(&mut gw)[0].1);
+        assert_eq!(cancel.method, rsip::Method::Cancel);
+        assert_eq!(wire::call_id(&cancel), wire::call_id(&invite));
+        assert!(events(&mut gw).is_empty(), "the client hung up: it is told nothing");
+        assert!(gw.is_empty());
+    }
+
+    #[test]
+    fn header_injection_through_what_a_client_dials_is_refused() {
+        let mut gw = gateway();
+        let err = gw.place(Instant::now(), &placement("100\r\nX-Evil: 1")).unwrap_err();
+        assert!(err.contains("control characters"), "{err}");
+        assert!(sent(&mut gw).is_empty());
+    }
+
+    fn endpoint_invite(branch: &str, call_id: &str, from: &str) -> rsip::Request {
+        RequestText::new("INVITE", &format!("sip:DV7@{GATEWAY}"))
+            .header("Via", format!("SIP/2.0/UDP {from};branch=z9hG4bK{branch}"))
+            .header("Max-Forwards", 70)
+            .header("From", "<sip:+15550199@switchyard>;tag=caller")
+            .header("To", format!("<sip:DV7@{GATEWAY}>"))
+            .header("Call-ID", call_id)
+            .header("CSeq", "1 INVITE")
+            .header("Contact", format!("<sip:switchyard@{from}>"))
+            .build(Some("application/sdp"), endpoint_sdp(30002).as_bytes())
+            .unwrap()
+    }
+
+    #[test]
+    fn only_the_runtime_rings_a_client_which_accepts_with_an_sdp_answer() {
+        let now = Instant::now();
+        let mut gw = gateway();
+        deliver(&mut gw, now, "127.0.0.1:9999", endpoint_invite("a1", "x1", "127.0.0.1:9999"));
+        assert_eq!(status(&sent(&mut gw)[0].1), 403);
+        assert!(events(&mut gw).is_empty());
+
+        // A trusted peer runtime (another region) may.
+        deliver(&mut gw, now, "127.0.0.1:6060", endpoint_invite("a2", "x2", "127.0.0.1:6060"));
+        let out = sent(&mut gw);
+        assert_eq!(status(&out[0].1), 180);
+        let call = match events(&mut gw).as_slice() {
+            [GatewayEvent::Incoming { call, device, from }] => {
+                assert_eq!((device.as_str(), from.as_str()), ("DV7", "+15550199"));
+                *call
+            }
+            other => panic!("{other:?}"),
+        };
+        gw.accept(now, call, addr("127.0.0.1:40002")).unwrap();
+        let ok = match &sent(&mut gw)[0].1 {
+            rsip::SipMessage::Response(r) => r.clone(),
+            other => panic!("{other}"),
+        };
+        assert_eq!(ok.status_code.code(), 200);
+        // The body is there, and as long as Content-Length says.
+        let answer = sdp::parse_answer(&ok.body).unwrap();
+        assert_eq!(answer.remote, Some(addr("127.0.0.1:40002")));
+        let length = format!("Content-Length: {}\r\n", ok.body.len());
+        assert!(ok.to_string().contains(&length), "{ok}");
+        match events(&mut gw).as_slice() {
+            [GatewayEvent::Connected { remote, .. }] => {
+                assert_eq!(remote.remote, Some(addr("127.0.0.1:30002")));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(gw.accept(now, call, addr("127.0.0.1:40002")).is_err(), "twice");
+    }
+
+    #[test]
+    fn a_ringing_client_call_cancelled_by_the_runtime_ends_cancelled() {
+        let now = Instant::now();
+        let mut gw = gateway();
+        let invite = endpoint_invite("c1", "y1", ENDPOINT);
+        deliver(&mut gw, now, ENDPOINT, invite.clone());
+        sent(&mut gw);
+        let call = match events(&mut gw).as_slice() {
+            [GatewayEvent::Incoming { call, .. }] => *call,
+            other => panic!("{other:?}"),
+        };
+        let cancel = cancel_for(&invite).unwrap();
+        deliver(&mut gw, now, ENDPOINT, cancel);
+        let statuses: Vec<u16> = sent(&mut gw).iter().map(|(_, m)| status(m)).collect();
+        assert_eq!(statuses, vec![200, 487]);
+        let ended = GatewayEvent::Ended {
+            call,
+            reason: EndReason::Cancelled,
+            status: Some(487),
+        };
+        assert_eq!(events(&mut gw), vec![ended]);
+        assert!(gw.accept(now, call, addr("127.0.0.1:40002")).is_err());
+    }
+}

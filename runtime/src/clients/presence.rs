@@ -281,6 +281,32 @@ mod tests {
     }
 
     #[test]
+    fn a_call_rings_the_available_devices_that_may_take_it() {
+        let mut p = Presence::default();
+        let offline = p.ringable("acme", "alice").unwrap_err();
+        assert_eq!(offline, NotRung::Offline("alice".into()));
+        let browser = p.connect("acme", "alice").unwrap();
+        let phone = p.connect("acme", "alice").unwrap();
+        let tablet = p.connect("acme", "alice").unwrap();
+        assert_eq!(p.ringable("acme", "alice"), Err(NotRung::NotAllowed("alice".into())));
+        for device in [browser, phone, tablet] {
+            p.set_incoming(device, device != tablet);
+        }
+        assert_eq!(p.ringable("acme", "alice"), Ok(vec![browser, phone]));
+        p.set(phone, Status::Away, None).unwrap();
+        assert_eq!(p.ringable("acme", "alice"), Ok(vec![browser]));
+        p.set(browser, Status::Away, None).unwrap();
+        assert_eq!(p.ringable("acme", "alice"), Err(NotRung::Away("alice".into())));
+        p.set(browser, Status::Available, None).unwrap();
+        // A call on any device (even one that takes none) makes alice busy.
+        p.in_call(tablet, true);
+        assert_eq!(p.ringable("acme", "alice"), Err(NotRung::Busy("alice".into())));
+        p.in_call(tablet, false);
+        assert_eq!(p.ringable("acme", "alice"), Ok(vec![browser]));
+        assert!(p.ringable("globex", "alice").is_err(), "per tenant");
+    }
+
+    #[test]
     fn tenants_never_see_each_others_identities() {
         let mut p = Presence::default();
         p.connect("acme", "alice").unwrap();

@@ -505,10 +505,18 @@ fn demo_token(accounts: &Accounts, config: &Config) -> Option<String> {
             }
         };
         let (id, secret) = key.context("the demo tenant has no key that can sign")?;
+        // The browser's calls go to the tenant's first number's handler
+        // (the IVR in the demo), whatever it dials.
+        let handler = (tenant.numbers.first())
+            .and_then(|n| n.component.file_stem())
+            .map(|stem| stem.to_string_lossy().into_owned());
         let grants = crate::tokens::Grants {
             identity: "demo".into(),
             incoming: true,
-            outgoing: None,
+            outgoing: handler.map(|handler| crate::tokens::Outgoing {
+                handler,
+                params: Default::default(),
+            }),
         };
         let now = crate::tokens::unix_now();
         let ttl = crate::tokens::MAX_TTL_SECS;
@@ -562,7 +570,7 @@ fn banner(listening: &Listening, config: &Config, demo_token: Option<&str>) -> V
             }
             if let (Some(_), Some(token), Some(http)) = (demo, demo_token, listening.http) {
                 lines.push(format!(
-                    "  browser phone:   http://{http}/phone#token={token}    (client \"demo\", 24 h)"
+                    "  browser phone:   http://{http}/phone#token={token}    (client \"demo\", 24 h: call 1000 to reach the IVR)"
                 ));
             }
         }
