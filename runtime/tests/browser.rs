@@ -3,7 +3,9 @@
 //! a token in the link registers the browser as client alice, present
 //! while the page is open, offline once the browser is gone; a browser
 //! calls the IVR, hears it, presses 1, and the IVR rings another browser,
-//! which answers: audio flows both ways between the two pages.
+//! which answers: audio flows both ways between the two pages; a SIPp
+//! caller reaches a browser client, which rings and answers, with RTP
+//! both ways.
 
 #[path = "common/cdp.rs"]
 mod cdp;
@@ -21,7 +23,7 @@ use cdp::Page;
 use chromium::chromium;
 use http::{ADMIN_KEY, Auth, client_token, get, newest_log, new_key_secret, post};
 use serde_json::json;
-use sip_common::{Config, Server, wait_until};
+use sip_common::{Config, Server, Sipp, wait_until};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -206,4 +208,48 @@ fn the_phone_page_registers_the_browser_as_a_client() {
         presence()["status"] == "offline"
     });
     assert!(gone, "the closed browser stays present: {}", presence());
+}
+
+/// SIPp calls the forwarder, which dials client:alice: the browser rings
+/// with SIPp's number, answers, hears SIPp's 7 s of PCMA (converted to the
+/// browser's law on the way), and SIPp echoes the browser's audio back
+/// (`-rtp_echo`), so what the browser hears after the recording ended
+/// went browser → SIPp → browser.
+#[test]
+fn a_sipp_caller_reaches_a_browser_client_with_rtp_both_ways() {
+    sip_common::require_tool("sipp", "-v", "sip-tester");
+    let mut server = Server::serve(
+        &Config::new()
+            .api(&format!("admin_key = \"{ADMIN_KEY}\""))
+            .tenant("acme", &[])
+            .number("+15550200", "forwarder"),
+    );
+    let (_, _, acme) = new_key_secret(server.http, "acme");
+    let mut alice = Phone::open(&server, &client_token(server.http, &acme, "alice"));
+    let sipp = Sipp::new("-s +15550200 -d 12000 -rtp_echo -m 1")
+        .sf("caller_pcap.xml")
+        .to(server.udp)
+        .timeout(Duration::from_secs(60))
+        .spawn();
+
+    let rung = alice
+        .page
+        .wait("!document.getElementById('incoming').hidden", PATIENCE);
+    assert!(rung, "alice never rang\n{}", server.output());
+    let from = alice.page.eval("document.getElementById('incoming-from').textContent");
+    assert!(from.as_str().unwrap_or_default().contains("+15550123"), "{from}");
+    alice.click("#accept");
+    alice.wait_state("connected");
+    assert!(alice.hears_more_than(0.0), "no audio from SIPp");
+    // The recording is 7 s; after it only the echo of alice comes back.
+    std::thread::sleep(Duration::from_secs(8));
+    let before = alice.energy_in();
+    assert!(
+        alice.hears_more_than(before + 0.01),
+        "alice's audio does not come back through SIPp: {}",
+        alice.page.eval("window.phone.call.stats()")
+    );
+    alice.wait_state("ended");
+    sipp.finish().assert_calls(1, &server);
+    server.assert_alive();
 }
