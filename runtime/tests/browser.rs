@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use cdp::Page;
 use chromium::chromium;
-use http::{ADMIN_KEY, Auth, client_token, get, newest_log, new_key_secret, post};
+use http::{ADMIN_KEY, Auth, client_token, get, new_key_secret, newest_log, post};
 use serde_json::json;
 use sip_common::{Config, Server, Sipp, wait_until};
 
@@ -70,7 +70,8 @@ impl Phone {
             reached,
             "call never {state}: it is {}; {}",
             self.call_state(),
-            self.page.eval("document.getElementById('call-status').textContent")
+            self.page
+                .eval("document.getElementById('call-status').textContent")
         );
     }
 
@@ -125,7 +126,12 @@ fn a_browser_calls_the_ivr_presses_1_and_the_ivr_rings_another_browser() {
         let ringing = "!document.getElementById('incoming').hidden";
         agent.page.wait(ringing, Duration::from_secs(1))
     });
-    assert!(rung, "sales never rang: {}\n{}", agent.call_state(), server.output());
+    assert!(
+        rung,
+        "sales never rang: {}\n{}",
+        agent.call_state(),
+        server.output()
+    );
     let busy = || get(addr, "/v1/presence/sales", &acme).json()["status"] == "busy";
     agent.click("#accept");
     agent.wait_state("connected");
@@ -236,8 +242,13 @@ fn a_sipp_caller_reaches_a_browser_client_with_rtp_both_ways() {
         .page
         .wait("!document.getElementById('incoming').hidden", PATIENCE);
     assert!(rung, "alice never rang\n{}", server.output());
-    let from = alice.page.eval("document.getElementById('incoming-from').textContent");
-    assert!(from.as_str().unwrap_or_default().contains("+15550123"), "{from}");
+    let from = alice
+        .page
+        .eval("document.getElementById('incoming-from').textContent");
+    assert!(
+        from.as_str().unwrap_or_default().contains("+15550123"),
+        "{from}"
+    );
     alice.click("#accept");
     alice.wait_state("connected");
     assert!(alice.hears_more_than(0.0), "no audio from SIPp");

@@ -218,10 +218,7 @@ fn two_devices_make_one_presence_and_silence_takes_them_offline() {
             Message::text(r#"{"type":"invite","call":"c1","to":"700","sdp":"v=0"}"#),
             "forbidden",
         ),
-        (
-            Message::text(r#"{"type":"hangup","call":"c9"}"#),
-            "no_call",
-        ),
+        (Message::text(r#"{"type":"hangup","call":"c9"}"#), "no_call"),
     ] {
         phone.send(frame).unwrap();
         let answer = recv(&mut phone);
@@ -344,7 +341,12 @@ fn dial_client_says_why_no_device_rang() {
     let ua = ua::Ua::new();
     let press_1 = |expect: &str, status: &str| {
         let call = ua
-            .call(server.udp, "100", &[switchyard::sip::sdp::Codec::PCMU], true)
+            .call(
+                server.udp,
+                "100",
+                &[switchyard::sip::sdp::Codec::PCMU],
+                true,
+            )
             .unwrap_or_else(|e| panic!("calling the IVR: {e}\n{}", server.output()));
         call.start_silence();
         assert!(call.wait_for_audio(2_500, Duration::from_secs(10)));
@@ -355,7 +357,10 @@ fn dial_client_says_why_no_device_rang() {
         drop(call);
         let log = http::newest_log(&server, &acme, expect);
         assert!(log.contains(expect), "{expect} not in\n{log}");
-        assert!(log.contains(&format!("\"status\":\"{status}\"")), "{status} not in\n{log}");
+        assert!(
+            log.contains(&format!("\"status\":\"{status}\"")),
+            "{status} not in\n{log}"
+        );
     };
     press_1("sales is offline (no device connected)", "NoAnswer");
 
@@ -364,13 +369,19 @@ fn dial_client_says_why_no_device_rang() {
     let minted = http::post(addr, "/v1/tokens", &acme, &claims);
     let mut phone = connect(addr);
     let token = minted.json()["token"].as_str().unwrap().to_owned();
-    assert_eq!(ask(&mut phone, json!({"type": "register", "token": token}))["type"], "registered");
+    assert_eq!(
+        ask(&mut phone, json!({"type": "register", "token": token}))["type"],
+        "registered"
+    );
     press_1("sales may not receive calls", "Failed");
 
     // A device that may, set busy.
     let mut desk = connect(addr);
     let token = client_token(addr, &acme, "sales");
-    assert_eq!(ask(&mut desk, json!({"type": "register", "token": token}))["type"], "registered");
+    assert_eq!(
+        ask(&mut desk, json!({"type": "register", "token": token}))["type"],
+        "registered"
+    );
     let busy = ask(&mut desk, json!({"type": "presence", "status": "busy"}));
     assert_eq!(busy["status"], "busy");
     press_1("sales is busy", "Busy");

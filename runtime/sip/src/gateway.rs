@@ -134,7 +134,10 @@ pub enum GatewayEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Our INVITE is out; `provisional` once a 1xx came (CANCEL allowed).
-    Calling { provisional: bool, cancel: bool },
+    Calling {
+        provisional: bool,
+        cancel: bool,
+    },
     /// Their INVITE rings the client.
     RingingIn,
     Up,
@@ -170,7 +173,12 @@ pub struct Gateway {
 impl Gateway {
     /// A gateway on UDP `local` placing calls into the endpoint at
     /// `endpoint`; INVITEs are taken from the endpoint and `trusted`.
-    pub fn new(local: SocketAddr, endpoint: SocketAddr, trusted: Vec<SocketAddr>, rng: Rng) -> Self {
+    pub fn new(
+        local: SocketAddr,
+        endpoint: SocketAddr,
+        trusted: Vec<SocketAddr>,
+        rng: Rng,
+    ) -> Self {
         Self {
             local: Local {
                 addrs: vec![(Transport::Udp, local)],
@@ -200,10 +208,17 @@ impl Gateway {
     /// Places a client's call: an INVITE to the endpoint offering the
     /// edge's RTP address.
     pub fn place(&mut self, now: Instant, placement: &Placement) -> Result<CallKey, String> {
-        let values = [&placement.tenant, &placement.identity, &placement.handler, &placement.to];
+        let values = [
+            &placement.tenant,
+            &placement.identity,
+            &placement.handler,
+            &placement.to,
+        ];
         let params = placement.params.iter().flat_map(|(n, v)| [n, v]);
         if let Some(bad) = values.into_iter().chain(params).find(|v| !header_safe(v)) {
-            return Err(format!("{bad:?} cannot go into a SIP header (control characters)"));
+            return Err(format!(
+                "{bad:?} cannot go into a SIP header (control characters)"
+            ));
         }
         let key = self.next;
         self.next += 1;
@@ -213,7 +228,10 @@ impl Gateway {
         let offer = sdp::offer(placement.rtp, session, 1, sdp::Direction::SendRecv);
         let call_id = format!("{}@gateway", self.ids.token());
         let tag = self.ids.token();
-        let local = format!("<sip:{}@client.invalid>;tag={tag}", uri_user(&placement.identity));
+        let local = format!(
+            "<sip:{}@client.invalid>;tag={tag}",
+            uri_user(&placement.identity)
+        );
         let mut text = RequestText::new("INVITE", &format!("sip:client@{endpoint}"))
             .header("Via", self.local.via(Transport::Udp, &self.ids.branch()))
             .header("Max-Forwards", 70)
@@ -274,7 +292,11 @@ impl Gateway {
                 return Err(format!("the caller's media cannot be bridged: {e}"));
             }
         };
-        let tag = call.dialog.as_ref().map(|d| d.local.clone()).unwrap_or_default();
+        let tag = call
+            .dialog
+            .as_ref()
+            .map(|d| d.local.clone())
+            .unwrap_or_default();
         let mut ok = message::response(&call.invite_request, 200, "OK", Some(tag_of(&tag)));
         let contact = format!("<sip:gateway@{}>", self.local.addr(Transport::Udp));
         ok.headers
@@ -307,7 +329,10 @@ impl Gateway {
         match call.state {
             State::Up => {
                 if let Some(dialog) = call.dialog.as_mut() {
-                    match dialog.request(&mut self.ids, &self.local, "BYE").build(None, b"") {
+                    match dialog
+                        .request(&mut self.ids, &self.local, "BYE")
+                        .build(None, b"")
+                    {
                         Ok(bye) => {
                             self.tx.send_request(now, dialog.peer, bye);
                         }
@@ -393,9 +418,7 @@ impl Gateway {
         while let Some(event) = self.tx.poll_event() {
             match event {
                 TxEvent::Response { key, response } => self.on_response(now, &key, response),
-                TxEvent::Request { key, peer, request } => {
-                    self.on_request(now, key, peer, request)
-                }
+                TxEvent::Request { key, peer, request } => self.on_request(now, key, peer, request),
                 TxEvent::Timeout { key } => {
                     if let Some(&call) = self.keys.get(&key)
                         && self.calls.get(&call).is_some_and(|c| c.invite == key)
@@ -426,7 +449,11 @@ impl Gateway {
         if call.invite != *tx {
             return; // BYE, INFO, CANCEL: nothing to do with the answer
         }
-        let State::Calling { provisional, cancel } = call.state else {
+        let State::Calling {
+            provisional,
+            cancel,
+        } = call.state
+        else {
             return; // a retransmitted 2xx: the ACK went with the first
         };
         match status {
@@ -495,7 +522,10 @@ impl Gateway {
                 let invite = self.tx.find_invite(&key);
                 let call = invite.as_ref().and_then(|k| self.keys.get(k)).copied();
                 if let Some(call) = call
-                    && self.calls.get(&call).is_some_and(|c| c.state == State::RingingIn)
+                    && self
+                        .calls
+                        .get(&call)
+                        .is_some_and(|c| c.state == State::RingingIn)
                 {
                     self.end_incoming(now, call, 487, "Request Terminated", EndReason::Cancelled);
                 }
@@ -618,12 +648,22 @@ impl Gateway {
         if let Ok(ack) = dialog.ack(&mut self.ids, &self.local, 1).build(None, b"") {
             self.tx.send_stateless(self.endpoint, ack);
         }
-        if let Ok(bye) = dialog.request(&mut self.ids, &self.local, "BYE").build(None, b"") {
+        if let Ok(bye) = dialog
+            .request(&mut self.ids, &self.local, "BYE")
+            .build(None, b"")
+        {
             self.tx.send_request(now, self.endpoint, bye);
         }
     }
 
-    fn end_incoming(&mut self, now: Instant, key: CallKey, status: u16, reason: &str, why: EndReason) {
+    fn end_incoming(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        status: u16,
+        reason: &str,
+        why: EndReason,
+    ) {
         let Some(call) = self.calls.get(&key) else {
             return;
         };
@@ -694,13 +734,23 @@ mod tests {
 
     fn gateway() -> Gateway {
         let rng = Rng::seed_from_u64(7);
-        Gateway::new(addr(GATEWAY), addr(ENDPOINT), vec![addr("127.0.0.1:6060")], rng)
+        Gateway::new(
+            addr(GATEWAY),
+            addr(ENDPOINT),
+            vec![addr("127.0.0.1:6060")],
+            rng,
+        )
     }
 
     /// Every datagram the gateway wants sent, parsed.
     fn sent(gw: &mut Gateway) -> Vec<(SocketAddr, rsip::SipMessage)> {
         std::iter::from_fn(|| gw.poll_transmit())
-            .map(|t| (t.peer.addr, rsip::SipMessage::try_from(t.bytes.to_vec()).unwrap()))
+            .map(|t| {
+                (
+                    t.peer.addr,
+                    rsip::SipMessage::try_from(t.bytes.to_vec()).unwrap(),
+                )
+            })
             .collect()
     }
 
@@ -745,7 +795,12 @@ mod tests {
     }
 
     fn endpoint_sdp(port: u16) -> String {
-        sdp::offer(addr(&format!("127.0.0.1:{port}")), 1, 1, sdp::Direction::SendRecv)
+        sdp::offer(
+            addr(&format!("127.0.0.1:{port}")),
+            1,
+            1,
+            sdp::Direction::SendRecv,
+        )
     }
 
     #[test]
@@ -763,12 +818,22 @@ mod tests {
         assert_eq!(header(HANDLER_HEADER).as_deref(), Some("ivr"));
         assert_eq!(header(TO_HEADER).as_deref(), Some("client:bob"));
         assert_eq!(header("X-Plan").as_deref(), Some("gold"));
-        let offer = sdp::answer(&invite.body, addr("127.0.0.1:30000"), 1, 1).unwrap().1;
+        let offer = sdp::answer(&invite.body, addr("127.0.0.1:30000"), 1, 1)
+            .unwrap()
+            .1;
         assert_eq!(offer.remote, Some(addr("127.0.0.1:40000")));
 
-        deliver(&mut gw, now, ENDPOINT, message::response(&invite, 180, "Ringing", Some("ep")));
+        deliver(
+            &mut gw,
+            now,
+            ENDPOINT,
+            message::response(&invite, 180, "Ringing", Some("ep")),
+        );
         assert_eq!(events(&mut gw), vec![GatewayEvent::Ringing(call)]);
-        let ok = with_sdp(message::response(&invite, 200, "OK", Some("ep")), &endpoint_sdp(30000));
+        let ok = with_sdp(
+            message::response(&invite, 200, "OK", Some("ep")),
+            &endpoint_sdp(30000),
+        );
         deliver(&mut gw, now, ENDPOINT, ok);
         let ack = sent(&mut gw);
         assert_eq!(request(&ack[0].1).method, rsip::Method::Ack);
@@ -783,7 +848,10 @@ mod tests {
         // The endpoint's BYE, in the dialog the 200 made.
         let bye = RequestText::new("BYE", &format!("sip:gateway@{GATEWAY}"))
             .header("Via", format!("SIP/2.0/UDP {ENDPOINT};branch=z9hG4bKbye1"))
-            .header("From", wire::header_value(&request(&ack[0].1).headers, "To").unwrap())
+            .header(
+                "From",
+                wire::header_value(&request(&ack[0].1).headers, "To").unwrap(),
+            )
             .header("To", wire::header_value(&invite.headers, "From").unwrap())
             .header("Call-ID", wire::call_id(&invite).unwrap())
             .header("CSeq", "2 BYE")
@@ -804,10 +872,19 @@ mod tests {
     fn a_refused_call_ends_with_the_reason_of_its_status() {
         let now = Instant::now();
         let mut gw = gateway();
-        for (code, reason) in [(486, EndReason::Busy), (480, EndReason::NoAnswer), (404, EndReason::Failed)] {
+        for (code, reason) in [
+            (486, EndReason::Busy),
+            (480, EndReason::NoAnswer),
+            (404, EndReason::Failed),
+        ] {
             let call = gw.place(now, &placement("100")).unwrap();
             let invite = request(&sent(&mut gw)[0].1);
-            deliver(&mut gw, now, ENDPOINT, message::response(&invite, code, "No", Some("ep")));
+            deliver(
+                &mut gw,
+                now,
+                ENDPOINT,
+                message::response(&invite, code, "No", Some("ep")),
+            );
             let ended = GatewayEvent::Ended {
                 call,
                 reason,
@@ -826,19 +903,32 @@ mod tests {
         let call = gw.place(now, &placement("100")).unwrap();
         let invite = request(&sent(&mut gw)[0].1);
         gw.hangup(now, call);
-        assert!(sent(&mut gw).is_empty(), "no CANCEL before a provisional response");
-        deliver(&mut gw, now, ENDPOINT, message::response(&invite, 180, "Ringing", Some("ep")));
+        assert!(
+            sent(&mut gw).is_empty(),
+            "no CANCEL before a provisional response"
+        );
+        deliver(
+            &mut gw,
+            now,
+            ENDPOINT,
+            message::response(&invite, 180, "Ringing", Some("ep")),
+        );
         let cancel = request(&sent(&mut gw)[0].1);
         assert_eq!(cancel.method, rsip::Method::Cancel);
         assert_eq!(wire::call_id(&cancel), wire::call_id(&invite));
-        assert!(events(&mut gw).is_empty(), "the client hung up: it is told nothing");
+        assert!(
+            events(&mut gw).is_empty(),
+            "the client hung up: it is told nothing"
+        );
         assert!(gw.is_empty());
     }
 
     #[test]
     fn header_injection_through_what_a_client_dials_is_refused() {
         let mut gw = gateway();
-        let err = gw.place(Instant::now(), &placement("100\r\nX-Evil: 1")).unwrap_err();
+        let err = gw
+            .place(Instant::now(), &placement("100\r\nX-Evil: 1"))
+            .unwrap_err();
         assert!(err.contains("control characters"), "{err}");
         assert!(sent(&mut gw).is_empty());
     }
@@ -860,12 +950,22 @@ mod tests {
     fn only_the_runtime_rings_a_client_which_accepts_with_an_sdp_answer() {
         let now = Instant::now();
         let mut gw = gateway();
-        deliver(&mut gw, now, "127.0.0.1:9999", endpoint_invite("a1", "x1", "127.0.0.1:9999"));
+        deliver(
+            &mut gw,
+            now,
+            "127.0.0.1:9999",
+            endpoint_invite("a1", "x1", "127.0.0.1:9999"),
+        );
         assert_eq!(status(&sent(&mut gw)[0].1), 403);
         assert!(events(&mut gw).is_empty());
 
         // A trusted peer runtime (another region) may.
-        deliver(&mut gw, now, "127.0.0.1:6060", endpoint_invite("a2", "x2", "127.0.0.1:6060"));
+        deliver(
+            &mut gw,
+            now,
+            "127.0.0.1:6060",
+            endpoint_invite("a2", "x2", "127.0.0.1:6060"),
+        );
         let out = sent(&mut gw);
         assert_eq!(status(&out[0].1), 180);
         let call = match events(&mut gw).as_slice() {
@@ -892,7 +992,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(gw.accept(now, call, addr("127.0.0.1:40002")).is_err(), "twice");
+        assert!(
+            gw.accept(now, call, addr("127.0.0.1:40002")).is_err(),
+            "twice"
+        );
     }
 
     #[test]

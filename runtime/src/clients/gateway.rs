@@ -219,7 +219,10 @@ impl Task {
     /// Sends what the core wrote and acts on what it said.
     async fn flush(&mut self) {
         while let Some(transmit) = self.core.poll_transmit() {
-            let _ = self.socket.send_to(&transmit.bytes, transmit.peer.addr).await;
+            let _ = self
+                .socket
+                .send_to(&transmit.bytes, transmit.peer.addr)
+                .await;
         }
         while let Some(event) = self.core.poll_event() {
             match event {
@@ -243,7 +246,10 @@ impl Task {
         }
         // Rejections and hangups the events caused.
         while let Some(transmit) = self.core.poll_transmit() {
-            let _ = self.socket.send_to(&transmit.bytes, transmit.peer.addr).await;
+            let _ = self
+                .socket
+                .send_to(&transmit.bytes, transmit.peer.addr)
+                .await;
         }
     }
 

@@ -42,7 +42,8 @@ use super::presence::{Status, View};
 pub const MAX_MESSAGE: usize = 64 * 1024;
 
 /// Every message type a client may send.
-const TYPES: &str = "register, heartbeat, presence, invite, answer, reject, candidate, dtmf, hangup";
+const TYPES: &str =
+    "register, heartbeat, presence, invite, answer, reject, candidate, dtmf, hangup";
 /// Longest call id a client may choose, and longest `to`.
 const MAX_CALL_ID: usize = 64;
 const MAX_TO: usize = 256;
@@ -324,11 +325,23 @@ mod tests {
                 "unknown variant",
             ),
             (r#"{"type":"dance"}"#, "unknown message type"),
-            (r#"{"type":"invite","call":"c1","sdp":"v=0"}"#, "missing field `to`"),
-            (r#"{"type":"invite","call":"c 1","to":"1","sdp":""}"#, "call id"),
-            (r#"{"type":"invite","call":"c1","to":"1\r\nX: y","sdp":""}"#, "control"),
+            (
+                r#"{"type":"invite","call":"c1","sdp":"v=0"}"#,
+                "missing field `to`",
+            ),
+            (
+                r#"{"type":"invite","call":"c 1","to":"1","sdp":""}"#,
+                "call id",
+            ),
+            (
+                r#"{"type":"invite","call":"c1","to":"1\r\nX: y","sdp":""}"#,
+                "control",
+            ),
             (r#"{"type":"answer","call":"c1"}"#, "missing field `sdp`"),
-            (r#"{"type":"dtmf","call":"c1","digits":"12x"}"#, "0-9 * # A-D"),
+            (
+                r#"{"type":"dtmf","call":"c1","digits":"12x"}"#,
+                "0-9 * # A-D",
+            ),
             (r#"{"type":"hangup"}"#, "missing field `call`"),
             (r#"{"type":"hangup","call":"c1","x":1}"#, "unknown field"),
         ] {

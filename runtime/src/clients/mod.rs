@@ -420,19 +420,23 @@ impl Session {
             }
             ClientMessage::Invite { call, to, sdp } => {
                 let reply = self.invite(device, who, &call, to, &sdp).await;
-                Step::Reply(reply.unwrap_or_else(|(code, message)| ServerMessage::CallError {
-                    code,
-                    message,
-                    call,
-                }))
+                Step::Reply(
+                    reply.unwrap_or_else(|(code, message)| ServerMessage::CallError {
+                        code,
+                        message,
+                        call,
+                    }),
+                )
             }
             ClientMessage::Answer { call, sdp } => {
                 let reply = self.answer(&call, &sdp).await;
-                Step::Reply(reply.unwrap_or_else(|(code, message)| ServerMessage::CallError {
-                    code,
-                    message,
-                    call,
-                }))
+                Step::Reply(
+                    reply.unwrap_or_else(|(code, message)| ServerMessage::CallError {
+                        code,
+                        message,
+                        call,
+                    }),
+                )
             }
             ClientMessage::Reject { call }
             | ClientMessage::Hangup { call }
@@ -537,7 +541,11 @@ impl Session {
     }
 
     /// Takes an incoming call with the client's offer.
-    async fn answer(&mut self, call: &str, offer: &str) -> Result<ServerMessage, (&'static str, String)> {
+    async fn answer(
+        &mut self,
+        call: &str,
+        offer: &str,
+    ) -> Result<ServerMessage, (&'static str, String)> {
         let Some(&(key, placed)) = self.calls.get(call) else {
             return Err(("no_call", format!("no call {call:?} on this connection")));
         };
@@ -622,7 +630,8 @@ impl Session {
                 to: format!("client:{to}"),
             });
         }
-        let call = (self.calls.iter()).find_map(|(name, (k, _))| (*k == key).then(|| name.clone()))?;
+        let call =
+            (self.calls.iter()).find_map(|(name, (k, _))| (*k == key).then(|| name.clone()))?;
         Some(match notice {
             Notice::Ringing => ServerMessage::Ringing { call },
             Notice::Connected => ServerMessage::Connected { call },
@@ -641,7 +650,10 @@ impl Session {
 
     fn registered_identity(&self) -> Option<String> {
         let (device, _) = self.registered.as_ref()?;
-        self.clients.presence().owner(*device).map(|(_, identity)| identity)
+        self.clients
+            .presence()
+            .owner(*device)
+            .map(|(_, identity)| identity)
     }
 
     /// The token as the runtime judges it now; a refusal ends the session.

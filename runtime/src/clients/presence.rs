@@ -288,7 +288,10 @@ mod tests {
         let browser = p.connect("acme", "alice").unwrap();
         let phone = p.connect("acme", "alice").unwrap();
         let tablet = p.connect("acme", "alice").unwrap();
-        assert_eq!(p.ringable("acme", "alice"), Err(NotRung::NotAllowed("alice".into())));
+        assert_eq!(
+            p.ringable("acme", "alice"),
+            Err(NotRung::NotAllowed("alice".into()))
+        );
         for device in [browser, phone, tablet] {
             p.set_incoming(device, device != tablet);
         }
@@ -296,11 +299,17 @@ mod tests {
         p.set(phone, Status::Away, None).unwrap();
         assert_eq!(p.ringable("acme", "alice"), Ok(vec![browser]));
         p.set(browser, Status::Away, None).unwrap();
-        assert_eq!(p.ringable("acme", "alice"), Err(NotRung::Away("alice".into())));
+        assert_eq!(
+            p.ringable("acme", "alice"),
+            Err(NotRung::Away("alice".into()))
+        );
         p.set(browser, Status::Available, None).unwrap();
         // A call on any device (even one that takes none) makes alice busy.
         p.in_call(tablet, true);
-        assert_eq!(p.ringable("acme", "alice"), Err(NotRung::Busy("alice".into())));
+        assert_eq!(
+            p.ringable("acme", "alice"),
+            Err(NotRung::Busy("alice".into()))
+        );
         p.in_call(tablet, false);
         assert_eq!(p.ringable("acme", "alice"), Ok(vec![browser]));
         assert!(p.ringable("globex", "alice").is_err(), "per tenant");

@@ -56,8 +56,7 @@ pub async fn start(
     let plain = bind("RTP").await?;
     let local = webrtc.local_addr().map_err(|e| e.to_string())?;
     let rtp = plain.local_addr().map_err(|e| e.to_string())?;
-    let (peer, answer) =
-        Peer::answer(Instant::now(), local, offer).map_err(|e| e.to_string())?;
+    let (peer, answer) = Peer::answer(Instant::now(), local, offer).map_err(|e| e.to_string())?;
     let (control, commands) = mpsc::unbounded_channel();
     let run = Run {
         peer,

@@ -27,10 +27,16 @@ impl Page {
         let deadline = Instant::now() + timeout;
         let port = loop {
             let file = std::fs::read_to_string(profile.join("DevToolsActivePort"));
-            if let Some(port) = file.ok().and_then(|f| f.lines().next()?.parse::<u16>().ok()) {
+            if let Some(port) = file
+                .ok()
+                .and_then(|f| f.lines().next()?.parse::<u16>().ok())
+            {
                 break port;
             }
-            assert!(Instant::now() < deadline, "Chromium wrote no DevToolsActivePort");
+            assert!(
+                Instant::now() < deadline,
+                "Chromium wrote no DevToolsActivePort"
+            );
             std::thread::sleep(Duration::from_millis(50));
         };
         let url = loop {
@@ -41,7 +47,10 @@ impl Page {
             if let Some(url) = page {
                 break url;
             }
-            assert!(Instant::now() < deadline, "Chromium shows no page: {targets}");
+            assert!(
+                Instant::now() < deadline,
+                "Chromium shows no page: {targets}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         };
         let (socket, _) = tungstenite::connect(url.as_str()).expect("DevTools WebSocket");
@@ -114,7 +123,13 @@ fn http_get(port: u16, path: &str) -> Option<Value> {
             continue;
         };
         let length = (head.lines())
-            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:")?.trim().parse().ok())
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
             .unwrap_or(usize::MAX);
         if body.len() >= length {
             return serde_json::from_str(body).ok();

@@ -259,8 +259,7 @@ impl Endpoint {
         }
         let header = |name| wire::header_value(&req.headers, name).unwrap_or_default();
         let tenant_id = wire::header_value(&req.headers, TENANT_HEADER)?;
-        let Some(tenant) = (self.directory.tenants().iter()).position(|t| t.id == tenant_id)
-        else {
+        let Some(tenant) = (self.directory.tenants().iter()).position(|t| t.id == tenant_id) else {
             return Some(Err(format!("Not Found (no account {tenant_id})")));
         };
         let handler = header(HANDLER_HEADER);

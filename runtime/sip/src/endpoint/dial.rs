@@ -258,10 +258,11 @@ impl Endpoint {
         if let DialTarget::Client(identity) = target {
             return self.client_devices(now, call, identity);
         }
-        self.sip_destinations(now, call, target).map_err(|reason| Unreachable {
-            status: DialStatus::Failed,
-            reason,
-        })
+        self.sip_destinations(now, call, target)
+            .map_err(|reason| Unreachable {
+                status: DialStatus::Failed,
+                reason,
+            })
     }
 
     /// Every device of a client identity: its browser and app clients
@@ -336,12 +337,10 @@ impl Endpoint {
             DialTarget::Client(_)
             | DialTarget::Conference(_)
             | DialTarget::Queue(_)
-            | DialTarget::QueueMember(_) => {
-                Err(match router::target_support(target) {
-                    Err(refusal) => refusal.to_string(),
-                    Ok(()) => "the SIP leg cannot ring conference and queue targets".into(),
-                })
-            }
+            | DialTarget::QueueMember(_) => Err(match router::target_support(target) {
+                Err(refusal) => refusal.to_string(),
+                Ok(()) => "the SIP leg cannot ring conference and queue targets".into(),
+            }),
         }
     }
 
