@@ -80,6 +80,8 @@ pub struct Cascade {
     /// Free link ports, and the port of each open link stream.
     ports: Mutex<(PortPool, HashMap<StreamId, u16>)>,
     next: AtomicU64,
+    /// The clients of this runtime, told about other regions' clients.
+    clients: std::sync::OnceLock<crate::clients::Clients>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -142,6 +144,7 @@ impl Cascade {
             links: Mutex::default(),
             ports: Mutex::new((pool, HashMap::new())),
             next: AtomicU64::new(LINK_IDS),
+            clients: std::sync::OnceLock::new(),
         }))
     }
 
@@ -376,6 +379,28 @@ impl Cascade {
         Ok(())
     }
 
+    /// Sends `body` to `/internal/v1/{path}` of every other region's
+    /// runtime; their answers. A peer that does not answer is logged and
+    /// skipped.
+    pub async fn tell_peers<T: Serialize>(&self, path: &str, body: &T) -> Vec<Bytes> {
+        let mut answers = Vec::new();
+        for (region, base) in &self.peers {
+            if *region == self.region {
+                continue;
+            }
+            match self.send(base, path, body).await {
+                Ok(answer) => answers.push(answer),
+                Err(e) => tracing::warn!(%region, error = %e, "a peer runtime was not told"),
+            }
+        }
+        answers
+    }
+
+    /// Where what other runtimes say about their clients goes.
+    pub fn set_clients(&self, clients: crate::clients::Clients) {
+        let _ = self.clients.set(clients);
+    }
+
     async fn post<T: Serialize>(
         &self,
         region: &str,
@@ -502,6 +527,14 @@ impl Cascade {
                     self.engine.command(stream, Command::Leave);
                 }
                 Ok(json(StatusCode::OK, &serde_json::json!({})))
+            }
+            "/internal/v1/clients" => {
+                let seen: crate::clients::regions::Seen = crate::api::parse_json(&body)?;
+                let clients = (self.clients.get()).ok_or_else(|| {
+                    ApiError::Unavailable("this runtime serves no clients".into())
+                })?;
+                let here = clients.seen_there(seen);
+                Ok(json(StatusCode::OK, &here))
             }
             _ => Err(ApiError::NotImplemented(crate::api::UNKNOWN_PATH)),
         }

@@ -223,15 +223,81 @@ fn the_phone_page_registers_the_browser_as_a_client() {
 /// went browser → SIPp → browser.
 #[test]
 fn a_sipp_caller_reaches_a_browser_client_with_rtp_both_ways() {
-    sip_common::require_tool("sipp", "-v", "sip-tester");
-    let mut server = Server::serve(
-        &Config::new()
-            .api(&format!("admin_key = \"{ADMIN_KEY}\""))
-            .tenant("acme", &[])
-            .number("+15550200", "forwarder"),
-    );
+    let mut server = Server::serve(&forwarder(Config::new()));
     let (_, _, acme) = new_key_secret(server.http, "acme");
     let mut alice = Phone::open(&server, &client_token(server.http, &acme, "alice"));
+    sipp_reaches(&mut alice, &server, |_| {});
+    server.assert_alive();
+}
+
+/// Two runtimes in two regions (the `[conference]` region set): alice's
+/// browser is connected to eu; a SIPp caller calls a number of us, whose
+/// forwarder dials client:alice. us rings her through eu's gateway (SIP
+/// between the runtimes), and her WebRTC media is anchored in eu: the
+/// address her browser sends to is a socket of the eu runtime.
+#[test]
+fn a_call_in_one_region_rings_a_client_through_its_regions_gateway() {
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        })
+        .collect();
+    let table = format!(
+        "[conference]\nsecret = \"region-secret-0123456789\"\n\n[conference.peers]\n\
+         us = \"http://127.0.0.1:{}\"\neu = \"http://127.0.0.1:{}\"\n",
+        ports[0], ports[1]
+    );
+    let region = |name: &str, port: u16| {
+        let config = Config::new()
+            .top(&format!("region = \"{name}\""))
+            .http(&format!("127.0.0.1:{port}"))
+            .table(&table);
+        Server::serve(&forwarder(config))
+    };
+    let mut us = region("us", ports[0]);
+    let mut eu = region("eu", ports[1]);
+    let (_, _, acme) = new_key_secret(eu.http, "acme");
+    let mut alice = Phone::open(&eu, &client_token(eu.http, &acme, "alice"));
+    // Not connected to us: us knows her only from what eu told it.
+    let (_, _, acme_us) = new_key_secret(us.http, "acme");
+    let here = get(us.http, "/v1/presence/alice", &acme_us).json();
+    assert_eq!(here["status"], "offline", "{here}");
+
+    let eu_pid = eu.pid();
+    sipp_reaches(&mut alice, &us, |alice| {
+        let port = alice.page.eval(REMOTE_PORT).as_u64().unwrap_or_default() as u16;
+        assert!(
+            sip_common::udp_ports(eu_pid).contains(&port),
+            "alice's media goes to port {port}, not a socket of eu's runtime"
+        );
+    });
+    us.assert_alive();
+    eu.assert_alive();
+}
+
+/// The port of the address the browser's current call sends media to.
+const REMOTE_PORT: &str = "(async () => {
+    const stats = await window.phone.call.pc.getStats();
+    let pair = null;
+    stats.forEach((r) => { if (r.type === 'candidate-pair' && r.nominated) pair = r; });
+    return pair ? stats.get(pair.remoteCandidateId).port : 0;
+})()";
+
+/// Account acme with the forwarder guest (it dials client:alice) on
+/// +15550200, and the operator key.
+fn forwarder(config: Config) -> Config {
+    config
+        .api(&format!("admin_key = \"{ADMIN_KEY}\""))
+        .tenant("acme", &[])
+        .number("+15550200", "forwarder")
+}
+
+/// SIPp calls `server`'s forwarder; alice's page rings, answers and
+/// hears SIPp; SIPp's echo brings her own audio back. `during` looks at
+/// the call while it is up; SIPp's BYE ends it.
+fn sipp_reaches(alice: &mut Phone, server: &Server, during: impl FnOnce(&mut Phone)) {
+    sip_common::require_tool("sipp", "-v", "sip-tester");
     let sipp = Sipp::new("-s +15550200 -d 12000 -rtp_echo -m 1")
         .sf("caller_pcap.xml")
         .to(server.udp)
@@ -252,6 +318,7 @@ fn a_sipp_caller_reaches_a_browser_client_with_rtp_both_ways() {
     alice.click("#accept");
     alice.wait_state("connected");
     assert!(alice.hears_more_than(0.0), "no audio from SIPp");
+    during(alice);
     // The recording is 7 s; after it only the echo of alice comes back.
     std::thread::sleep(Duration::from_secs(8));
     let before = alice.energy_in();
@@ -261,6 +328,5 @@ fn a_sipp_caller_reaches_a_browser_client_with_rtp_both_ways() {
         alice.page.eval("window.phone.call.stats()")
     );
     alice.wait_state("ended");
-    sipp.finish().assert_calls(1, &server);
-    server.assert_alive();
+    sipp.finish().assert_calls(1, server);
 }

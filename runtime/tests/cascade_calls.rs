@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use http::{Auth, account_auth};
 use serde_json::Value;
-use sip_common::{Config, Server, wait_until};
+use sip_common::{Config, Server, udp_ports, wait_until};
 use switchyard::media::tone::sine;
 use switchyard::sip::sdp::Codec;
 use ua::{Call, Ua};
@@ -189,36 +189,6 @@ fn media_range(server: &Server) -> (u16, u16) {
         .split_once('-')
         .unwrap();
     (first.parse().unwrap(), last.parse().unwrap())
-}
-
-/// The local ports of the UDP sockets process `pid` has open (Linux /proc).
-fn udp_ports(pid: u32) -> Vec<u16> {
-    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
-        .filter_map(|target| {
-            let t = target.to_string_lossy();
-            Some(t.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
-        })
-        .collect();
-    let mut ports = Vec::new();
-    for table in ["/proc/net/udp", "/proc/net/udp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for row in text.lines().skip(1) {
-            let fields: Vec<&str> = row.split_whitespace().collect();
-            let (Some(local), Some(inode)) = (fields.get(1), fields.get(9)) else {
-                continue;
-            };
-            if inodes.iter().any(|i| i == inode) {
-                let port = local.rsplit(':').next().unwrap();
-                ports.push(u16::from_str_radix(port, 16).unwrap());
-            }
-        }
-    }
-    assert!(!ports.is_empty(), "no UDP sockets found for {pid}");
-    ports
 }
 
 #[test]

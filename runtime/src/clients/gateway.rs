@@ -61,6 +61,8 @@ pub(super) enum Command {
     Candidate(CallKey, String),
     /// The client's media went away (the relay on `rtp` saw ICE end).
     MediaClosed(SocketAddr),
+    /// Another region's endpoint may ring clients here.
+    Trust(SocketAddr),
 }
 
 /// The gateway as sessions and the endpoint see it. Cheap to clone.
@@ -71,6 +73,10 @@ pub struct GatewayHandle {
     pub addr: SocketAddr,
     /// Where call media sockets are opened.
     pub media_ip: std::net::IpAddr,
+    /// The endpoint the gateway places calls into.
+    pub endpoint: SocketAddr,
+    /// The clients' share of `[media] ports`.
+    pub ports: super::relay::Ports,
 }
 
 /// One call as the gateway task keeps it.
@@ -87,13 +93,20 @@ pub async fn start(
     clients: Clients,
     endpoint: SocketAddr,
     media_ip: std::net::IpAddr,
+    (first, last): (u16, u16),
 ) -> anyhow::Result<GatewayHandle> {
     let ip = match endpoint.ip() {
         ip if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
         ip => ip,
     };
     let endpoint = SocketAddr::new(ip, endpoint.port());
-    let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+    let ports = std::sync::Arc::new(std::sync::Mutex::new(
+        switchyard_media::ports::PortPool::new(first, last),
+    ));
+    // The gateway's own socket is in the range too: other regions'
+    // runtimes reach it.
+    let (socket, _, _) = super::relay::bind_pair(ip, &ports).map_err(anyhow::Error::msg)?;
+    let socket = UdpSocket::from_std(socket)?;
     let addr = socket.local_addr()?;
     let core = Gateway::new(addr, endpoint, Vec::new(), rand::SeedableRng::from_os_rng());
     let (commands, queue) = mpsc::unbounded_channel();
@@ -101,6 +114,8 @@ pub async fn start(
         commands,
         addr,
         media_ip,
+        endpoint,
+        ports,
     };
     let task = Task {
         core,
@@ -194,6 +209,7 @@ impl Task {
             } => {
                 let _ = reply.send(self.core.dtmf(now, call, &digits));
             }
+            Command::Trust(endpoint) => self.core.trust(endpoint),
             Command::Candidate(call, candidate) => {
                 if let Some(relay) = self.legs.get(&call).and_then(|l| l.relay.as_ref()) {
                     let _ = relay.control.send(Control::Candidate(candidate));

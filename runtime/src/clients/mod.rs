@@ -25,6 +25,7 @@
 pub mod gateway;
 pub mod message;
 pub mod presence;
+pub mod regions;
 pub mod relay;
 
 use std::collections::HashMap;
@@ -73,6 +74,8 @@ pub struct Clients {
     gateway: Arc<OnceLock<GatewayHandle>>,
     /// Each registered device's session, for notices about its calls.
     outboxes: Arc<Mutex<HashMap<DeviceId, Outbox>>>,
+    /// Identities connected to other regions' runtimes.
+    remote: Arc<Mutex<regions::Remote>>,
 }
 
 impl std::fmt::Debug for Clients {
@@ -92,7 +95,66 @@ impl Clients {
             events: tokio::sync::broadcast::channel(EVENTS).0,
             gateway: Arc::default(),
             outboxes: Arc::default(),
+            remote: Arc::default(),
         }
+    }
+
+    /// What another region's runtime says about one of its identities;
+    /// its endpoint may ring this runtime's clients from now on. The
+    /// answer says where this runtime's endpoint is, for the same.
+    pub fn seen_there(&self, seen: regions::Seen) -> regions::Peer {
+        self.trust(seen.endpoint);
+        (self.remote.lock().unwrap_or_else(PoisonError::into_inner)).update(seen);
+        regions::Peer {
+            endpoint: self.gateway.get().map(|g| g.endpoint),
+        }
+    }
+
+    fn trust(&self, endpoint: std::net::SocketAddr) {
+        if let Some(gateway) = self.gateway.get() {
+            let _ = gateway.commands.send(Command::Trust(endpoint));
+        }
+    }
+
+    /// Tells the other regions' runtimes (the cascade's peers) every change
+    /// of an identity's presence here, and which devices a call may ring.
+    pub fn tell_regions(&self, cascade: Arc<crate::cascade::Cascade>, region: String) {
+        let Some(gateway) = self.gateway.get().cloned() else {
+            return;
+        };
+        let clients = self.clone();
+        let mut changes = self.events.subscribe();
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                let (tenant, view) = match changes.recv().await {
+                    Ok(change) => change,
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "presence changes not told to other regions");
+                        continue;
+                    }
+                    Err(RecvError::Closed) => return,
+                };
+                let ring = clients.presence().ringable(&tenant, &view.identity);
+                let seen = regions::Seen {
+                    region: region.clone(),
+                    gateway: gateway.addr,
+                    endpoint: gateway.endpoint,
+                    tenant,
+                    identity: view.identity,
+                    ring,
+                };
+                for answer in cascade.tell_peers("clients", &seen).await {
+                    let peer = serde_json::from_slice::<regions::Peer>(&answer);
+                    if let Ok(regions::Peer {
+                        endpoint: Some(endpoint),
+                    }) = peer
+                    {
+                        clients.trust(endpoint);
+                    }
+                }
+            }
+        });
     }
 
     /// Starts the clients' gateway, placing calls into the endpoint at
@@ -102,8 +164,9 @@ impl Clients {
         &self,
         endpoint: std::net::SocketAddr,
         media_ip: std::net::IpAddr,
+        ports: (u16, u16),
     ) -> anyhow::Result<std::net::SocketAddr> {
-        let handle = gateway::start(self.clone(), endpoint, media_ip).await?;
+        let handle = gateway::start(self.clone(), endpoint, media_ip, ports).await?;
         let addr = handle.addr;
         let _ = self.gateway.set(handle);
         Ok(addr)
@@ -363,8 +426,12 @@ impl Session {
             (ClientMessage::Register { token }, None) => match self.check(&token).await {
                 Ok(verified) => {
                     let (account, identity) = (&verified.account, &verified.grants.identity);
-                    let connected =
-                        (self.clients).change(account, identity, |p| p.connect(account, identity));
+                    let incoming = verified.grants.incoming;
+                    let connected = (self.clients).change(account, identity, |p| {
+                        let device = p.connect(account, identity)?;
+                        p.set_incoming(device, incoming);
+                        Ok::<_, presence::PresenceError>(device)
+                    });
                     let device = match connected {
                         Ok(device) => device,
                         Err(e) => {
@@ -372,8 +439,6 @@ impl Session {
                         }
                     };
                     self.registered = Some((device, token));
-                    let incoming = verified.grants.incoming;
-                    (self.clients.presence()).set_incoming(device, incoming);
                     self.clients.set_outbox(device, Some(self.outbox.clone()));
                     tracing::info!(account = %verified.account, identity = %verified.grants.identity, device, "client registered");
                     Step::Reply(ServerMessage::Registered {
@@ -610,7 +675,7 @@ impl Session {
                 }
             }
         };
-        let (relay, answer) = relay::start(gateway.media_ip, offer, closed)
+        let (relay, answer) = relay::start(gateway.media_ip, &gateway.ports, offer, closed)
             .await
             .map_err(|e| ("bad_sdp", e))?;
         let _ = rtp.set(relay.rtp);
@@ -710,21 +775,37 @@ impl ClientLocator for Clients {
                 reason: "this runtime's clients' gateway is not running".into(),
             });
         };
-        let devices = self.presence().ringable(tenant, identity);
-        let peer = switchyard_sip::Peer::new(switchyard_sip::Transport::Udp, gateway.addr);
-        devices
-            .map(|ids| {
-                let uri = |id| format!("sip:DV{id}@{}", gateway.addr);
-                ids.into_iter().map(|id| (uri(id), peer)).collect()
-            })
-            .map_err(|why| Unreachable {
-                status: match why {
-                    NotRung::Busy(_) => DialStatus::Busy,
-                    NotRung::Offline(_) | NotRung::Away(_) => DialStatus::NoAnswer,
-                    NotRung::NotAllowed(_) => DialStatus::Failed,
-                },
-                reason: why.to_string(),
-            })
+        let here = self.presence().ringable(tenant, identity);
+        let there =
+            (self.remote.lock().unwrap_or_else(PoisonError::into_inner)).lookup(tenant, identity);
+        // Every region's devices ring, through that region's gateway; a
+        // device in a call anywhere makes the identity busy.
+        let mut devices = Vec::new();
+        let mut why: Option<NotRung> = None;
+        let answers = std::iter::once((gateway.addr, here))
+            .chain(there.into_iter().map(|seen| (seen.gateway, seen.ring)));
+        for (at, ring) in answers {
+            match ring {
+                Ok(ids) => {
+                    let peer = switchyard_sip::Peer::new(switchyard_sip::Transport::Udp, at);
+                    devices.extend(ids.into_iter().map(|id| (format!("sip:DV{id}@{at}"), peer)));
+                }
+                Err(not) => why = Some(why.map_or(not.clone(), |w| regions::stronger(w, not))),
+            }
+        }
+        match why {
+            Some(busy @ NotRung::Busy(_)) => Err(busy),
+            _ if !devices.is_empty() => return Ok(devices),
+            why => Err(why.unwrap_or_else(|| NotRung::Offline(identity.to_owned()))),
+        }
+        .map_err(|why| Unreachable {
+            status: match why {
+                NotRung::Busy(_) => DialStatus::Busy,
+                NotRung::Offline(_) | NotRung::Away(_) => DialStatus::NoAnswer,
+                NotRung::NotAllowed(_) => DialStatus::Failed,
+            },
+            reason: why.to_string(),
+        })
     }
 }
 

@@ -56,7 +56,7 @@ struct Device {
 }
 
 /// Why `dial client:…` rings none of an identity's devices.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum NotRung {
     #[error("{0} is offline (no device connected)")]
     Offline(String),

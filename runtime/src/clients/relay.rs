@@ -12,10 +12,12 @@
 //! clock. It ends when told to, or when the client's ICE goes away
 //! (`Closed`, which ends the call).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use switchyard_media::g711::Law;
+use switchyard_media::ports::PortPool;
 use switchyard_media::rtp;
 use switchyard_sip::sdp::Negotiated;
 use switchyard_webrtc::{Peer, PeerEvent, Poll};
@@ -39,24 +41,67 @@ pub struct Relay {
     pub rtp: SocketAddr,
 }
 
-/// Binds both sockets on `ip`, answers the client's `offer`, and starts
-/// relaying; returns the relay and the SDP answer for the client.
-/// `closed` is called once if the client goes away on its own.
+/// The clients' share of `[media] ports`, shared by the calls' relays.
+pub type Ports = Arc<Mutex<PortPool>>;
+
+/// Binds a pair of UDP sockets on `ip` at ports `p` and `p + 1` from
+/// `ports` (so every socket is in the range the operator opened); the
+/// port to give back when done.
+pub fn bind_pair(
+    ip: IpAddr,
+    ports: &Ports,
+) -> Result<(std::net::UdpSocket, std::net::UdpSocket, u16), String> {
+    let mut pool = ports.lock().unwrap_or_else(PoisonError::into_inner);
+    for _ in 0..32 {
+        let port = pool
+            .allocate()
+            .ok_or("no free port in the clients' share of [media] ports")?;
+        let bind = |p: u16| {
+            let socket = std::net::UdpSocket::bind(SocketAddr::new(ip, p))?;
+            socket.set_nonblocking(true)?;
+            Ok::<_, std::io::Error>(socket)
+        };
+        match (bind(port), bind(port + 1)) {
+            (Ok(a), Ok(b)) => return Ok((a, b, port)),
+            _ => pool.release(port), // another process has it: the next
+        }
+    }
+    Err(format!(
+        "no port pair of the clients' share of [media] ports is free on {ip}"
+    ))
+}
+
+/// Binds both sockets on `ip` from `ports`, answers the client's
+/// `offer`, and starts relaying; returns the relay and the SDP answer for
+/// the client. `closed` is called once if the client goes away on its own.
 pub async fn start(
-    ip: std::net::IpAddr,
+    ip: IpAddr,
+    ports: &Ports,
     offer: &str,
     closed: impl FnOnce() + Send + 'static,
 ) -> Result<(Relay, String), String> {
-    let bind = |what: &'static str| async move {
-        UdpSocket::bind(SocketAddr::new(ip, 0))
-            .await
-            .map_err(|e| format!("cannot open a {what} socket on {ip}: {e}"))
+    let (webrtc, plain, port) = bind_pair(ip, ports)?;
+    let release = {
+        let ports = Arc::clone(ports);
+        move || (ports.lock().unwrap_or_else(PoisonError::into_inner)).release(port)
     };
-    let webrtc = bind("WebRTC").await?;
-    let plain = bind("RTP").await?;
+    let sockets = UdpSocket::from_std(webrtc).and_then(|w| Ok((w, UdpSocket::from_std(plain)?)));
+    let (webrtc, plain) = match sockets {
+        Ok(sockets) => sockets,
+        Err(e) => {
+            release();
+            return Err(format!("cannot use the media sockets: {e}"));
+        }
+    };
     let local = webrtc.local_addr().map_err(|e| e.to_string())?;
     let rtp = plain.local_addr().map_err(|e| e.to_string())?;
-    let (peer, answer) = Peer::answer(Instant::now(), local, offer).map_err(|e| e.to_string())?;
+    let (peer, answer) = match Peer::answer(Instant::now(), local, offer) {
+        Ok(answered) => answered,
+        Err(e) => {
+            release();
+            return Err(e.to_string());
+        }
+    };
     let (control, commands) = mpsc::unbounded_channel();
     let run = Run {
         peer,
@@ -66,7 +111,9 @@ pub async fn start(
         out: OutStream::default(),
     };
     tokio::spawn(async move {
-        if run.relay(commands).await == Ending::Closed {
+        let ending = run.relay(commands).await;
+        release();
+        if ending == Ending::Closed {
             closed();
         }
     });

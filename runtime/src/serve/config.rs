@@ -226,6 +226,8 @@ pub enum SynthesizerKind {
 pub struct MediaPorts {
     pub calls: (u16, u16),
     pub links: Option<(u16, u16)>,
+    /// Client calls' relays and the clients' gateway.
+    pub clients: (u16, u16),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -238,6 +240,11 @@ pub struct MediaSection {
     /// Address RTP is bound to and named in SDP (default: the first SIP
     /// UDP listener's address, or 127.0.0.1 when that is unspecified).
     pub ip: Option<IpAddr>,
+    /// Ports at the top of `ports` (below cascade links) kept for browser
+    /// and app clients: each client call takes a pair (its WebRTC socket
+    /// and its RTP leg), the clients' gateway one. Default: a quarter of
+    /// the range, at most 2048.
+    pub client_ports: Option<u16>,
     /// Hang up a call when nothing arrived from the peer this long
     /// (RTP or RTCP); 0 disables. Default 60 s.
     #[serde(default = "default_media_timeout")]
@@ -411,6 +418,7 @@ impl Default for MediaSection {
         Self {
             ports: default_ports(),
             ip: None,
+            client_ports: None,
             timeout_secs: default_media_timeout(),
             workers: None,
             min_workers: None,
@@ -589,22 +597,33 @@ impl Config {
     /// operator opened in the firewall.
     pub fn media_ports(&self) -> Result<MediaPorts, ConfigError> {
         let (first, last) = self.media.port_range()?;
-        if !self.cascading() {
-            return Ok(MediaPorts {
-                calls: (first, last),
-                links: None,
-            });
-        }
-        let n = self.conference.link_ports;
-        let calls_last = last.saturating_sub(n);
+        let (below_links, links) = if self.cascading() {
+            let n = self.conference.link_ports;
+            let calls_last = last.saturating_sub(n);
+            if n < 2 || n % 2 == 1 || calls_last < first + 1 + (first & 1) {
+                return Err(ConfigError::Invalid(format!(
+                    "[conference] link_ports {n} must be even, at least 2, and leave [media] ports {first}-{last} room for calls"
+                )));
+            }
+            (calls_last, Some((calls_last + 1, last)))
+        } else {
+            (last, None)
+        };
+        let span = below_links - first + 1;
+        let n = match self.media.client_ports {
+            Some(n) => n,
+            None => (span / 4).min(2048) & !1,
+        };
+        let calls_last = below_links.saturating_sub(n);
         if n < 2 || n % 2 == 1 || calls_last < first + 1 + (first & 1) {
             return Err(ConfigError::Invalid(format!(
-                "[conference] link_ports {n} must be even, at least 2, and leave [media] ports {first}-{last} room for calls"
+                "[media] client_ports {n} must be even, at least 2, and leave [media] ports {first}-{last} room for calls"
             )));
         }
         Ok(MediaPorts {
             calls: (first, calls_last),
-            links: Some((calls_last + 1, last)),
+            links,
+            clients: (calls_last + 1, below_links),
         })
     }
 
@@ -1056,7 +1075,7 @@ mod tests {
     }
 
     #[test]
-    fn cascade_links_take_the_top_of_the_media_ports() {
+    fn cascade_links_and_clients_take_the_top_of_the_media_ports() {
         let peers = "[conference.peers]\neu = \"http://127.0.0.1:8081\"\n";
         let with = |extra: &str| {
             parse(&format!(
@@ -1064,18 +1083,27 @@ mod tests {
             ))
         };
         let ports = with("").unwrap().media_ports().unwrap();
-        assert_eq!(ports.calls, (20000, 20335));
         assert_eq!(ports.links, Some((20336, 20399)));
+        // A quarter of what the links leave goes to clients' calls.
+        assert_eq!(ports.clients, (20252, 20335));
+        assert_eq!(ports.calls, (20000, 20251));
         let ports = with("link_ports = 8").unwrap().media_ports().unwrap();
         assert_eq!(ports.links, Some((20392, 20399)));
         for bad in ["link_ports = 7", "link_ports = 0", "link_ports = 400"] {
             let err = with(bad).unwrap_err().to_string();
             assert!(err.contains("link_ports"), "{bad}: {err}");
         }
-        // Without a cascade calls have the whole range.
-        let alone = parse("[media]\nports = \"20000-20399\"").unwrap();
-        let ports = alone.media_ports().unwrap();
-        assert_eq!((ports.calls, ports.links), ((20000, 20399), None));
+        // Without a cascade calls and clients share the whole range.
+        let alone = |extra: &str| parse(&format!("[media]\nports = \"20000-20399\"\n{extra}"));
+        let ports = alone("").unwrap().media_ports().unwrap();
+        assert_eq!((ports.calls, ports.links), ((20000, 20299), None));
+        assert_eq!(ports.clients, (20300, 20399));
+        let ports = alone("client_ports = 10").unwrap().media_ports().unwrap();
+        assert_eq!(ports.clients, (20390, 20399));
+        for bad in ["client_ports = 7", "client_ports = 0", "client_ports = 400"] {
+            let err = alone(bad).unwrap().media_ports().unwrap_err().to_string();
+            assert!(err.contains("client_ports"), "{bad}: {err}");
+        }
     }
 
     #[test]

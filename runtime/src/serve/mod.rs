@@ -221,6 +221,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Duration::from_secs(config.api.client_heartbeat_secs.max(1)),
     );
     host.set_presence(Arc::new(clients.clone()));
+    let state_cascade = cascade.clone();
     let state = http::HttpState {
         scrape: scrape(
             Arc::clone(&metrics),
@@ -270,10 +271,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let sip_udp = (listening.sip.iter()).find(|(t, _)| *t == Transport::Udp);
     if let Some((_, sip)) = sip_udp {
         let gateway = clients
-            .start_gateway(*sip, media_ip)
+            .start_gateway(*sip, media_ip, media_ports.clients)
             .await
             .context("starting the clients' gateway")?;
         endpoint.set_gateway(gateway, Arc::new(clients.clone()));
+        // The region set of cascaded conferences shares its clients too.
+        if let Some(cascade) = &state_cascade {
+            cascade.set_clients(clients.clone());
+            clients.tell_regions(Arc::clone(cascade), config.region.clone());
+        }
     }
 
     announce(&listening, &config, demo_token.as_deref());
