@@ -177,7 +177,7 @@ impl Run {
                 }
                 got = self.plain.recv_from(&mut from_engine) => {
                     if let Ok((len, _)) = got {
-                        self.to_client(&from_engine[..len]);
+                        self.send_client(&from_engine[..len]);
                     }
                 }
                 () = tokio::time::sleep_until(deadline.into()) => {
@@ -195,14 +195,16 @@ impl Run {
                 Poll::Transmit(t) => {
                     let _ = self.webrtc.try_send_to(&t.contents, t.destination);
                 }
-                Poll::Event(PeerEvent::Audio { law, payload, .. }) => self.to_engine(law, &payload),
+                Poll::Event(PeerEvent::Audio { law, payload, .. }) => {
+                    self.send_engine(law, &payload)
+                }
                 Poll::Event(PeerEvent::Closed) => return Ok(None),
                 Poll::Event(PeerEvent::Connected) => tracing::debug!("client media connected"),
             }
         }
     }
 
-    fn to_engine(&mut self, law: Law, payload: &[u8]) {
+    fn send_engine(&mut self, law: Law, payload: &[u8]) {
         let Some(remote) = self.remote else {
             return;
         };
@@ -226,7 +228,7 @@ impl Run {
         let _ = self.plain.try_send_to(&out.buf, addr);
     }
 
-    fn to_client(&mut self, datagram: &[u8]) {
+    fn send_client(&mut self, datagram: &[u8]) {
         let (Some(remote), Some(law)) = (self.remote, self.peer.law()) else {
             return;
         };
