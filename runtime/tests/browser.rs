@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use cdp::Page;
 use chromium::chromium;
-use http::{ADMIN_KEY, Auth, client_token, get, new_key_secret, newest_log, post};
+use http::{ADMIN_KEY, Auth, acme, client_token, get, new_key_secret, newest_log, post};
 use serde_json::json;
 use sip_common::{Config, Server, Sipp, wait_until};
 
@@ -96,12 +96,7 @@ impl Drop for Phone {
 
 #[test]
 fn a_browser_calls_the_ivr_presses_1_and_the_ivr_rings_another_browser() {
-    let mut server = Server::serve(
-        &Config::new()
-            .api(&format!("admin_key = \"{ADMIN_KEY}\""))
-            .tenant("acme", &[])
-            .number("100", "ivr"),
-    );
+    let mut server = Server::serve(&acme(Config::new(), "100", "ivr"));
     let addr = server.http;
     let (_, _, acme) = new_key_secret(addr, "acme");
     let grant = json!({"identity": "alice", "outgoing": {"handler": "guest_ivr"}});
@@ -287,10 +282,7 @@ const REMOTE_PORT: &str = "(async () => {
 /// Account acme with the forwarder guest (it dials client:alice) on
 /// +15550200, and the operator key.
 fn forwarder(config: Config) -> Config {
-    config
-        .api(&format!("admin_key = \"{ADMIN_KEY}\""))
-        .tenant("acme", &[])
-        .number("+15550200", "forwarder")
+    acme(config, "+15550200", "forwarder")
 }
 
 /// SIPp calls `server`'s forwarder; alice's page rings, answers and

@@ -330,12 +330,7 @@ fn bad_tokens_are_refused_and_a_revoked_key_ends_the_session() {
 /// decision log says why, and the handler hears the matching status.
 #[test]
 fn dial_client_says_why_no_device_rang() {
-    let mut server = Server::serve(
-        &Config::new()
-            .api(&format!("admin_key = \"{ADMIN_KEY}\""))
-            .tenant("acme", &[])
-            .number("100", "ivr"),
-    );
+    let mut server = Server::serve(&http::acme(Config::new(), "100", "ivr"));
     let addr = server.http;
     let (_, _, acme) = new_key_secret(addr, "acme");
     let ua = ua::Ua::new();

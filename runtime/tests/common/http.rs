@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::sip_common::{Server, basic_auth, guest, wait_until};
+use super::sip_common::{Config, Server, basic_auth, guest, wait_until};
 
 /// The operator key the REST tests configure.
 pub const ADMIN_KEY: &str = "operator-key-0123456789";
@@ -151,6 +151,15 @@ pub fn new_key_secret(addr: SocketAddr, account: &str) -> (String, String, Auth)
     let secret = key["secret"].as_str().unwrap().to_owned();
     let auth = Auth::account(account, &secret);
     (key["id"].as_str().unwrap().to_owned(), secret, auth)
+}
+
+/// `config` with the operator key and account acme, whose `number` is
+/// answered by the example guest `name`.
+pub fn acme(config: Config, number: &str, name: &str) -> Config {
+    config
+        .api(&format!("admin_key = \"{ADMIN_KEY}\""))
+        .tenant("acme", &[])
+        .number(number, name)
 }
 
 /// An access token for client `identity`, allowed incoming calls, minted
