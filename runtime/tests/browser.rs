@@ -13,6 +13,8 @@ mod cdp;
 mod http;
 #[path = "common/sip.rs"]
 mod sip_common;
+#[path = "common/ua.rs"]
+mod ua;
 // The launcher the WebRTC spike uses too (same flags).
 #[path = "../webrtc/tests/common/chromium.rs"]
 mod chromium;
@@ -222,6 +224,66 @@ fn a_sipp_caller_reaches_a_browser_client_with_rtp_both_ways() {
     let (_, _, acme) = new_key_secret(server.http, "acme");
     let mut alice = Phone::open(&server, &client_token(server.http, &acme, "alice"));
     sipp_reaches(&mut alice, &server, |_| {});
+    server.assert_alive();
+}
+
+/// A client joins a conference: its token's grant sends its calls to the
+/// player guest with `X-Conference: standup` (the grant's params come as
+/// X- headers), and a SIP caller joins the same conference; each hears
+/// the other through the mixer.
+#[test]
+fn a_browser_client_joins_a_conference_with_a_sip_caller() {
+    let mut server = Server::serve(&acme(Config::new(), "600", "player"));
+    let addr = server.http;
+    let (_, _, auth) = new_key_secret(addr, "acme");
+    let params = json!({"Conference": "standup", "Conference-Options": "no-beep"});
+    let grant =
+        json!({"identity": "alice", "outgoing": {"handler": "guest_player", "params": params}});
+    let minted = post(addr, "/v1/tokens", &auth, &grant);
+    assert_eq!(minted.status, 201, "{}", minted.text());
+    let mut alice = Phone::open(&server, minted.json()["token"].as_str().unwrap());
+    let typed = "document.getElementById('to').value = 'standup'; true";
+    assert_eq!(alice.page.eval(typed), true);
+    alice.click("#call");
+    alice.wait_state("connected");
+
+    let caller = ua::Ua::new();
+    let headers = [
+        ("X-Conference", "standup"),
+        ("X-Conference-Options", "no-beep"),
+    ];
+    let codecs = [switchyard::sip::sdp::Codec::PCMU];
+    let call = (caller.call_with(server.udp, "600", &codecs, true, &headers))
+        .unwrap_or_else(|e| panic!("joining: {e}\n{}", server.output()));
+    call.start_silence();
+    let both = wait_until(PATIENCE, || {
+        get(addr, "/v1/conferences/standup", &auth).json()["participants"]
+            .as_array()
+            .is_some_and(|p| p.len() == 2)
+    });
+    assert!(
+        both,
+        "{}",
+        get(addr, "/v1/conferences/standup", &auth).text()
+    );
+
+    // The caller's tone reaches the browser; the browser's fake
+    // microphone (a beep) reaches the caller.
+    let before = alice.energy_in();
+    call.send_audio(&switchyard::media::tone::sine(700.0, 3_000, 8_000.0));
+    assert!(
+        alice.hears_more_than(before + 0.01),
+        "alice hears nothing of the caller"
+    );
+    // rms is a fraction of full scale; the beep is well above 0.3 %.
+    let heard = wait_until(PATIENCE, || {
+        let audio = call.audio();
+        let tail = &audio[audio.len().saturating_sub(16_000)..];
+        switchyard::media::tone::rms(tail) > 0.003
+    });
+    assert!(heard, "the caller hears nothing of alice");
+    alice.click("#hangup");
+    drop(call);
     server.assert_alive();
 }
 
