@@ -526,11 +526,15 @@ impl Session {
                     };
                     let _ = gateway.commands.send(command);
                 }
+                let (reason, said) = match rejected {
+                    true => ("rejected", "you declined"),
+                    false => ("hangup", "you hung up"),
+                };
                 Step::Reply(ServerMessage::Ended {
                     call,
-                    reason: "hangup",
+                    reason,
                     status: None,
-                    message: Some("you hung up".into()),
+                    message: Some(said.into()),
                 })
             }
             ClientMessage::Candidate { call, candidate } => {
@@ -574,8 +578,7 @@ impl Session {
             return Err(("bad_message", format!("call id {call:?} is in use")));
         }
         let gateway = self.gateway()?;
-        let relay = self.relay(&gateway, offer).await?;
-        let (relay, answer) = relay;
+        let (relay, answer) = self.relay(&gateway, offer).await?;
         let placement = Placement {
             tenant: who.account.clone(),
             identity: who.grants.identity.clone(),
