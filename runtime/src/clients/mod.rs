@@ -172,6 +172,12 @@ impl Clients {
         Ok(addr)
     }
 
+    /// Whether a call on one device makes the tenant's client busy as a
+    /// whole (`[[tenant]] busy_in_call`, default true).
+    pub fn set_busy_in_call(&self, tenant: &str, busy: bool) {
+        self.presence().set_busy_in_call(tenant, busy);
+    }
+
     fn outbox(&self, device: DeviceId) -> Option<Outbox> {
         let outboxes = self.outboxes.lock().unwrap_or_else(PoisonError::into_inner);
         outboxes.get(&device).cloned()

@@ -88,6 +88,9 @@ pub struct Presence {
     next: DeviceId,
     /// Orders text changes.
     clock: u64,
+    /// Tenants whose clients stay reachable on their other devices while
+    /// one device is in a call.
+    free_in_call: BTreeSet<String>,
 }
 
 impl Presence {
@@ -157,6 +160,16 @@ impl Presence {
         Ok(())
     }
 
+    /// Whether a call on one device makes the tenant's identities busy as a
+    /// whole (the default) or only that device.
+    pub fn set_busy_in_call(&mut self, tenant: &str, busy: bool) {
+        if busy {
+            self.free_in_call.remove(tenant);
+        } else {
+            self.free_in_call.insert(tenant.to_owned());
+        }
+    }
+
     /// Whether the device's token lets it receive calls.
     pub fn set_incoming(&mut self, id: DeviceId, incoming: bool) {
         if let Some(device) = self.devices.get_mut(&id) {
@@ -180,15 +193,21 @@ impl Presence {
         if callable.is_empty() {
             return Err(NotRung::NotAllowed(who()));
         }
-        if (devices.iter()).any(|(_, d)| d.calls > 0 || d.status == Status::Busy) {
+        let whole = !self.free_in_call.contains(tenant);
+        if (devices.iter()).any(|(_, d)| (whole && d.calls > 0) || d.status == Status::Busy) {
             return Err(NotRung::Busy(who()));
         }
         let ring: Vec<DeviceId> = (callable.iter())
-            .filter(|(_, d)| d.status == Status::Available)
+            .filter(|(_, d)| d.status == Status::Available && d.calls == 0)
             .map(|(id, _)| *id)
             .collect();
         if ring.is_empty() {
-            return Err(NotRung::Away(who()));
+            let in_call = callable.iter().any(|(_, d)| d.calls > 0);
+            return Err(if in_call {
+                NotRung::Busy(who())
+            } else {
+                NotRung::Away(who())
+            });
         }
         Ok(ring)
     }
@@ -210,11 +229,12 @@ impl Presence {
         let devices: Vec<&Device> = (self.by_identity.get(&key).into_iter().flatten())
             .filter_map(|id| self.devices.get(id))
             .collect();
+        let whole = !self.free_in_call.contains(tenant);
         let status = if devices.is_empty() {
             Status::Offline
         } else if devices
             .iter()
-            .any(|d| d.calls > 0 || d.status == Status::Busy)
+            .any(|d| (whole && d.calls > 0) || d.status == Status::Busy)
         {
             Status::Busy
         } else if devices.iter().any(|d| d.status == Status::Available) {
@@ -313,6 +333,20 @@ mod tests {
         p.in_call(tablet, false);
         assert_eq!(p.ringable("acme", "alice"), Ok(vec![browser]));
         assert!(p.ringable("globex", "alice").is_err(), "per tenant");
+
+        // A tenant may keep its clients reachable on their other devices.
+        p.set_busy_in_call("acme", false);
+        p.set(phone, Status::Available, None).unwrap();
+        p.in_call(phone, true);
+        assert_eq!(p.view("acme", "alice").status, Status::Available);
+        assert_eq!(p.ringable("acme", "alice"), Ok(vec![browser]));
+        p.in_call(browser, true);
+        assert_eq!(
+            p.ringable("acme", "alice"),
+            Err(NotRung::Busy("alice".into()))
+        );
+        p.set_busy_in_call("acme", true);
+        assert_eq!(p.view("acme", "alice").status, Status::Busy);
     }
 
     #[test]

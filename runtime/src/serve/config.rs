@@ -308,6 +308,15 @@ pub struct TenantSection {
     /// (`play` them by the id printed for each).
     #[serde(default)]
     pub media: Vec<PathBuf>,
+    /// Whether a client in a call is busy as a whole (default true): its
+    /// presence shows busy and `dial client:` rings none of its devices.
+    /// With false only the device in the call is skipped; the others ring.
+    #[serde(default = "yes")]
+    pub busy_in_call: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -563,6 +572,7 @@ impl Config {
                 guest_memory_mb: None,
                 guest_deadline_ms: None,
                 media: Vec::new(),
+                busy_in_call: true,
             }],
         }
     }

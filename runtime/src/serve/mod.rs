@@ -221,6 +221,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Duration::from_secs(config.api.client_heartbeat_secs.max(1)),
     );
     host.set_presence(Arc::new(clients.clone()));
+    for tenant in &config.tenants {
+        clients.set_busy_in_call(&tenant.id, tenant.busy_in_call);
+    }
     let state_cascade = cascade.clone();
     let state = http::HttpState {
         scrape: scrape(
