@@ -19,6 +19,9 @@
 //! client:alice` asks [`Clients`] (the endpoint's `ClientLocator`) which
 //! devices may ring; the endpoint's INVITE to `sip:DV7@gateway` becomes an
 //! `incoming` notice, and the client's `answer` (with its offer) a 200.
+//! Runtimes of a region set tell each other where their clients are
+//! ([`regions`]): a call in one region rings a client through its own
+//! region's gateway.
 //!
 //! The protocol is in [`message`]; presence is sans-IO in [`presence`].
 
