@@ -152,7 +152,10 @@ struct GwCall {
     rtp: Option<SocketAddr>,
     /// Their SDP offer (incoming).
     offer: Vec<u8>,
+    /// Our SDP's o= session id and version (+1 on every new SDP of ours,
+    /// RFC 3264 §8).
     session: u64,
+    version: u64,
 }
 
 pub struct Gateway {
@@ -280,6 +283,7 @@ impl Gateway {
                 rtp: Some(placement.rtp),
                 offer: Vec::new(),
                 session,
+                version: 1,
             },
         );
         Ok(key)
@@ -291,7 +295,8 @@ impl Gateway {
         if call.state != State::RingingIn {
             return Err("the call is not ringing".into());
         }
-        let (answer, remote) = match sdp::answer(&call.offer, rtp, call.session, 1) {
+        call.version += 1;
+        let (answer, remote) = match sdp::answer(&call.offer, rtp, call.session, call.version) {
             Ok(answered) => answered,
             Err(e) => {
                 let reason = format!("Not Acceptable Here ({e})");
@@ -360,8 +365,8 @@ impl Gateway {
                 }
             }
             State::RingingIn => {
-                self.end_incoming(now, key, 603, "Decline", EndReason::Cancelled);
-                self.events.pop_back();
+                self.refuse(now, key, 603, "Decline");
+                self.forget(key);
             }
         }
     }
@@ -590,6 +595,7 @@ impl Gateway {
                 rtp: None,
                 offer,
                 session: self.ids.session(),
+                version: 0,
             },
         );
         self.events.push_back(GatewayEvent::Incoming {
@@ -611,7 +617,8 @@ impl Gateway {
             let _ = self.tx.send_response(now, &tx, response);
             return;
         };
-        match sdp::answer(&offer, rtp, call.session, 2) {
+        call.version += 1;
+        match sdp::answer(&offer, rtp, call.session, call.version) {
             Ok((answer, remote)) => {
                 let mut ok = message::response(request, 200, "OK", None);
                 wire::set_body(&mut ok.headers, "application/sdp", answer.as_bytes());
@@ -663,6 +670,7 @@ impl Gateway {
         }
     }
 
+    /// Ends a ringing incoming call with `status` and tells the edge why.
     fn end_incoming(
         &mut self,
         now: Instant,
@@ -671,6 +679,12 @@ impl Gateway {
         reason: &str,
         why: EndReason,
     ) {
+        self.refuse(now, key, status, reason);
+        self.end(key, why, Some(status));
+    }
+
+    /// The final response to an incoming call's INVITE.
+    fn refuse(&mut self, now: Instant, key: CallKey, status: u16, reason: &str) {
         let Some(call) = self.calls.get(&key) else {
             return;
         };
@@ -678,7 +692,6 @@ impl Gateway {
         let response = message::response(&call.invite_request, status, reason, tag.as_deref());
         let invite = call.invite.clone();
         let _ = self.tx.send_response(now, &invite, response);
-        self.end(key, why, Some(status));
     }
 
     fn end(&mut self, key: CallKey, reason: EndReason, status: Option<u16>) {
@@ -1003,6 +1016,28 @@ mod tests {
             gw.accept(now, call, addr("127.0.0.1:40002")).is_err(),
             "twice"
         );
+    }
+
+    #[test]
+    fn a_client_hanging_up_a_ringing_call_declines_it_and_hears_nothing_more() {
+        let now = Instant::now();
+        let mut gw = gateway();
+        deliver(
+            &mut gw,
+            now,
+            ENDPOINT,
+            endpoint_invite("h1", "z1", ENDPOINT),
+        );
+        sent(&mut gw);
+        let call = match events(&mut gw).as_slice() {
+            [GatewayEvent::Incoming { call, .. }] => *call,
+            other => panic!("{other:?}"),
+        };
+        gw.hangup(now, call);
+        let statuses: Vec<u16> = sent(&mut gw).iter().map(|(_, m)| status(m)).collect();
+        assert_eq!(statuses, vec![603]);
+        assert!(events(&mut gw).is_empty());
+        assert!(gw.is_empty());
     }
 
     #[test]
