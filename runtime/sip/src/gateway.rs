@@ -966,6 +966,16 @@ mod tests {
             .unwrap()
     }
 
+    /// The endpoint's INVITE rings a client: the call's key.
+    fn rung(gw: &mut Gateway, now: Instant, invite: rsip::Request) -> CallKey {
+        deliver(gw, now, ENDPOINT, invite);
+        sent(gw);
+        match events(gw).as_slice() {
+            [GatewayEvent::Incoming { call, .. }] => *call,
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn only_the_runtime_rings_a_client_which_accepts_with_an_sdp_answer() {
         let now = Instant::now();
@@ -1022,17 +1032,7 @@ mod tests {
     fn a_client_hanging_up_a_ringing_call_declines_it_and_hears_nothing_more() {
         let now = Instant::now();
         let mut gw = gateway();
-        deliver(
-            &mut gw,
-            now,
-            ENDPOINT,
-            endpoint_invite("h1", "z1", ENDPOINT),
-        );
-        sent(&mut gw);
-        let call = match events(&mut gw).as_slice() {
-            [GatewayEvent::Incoming { call, .. }] => *call,
-            other => panic!("{other:?}"),
-        };
+        let call = rung(&mut gw, now, endpoint_invite("h1", "z1", ENDPOINT));
         gw.hangup(now, call);
         let statuses: Vec<u16> = sent(&mut gw).iter().map(|(_, m)| status(m)).collect();
         assert_eq!(statuses, vec![603]);
@@ -1045,12 +1045,7 @@ mod tests {
         let now = Instant::now();
         let mut gw = gateway();
         let invite = endpoint_invite("c1", "y1", ENDPOINT);
-        deliver(&mut gw, now, ENDPOINT, invite.clone());
-        sent(&mut gw);
-        let call = match events(&mut gw).as_slice() {
-            [GatewayEvent::Incoming { call, .. }] => *call,
-            other => panic!("{other:?}"),
-        };
+        let call = rung(&mut gw, now, invite.clone());
         let cancel = cancel_for(&invite).unwrap();
         deliver(&mut gw, now, ENDPOINT, cancel);
         let statuses: Vec<u16> = sent(&mut gw).iter().map(|(_, m)| status(m)).collect();
