@@ -274,10 +274,8 @@ impl Endpoint {
         identity: &str,
     ) -> Result<Vec<Destination>, Unreachable> {
         let tenant = &self.directory.tenant(call.tenant).id;
-        let mut found: Vec<Destination> = (self.registrar.lookup(now, tenant, identity))
-            .into_iter()
-            .map(|b| (b.contact.to_string(), b.source, None))
-            .collect();
+        // No registered phone is no error here: clients may still ring.
+        let mut found = self.registered(now, tenant, identity).unwrap_or_default();
         let clients = match &self.gateway {
             Some((_, locator)) => locator.ring(tenant, identity),
             None => Err(Unreachable {
