@@ -18,6 +18,8 @@ mod ua;
 // The launcher the WebRTC spike uses too (same flags).
 #[path = "../webrtc/tests/common/chromium.rs"]
 mod chromium;
+// What the launcher's `super::tool` names.
+use sip_common::tool;
 
 use std::time::Duration;
 

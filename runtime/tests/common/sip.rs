@@ -599,24 +599,10 @@ pub fn require_sipp() {
     require_tool("sipp", "-v", "sip-tester");
 }
 
-/// Fails the test, naming the Debian package, unless `program arg` runs.
-///
-/// The rule is the same everywhere, CI or not: a test that needs a tool
-/// never passes without running. A missing tool is a failure that says
-/// what to install (`.ci/run` installs them all), not a quiet early return
-/// that would count as passed.
-pub fn require_tool(program: &str, arg: &str, package: &str) {
-    let found = Command::new(program)
-        .arg(arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    assert!(
-        found,
-        "{program} is not installed and this test needs it: apt-get install {package}"
-    );
-}
+// One rule for every tool a test needs (the Chromium launcher's too).
+#[path = "tool.rs"]
+pub mod tool;
+pub use tool::require_tool;
 
 /// A scenario from tests/sipp/.
 pub fn scenario(name: &str) -> String {

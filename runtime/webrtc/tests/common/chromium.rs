@@ -4,19 +4,15 @@
 
 use std::process::{Command, Stdio};
 
+// `tool` (runtime/tests/common/tool.rs) comes from the includer: spike.rs
+// here, common/sip.rs in runtime/tests/browser.rs. Including it here too
+// would load it twice there.
+use super::tool;
+
 /// Chromium on `url` with a fresh profile in `profile`. A missing browser
 /// is a failure that says what to install, never a quiet pass.
 pub fn chromium(url: &str, profile: &std::path::Path) -> std::process::Child {
-    let found = Command::new("chromium")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    assert!(
-        found,
-        "chromium is not installed and this test needs it: apt-get install chromium"
-    );
+    tool::require_tool("chromium", "--version", "chromium");
     Command::new("chromium")
         .args([
             "--headless",

@@ -16,6 +16,8 @@ use switchyard_media::g711::Law;
 
 #[path = "chromium.rs"]
 mod chromium;
+#[path = "../../../tests/common/tool.rs"]
+mod tool;
 
 const PAGE: &str = r#"<!doctype html><meta charset=utf-8><title>spike</title>
 <script type=module>
