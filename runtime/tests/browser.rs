@@ -27,7 +27,7 @@ use cdp::Page;
 use chromium::chromium;
 use http::{ADMIN_KEY, Auth, acme, client_token, get, new_key_secret, newest_log, post};
 use serde_json::json;
-use sip_common::{Config, Server, Sipp, wait_until};
+use sip_common::{Config, Server, Sipp, free_port, wait_until};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -296,12 +296,7 @@ fn a_browser_client_joins_a_conference_with_a_sip_caller() {
 /// address her browser sends to is a socket of the eu runtime.
 #[test]
 fn a_call_in_one_region_rings_a_client_through_its_regions_gateway() {
-    let ports: Vec<u16> = (0..2)
-        .map(|_| {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap().port()
-        })
-        .collect();
+    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
     let table = format!(
         "[conference]\nsecret = \"region-secret-0123456789\"\n\n[conference.peers]\n\
          us = \"http://127.0.0.1:{}\"\neu = \"http://127.0.0.1:{}\"\n",

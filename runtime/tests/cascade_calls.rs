@@ -21,13 +21,12 @@ mod sip_common;
 #[path = "common/ua.rs"]
 mod ua;
 
-use std::net::TcpListener;
 use std::thread;
 use std::time::Duration;
 
 use http::{Auth, account_auth};
 use serde_json::Value;
-use sip_common::{Config, Server, udp_ports, wait_until};
+use sip_common::{Config, Server, free_port, udp_ports, wait_until};
 use switchyard::media::tone::sine;
 use switchyard::sip::sdp::Codec;
 use ua::{Call, Ua};
@@ -38,15 +37,7 @@ const TONES: [f64; 3] = [500.0, 1_100.0, 1_700.0];
 
 /// One runtime per region, the first keeping the conference directory.
 fn regions(names: &[&str]) -> Vec<Server> {
-    let ports: Vec<u16> = (names.iter())
-        .map(|_| {
-            TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        })
-        .collect();
+    let ports: Vec<u16> = names.iter().map(|_| free_port()).collect();
     let peers: Vec<String> = (names.iter().zip(&ports))
         .map(|(region, port)| format!("{region} = \"http://127.0.0.1:{port}\""))
         .collect();

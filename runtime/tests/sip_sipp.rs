@@ -13,7 +13,7 @@ mod sip_common;
 use std::time::Duration;
 
 use sip_common::{
-    Config, Server, Sipp, SippRun, Transport, free_udp_port, require_sipp, wait_udp_bound,
+    Config, Server, Sipp, SippRun, Transport, free_port, require_sipp, wait_udp_bound,
 };
 
 const HOLD: &str = "+15550100";
@@ -85,7 +85,7 @@ fn relayed_calls_reach_a_sipp_uas_over_the_trunk_and_both_legs_succeed() {
     require_sipp();
     // Caller (SIPp uac) -> switchyard (guest_relay dials the called number
     // over the trunk) -> far end (SIPp uas). The caller's BYE ends both legs.
-    let far_port = free_udp_port();
+    let far_port = free_port();
     let far = Sipp::new(&format!("-sn uas -p {far_port} -m 5")).spawn();
     assert!(
         wait_udp_bound(far_port, Duration::from_secs(10)),

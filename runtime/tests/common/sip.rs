@@ -87,11 +87,25 @@ pub fn guest(name: &str) -> String {
     path.canonicalize().unwrap().display().to_string()
 }
 
-/// A UDP port on 127.0.0.1 that was free a moment ago (for a SIPp far end
-/// whose address must go into the server's config before it starts).
-pub fn free_udp_port() -> u16 {
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    socket.local_addr().unwrap().port()
+/// A port on 127.0.0.1 free for TCP and UDP a moment ago, for a server
+/// whose address must go into a config before it starts (a SIPp far end,
+/// the peers of a region set). Taken from 12000-19999, below the OS's
+/// ephemeral ports and the media blocks of `media_ports`: a port the OS
+/// picked for `:0` could be handed to another socket (any outgoing TCP
+/// connection) between this check and the server's bind, and once was, in
+/// CI. Unique within this test process.
+pub fn free_port() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    for _ in 0..8_000 {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = (12_000 + (std::process::id() % 80 * 100 + n) % 8_000) as u16;
+        let free = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        if free {
+            return port;
+        }
+    }
+    panic!("no free port in 127.0.0.1:12000-19999")
 }
 
 /// Whether something is bound to UDP `port` on 127.0.0.1 (from
