@@ -48,6 +48,7 @@ pub struct Metrics {
     invocations: Family<Labels, Counter>,
     guest_seconds: Histogram,
     streams: Gauge,
+    client_streams: Gauge,
     packets: Family<Labels, Counter>,
     late_ticks: Counter,
     workers: Family<Labels, Gauge>,
@@ -110,6 +111,12 @@ impl Metrics {
         );
         let streams = Gauge::default();
         registry.register("media_streams", "Open RTP streams", streams.clone());
+        let client_streams = Gauge::default();
+        registry.register(
+            "media_client_streams",
+            "Open streams whose far end is a WebRTC client, driven by the media worker",
+            client_streams.clone(),
+        );
         let packets = Family::<Labels, Counter>::default();
         registry.register(
             "media_packets",
@@ -180,6 +187,7 @@ impl Metrics {
             invocations,
             guest_seconds,
             streams,
+            client_streams,
             packets,
             late_ticks,
             workers,
@@ -241,6 +249,7 @@ impl Metrics {
         }
         let m = &snapshot.media;
         self.streams.set(m.streams as i64);
+        self.client_streams.set(m.clients as i64);
         let packets = [
             ("sent", m.packets_sent),
             ("received", m.packets_received),

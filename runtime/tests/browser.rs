@@ -135,6 +135,9 @@ fn a_browser_calls_the_ivr_presses_1_and_the_ivr_rings_another_browser() {
     agent.click("#accept");
     agent.wait_state("connected");
     assert!(busy(), "sales in a call shows as busy");
+    // Both calls' media is on this runtime's engine: the worker drives
+    // each browser's peer itself, with no relay hop.
+    assert_eq!(client_streams(&server), 2, "{}", server.output());
 
     // Each page hears the other's fake microphone through the runtime.
     let heard = agent.hears_more_than(0.0);
@@ -225,7 +228,15 @@ fn a_sipp_caller_reaches_a_browser_client_with_rtp_both_ways() {
     let mut server = Server::serve(&forwarder(Config::new()));
     let (_, _, acme) = new_key_secret(server.http, "acme");
     let mut alice = Phone::open(&server, &client_token(server.http, &acme, "alice"));
-    sipp_reaches(&mut alice, &server, |_| {});
+    sipp_reaches(&mut alice, &server, |_| {
+        // The forwarder's dial is not anchored: SIPp's SDP reaches the
+        // gateway, which relays between alice's peer and SIPp itself.
+        assert_eq!(
+            client_streams(&server),
+            0,
+            "media the engine does not anchor"
+        );
+    });
     server.assert_alive();
 }
 
@@ -325,9 +336,23 @@ fn a_call_in_one_region_rings_a_client_through_its_regions_gateway() {
             sip_common::udp_ports(eu_pid).contains(&port),
             "alice's media goes to port {port}, not a socket of eu's runtime"
         );
+        // The call's media is on us's engine: eu relays it over RTP.
+        assert_eq!(
+            client_streams(&eu),
+            0,
+            "eu attached media it does not anchor"
+        );
     });
     us.assert_alive();
     eu.assert_alive();
+}
+
+/// Streams whose far end is a browser driven by the media worker.
+fn client_streams(server: &Server) -> u64 {
+    let metrics = get(server.http, "/metrics", &http::Auth::none()).text();
+    let line = (metrics.lines()).find_map(|l| l.strip_prefix("switchyard_media_client_streams "));
+    line.and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no client streams gauge in\n{metrics}"))
 }
 
 /// The port of the address the browser's current call sends media to.

@@ -118,10 +118,12 @@ pub enum GatewayEvent {
     /// The call is up (or its media changed): relay RTP with `remote`.
     Connected { call: CallKey, remote: Negotiated },
     /// A call for device `device` (the Request-URI user): tell the client.
+    /// `local`: from this runtime's endpoint, not a peer region's.
     Incoming {
         call: CallKey,
         device: String,
         from: String,
+        local: bool,
     },
     /// The call is over; the gateway forgot it.
     Ended {
@@ -602,6 +604,7 @@ impl Gateway {
             call: key,
             device,
             from,
+            local: peer.addr == self.endpoint.addr,
         });
     }
 
@@ -971,7 +974,10 @@ mod tests {
         deliver(gw, now, ENDPOINT, invite);
         sent(gw);
         match events(gw).as_slice() {
-            [GatewayEvent::Incoming { call, .. }] => *call,
+            [GatewayEvent::Incoming { call, local, .. }] => {
+                assert!(local, "the endpoint's own call");
+                *call
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -999,8 +1005,16 @@ mod tests {
         let out = sent(&mut gw);
         assert_eq!(status(&out[0].1), 180);
         let call = match events(&mut gw).as_slice() {
-            [GatewayEvent::Incoming { call, device, from }] => {
+            [
+                GatewayEvent::Incoming {
+                    call,
+                    device,
+                    from,
+                    local,
+                },
+            ] => {
                 assert_eq!((device.as_str(), from.as_str()), ("DV7", "+15550199"));
+                assert!(!local, "another region's call is relayed, not attached");
                 *call
             }
             other => panic!("{other:?}"),

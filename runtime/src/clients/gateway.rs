@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::Clients;
 use super::presence::DeviceId;
 use super::relay::{Control, Relay};
+use crate::media::engine::Engine;
 
 /// What a client's session hears about one of its calls.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,12 +78,16 @@ pub struct GatewayHandle {
     pub endpoint: SocketAddr,
     /// The clients' share of `[media] ports`.
     pub ports: super::relay::Ports,
+    /// Where client media is attached when a call's media is anchored here.
+    pub engine: Engine,
 }
 
 /// One call as the gateway task keeps it.
 struct Leg {
     device: DeviceId,
     relay: Option<Relay>,
+    /// The call is with this runtime's endpoint (not another region's).
+    local: bool,
     /// The device is marked in a call (presence busy).
     busy: bool,
 }
@@ -92,7 +97,7 @@ struct Leg {
 pub async fn start(
     clients: Clients,
     endpoint: SocketAddr,
-    media_ip: std::net::IpAddr,
+    (media_ip, engine): (std::net::IpAddr, Engine),
     (first, last): (u16, u16),
 ) -> anyhow::Result<GatewayHandle> {
     let ip = match endpoint.ip() {
@@ -116,6 +121,7 @@ pub async fn start(
         media_ip,
         endpoint,
         ports,
+        engine,
     };
     let task = Task {
         core,
@@ -176,6 +182,7 @@ impl Task {
                         let leg = Leg {
                             device,
                             relay: Some(relay),
+                            local: true,
                             busy: false,
                         };
                         self.legs.insert(*call, leg);
@@ -244,12 +251,19 @@ impl Task {
             match event {
                 GatewayEvent::Ringing(call) => self.tell(call, Notice::Ringing),
                 GatewayEvent::Connected { call, remote } => {
-                    if let Some(relay) = self.legs.get(&call).and_then(|l| l.relay.as_ref()) {
-                        let _ = relay.control.send(Control::Remote(remote));
+                    if let Some(leg) = self.legs.get(&call)
+                        && let Some(relay) = &leg.relay
+                    {
+                        let _ = relay.control.send(Control::Remote(remote, leg.local));
                     }
                     self.tell(call, Notice::Connected);
                 }
-                GatewayEvent::Incoming { call, device, from } => self.incoming(call, &device, from),
+                GatewayEvent::Incoming {
+                    call,
+                    device,
+                    from,
+                    local,
+                } => self.incoming(call, &device, from, local),
                 GatewayEvent::Ended {
                     call,
                     reason,
@@ -269,7 +283,7 @@ impl Task {
         }
     }
 
-    fn incoming(&mut self, call: CallKey, device: &str, from: String) {
+    fn incoming(&mut self, call: CallKey, device: &str, from: String, local: bool) {
         let id = device.strip_prefix("DV").and_then(|d| d.parse().ok());
         let Some(device) = id.filter(|d| self.clients.outbox(*d).is_some()) else {
             // The device left after the endpoint looked it up.
@@ -278,6 +292,7 @@ impl Task {
         let leg = Leg {
             device,
             relay: None,
+            local,
             busy: false,
         };
         self.legs.insert(call, leg);

@@ -166,10 +166,10 @@ impl Clients {
     pub async fn start_gateway(
         &self,
         endpoint: std::net::SocketAddr,
-        media_ip: std::net::IpAddr,
+        media: (std::net::IpAddr, crate::media::engine::Engine),
         ports: (u16, u16),
     ) -> anyhow::Result<std::net::SocketAddr> {
-        let handle = gateway::start(self.clone(), endpoint, media_ip, ports).await?;
+        let handle = gateway::start(self.clone(), endpoint, media, ports).await?;
         let addr = handle.addr;
         let _ = self.gateway.set(handle);
         Ok(addr)
@@ -687,7 +687,8 @@ impl Session {
                 }
             }
         };
-        let (relay, answer) = relay::start(gateway.media_ip, &gateway.ports, offer, closed)
+        let engine = gateway.engine.clone();
+        let (relay, answer) = relay::start(gateway.media_ip, &gateway.ports, engine, offer, closed)
             .await
             .map_err(|e| ("bad_sdp", e))?;
         let _ = rtp.set(relay.rtp);

@@ -1,34 +1,39 @@
 //! One client call's media: the WebRTC peer (DTLS-SRTP with the browser)
-//! on one socket, plain RTP with the runtime's media engine on another,
+//! on one socket, the address offered to the call's SIP leg on another,
 //! and G.711 passed between them without decoding (a PCMU/PCMA mismatch
-//! between the two sides is converted sample by sample).
+//! between the two sides is converted sample by sample): a
+//! [`PeerLeg`].
 //!
-//! ```text
-//!  browser ══SRTP══ webrtc socket ─ Peer ─ audio ─► rtp socket ──RTP──► engine (remote)
-//!                                       ◄─ send_audio ◄─ RTP ◄──────────┘
-//! ```
-//!
-//! A task per call: the sans-IO [`Peer`] is driven here, on the tokio
-//! clock. It ends when told to, or when the client's ICE goes away
-//! (`Closed`, which ends the call).
+//! A task per call holds it. Until the SIP leg answers, and whenever the
+//! leg's media is not on this runtime's engine (another region's runtime,
+//! a transfer's new party), the task drives the peer on the tokio clock
+//! and relays plain RTP over loopback. When the SIP leg's media is an
+//! engine stream here, the task hands the leg to that stream's worker,
+//! which drives it in place of the stream's RTP socket (see
+//! `media::engine::peer`), and waits to take it back if the media moves.
+//! It ends when told to, or when the client's ICE goes away (`Closed`,
+//! which ends the call).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use switchyard_media::g711::Law;
 use switchyard_media::ports::PortPool;
-use switchyard_media::rtp;
 use switchyard_sip::sdp::Negotiated;
-use switchyard_webrtc::{Peer, PeerEvent, Poll};
+use switchyard_webrtc::Peer;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::media::StreamId;
+use crate::media::engine::{Command, Engine, PeerLeg};
 
 /// What the call's signalling tells its media.
 #[derive(Debug)]
 pub enum Control {
-    /// Where the engine takes the call's RTP, and in which codec.
-    Remote(Negotiated),
+    /// Where the SIP leg takes the call's RTP, and in which codec; `true`
+    /// when the leg is with this runtime's endpoint (so the address may
+    /// be one of this engine's streams).
+    Remote(Negotiated, bool),
     /// A candidate the client trickled.
     Candidate(String),
     Stop,
@@ -77,6 +82,7 @@ pub fn bind_pair(
 pub async fn start(
     ip: IpAddr,
     ports: &Ports,
+    engine: Engine,
     offer: &str,
     closed: impl FnOnce() + Send + 'static,
 ) -> Result<(Relay, String), String> {
@@ -85,174 +91,141 @@ pub async fn start(
         let ports = Arc::clone(ports);
         move || (ports.lock().unwrap_or_else(PoisonError::into_inner)).release(port)
     };
-    let sockets = UdpSocket::from_std(webrtc).and_then(|w| Ok((w, UdpSocket::from_std(plain)?)));
-    let (webrtc, plain) = match sockets {
-        Ok(sockets) => sockets,
-        Err(e) => {
-            release();
-            return Err(format!("cannot use the media sockets: {e}"));
-        }
-    };
-    let local = webrtc.local_addr().map_err(|e| e.to_string())?;
-    let rtp = plain.local_addr().map_err(|e| e.to_string())?;
-    let (peer, answer) = match Peer::answer(Instant::now(), local, offer) {
+    let local = webrtc.local_addr().map_err(|e| e.to_string());
+    let answered = local
+        .and_then(|local| Peer::answer(Instant::now(), local, offer).map_err(|e| e.to_string()));
+    let (peer, answer) = match answered {
         Ok(answered) => answered,
         Err(e) => {
             release();
-            return Err(e.to_string());
+            return Err(e);
         }
     };
+    let leg = PeerLeg::new(peer, (webrtc, plain), Box::new(closed), Box::new(release))
+        .map_err(|e| format!("cannot use the media sockets: {e}"))?;
+    let rtp = leg.plain_addr();
     let (control, commands) = mpsc::unbounded_channel();
-    let run = Run {
-        peer,
-        webrtc,
-        plain,
-        remote: None,
-        out: OutStream::default(),
-    };
-    tokio::spawn(async move {
-        let ending = run.relay(commands).await;
-        release();
-        if ending == Ending::Closed {
-            closed();
-        }
-    });
+    tokio::spawn(run(Box::new(leg), commands, engine));
     Ok((Relay { control, rtp }, answer))
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum Ending {
-    Stopped,
-    Closed,
+/// The call's media until it ends: relayed here, or attached to the
+/// engine stream the SIP leg's media is anchored on (and taken back
+/// when the media moves elsewhere).
+async fn run(
+    mut leg: Box<PeerLeg>,
+    mut commands: mpsc::UnboundedReceiver<Control>,
+    engine: Engine,
+) {
+    let mut attach = None;
+    loop {
+        if let Some(stream) = attach.take() {
+            engine.command(stream, Command::Attach(leg));
+            match attached(&mut commands, &engine, stream).await {
+                Some((back, next)) => (leg, attach) = (back, next),
+                None => return,
+            }
+            continue;
+        }
+        match relay(&mut leg, &mut commands, &engine).await {
+            Until::Attach(stream) => attach = Some(stream),
+            Until::Ended => return,
+        }
+    }
 }
 
-/// Our RTP stream to the engine: one SSRC, sequence and timestamps of our
-/// own (the browser's may jump; the engine's jitter buffer wants a steady
-/// stream).
-#[derive(Default)]
-struct OutStream {
-    seq: u16,
-    ts: u32,
-    ssrc: u32,
-    started: bool,
-    buf: Vec<u8>,
+enum Until {
+    /// The SIP leg's media is on this engine's `stream`.
+    Attach(StreamId),
+    /// Stopped, or the client left (`closed` ran).
+    Ended,
 }
 
-struct Run {
-    peer: Peer,
-    webrtc: UdpSocket,
-    plain: UdpSocket,
-    remote: Option<Negotiated>,
-    out: OutStream,
-}
-
-impl Run {
-    async fn relay(mut self, mut commands: mpsc::UnboundedReceiver<Control>) -> Ending {
-        let mut from_client = vec![0u8; 2048];
-        let mut from_engine = vec![0u8; 2048];
-        self.out.ssrc = rand::random();
-        loop {
-            let deadline = match self.drive() {
-                Ok(Some(at)) => at,
-                Ok(None) => return Ending::Closed,
-                Err(e) => {
-                    tracing::warn!(error = %e, "client media failed");
-                    return Ending::Closed;
-                }
-            };
-            tokio::select! {
-                command = commands.recv() => match command {
-                    Some(Control::Remote(remote)) => self.remote = Some(remote),
-                    Some(Control::Candidate(candidate)) => {
-                        if let Err(e) = self.peer.add_candidate(&candidate) {
-                            tracing::debug!(error = %e, "client candidate ignored");
-                        }
-                    }
-                    Some(Control::Stop) | None => return Ending::Stopped,
-                },
-                got = self.webrtc.recv_from(&mut from_client) => {
-                    if let Ok((len, source)) = got {
-                        let _ = self.peer.handle_packet(Instant::now(), source, &from_client[..len]);
-                    }
-                }
-                got = self.plain.recv_from(&mut from_engine) => {
-                    if let Ok((len, _)) = got {
-                        self.send_client(&from_engine[..len]);
+/// Relays between the peer and the SIP leg's remote over loopback until
+/// the media can be attached to an engine stream.
+async fn relay(
+    leg: &mut PeerLeg,
+    commands: &mut mpsc::UnboundedReceiver<Control>,
+    engine: &Engine,
+) -> Until {
+    let sockets = (leg.webrtc.try_clone())
+        .and_then(UdpSocket::from_std)
+        .and_then(|w| Ok((w, UdpSocket::from_std(leg.plain.try_clone()?)?)));
+    let (webrtc, plain) = match sockets {
+        Ok(sockets) => sockets,
+        Err(e) => {
+            tracing::warn!(error = %e, "client media sockets unusable");
+            return Until::Ended;
+        }
+    };
+    let mut from_client = vec![0u8; 2048];
+    let mut from_engine = vec![0u8; 2048];
+    loop {
+        let target = leg.remote.and_then(|r| r.remote);
+        let Some(deadline) = leg.drive(Instant::now(), |packet| {
+            if let Some(to) = target {
+                let _ = plain.try_send_to(packet, to);
+            }
+        }) else {
+            return Until::Ended;
+        };
+        tokio::select! {
+            command = commands.recv() => match command {
+                Some(Control::Remote(remote, local)) => {
+                    leg.remote = Some(remote);
+                    if let Some(stream) = local.then(|| engine_stream(engine, &remote)).flatten() {
+                        return Until::Attach(stream);
                     }
                 }
-                () = tokio::time::sleep_until(deadline.into()) => {
-                    let _ = self.peer.handle_timeout(Instant::now());
+                Some(Control::Candidate(candidate)) => leg.add_candidate(&candidate),
+                Some(Control::Stop) | None => return Until::Ended,
+            },
+            got = webrtc.recv_from(&mut from_client) => {
+                if let Ok((len, source)) = got {
+                    leg.handle_datagram(Instant::now(), source, &from_client[..len]);
                 }
             }
-        }
-    }
-
-    /// Does what the peer asks until it waits; `None` once the client left.
-    fn drive(&mut self) -> Result<Option<Instant>, String> {
-        loop {
-            match self.peer.poll().map_err(|e| e.to_string())? {
-                Poll::Timeout(at) => return Ok(Some(at)),
-                Poll::Transmit(t) => {
-                    let _ = self.webrtc.try_send_to(&t.contents, t.destination);
+            got = plain.recv_from(&mut from_engine) => {
+                if let Ok((len, _)) = got {
+                    leg.to_client(Instant::now(), &from_engine[..len]);
                 }
-                Poll::Event(PeerEvent::Audio { law, payload, .. }) => {
-                    self.send_engine(law, &payload)
-                }
-                Poll::Event(PeerEvent::Closed) => return Ok(None),
-                Poll::Event(PeerEvent::Connected) => tracing::debug!("client media connected"),
             }
+            () = tokio::time::sleep_until(deadline.into()) => {}
         }
-    }
-
-    fn send_engine(&mut self, law: Law, payload: &[u8]) {
-        let Some(remote) = self.remote else {
-            return;
-        };
-        let Some(addr) = remote.remote.filter(|_| remote.direction.sends()) else {
-            return;
-        };
-        let want = Law::of(remote.codec);
-        let out = &mut self.out;
-        let header = rtp::Header {
-            marker: !out.started,
-            pt: remote.codec.pt,
-            seq: out.seq,
-            ts: out.ts,
-            ssrc: out.ssrc,
-        };
-        out.started = true;
-        out.seq = out.seq.wrapping_add(1);
-        out.ts = out.ts.wrapping_add(payload.len() as u32);
-        let room = header.build(&mut out.buf, payload.len());
-        transcode(law, want, payload, room);
-        let _ = self.plain.try_send_to(&out.buf, addr);
-    }
-
-    fn send_client(&mut self, datagram: &[u8]) {
-        let (Some(remote), Some(law)) = (self.remote, self.peer.law()) else {
-            return;
-        };
-        let Ok(packet) = rtp::parse(datagram) else {
-            return; // RTCP, or not RTP
-        };
-        if packet.header.pt != remote.codec.pt {
-            return; // telephone-event and comfort noise stay on the SIP side
-        }
-        let mut payload = vec![0u8; packet.payload.len()];
-        transcode(Law::of(remote.codec), law, packet.payload, &mut payload);
-        let _ = self
-            .peer
-            .send_audio(Instant::now(), packet.header.ts, &payload);
     }
 }
 
-/// G.711 from one law into the other (a copy when they agree).
-fn transcode(from: Law, to: Law, input: &[u8], out: &mut [u8]) {
-    if from == to {
-        out.copy_from_slice(input);
-    } else {
-        for (o, &i) in out.iter_mut().zip(input) {
-            *o = to.encode_sample(from.decode_sample(i));
+/// Waits while `stream`'s worker drives the leg; when the SIP leg's
+/// media moves, the leg back and the stream it moves to, if any.
+async fn attached(
+    commands: &mut mpsc::UnboundedReceiver<Control>,
+    engine: &Engine,
+    stream: StreamId,
+) -> Option<(Box<PeerLeg>, Option<StreamId>)> {
+    loop {
+        match commands.recv().await? {
+            Control::Remote(remote, local) => {
+                let next = local.then(|| engine_stream(engine, &remote)).flatten();
+                if next == Some(stream) {
+                    continue;
+                }
+                let (reply, back) = oneshot::channel();
+                engine.command(stream, Command::Detach(reply));
+                // The stream closed meanwhile: the leg went with it.
+                let mut leg = back.await.ok()?;
+                leg.remote = Some(remote);
+                return Some((leg, next));
+            }
+            // ICE-lite: the client's checks find us; its candidates
+            // only matter to a full agent.
+            Control::Candidate(_) => {}
+            Control::Stop => return None,
         }
     }
+}
+
+/// The engine stream `remote` points at, when the SIP leg is with this
+/// runtime's endpoint.
+fn engine_stream(engine: &Engine, remote: &Negotiated) -> Option<StreamId> {
+    engine.stream_at(remote.remote?)
 }

@@ -62,6 +62,7 @@ use super::{Clip, FRAME_MS, FRAME_SAMPLES, Out, RecordSpec, StreamId, StreamPara
 use crate::contract::RecordEnd;
 use allocator::{Allocator, Decision, Load};
 pub use allocator::{Policy, WorkerId};
+pub use peer::PeerLeg;
 use room::Room;
 pub use room::{RoomCommand, RoomEvent, RoomId, RoomSink};
 
@@ -98,7 +99,7 @@ pub struct EngineConfig {
 pub const SAMPLE: Duration = Duration::from_secs(1);
 
 /// What the endpoint asks of one stream.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Command {
     Start(StreamParams),
     Play {
@@ -136,6 +137,12 @@ pub enum Command {
     },
     /// Leave the room ([`RoomEvent::Out`] with [`Out::Left`]).
     Leave,
+    /// The stream's far end is this WebRTC client from now on: its peer's
+    /// socket replaces the stream's RTP socket ([`peer`]).
+    Attach(Box<PeerLeg>),
+    /// Gives the client back (its media is anchored elsewhere now); the
+    /// stream reads its own RTP socket again.
+    Detach(tokio::sync::oneshot::Sender<Box<PeerLeg>>),
     /// Stop and release the ports; recordings in progress are reported first.
     Close,
 }
@@ -146,6 +153,8 @@ pub type Sink = Arc<dyn Fn(StreamId, Event) + Send + Sync>;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EngineStats {
     pub streams: usize,
+    /// Streams whose far end is a WebRTC client the worker drives.
+    pub clients: usize,
     pub packets_sent: u64,
     pub packets_received: u64,
     /// Sends that failed (socket buffer full, unreachable).
@@ -184,6 +193,7 @@ pub struct WorkerStats {
 #[derive(Debug, Default)]
 struct Counters {
     streams: AtomicUsize,
+    clients: AtomicUsize,
     sent: AtomicU64,
     received: AtomicU64,
     send_errors: AtomicU64,
@@ -218,6 +228,9 @@ enum Msg {
 #[derive(Default)]
 struct Routes {
     streams: HashMap<StreamId, (WorkerId, u64)>,
+    /// Each open stream's RTP address, and the stream at each.
+    addrs: HashMap<StreamId, SocketAddr>,
+    locals: HashMap<SocketAddr, StreamId>,
     /// Worker and number of open streams of each group.
     groups: HashMap<u64, (WorkerId, usize)>,
     /// The worker of each conference room.
@@ -403,7 +416,25 @@ impl Engine {
         slot.streams += 1;
         routes.groups.entry(group).or_insert((worker, 0)).1 += 1;
         routes.streams.insert(stream, (worker, group));
+        routes.addrs.insert(stream, local);
+        routes.locals.insert(local, stream);
         Ok(local)
+    }
+
+    /// The open stream whose RTP socket is at `addr` (as offered in its
+    /// SDP: an engine bound to the unspecified address matches by port).
+    pub fn stream_at(&self, addr: SocketAddr) -> Option<StreamId> {
+        let routes = lock(&self.inner.pool.routes);
+        let bound = SocketAddr::new(self.inner.pool.config.bind, addr.port());
+        let found = routes.locals.get(&addr);
+        found
+            .or_else(|| {
+                bound
+                    .ip()
+                    .is_unspecified()
+                    .then(|| routes.locals.get(&bound))?
+            })
+            .copied()
     }
 
     /// Binds RTP `port` and RTCP `port + 1` and holds them for the `open`
@@ -456,6 +487,9 @@ impl Engine {
         }
         if close {
             routes.streams.remove(&stream);
+            if let Some(local) = routes.addrs.remove(&stream) {
+                routes.locals.remove(&local);
+            }
             if let Some((_, count)) = routes.groups.get_mut(&group) {
                 *count -= 1;
                 if *count == 0 {
@@ -487,6 +521,7 @@ impl Engine {
         let mut s = EngineStats::default();
         for c in &routes.counters {
             s.streams += c.streams.load(Relaxed);
+            s.clients += c.clients.load(Relaxed);
             s.packets_sent += c.sent.load(Relaxed);
             s.packets_received += c.received.load(Relaxed);
             s.send_errors += c.send_errors.load(Relaxed);
@@ -734,6 +769,8 @@ struct Stream {
     /// the room's mixer.
     heard: Option<[i16; FRAME_SAMPLES]>,
     room: Option<RoomId>,
+    /// A WebRTC client in place of the RTP socket's far end.
+    peer: Option<Box<PeerLeg>>,
 }
 
 struct Worker {
@@ -889,6 +926,7 @@ impl Worker {
             bridge: None,
             heard: None,
             room: None,
+            peer: None,
         };
         self.place(stream);
     }
@@ -911,6 +949,9 @@ impl Worker {
         self.index.insert(id, i);
         self.wheel[slot].push(i);
         self.counters.streams.fetch_add(1, Relaxed);
+        if self.streams[i].as_ref().is_some_and(|s| s.peer.is_some()) {
+            self.counters.clients.fetch_add(1, Relaxed);
+        }
         i
     }
 
@@ -924,6 +965,9 @@ impl Worker {
         self.index.remove(&stream.id);
         self.free.push(i);
         self.counters.streams.fetch_sub(1, Relaxed);
+        if stream.peer.is_some() {
+            self.counters.clients.fetch_sub(1, Relaxed);
+        }
         Some(stream)
     }
 
@@ -981,6 +1025,17 @@ impl Worker {
                 record,
             } => self.join(i, room, *config, join, record),
             Command::Leave => self.leave(i, Out::Left),
+            Command::Attach(leg) => {
+                if stream.peer.replace(leg).is_none() {
+                    self.counters.clients.fetch_add(1, Relaxed);
+                }
+            }
+            Command::Detach(reply) => {
+                if let Some(leg) = stream.peer.take() {
+                    self.counters.clients.fetch_sub(1, Relaxed);
+                    let _ = reply.send(leg);
+                }
+            }
             Command::Close => self.close(i),
         }
         self.events(i);
@@ -1078,7 +1133,11 @@ impl Worker {
         let Some(s) = self.streams[i].as_mut() else {
             return;
         };
-        loop {
+        if let Some(leg) = s.peer.as_mut() {
+            let n = leg.receive(now, &mut self.batch, &mut s.session);
+            self.counters.received.fetch_add(n, Relaxed);
+        }
+        while s.peer.is_none() {
             let n = match self.batch.recv(&s.rtp) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -1104,12 +1163,22 @@ impl Worker {
         }
         s.ticks += 1;
         if let Some(to) = s.session.tick(now, &mut self.out) {
-            match s.rtp.send_to(&self.out, to) {
+            let sent = match s.peer.as_mut() {
+                Some(leg) => {
+                    leg.send(now, &self.out, &mut s.session);
+                    Ok(0)
+                }
+                None => s.rtp.send_to(&self.out, to),
+            };
+            match sent {
                 Ok(_) => self.counters.sent.fetch_add(1, Relaxed),
                 Err(_) => self.counters.send_errors.fetch_add(1, Relaxed),
             };
         }
-        if let Some((to, report)) = s.session.poll_rtcp(now) {
+        // The client's own stack reports on its media (str0m's RTCP).
+        if let Some((to, report)) = s.session.poll_rtcp(now)
+            && s.peer.is_none()
+        {
             let _ = s.rtcp.send_to(&report, to);
         }
         let heard = s.session.poll_received().copied();
@@ -1325,6 +1394,7 @@ fn stamp(h: &libc::msghdr) -> Option<SystemTime> {
 }
 
 pub mod allocator;
+mod peer;
 mod room;
 #[cfg(test)]
 mod tests;

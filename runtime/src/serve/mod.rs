@@ -274,7 +274,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let sip_udp = (listening.sip.iter()).find(|(t, _)| *t == Transport::Udp);
     if let Some((_, sip)) = sip_udp {
         let gateway = clients
-            .start_gateway(*sip, media_ip, media_ports.clients)
+            .start_gateway(*sip, (media_ip, edge.engine().clone()), media_ports.clients)
             .await
             .context("starting the clients' gateway")?;
         endpoint.set_gateway(gateway, Arc::new(clients.clone()));

@@ -624,3 +624,68 @@ fn streams_of_three_calls_on_three_workers_meet_in_one_room() {
     let later = receive_for(&peers[0], Duration::from_millis(200));
     assert!(later.iter().any(|(f, ..)| *f == addrs[0]));
 }
+
+/// A WebRTC client attached to a stream takes the place of its RTP far
+/// end: no more plain RTP goes out while attached; detaching gives the
+/// leg back and plain RTP resumes; closing the stream drops an attached
+/// leg, which gives its ports back.
+#[test]
+fn an_attached_client_replaces_the_rtp_far_end_until_detached() {
+    const OFFER: &str = include_str!("../../../webrtc/tests/data/chromium-offer.sdp");
+    let (engine, _events) = engine(1);
+    let far = peer();
+    let at = engine.open(1, 1, 0).unwrap();
+    assert_eq!(engine.stream_at(at), Some(1));
+    engine.command(1, Command::Start(params(far.local_addr().unwrap())));
+    let tone: Samples = sine(1000.0, 8000, 0.5).into();
+    let play = || Command::Play {
+        id: 1,
+        clips: vec![Clip::Audio(tone.clone())],
+        forever: true,
+    };
+    engine.command(1, play());
+    assert!(!receive_for(&far, Duration::from_millis(200)).is_empty());
+
+    let released = Arc::new(AtomicBool::new(false));
+    let leg = |released: &Arc<AtomicBool>| {
+        let bind = || UdpSocket::bind((LOCALHOST, 0)).unwrap();
+        let webrtc = bind();
+        let local = webrtc.local_addr().unwrap();
+        let (peer, _) = switchyard_webrtc::Peer::answer(Instant::now(), local, OFFER).unwrap();
+        let released = Arc::clone(released);
+        let release = Box::new(move || released.store(true, Relaxed));
+        Box::new(PeerLeg::new(peer, (webrtc, bind()), Box::new(|| {}), release).unwrap())
+    };
+    let clients = |n: usize| {
+        let end = Instant::now() + Duration::from_secs(2);
+        while engine.stats().clients != n && Instant::now() < end {
+            thread::sleep(Duration::from_millis(5));
+        }
+        engine.stats().clients == n
+    };
+    engine.command(1, Command::Attach(leg(&released)));
+    assert!(clients(1));
+    receive_for(&far, Duration::from_millis(60)); // sent before the attach
+    assert!(receive_for(&far, Duration::from_millis(200)).is_empty());
+
+    let (reply, back) = tokio::sync::oneshot::channel();
+    engine.command(1, Command::Detach(reply));
+    let taken = back.blocking_recv().expect("the leg comes back");
+    assert!(clients(0));
+    assert!(!receive_for(&far, Duration::from_millis(200)).is_empty());
+    drop(taken);
+    assert!(
+        released.swap(false, Relaxed),
+        "a dropped leg gives its ports back"
+    );
+
+    engine.command(1, Command::Attach(leg(&released)));
+    assert!(clients(1));
+    engine.command(1, Command::Close);
+    assert!(clients(0));
+    assert!(
+        released.load(Relaxed),
+        "the closed stream's leg gave its ports back"
+    );
+    assert_eq!(engine.stream_at(at), None);
+}
