@@ -134,6 +134,11 @@ impl PeerLeg {
         if self.deadline.is_some_and(|at| at <= now) {
             let _ = self.peer.handle_timeout(now);
         }
+        // str0m queues what `send_audio` wrote and releases it on its next
+        // timeout, which it asks for at once: a worker that waited for its
+        // next tick held every packet 20 ms (jitter p99 20 ms in the
+        // benchmark). Bounded, in case a peer keeps asking.
+        let mut due = 4;
         loop {
             let poll = match self.peer.poll() {
                 Ok(poll) => poll,
@@ -143,6 +148,10 @@ impl PeerLeg {
                 }
             };
             match poll {
+                Poll::Timeout(at) if at <= now && due > 0 => {
+                    due -= 1;
+                    let _ = self.peer.handle_timeout(now);
+                }
                 Poll::Timeout(at) => {
                     self.deadline = Some(at);
                     return Some(at);
