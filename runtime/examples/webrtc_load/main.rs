@@ -71,6 +71,9 @@ struct Args {
     duration: u64,
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Offer only Opus (the server transcodes it to and from G.711).
+    #[arg(long)]
+    opus: bool,
 }
 
 type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
@@ -81,6 +84,8 @@ struct Session {
     rtc: Rtc,
     mid: Mid,
     socket: UdpSocket,
+    /// Offered only Opus.
+    opus: bool,
 }
 
 fn main() -> ExitCode {
@@ -201,9 +206,11 @@ fn setup(args: &Args, i: usize) -> Result<Session, String> {
     let socket = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     socket.set_nonblocking(true).map_err(|e| e.to_string())?;
     let local = socket.local_addr().map_err(|e| e.to_string())?;
+    let opus = args.opus;
     let mut rtc = RtcConfig::new()
         .clear_codecs()
-        .enable_pcmu(true)
+        .enable_pcmu(!opus)
+        .enable_opus(opus)
         .build(Instant::now());
     let candidate = Candidate::host(local, "udp").map_err(|e| e.to_string())?;
     rtc.add_local_candidate(candidate);
@@ -223,6 +230,7 @@ fn setup(args: &Args, i: usize) -> Result<Session, String> {
         rtc,
         mid,
         socket,
+        opus,
     })
 }
 
@@ -259,6 +267,7 @@ async fn drive(session: Session, start: Instant, end: Instant) -> Outcome {
         mut rtc,
         mid,
         socket,
+        opus,
         ..
     } = session;
     let socket = match tokio::net::UdpSocket::from_std(socket) {
@@ -277,7 +286,15 @@ async fn drive(session: Session, start: Instant, end: Instant) -> Outcome {
         stream: Stream::default(),
         deviations: Vec::new(),
     };
-    let silence = [0xffu8; 160];
+    // 20 ms of silence in the offered codec, and its RTP clock step.
+    let (codec, silence, step, rate) = if opus {
+        let frame = switchyard_webrtc::opus::Transcoder::new()
+            .and_then(|mut t| t.encode(&[0xff; 160]))
+            .unwrap_or_default();
+        (Codec::Opus, frame, 960, Frequency::FORTY_EIGHT_KHZ)
+    } else {
+        (Codec::PCMU, vec![0xff; 160], 160, Frequency::EIGHT_KHZ)
+    };
     let mut sent: u64 = 0;
     let mut next_send = Instant::now();
     let mut buf = vec![0u8; 2048];
@@ -296,7 +313,7 @@ async fn drive(session: Session, start: Instant, end: Instant) -> Outcome {
                             pt: 0,
                             marker: false,
                             seq: data.seq_range.start().as_u16(),
-                            ts: data.time.numer() as u32,
+                            ts: data.time.rebase(Frequency::EIGHT_KHZ).numer() as u32,
                             ssrc: 0,
                         };
                         (outcome.stream).packet(&header, ns(start, at), &mut outcome.deviations);
@@ -330,14 +347,14 @@ async fn drive(session: Session, start: Instant, end: Instant) -> Outcome {
             () = tokio::time::sleep_until(wake.into()) => {
                 let now = Instant::now();
                 if outcome.connected && now >= next_send {
-                    let pcmu = |w: &str0m::media::Writer<'_>| {
+                    let offered = |w: &str0m::media::Writer<'_>| {
                         let mut params = w.payload_params();
-                        params.find(|p| p.spec().codec == Codec::PCMU).map(|p| p.pt())
+                        params.find(|p| p.spec().codec == codec).map(|p| p.pt())
                     };
                     if let Some(writer) = rtc.writer(mid)
-                        && let Some(pt) = pcmu(&writer)
+                        && let Some(pt) = offered(&writer)
                     {
-                        let time = MediaTime::new(sent * 160, Frequency::EIGHT_KHZ);
+                        let time = MediaTime::new(sent * step, rate);
                         let _ = writer.write(pt, now, time, silence.to_vec());
                         sent += 1;
                     }

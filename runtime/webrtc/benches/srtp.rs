@@ -3,7 +3,8 @@
 //! (SRTP encrypt and decrypt, RTCP bookkeeping in str0m) against the same
 //! frame as plain RTP (our header written and read back). The bridged
 //! sessions benchmark of issue 16 (sockets, a load client) comes with
-//! WebRTC calls; this measures the part WebRTC adds per packet.
+//! WebRTC calls; this measures the part WebRTC adds per packet, and what
+//! an Opus client adds on top (transcoding to and from G.711).
 
 #[path = "../tests/common/pair.rs"]
 mod pair;
@@ -13,7 +14,10 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use pair::Pair;
+use switchyard_media::g711::Law;
 use switchyard_media::rtp::{self, Header};
+use switchyard_media::tone::sine;
+use switchyard_webrtc::opus::Transcoder;
 
 fn srtp(c: &mut Criterion) {
     let mut group = c.benchmark_group("webrtc");
@@ -49,6 +53,27 @@ fn srtp(c: &mut Criterion) {
                 header.build(&mut out, frame.len()).copy_from_slice(&frame);
                 black_box(rtp::parse(black_box(&out)).unwrap());
             }
+        })
+    });
+    // The same through an Opus-only client: the peer decodes the client's
+    // Opus frame to μ-law and encodes ours (libopus both ways), beside
+    // SRTP; the client sends a frame encoded once, outside the loop.
+    let mut pair = Pair::with(str0m::format::Codec::Opus);
+    pair.connect();
+    let speech: Vec<u8> = (sine(440.0, 20, 0.3).iter())
+        .map(|&s| Law::Mu.encode_sample(s))
+        .collect();
+    let packet = Transcoder::new().unwrap().encode(&speech).unwrap();
+    group.bench_function("opus-frame-each-way", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            pair.client_sends(i, &packet);
+            pair.peer
+                .send_audio(pair.now, i.wrapping_mul(160), &speech)
+                .unwrap();
+            pair.run(Duration::from_millis(20));
+            pair.peer_heard.clear();
+            pair.client.heard.clear();
         })
     });
     group.finish();

@@ -11,9 +11,12 @@
 //! ```
 //!
 //! The runtime has a known address, so ICE-lite with host candidates is
-//! enough: the client does the checks. Only G.711 is offered, so a
-//! browser's audio bridges to SIP/RTP legs byte for byte; Opus would need
-//! a transcode per packet (not built: see the closing note of issue 16).
+//! enough: the client does the checks. G.711 is taken whenever the client
+//! offers it, so a browser's audio bridges to SIP/RTP legs byte for byte.
+//! A client that offers only Opus gets Opus, transcoded here (libopus,
+//! [`opus`] module) to and from μ-law: its audio costs the runtime an
+//! encode and a decode per frame, which the `opus-frame-each-way` bench
+//! and the WebRTC sessions benchmark measure (BENCHMARKS.md).
 //!
 //! Library: str0m, chosen by a spike. The same headless Chromium call
 //! was answered by str0m (`tests/chromium.rs`) and by webrtc-rs's sans-IO
@@ -36,6 +39,8 @@ use str0m::rtp::Extension;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 use switchyard_media::g711::Law;
 
+pub mod opus;
+
 /// Why a peer could not be set up or went wrong. Messages say what was
 /// wrong with the client's input.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +48,7 @@ use switchyard_media::g711::Law;
 pub enum PeerError {
     #[error("the offer is not SDP a WebRTC peer can read: {0}")]
     Offer(String),
-    #[error("the offer has no audio this runtime can take (it needs PCMU or PCMA): {0}")]
+    #[error("the offer has no audio this runtime can take (it needs PCMU, PCMA or Opus): {0}")]
     Negotiation(String),
     #[error("local address {0} cannot be a host candidate: {1}")]
     Candidate(SocketAddr, String),
@@ -87,8 +92,11 @@ pub enum Poll {
 pub struct Peer {
     rtc: Rtc,
     local: SocketAddr,
-    /// The audio section and the payload type to send with, once known.
-    audio: Option<(Mid, Pt, Law)>,
+    /// The audio section, the payload type to send with and its codec,
+    /// once known.
+    audio: Option<(Mid, Pt, Wire)>,
+    /// Opus state, for a client that offered no G.711.
+    opus: Option<Box<opus::Transcoder>>,
     connected: bool,
     closed: bool,
 }
@@ -101,6 +109,7 @@ impl Peer {
         local: SocketAddr,
         offer: &str,
     ) -> Result<(Self, String), PeerError> {
+        let g711 = offers_g711(offer);
         let offer =
             SdpOffer::from_sdp_string(offer).map_err(|e| PeerError::Offer(e.to_string()))?;
         // Only the mid extension (BUNDLE demux): transport-cc feedback and
@@ -109,8 +118,9 @@ impl Peer {
         let mut rtc = RtcConfig::new()
             .set_ice_lite(true)
             .clear_codecs()
-            .enable_pcmu(true)
-            .enable_pcma(true)
+            .enable_pcmu(g711)
+            .enable_pcma(g711)
+            .enable_opus(!g711)
             .clear_extension_map()
             .set_extension(4, Extension::RtpMid)
             .build(now);
@@ -122,37 +132,44 @@ impl Peer {
             .accept_offer(offer)
             .map_err(|e| PeerError::Negotiation(e.to_string()))?;
         let answer = answer.to_sdp_string();
+        let opus = if g711 {
+            None
+        } else {
+            Some(Box::new(opus::Transcoder::new().map_err(PeerError::Rtc)?))
+        };
         let peer = Self {
             rtc,
             local,
             audio: None,
+            opus,
             connected: false,
             closed: false,
         };
-        // `MediaAdded` says which sections the answer took; without a
-        // G.711 audio one there is nothing to bridge.
-        if !answer.contains("m=audio")
-            || !(answer.contains(" PCMU/8000") || answer.contains(" PCMA/8000"))
-        {
+        // `MediaAdded` says which sections the answer took; without an
+        // audio one in a codec we take there is nothing to bridge.
+        let taken = [" PCMU/8000", " PCMA/8000", " opus/48000"];
+        if !answer.contains("m=audio") || !taken.iter().any(|c| answer.contains(c)) {
             return Err(PeerError::Negotiation(
-                "no audio section accepted PCMU or PCMA".into(),
+                "no audio section accepted PCMU, PCMA or Opus".into(),
             ));
         }
         Ok((peer, answer))
     }
 
-    /// The first G.711 payload type the client offered for `mid`.
-    fn g711(&self, mid: Mid) -> Option<(Pt, Law)> {
+    /// The first payload type the client offered for `mid` in a codec we
+    /// take.
+    fn codec(&self, mid: Mid) -> Option<(Pt, Wire)> {
         let media = self.rtc.media(mid)?;
         let config = self.rtc.codec_config();
         media.remote_pts().iter().find_map(|pt| {
             let params = config.find(|p| p.pt() == *pt)?;
-            let law = match params.spec().codec {
-                Codec::PCMU => Law::Mu,
-                Codec::PCMA => Law::A,
+            let wire = match params.spec().codec {
+                Codec::PCMU => Wire::G711(Law::Mu),
+                Codec::PCMA => Wire::G711(Law::A),
+                Codec::Opus => Wire::Opus,
                 _ => return None,
             };
-            Some((*pt, law))
+            Some((*pt, wire))
         })
     }
 
@@ -215,21 +232,32 @@ impl Peer {
                     return Ok(Poll::Event(PeerEvent::Closed));
                 }
                 Event::MediaAdded(added) if self.audio.is_none() => {
-                    if let Some((pt, law)) = self.g711(added.mid) {
-                        self.audio = Some((added.mid, pt, law));
+                    if let Some((pt, wire)) = self.codec(added.mid) {
+                        self.audio = Some((added.mid, pt, wire));
                     }
                     continue;
                 }
                 Event::MediaData(data) => {
-                    let law = match data.params.spec().codec {
-                        Codec::PCMU => Law::Mu,
-                        Codec::PCMA => Law::A,
+                    let timestamp = data.time.rebase(Frequency::EIGHT_KHZ).numer() as u32;
+                    let (law, payload) = match data.params.spec().codec {
+                        Codec::PCMU => (Law::Mu, data.data.to_vec()),
+                        Codec::PCMA => (Law::A, data.data.to_vec()),
+                        Codec::Opus => match self.opus.as_mut() {
+                            Some(opus) => match opus.decode(&data.data) {
+                                Ok(payload) => (Law::Mu, payload),
+                                Err(e) => {
+                                    tracing::debug!(error = %e, "client Opus frame dropped");
+                                    continue;
+                                }
+                            },
+                            None => continue,
+                        },
                         _ => continue,
                     };
                     return Ok(Poll::Event(PeerEvent::Audio {
                         law,
-                        timestamp: data.time.numer() as u32,
-                        payload: data.data.to_vec(),
+                        timestamp,
+                        payload,
                     }));
                 }
                 _ => continue,
@@ -250,9 +278,13 @@ impl Peer {
         Ok(())
     }
 
-    /// The law the client's audio is sent in (and ours to it).
+    /// The law the client's audio comes in (and ours to it goes in): its
+    /// G.711, or μ-law for an Opus client (transcoded here).
     pub fn law(&self) -> Option<Law> {
-        self.audio.map(|(_, _, law)| law)
+        self.audio.map(|(_, _, wire)| match wire {
+            Wire::G711(law) => law,
+            Wire::Opus => Law::Mu,
+        })
     }
 
     pub fn is_connected(&self) -> bool {
@@ -267,20 +299,46 @@ impl Peer {
         timestamp: u32,
         payload: &[u8],
     ) -> Result<(), PeerError> {
-        let Some((mid, pt, _)) = self.audio else {
+        let Some((mid, pt, wire)) = self.audio else {
             return Ok(());
         };
         if !self.connected {
             return Ok(());
         }
+        let (time, data) = match (wire, self.opus.as_mut()) {
+            (Wire::Opus, Some(opus)) => {
+                let time = MediaTime::new(u64::from(timestamp) * 6, Frequency::FORTY_EIGHT_KHZ);
+                (time, opus.encode(payload).map_err(PeerError::Rtc)?)
+            }
+            (Wire::Opus, None) => return Ok(()),
+            (Wire::G711(_), _) => (
+                MediaTime::new(u64::from(timestamp), Frequency::EIGHT_KHZ),
+                payload.to_vec(),
+            ),
+        };
         let Some(writer) = self.rtc.writer(mid) else {
             return Ok(());
         };
-        let time = MediaTime::new(u64::from(timestamp), Frequency::EIGHT_KHZ);
         writer
-            .write(pt, now, time, payload.to_vec())
+            .write(pt, now, time, data)
             .map_err(|e| PeerError::Rtc(e.to_string()))
     }
+}
+
+/// The codec on the client's side of the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    G711(Law),
+    Opus,
+}
+
+/// Whether an SDP offer has a PCMU or PCMA payload type (an `a=rtpmap`).
+fn offers_g711(offer: &str) -> bool {
+    offer.lines().any(|line| {
+        let line = line.trim().to_ascii_uppercase();
+        line.starts_with("A=RTPMAP:")
+            && (line.contains(" PCMU/8000") || line.contains(" PCMA/8000"))
+    })
 }
 
 #[cfg(test)]
@@ -314,25 +372,41 @@ mod tests {
         let now = Instant::now();
         let err = Peer::answer(now, local(), "hello").err().unwrap();
         assert!(matches!(err, PeerError::Offer(_)), "{err}");
-        // Opus only: nothing to bridge without transcoding.
-        let opus_only = CHROMIUM
+        // G.722 only: no codec of ours.
+        let err = Peer::answer(now, local(), &only(CHROMIUM, "9"))
+            .err()
+            .unwrap();
+        assert!(matches!(err, PeerError::Negotiation(_)), "{err}");
+        assert!(err.to_string().contains("PCMU, PCMA or Opus"), "{err}");
+    }
+
+    #[test]
+    fn a_client_offering_only_opus_gets_opus_and_one_with_g711_never_does() {
+        let now = Instant::now();
+        let (_, answer) = Peer::answer(now, local(), &only(CHROMIUM, "111")).unwrap();
+        assert!(answer.contains(" opus/48000"), "{answer}");
+        assert!(!answer.contains("PCMU"), "{answer}");
+        let (_, answer) = Peer::answer(now, local(), CHROMIUM).unwrap();
+        assert!(!answer.contains("opus"), "{answer}");
+    }
+
+    /// `offer` with payload type `pt` alone in its audio section.
+    fn only(offer: &str, pt: &str) -> String {
+        offer
             .replace(
                 "m=audio 9 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110 126",
-                "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+                &format!("m=audio 9 UDP/TLS/RTP/SAVPF {pt}"),
             )
             .lines()
             .filter(|l| {
                 !(l.starts_with("a=rtpmap:")
                     || l.starts_with("a=fmtp:")
                     || l.starts_with("a=rtcp-fb:"))
-                    || l.contains(":111 ")
+                    || l.contains(&format!(":{pt} "))
             })
             .collect::<Vec<_>>()
             .join("\r\n")
-            + "\r\n";
-        let err = Peer::answer(now, local(), &opus_only).err().unwrap();
-        assert!(matches!(err, PeerError::Negotiation(_)), "{err}");
-        assert!(err.to_string().contains("PCMU or PCMA"), "{err}");
+            + "\r\n"
     }
 
     #[test]

@@ -37,3 +37,60 @@ fn a_client_connects_and_audio_goes_both_ways_in_order() {
         assert_eq!(payload, &vec![(i % 100) as u8 ^ 0x55; 160], "frame {i}");
     }
 }
+
+/// A client that offers only Opus: the peer transcodes, so the client's
+/// Opus tone reaches the owner as μ-law, and the owner's μ-law tone
+/// reaches the client as Opus, each still its tone.
+#[test]
+fn an_opus_client_is_transcoded_both_ways() {
+    use switchyard_media::tone::{goertzel, sine};
+    use switchyard_webrtc::opus::Transcoder;
+
+    let mut pair = Pair::with(str0m::format::Codec::Opus);
+    pair.connect();
+    assert_eq!(pair.peer.law(), Some(Law::Mu), "the owner sees μ-law");
+    let mut client_codec = Transcoder::new().unwrap();
+    let ulaw = |pcm: &[i16]| {
+        pcm.iter()
+            .map(|&s| Law::Mu.encode_sample(s))
+            .collect::<Vec<_>>()
+    };
+    let (theirs, ours) = (sine(700.0, 1_000, 0.5), sine(1_300.0, 1_000, 0.5));
+    for (i, (a, b)) in theirs.chunks(160).zip(ours.chunks(160)).enumerate() {
+        let i = i as u32;
+        let packet = client_codec.encode(&ulaw(a)).unwrap();
+        pair.client_sends(i, &packet);
+        pair.peer.send_audio(pair.now, i * 160, &ulaw(b)).unwrap();
+        pair.run(Duration::from_millis(20));
+    }
+    pair.run(Duration::from_millis(100));
+
+    let pcm = |ulaw: &[u8]| {
+        ulaw.iter()
+            .map(|&b| Law::Mu.decode_sample(b))
+            .collect::<Vec<_>>()
+    };
+    let at_peer: Vec<i16> = (pair.peer_heard.iter())
+        .flat_map(|(_, _, p)| pcm(p))
+        .collect();
+    assert!(at_peer.len() >= 40 * 160, "{} samples", at_peer.len());
+    let settled = &at_peer[1_600..];
+    assert!(
+        goertzel(settled, 700.0) > 0.15,
+        "{}",
+        goertzel(settled, 700.0)
+    );
+    assert!(goertzel(settled, 1_300.0) < 0.01);
+
+    let at_client: Vec<i16> = (pair.client.heard.iter())
+        .flat_map(|(_, packet)| pcm(&client_codec.decode(packet).unwrap()))
+        .collect();
+    assert!(at_client.len() >= 40 * 160, "{} samples", at_client.len());
+    let settled = &at_client[1_600..];
+    assert!(
+        goertzel(settled, 1_300.0) > 0.15,
+        "{}",
+        goertzel(settled, 1_300.0)
+    );
+    assert!(goertzel(settled, 700.0) < 0.01);
+}

@@ -14,7 +14,7 @@ use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 use switchyard_media::g711::Law;
 use switchyard_webrtc::{Peer, PeerEvent, Poll};
 
-/// The client: str0m offering one send-receive PCMU audio section.
+/// The client: str0m offering one send-receive audio section in one codec.
 pub struct Client {
     pub rtc: Rtc,
     pub mid: Mid,
@@ -30,17 +30,27 @@ pub struct Pair {
     pub peer_addr: SocketAddr,
     pub peer_heard: Vec<(Law, u32, Vec<u8>)>,
     pub peer_connected: bool,
+    /// The client's one codec: PCMU or Opus.
+    pub codec: Codec,
 }
 
 impl Pair {
+    /// A PCMU client.
     pub fn new() -> Self {
+        Self::with(Codec::PCMU)
+    }
+
+    pub fn with(codec: Codec) -> Self {
         #[allow(clippy::disallowed_methods)] // the virtual clock starts here
         let now = Instant::now();
         let (addr, peer_addr) = (
             "127.0.0.1:5000".parse().unwrap(),
             "127.0.0.1:40000".parse().unwrap(),
         );
-        let mut rtc = RtcConfig::new().clear_codecs().enable_pcmu(true).build(now);
+        let mut rtc = (RtcConfig::new().clear_codecs())
+            .enable_pcmu(codec == Codec::PCMU)
+            .enable_opus(codec == Codec::Opus)
+            .build(now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         let mut change = rtc.sdp_api();
         let mid = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
@@ -61,6 +71,7 @@ impl Pair {
             peer_addr,
             peer_heard: Vec::new(),
             peer_connected: false,
+            codec,
         }
     }
 
@@ -145,11 +156,15 @@ impl Pair {
         );
     }
 
-    /// The client sends frame `i` (160 bytes of PCMU).
+    /// The client sends 20 ms frame `i` (160 bytes of PCMU, or an Opus
+    /// packet).
     pub fn client_sends(&mut self, i: u32, frame: &[u8]) {
-        let time = MediaTime::new(u64::from(i * 160), Frequency::EIGHT_KHZ);
+        let time = match self.codec {
+            Codec::Opus => MediaTime::new(u64::from(i * 960), Frequency::FORTY_EIGHT_KHZ),
+            _ => MediaTime::new(u64::from(i * 160), Frequency::EIGHT_KHZ),
+        };
         let config = self.client.rtc.codec_config();
-        let pt = config.find(|p| p.spec().codec == Codec::PCMU).unwrap().pt();
+        let pt = config.find(|p| p.spec().codec == self.codec).unwrap().pt();
         let writer = self.client.rtc.writer(self.client.mid).unwrap();
         writer.write(pt, self.now, time, frame.to_vec()).unwrap();
     }
