@@ -171,6 +171,55 @@ fn a_browser_calls_the_ivr_presses_1_and_the_ivr_rings_another_browser() {
     server.assert_alive();
 }
 
+/// A browser that offers only Opus (its codec preferences set before the
+/// SDK's offer) gets Opus, transcoded by the runtime, and hears the IVR.
+#[test]
+fn a_browser_offering_only_opus_hears_the_ivr_through_the_transcoder() {
+    let mut server = Server::serve(&acme(Config::new(), "100", "ivr"));
+    let addr = server.http;
+    let (_, _, acme) = new_key_secret(addr, "acme");
+    let grant = json!({"identity": "alice", "outgoing": {"handler": "guest_ivr"}});
+    let minted = post(addr, "/v1/tokens", &acme, &grant);
+    assert_eq!(minted.status, 201, "{}", minted.text());
+    let mut caller = Phone::open(&server, minted.json()["token"].as_str().unwrap());
+    assert_eq!(caller.page.eval(OPUS_ONLY), true);
+    let typed = "document.getElementById('to').value = 'ivr'; true";
+    assert_eq!(caller.page.eval(typed), true);
+    caller.click("#call");
+    caller.wait_state("connected");
+    assert!(
+        caller.hears_more_than(0.0),
+        "no audio from the IVR: {}",
+        server.output()
+    );
+    assert_eq!(caller.page.eval(CODEC_IN), "audio/opus");
+    caller.click("#hangup");
+    caller.wait_state("ended");
+    server.assert_alive();
+}
+
+/// Makes every offer of the page carry Opus alone.
+const OPUS_ONLY: &str = "(() => {
+    const offer = RTCPeerConnection.prototype.createOffer;
+    RTCPeerConnection.prototype.createOffer = function (...args) {
+        const opus = RTCRtpReceiver.getCapabilities('audio').codecs
+            .filter((c) => c.mimeType.toLowerCase() === 'audio/opus');
+        for (const t of this.getTransceivers()) t.setCodecPreferences(opus);
+        return offer.apply(this, args);
+    };
+    return true;
+})()";
+
+/// The codec of the audio the current call receives.
+const CODEC_IN: &str = "(async () => {
+    const stats = await window.phone.call.pc.getStats();
+    let codec = '';
+    stats.forEach((r) => {
+        if (r.type === 'inbound-rtp' && r.codecId) codec = stats.get(r.codecId).mimeType;
+    });
+    return codec;
+})()";
+
 #[test]
 fn the_phone_page_registers_the_browser_as_a_client() {
     let server = Server::serve(
