@@ -382,7 +382,7 @@ impl Cascade {
     /// Sends `body` to `/internal/v1/{path}` of every other region's
     /// runtime; their answers. A peer that does not answer is logged and
     /// skipped.
-    pub async fn tell_peers<T: Serialize>(&self, path: &str, body: &T) -> Vec<Bytes> {
+    pub async fn tell_peers<T: Serialize + ?Sized>(&self, path: &str, body: &T) -> Vec<Bytes> {
         let mut answers = Vec::new();
         for (region, base) in &self.peers {
             if *region == self.region {
@@ -412,7 +412,12 @@ impl Cascade {
         self.send(base, path, body).await
     }
 
-    async fn send<T: Serialize>(&self, base: &str, path: &str, body: &T) -> Result<Bytes, String> {
+    async fn send<T: Serialize + ?Sized>(
+        &self,
+        base: &str,
+        path: &str,
+        body: &T,
+    ) -> Result<Bytes, String> {
         let url = format!("{}/internal/v1/{path}", base.trim_end_matches('/'));
         let body = serde_json::to_vec(body).map_err(|e| e.to_string())?;
         let request = Request::post(&url)
@@ -529,7 +534,7 @@ impl Cascade {
                 Ok(json(StatusCode::OK, &serde_json::json!({})))
             }
             "/internal/v1/clients" => {
-                let seen: crate::clients::regions::Seen = crate::api::parse_json(&body)?;
+                let seen: Vec<crate::clients::regions::Seen> = crate::api::parse_json(&body)?;
                 let clients = (self.clients.get()).ok_or_else(|| {
                     ApiError::Unavailable("this runtime serves no clients".into())
                 })?;

@@ -102,12 +102,19 @@ impl Clients {
         }
     }
 
-    /// What another region's runtime says about one of its identities;
+    /// What another region's runtime says about some of its identities;
     /// its endpoint may ring this runtime's clients from now on. The
     /// answer says where this runtime's endpoint is, for the same.
-    pub fn seen_there(&self, seen: regions::Seen) -> regions::Peer {
-        self.trust(seen.endpoint);
-        (self.remote.lock().unwrap_or_else(PoisonError::into_inner)).update(seen);
+    pub fn seen_there(&self, seen: Vec<regions::Seen>) -> regions::Peer {
+        let endpoints: std::collections::BTreeSet<_> = seen.iter().map(|s| s.endpoint).collect();
+        for endpoint in endpoints {
+            self.trust(endpoint);
+        }
+        let now = std::time::Instant::now();
+        let mut remote = self.remote.lock().unwrap_or_else(PoisonError::into_inner);
+        for seen in seen {
+            remote.update(now, seen);
+        }
         regions::Peer {
             endpoint: self.gateway.get().map(|g| g.endpoint),
         }
@@ -120,7 +127,8 @@ impl Clients {
     }
 
     /// Tells the other regions' runtimes (the cascade's peers) every change
-    /// of an identity's presence here, and which devices a call may ring.
+    /// of an identity's presence here, and which devices a call may ring;
+    /// every [`regions::RESYNC`], every identity connected here again.
     pub fn tell_regions(&self, cascade: Arc<crate::cascade::Cascade>, region: String) {
         let Some(gateway) = self.gateway.get().cloned() else {
             return;
@@ -129,35 +137,48 @@ impl Clients {
         let mut changes = self.events.subscribe();
         tokio::spawn(async move {
             use tokio::sync::broadcast::error::RecvError;
+            let mut resync = tokio::time::interval(regions::RESYNC);
+            resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                let (tenant, view) = match changes.recv().await {
-                    Ok(change) => change,
-                    Err(RecvError::Lagged(missed)) => {
-                        tracing::warn!(missed, "presence changes not told to other regions");
-                        continue;
-                    }
-                    Err(RecvError::Closed) => return,
+                let told = tokio::select! {
+                    change = changes.recv() => match change {
+                        Ok((tenant, view)) => vec![(tenant, view.identity)],
+                        Err(RecvError::Lagged(missed)) => {
+                            tracing::warn!(missed, "presence changes not told to other regions yet (the next resync tells them)");
+                            continue;
+                        }
+                        Err(RecvError::Closed) => return,
+                    },
+                    _ = resync.tick() => clients.presence().present(),
                 };
-                let ring = clients.presence().ringable(&tenant, &view.identity);
-                let seen = regions::Seen {
-                    region: region.clone(),
-                    gateway: gateway.addr,
-                    endpoint: gateway.endpoint,
-                    tenant,
-                    identity: view.identity,
-                    ring,
-                };
-                for answer in cascade.tell_peers("clients", &seen).await {
-                    let peer = serde_json::from_slice::<regions::Peer>(&answer);
-                    if let Ok(regions::Peer {
-                        endpoint: Some(endpoint),
-                    }) = peer
-                    {
-                        clients.trust(endpoint);
-                    }
+                let seen: Vec<regions::Seen> = (told.into_iter())
+                    .map(|(tenant, identity)| regions::Seen {
+                        region: region.clone(),
+                        gateway: gateway.addr,
+                        endpoint: gateway.endpoint,
+                        ring: clients.presence().ringable(&tenant, &identity),
+                        tenant,
+                        identity,
+                    })
+                    .collect();
+                for batch in seen.chunks(regions::BATCH) {
+                    clients.tell(&cascade, batch).await;
                 }
             }
         });
+    }
+
+    /// Pushes `seen` to every peer, trusting the endpoints they answer with.
+    async fn tell(&self, cascade: &crate::cascade::Cascade, seen: &[regions::Seen]) {
+        for answer in cascade.tell_peers("clients", seen).await {
+            let peer = serde_json::from_slice::<regions::Peer>(&answer);
+            if let Ok(regions::Peer {
+                endpoint: Some(endpoint),
+            }) = peer
+            {
+                self.trust(endpoint);
+            }
+        }
     }
 
     /// Starts the clients' gateway, placing calls into the endpoint at
@@ -789,8 +810,11 @@ impl ClientLocator for Clients {
             });
         };
         let here = self.presence().ringable(tenant, identity);
-        let there =
-            (self.remote.lock().unwrap_or_else(PoisonError::into_inner)).lookup(tenant, identity);
+        let there = (self.remote.lock().unwrap_or_else(PoisonError::into_inner)).lookup(
+            std::time::Instant::now(),
+            tenant,
+            identity,
+        );
         // Every region's devices ring, through that region's gateway; a
         // device in a call anywhere makes the identity busy.
         let mut devices = Vec::new();

@@ -254,6 +254,11 @@ impl Presence {
         }
     }
 
+    /// Every (tenant, identity) with a device connected.
+    pub fn present(&self) -> Vec<(String, String)> {
+        self.by_identity.keys().cloned().collect()
+    }
+
     /// The tenant's identities with a device connected, by identity.
     pub fn list(&self, tenant: &str) -> Vec<View> {
         (self.by_identity.keys())

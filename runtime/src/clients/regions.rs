@@ -11,13 +11,17 @@
 //!        ─INVITE sip:DV7@eu-gateway─► eu gateway (trusts us's endpoint) ─► alice's browser
 //! ```
 //!
-//! The view is what peers said last: a peer that was down when a change
-//! happened misses it until the identity's next change. A shared
+//! The view is what peers said last. Each runtime also re-tells every
+//! identity connected to it every [`RESYNC`], so a peer that was down or
+//! restarted when a change happened catches up within that time; what a
+//! runtime has not re-told for [`STALE`] (it stopped, or lost its peers)
+//! is forgotten, so a dead region's clients stop being rung. A shared
 //! registration view comes with multi-node storage; this module is the
 //! interface it will replace.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -44,14 +48,21 @@ pub struct Peer {
     pub endpoint: Option<SocketAddr>,
 }
 
-/// The other regions' identities, as last pushed.
+/// How often a runtime re-tells its peers every identity connected to it.
+pub const RESYNC: Duration = Duration::from_secs(30);
+/// Identities per push (a resync of many is several pushes).
+pub const BATCH: usize = 500;
+/// What a peer has not re-told for this long is forgotten.
+pub const STALE: Duration = Duration::from_secs(3 * 30);
+
+/// The other regions' identities, as last pushed, and when.
 #[derive(Debug, Default)]
 pub struct Remote {
-    seen: HashMap<(String, String), BTreeMap<String, Seen>>,
+    seen: HashMap<(String, String), BTreeMap<String, (Seen, Instant)>>,
 }
 
 impl Remote {
-    pub fn update(&mut self, seen: Seen) {
+    pub fn update(&mut self, now: Instant, seen: Seen) {
         let key = (seen.tenant.clone(), seen.identity.clone());
         if matches!(seen.ring, Err(NotRung::Offline(_))) {
             if let Some(regions) = self.seen.get_mut(&key) {
@@ -64,15 +75,16 @@ impl Remote {
             self.seen
                 .entry(key)
                 .or_default()
-                .insert(seen.region.clone(), seen);
+                .insert(seen.region.clone(), (seen, now));
         }
     }
 
-    /// Where else the identity is connected.
-    pub fn lookup(&self, tenant: &str, identity: &str) -> Vec<Seen> {
+    /// Where else the identity is connected (as told within [`STALE`]).
+    pub fn lookup(&self, now: Instant, tenant: &str, identity: &str) -> Vec<Seen> {
         let key = (tenant.to_owned(), identity.to_owned());
         (self.seen.get(&key).into_iter().flatten())
-            .map(|(_, seen)| seen.clone())
+            .filter(|(_, (_, at))| now.saturating_duration_since(*at) < STALE)
+            .map(|(_, (seen, _))| seen.clone())
             .collect()
     }
 }
@@ -106,17 +118,36 @@ mod tests {
 
     #[test]
     fn the_view_keeps_what_each_region_said_last_and_forgets_offline() {
+        let now = Instant::now();
         let mut remote = Remote::default();
-        remote.update(seen("eu", Ok(vec![7])));
-        remote.update(seen("ap", Err(NotRung::Away("alice".into()))));
-        assert_eq!(remote.lookup("acme", "alice").len(), 2);
-        assert!(remote.lookup("globex", "alice").is_empty(), "per tenant");
-        remote.update(seen("eu", Ok(vec![7, 8])));
-        let eu = remote.lookup("acme", "alice");
+        remote.update(now, seen("eu", Ok(vec![7])));
+        remote.update(now, seen("ap", Err(NotRung::Away("alice".into()))));
+        assert_eq!(remote.lookup(now, "acme", "alice").len(), 2);
+        assert!(
+            remote.lookup(now, "globex", "alice").is_empty(),
+            "per tenant"
+        );
+        remote.update(now, seen("eu", Ok(vec![7, 8])));
+        let eu = remote.lookup(now, "acme", "alice");
         assert_eq!(eu[1].ring, Ok(vec![7, 8]));
-        remote.update(seen("eu", Err(NotRung::Offline("alice".into()))));
-        remote.update(seen("ap", Err(NotRung::Offline("alice".into()))));
-        assert!(remote.lookup("acme", "alice").is_empty());
+        remote.update(now, seen("eu", Err(NotRung::Offline("alice".into()))));
+        remote.update(now, seen("ap", Err(NotRung::Offline("alice".into()))));
+        assert!(remote.lookup(now, "acme", "alice").is_empty());
+    }
+
+    #[test]
+    fn what_a_region_stops_retelling_is_forgotten() {
+        let now = Instant::now();
+        let mut remote = Remote::default();
+        remote.update(now, seen("eu", Ok(vec![7])));
+        remote.update(now + RESYNC * 2, seen("ap", Ok(vec![9])));
+        let later = now + STALE + Duration::from_secs(1);
+        let left = remote.lookup(later, "acme", "alice");
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert_eq!(left[0].region, "ap", "eu stopped re-telling");
+        // A resync brings eu back.
+        remote.update(later, seen("eu", Ok(vec![7])));
+        assert_eq!(remote.lookup(later, "acme", "alice").len(), 2);
     }
 
     #[test]
