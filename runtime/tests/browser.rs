@@ -56,6 +56,14 @@ impl Phone {
         }
     }
 
+    /// Types `to` and presses call; waits until the call is connected.
+    fn dial(&mut self, to: &str) {
+        let typed = format!("document.getElementById('to').value = {}; true", json!(to));
+        assert_eq!(self.page.eval(&typed), true);
+        self.click("#call");
+        self.wait_state("connected");
+    }
+
     fn click(&mut self, selector: &str) {
         let js = format!("document.querySelector({}).click(); true", json!(selector));
         assert_eq!(self.page.eval(&js), true);
@@ -98,23 +106,27 @@ impl Drop for Phone {
     }
 }
 
-#[test]
-fn a_browser_calls_the_ivr_presses_1_and_the_ivr_rings_another_browser() {
-    let mut server = Server::serve(&acme(Config::new(), "100", "ivr"));
-    let addr = server.http;
-    let (_, _, acme) = new_key_secret(addr, "acme");
+/// Account acme with the IVR on 100, and alice's token, whose grant sends
+/// her calls to the IVR.
+fn ivr() -> (Server, Auth, String) {
+    let server = Server::serve(&acme(Config::new(), "100", "ivr"));
+    let (_, _, acme) = new_key_secret(server.http, "acme");
     let grant = json!({"identity": "alice", "outgoing": {"handler": "guest_ivr"}});
-    let minted = post(addr, "/v1/tokens", &acme, &grant);
+    let minted = post(server.http, "/v1/tokens", &acme, &grant);
     assert_eq!(minted.status, 201, "{}", minted.text());
     let alice = minted.json()["token"].as_str().unwrap().to_owned();
+    (server, acme, alice)
+}
+
+#[test]
+fn a_browser_calls_the_ivr_presses_1_and_the_ivr_rings_another_browser() {
+    let (mut server, acme, alice) = ivr();
+    let addr = server.http;
     let sales = client_token(addr, &acme, "sales");
 
     let mut agent = Phone::open(&server, &sales);
     let mut caller = Phone::open(&server, &alice);
-    let typed = "document.getElementById('to').value = 'ivr'; true";
-    assert_eq!(caller.page.eval(typed), true);
-    caller.click("#call");
-    caller.wait_state("connected");
+    caller.dial("ivr");
     // The IVR's welcome and menu reach the browser.
     assert!(caller.hears_more_than(0.0), "no audio from the IVR");
 
@@ -175,18 +187,10 @@ fn a_browser_calls_the_ivr_presses_1_and_the_ivr_rings_another_browser() {
 /// SDK's offer) gets Opus, transcoded by the runtime, and hears the IVR.
 #[test]
 fn a_browser_offering_only_opus_hears_the_ivr_through_the_transcoder() {
-    let mut server = Server::serve(&acme(Config::new(), "100", "ivr"));
-    let addr = server.http;
-    let (_, _, acme) = new_key_secret(addr, "acme");
-    let grant = json!({"identity": "alice", "outgoing": {"handler": "guest_ivr"}});
-    let minted = post(addr, "/v1/tokens", &acme, &grant);
-    assert_eq!(minted.status, 201, "{}", minted.text());
-    let mut caller = Phone::open(&server, minted.json()["token"].as_str().unwrap());
+    let (mut server, _, alice) = ivr();
+    let mut caller = Phone::open(&server, &alice);
     assert_eq!(caller.page.eval(OPUS_ONLY), true);
-    let typed = "document.getElementById('to').value = 'ivr'; true";
-    assert_eq!(caller.page.eval(typed), true);
-    caller.click("#call");
-    caller.wait_state("connected");
+    caller.dial("ivr");
     assert!(
         caller.hears_more_than(0.0),
         "no audio from the IVR: {}",
@@ -304,10 +308,7 @@ fn a_browser_client_joins_a_conference_with_a_sip_caller() {
     let minted = post(addr, "/v1/tokens", &auth, &grant);
     assert_eq!(minted.status, 201, "{}", minted.text());
     let mut alice = Phone::open(&server, minted.json()["token"].as_str().unwrap());
-    let typed = "document.getElementById('to').value = 'standup'; true";
-    assert_eq!(alice.page.eval(typed), true);
-    alice.click("#call");
-    alice.wait_state("connected");
+    alice.dial("standup");
 
     let caller = ua::Ua::new();
     let headers = [

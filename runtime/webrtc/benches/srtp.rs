@@ -28,14 +28,7 @@ fn srtp(c: &mut Criterion) {
     group.bench_function("srtp-frame-each-way", |b| {
         b.iter(|| {
             i = i.wrapping_add(1);
-            pair.client_sends(i, &frame);
-            pair.peer
-                .send_audio(pair.now, i.wrapping_mul(160), &frame)
-                .unwrap();
-            pair.run(Duration::from_millis(20));
-            // Keep what was heard from growing without bound.
-            pair.peer_heard.clear();
-            pair.client.heard.clear();
+            each_way(&mut pair, i, &frame, &frame);
         })
     });
     group.bench_function("plain-rtp-frame-each-way", |b| {
@@ -67,16 +60,23 @@ fn srtp(c: &mut Criterion) {
     group.bench_function("opus-frame-each-way", |b| {
         b.iter(|| {
             i = i.wrapping_add(1);
-            pair.client_sends(i, &packet);
-            pair.peer
-                .send_audio(pair.now, i.wrapping_mul(160), &speech)
-                .unwrap();
-            pair.run(Duration::from_millis(20));
-            pair.peer_heard.clear();
-            pair.client.heard.clear();
+            each_way(&mut pair, i, &packet, &speech);
         })
     });
     group.finish();
+}
+
+/// Frame `i`: the client sends `theirs`, the peer sends `ours` (μ-law),
+/// and both are delivered.
+fn each_way(pair: &mut Pair, i: u32, theirs: &[u8], ours: &[u8]) {
+    pair.client_sends(i, theirs);
+    pair.peer
+        .send_audio(pair.now, i.wrapping_mul(160), ours)
+        .unwrap();
+    pair.run(Duration::from_millis(20));
+    // Keep what was heard from growing without bound.
+    pair.peer_heard.clear();
+    pair.client.heard.clear();
 }
 
 criterion_group!(benches, srtp);
