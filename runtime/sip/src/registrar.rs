@@ -738,7 +738,7 @@ fn is_absolute_uri(uri: &str) -> bool {
 
 /// The user of a `sip:`/`sips:` URI, %-escapes decoded (§19.1.4 compares
 /// users unescaped); `None` for other schemes or no user part.
-fn uri_user(uri: &str) -> Option<String> {
+pub(crate) fn uri_user(uri: &str) -> Option<String> {
     let (scheme, rest) = uri.split_once(':')?;
     if !scheme.eq_ignore_ascii_case("sip") && !scheme.eq_ignore_ascii_case("sips") {
         return None;

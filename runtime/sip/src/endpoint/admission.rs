@@ -469,7 +469,10 @@ impl Endpoint {
         let Some(invite) = self.tx.find_invite(key) else {
             return false;
         };
-        let Some(new) = self.drop_waiting(&invite) else {
+        let Some(new) = self
+            .drop_waiting(&invite)
+            .or_else(|| self.drop_verifying(now, &invite))
+        else {
             return false;
         };
         self.reply(now, key, req, 200, "OK");
@@ -481,6 +484,14 @@ impl Endpoint {
     pub(super) fn drop_waiting(&mut self, key: &TxKey) -> Option<NewCall> {
         let new = self.waiting.remove(key)?;
         self.admission.withdraw(new.route.tenant, key);
+        Some(new)
+    }
+
+    /// Forgets an admitted INVITE whose Identity is being checked; its
+    /// place goes back.
+    pub(super) fn drop_verifying(&mut self, now: Instant, key: &TxKey) -> Option<NewCall> {
+        let new = self.verifying.remove(key)?;
+        self.admission.ended(now, new.route.tenant);
         Some(new)
     }
 

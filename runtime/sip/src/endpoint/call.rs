@@ -12,8 +12,17 @@ use crate::{Peer, message, sdp};
 use switchyard_contract::guest::hears_notices;
 use switchyard_contract::{
     CallStatus, DialTarget, Event, Gather, GatherEnd, GatherResult, HangupCause, IncomingCall,
-    Prompt, RejectReason, Verb,
+    Prompt, RejectReason, Verb, Verification, VerificationStatus,
 };
+
+/// A verification outcome with no attestation or label.
+pub fn verification(status: VerificationStatus) -> Verification {
+    Verification {
+        status,
+        attestation: None,
+        label: None,
+    }
+}
 use switchyard_router::{self as router, LegEvent, Output};
 
 use super::dial::DialRun;
@@ -193,6 +202,8 @@ pub(super) struct NewCall {
     pub offer: Option<Vec<u8>>,
     pub local_sdp: String,
     pub client: Option<ClientCall>,
+    /// What the check of its Identity header found, once done.
+    pub verification: Option<Verification>,
 }
 
 impl Endpoint {
@@ -240,8 +251,19 @@ impl Endpoint {
             offer,
             local_sdp,
             client,
+            verification: None,
         };
         self.admit(now, new);
+    }
+
+    /// The edge's answer to an [`EndpointEvent::Verify`]: the call starts,
+    /// its handler seeing `verification`. A call cancelled meanwhile is
+    /// gone already.
+    pub fn handle_verified(&mut self, now: Instant, invite: &TxKey, verification: Verification) {
+        if let Some(mut new) = self.verifying.remove(invite) {
+            new.verification = Some(verification);
+            self.begin_call(now, new);
+        }
     }
 
     /// The route of an INVITE the clients' gateway placed: the tenant and
@@ -279,8 +301,32 @@ impl Endpoint {
         Some(Ok((route, client)))
     }
 
-    /// Starts a call admission let in (at once, or after it waited).
-    pub(super) fn begin_call(&mut self, now: Instant, new: NewCall) {
+    /// Starts a call admission let in (at once, or after it waited); one
+    /// with an Identity header to check waits for the edge's answer first
+    /// ([`EndpointEvent::Verify`], [`Endpoint::handle_verified`]).
+    pub(super) fn begin_call(&mut self, now: Instant, mut new: NewCall) {
+        if self.config.verify_identity && new.client.is_none() && new.verification.is_none() {
+            match wire::header_value(&new.req.headers, "Identity") {
+                Some(identity) => {
+                    let from = message::from_uri(&new.req).unwrap_or_default();
+                    let from = match from.strip_prefix("tel:") {
+                        Some(number) => number.split(';').next().unwrap_or_default().to_owned(),
+                        None => crate::registrar::uri_user(from).unwrap_or_default(),
+                    };
+                    let to = new.user.clone().unwrap_or_default();
+                    self.events.push_back(EndpointEvent::Verify {
+                        invite: new.key.clone(),
+                        tenant: new.route.tenant,
+                        identity,
+                        from,
+                        to,
+                    });
+                    self.verifying.insert(new.key.clone(), new);
+                    return;
+                }
+                None => new.verification = Some(verification(VerificationStatus::NoEvidence)),
+            }
+        }
         let NewCall {
             key,
             peer,
@@ -291,6 +337,7 @@ impl Endpoint {
             offer,
             local_sdp,
             client,
+            verification,
         } = new;
         // No 100 Trying here: the transaction layer sends one if no answer
         // is out within 200 ms (RFC 3261 §17.2.1), and a guest's decision
@@ -307,6 +354,9 @@ impl Endpoint {
             None => (from.clone(), to),
         };
         let mut incoming = IncomingCall::inbound(&caller, &to, &self.config.region);
+        if let Some(verification) = verification {
+            incoming.verification = verification;
+        }
         // X-* and User-to-User are not rsip header types: they are `Other`.
         incoming.headers = req
             .headers

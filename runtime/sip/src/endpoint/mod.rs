@@ -60,7 +60,7 @@ use super::{Peer, Rng, Transmit, Transport};
 use rand::SeedableRng;
 
 pub use admission::{AdmissionStats, Capacity};
-pub use call::CallRef;
+pub use call::{CallRef, verification};
 use call::{CallState, LegRef, Timer};
 pub use control::{CallRequest, Control, ControlError, LiveCall, Reply};
 pub use outbound::{OriginateError, OriginateSpec, is_number};
@@ -85,6 +85,9 @@ pub struct EndpointConfig {
     pub registrar: RegistrarConfig,
     /// The capacity across tenants (`[admission]`).
     pub admission: Capacity,
+    /// Whether incoming calls' `Identity` headers are checked
+    /// ([`EndpointEvent::Verify`]); off, every call is `not-checked`.
+    pub verify_identity: bool,
     /// Which addresses a tenant's calls may reach: a `sip:` URI it dials,
     /// calls over REST or transfers to must be public unless it is one of
     /// its trunks or the policy allows the purpose (`[sip]
@@ -111,6 +114,7 @@ impl EndpointConfig {
             timers: TimerConfig::default(),
             registrar: RegistrarConfig::default(),
             admission: Capacity::default(),
+            verify_identity: false,
             egress: EgressPolicy::public_only(),
         }
     }
@@ -136,6 +140,17 @@ pub enum EndpointEvent {
     },
     /// A status of a call whose number has a status callback: POST it.
     Status(CallStatusEvent),
+    /// Check the caller's `Identity` header (STIR/SHAKEN) before the
+    /// call's handler hears of it; answer with `handle_verified`.
+    Verify {
+        invite: TxKey,
+        tenant: TenantIdx,
+        /// The header's value.
+        identity: String,
+        /// The caller's and the called number (From and Request-URI users).
+        from: String,
+        to: String,
+    },
 }
 
 pub struct Endpoint {
@@ -156,6 +171,8 @@ pub struct Endpoint {
     admission: admission::Admission<TxKey>,
     /// INVITEs waiting for admission, by server transaction.
     waiting: HashMap<TxKey, call::NewCall>,
+    /// Admitted INVITEs whose Identity header the edge is checking.
+    verifying: HashMap<TxKey, call::NewCall>,
     /// Admission outcomes are being acted on (a call ending meanwhile
     /// leaves its outcomes to that loop).
     admitting: bool,
@@ -209,6 +226,7 @@ impl Endpoint {
             ports: PortPool::new(media_ports.0, media_ports.1),
             admission: admission::Admission::new(now, capacity),
             waiting: HashMap::new(),
+            verifying: HashMap::new(),
             admitting: false,
             streams: HashMap::new(),
             next_stream: 0,
@@ -403,6 +421,7 @@ impl Endpoint {
                 }
                 TxEvent::Terminated { key } => {
                     self.drop_waiting(&key);
+                    self.drop_verifying(now, &key);
                     self.invites.remove(&key);
                     self.clients.remove(&key);
                 }

@@ -11,7 +11,7 @@ use super::*;
 use crate::directory::Tenant;
 use switchyard_contract::guest::{CallHandler, CallVars, NativeHandler};
 use switchyard_contract::{
-    Dial, DialStatus, Event, Gather, GatherInput, Plan, RejectReason, Say, Verb,
+    Dial, DialStatus, Event, Gather, GatherInput, Plan, RejectReason, Say, Verb, VerificationStatus,
 };
 use switchyard_egress::{EgressPolicy, Setting};
 use switchyard_media::Notice;
@@ -44,6 +44,8 @@ struct Harness {
     statuses: Vec<CallStatusEvent>,
     /// The decision log of each finished call, as the CDR carried it.
     logs: Vec<switchyard_router::DecisionLog>,
+    /// Identity checks asked for and not answered: (INVITE, header, from, to).
+    verifies: Vec<(TxKey, String, String, String)>,
 }
 
 /// A stand-in for the media edge: a play takes the time its prompts
@@ -96,6 +98,11 @@ impl Harness {
 
     /// A harness whose RTP port pool is `ports`.
     fn with_ports(decide: Box<Decide>, ports: (u16, u16)) -> Self {
+        Self::with_config(decide, |config| config.media_ports = ports)
+    }
+
+    /// A harness whose endpoint config `edit` changed.
+    fn with_config(decide: Box<Decide>, edit: impl FnOnce(&mut EndpointConfig)) -> Self {
         let log = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = Arc::clone(&log);
         let handler: Arc<dyn CallHandler> = Arc::new(NativeHandler(
@@ -121,9 +128,9 @@ impl Harness {
         let now = Instant::now();
         let mut config =
             EndpointConfig::new(vec![(Transport::Udp, "127.0.0.1:5060".parse().unwrap())]);
-        config.media_ports = ports;
         // The test callees are on loopback.
         config.egress = EgressPolicy::unrestricted();
+        edit(&mut config);
         Self {
             ep: Endpoint::new(now, UNIX_MS, test_rng(1), config, directory),
             now,
@@ -136,6 +143,7 @@ impl Harness {
             notices: Vec::new(),
             statuses: Vec::new(),
             logs: Vec::new(),
+            verifies: Vec::new(),
         }
     }
 
@@ -190,6 +198,13 @@ impl Harness {
                     self.cdrs.push(cdr)
                 }
                 EndpointEvent::Status(status) => self.statuses.push(status),
+                EndpointEvent::Verify {
+                    invite,
+                    identity,
+                    from,
+                    to,
+                    ..
+                } => self.verifies.push((invite, identity, from, to)),
                 EndpointEvent::Media { stream, action, .. } => {
                     fake_media(self.now, stream, &action, &mut self.notices);
                     self.actions.push((stream, action));
@@ -2488,4 +2503,83 @@ fn a_redirect_before_the_answer_names_the_handler_that_runs_at_the_answer() {
     h.request(rsip::Method::Bye, CALLEE);
     assert_eq!(h.cdrs[0].handler, "other");
     assert_eq!(h.cdrs[0].outcome, "completed");
+}
+
+/// `invite` with an Identity header (its contents are the edge's to check).
+fn invite_with_identity(number: &str, call_id: &str) -> String {
+    invite(number, call_id).replace(
+        "Contact:",
+        "Identity: eyJ.eyJ.sig;info=<https://cert.example/sp.pem>;alg=ES256;ppt=shaken\nContact:",
+    )
+}
+
+fn cancel(number: &str, call_id: &str) -> String {
+    format!(
+        "CANCEL sip:{number}@acme.test SIP/2.0
+Via: SIP/2.0/UDP {CALLER};branch=z9hG4bK-{call_id}
+Max-Forwards: 70
+From: <sip:caller@example.com>;tag=caller-{call_id}
+To: <sip:{number}@acme.test>
+Call-ID: {call_id}
+CSeq: 1 CANCEL
+Content-Length: 0
+
+"
+    )
+}
+
+#[test]
+fn an_identity_header_is_checked_before_the_handler_hears_of_the_call() {
+    let pause = || Box::new(|_: &Event| pause_then(60_000, Verb::Hangup)) as Box<Decide>;
+    let mut h = Harness::with_config(pause(), |c| c.verify_identity = true);
+    h.send(CALLER, &invite_with_identity("100", "v1"));
+    assert!(h.events_seen.is_empty(), "the handler waits for the check");
+    let (invite_key, identity, from, to) = h.verifies.pop().unwrap();
+    assert!(identity.starts_with("eyJ.eyJ.sig;info="), "{identity}");
+    assert_eq!((from.as_str(), to.as_str()), ("caller", "100"));
+    let passed = switchyard_contract::Verification {
+        status: VerificationStatus::Passed,
+        attestation: Some("A".into()),
+        label: None,
+    };
+    h.ep.handle_verified(h.now, &invite_key, passed.clone());
+    h.settle();
+    let incoming = |h: &Harness| match h.events_seen.last() {
+        Some(Event::Incoming(incoming)) => incoming.verification.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(incoming(&h), passed);
+
+    // No header: no evidence, and no wait.
+    h.send(CALLER, &invite("100", "v2"));
+    assert_eq!(incoming(&h).status, VerificationStatus::NoEvidence);
+    assert!(h.verifies.is_empty());
+
+    // Cancelled while checked: 487, and the late answer finds nothing.
+    let seen = h.events_seen.len();
+    h.send(CALLER, &invite_with_identity("100", "v3"));
+    let (late, ..) = h.verifies.pop().unwrap();
+    h.send(CALLER, &cancel("100", "v3"));
+    h.response(200);
+    h.response(487);
+    h.ep.handle_verified(h.now, &late, passed);
+    h.settle();
+    assert_eq!(
+        h.events_seen.len(),
+        seen,
+        "a cancelled call's handler never runs"
+    );
+}
+
+#[test]
+fn without_identity_checking_every_call_is_not_checked() {
+    let mut h = Harness::new(Box::new(|_| pause_then(60_000, Verb::Hangup)));
+    h.send(CALLER, &invite_with_identity("100", "n1"));
+    assert!(h.verifies.is_empty());
+    match h.events_seen.last() {
+        Some(Event::Incoming(incoming)) => {
+            assert_eq!(incoming.verification.status, VerificationStatus::NotChecked)
+        }
+        other => panic!("{other:?}"),
+    }
 }
