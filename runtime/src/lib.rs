@@ -36,6 +36,7 @@ pub mod media;
 pub mod metrics;
 pub mod replay;
 pub mod serve;
+pub mod shaken;
 pub mod simulate;
 pub mod tokens;
 

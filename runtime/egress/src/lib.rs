@@ -10,7 +10,7 @@
 //!   dial / REFER / POST /v1/calls ─┐  (sip::endpoint, after the URI's host
 //!   trunk of the tenant ───────────┤   is known; a trunk match is Trunk)
 //!   prompt URL / status callback ──┤  (media::fetch: the URL's literal host,
-//!   later: x5u, webhooks ──────────┘   then every address DNS returns)
+//!   x5u certificate; later webhooks┘   then every address DNS returns)
 //!                                  ▼
 //!        EgressPolicy::check(purpose, ip) ─► Ok | EgressError::NotPublic
 //!                                              (names the config key)
@@ -56,17 +56,20 @@ pub enum Purpose {
     PromptFetch,
     /// A number's status callback URL.
     StatusCallback,
+    /// The `x5u` certificate of a caller's STIR/SHAKEN Identity header.
+    CertificateFetch,
 }
 
 impl Purpose {
     /// Every purpose, for tests and listings.
-    pub const ALL: [Purpose; 6] = [
+    pub const ALL: [Purpose; 7] = [
         Purpose::Dial,
         Purpose::Transfer,
         Purpose::OutboundCall,
         Purpose::Trunk,
         Purpose::PromptFetch,
         Purpose::StatusCallback,
+        Purpose::CertificateFetch,
     ];
 
     /// The configuration key that lets this purpose reach non-public
@@ -79,6 +82,7 @@ impl Purpose {
             Purpose::Trunk => None,
             Purpose::PromptFetch => Some(Setting::FetchPrivate),
             Purpose::StatusCallback => Some(Setting::CallbacksPrivate),
+            Purpose::CertificateFetch => Some(Setting::ShakenPrivate),
         }
     }
 
@@ -91,6 +95,7 @@ impl Purpose {
             Purpose::Trunk => "trunk calls",
             Purpose::PromptFetch => "prompt downloads",
             Purpose::StatusCallback => "status callbacks",
+            Purpose::CertificateFetch => "certificate fetches",
         }
     }
 
@@ -117,13 +122,16 @@ pub enum Setting {
     FetchPrivate,
     /// `[api] callbacks_private`: status callbacks.
     CallbacksPrivate,
+    /// `[shaken] fetch_private`: STIR/SHAKEN certificate (x5u) fetches.
+    ShakenPrivate,
 }
 
 impl Setting {
-    pub const ALL: [Setting; 3] = [
+    pub const ALL: [Setting; 4] = [
         Setting::PrivateDestinations,
         Setting::FetchPrivate,
         Setting::CallbacksPrivate,
+        Setting::ShakenPrivate,
     ];
 
     /// The config section and key, e.g. `("sip", "private_destinations")`.
@@ -132,6 +140,7 @@ impl Setting {
             Setting::PrivateDestinations => ("sip", "private_destinations"),
             Setting::FetchPrivate => ("media", "fetch_private"),
             Setting::CallbacksPrivate => ("api", "callbacks_private"),
+            Setting::ShakenPrivate => ("shaken", "fetch_private"),
         }
     }
 

@@ -251,6 +251,12 @@ impl Call {
         self.log.push(at, Entry::Unreachable { target, reason });
     }
 
+    /// Records what the caller's verification found (`status`) and why.
+    pub fn verified(&mut self, now: Instant, status: String, reason: String) {
+        let at = self.at_ms(now);
+        self.log.push(at, Entry::Verified { status, reason });
+    }
+
     // ------------------------------------------------------------ getters
 
     pub fn call_id(&self) -> &str {

@@ -74,6 +74,7 @@ pub fn describe_entry(entry: &LogEntry) -> String {
         Entry::Verb { verb } => format!("  run     {}", describe_verb(verb)),
         Entry::WaitIgnored { reason } => format!("! wait plan not run ({reason})"),
         Entry::Unreachable { target, reason } => format!("! {target} not rung: {reason}"),
+        Entry::Verified { status, reason } => format!("  caller  {status}: {reason}"),
         Entry::Ended { cause } => format!("■ ended   by {}", wit_name(cause)),
     };
     format!("{}  {body}", stamp(entry.at_ms))

@@ -45,6 +45,10 @@ pub enum Entry {
     /// A dial target rang nobody (`client:alice` is offline, a number has
     /// no trunk): why, beside the status the handler hears.
     Unreachable { target: String, reason: String },
+    /// What the check of the caller's Identity header (STIR/SHAKEN)
+    /// found, before the handler ran: the status the handler sees in
+    /// `incoming.verification`, and why.
+    Verified { status: String, reason: String },
     /// The call ended.
     Ended { cause: HangupCause },
 }

@@ -19,6 +19,8 @@ mod passport;
 
 pub use cert::{Roots, chain_key};
 pub use identity::Identity;
+/// A signer's public key, as [`chain_key`] gives it.
+pub use p256::ecdsa::VerifyingKey;
 pub use passport::{Attestation, Call, Claims, Signer, Verified};
 
 /// Why an `Identity` header did not verify: the reason goes into the

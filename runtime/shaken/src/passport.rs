@@ -160,14 +160,14 @@ pub(crate) fn verify(
     if age.saturating_abs() > FRESH_SECS {
         return Err(Failure::Stale { iat, age });
     }
-    if number(&orig) != number(&call.from) {
+    if !same_number(&orig, &call.from) {
         let call = call.from.clone();
         return Err(Failure::OrigMismatch {
             claimed: orig,
             call,
         });
     }
-    if !dest.iter().any(|tn| number(tn) == number(&call.to)) {
+    if !dest.iter().any(|tn| same_number(tn, &call.to)) {
         let call = call.to.clone();
         return Err(Failure::DestMismatch {
             claimed: dest,
@@ -184,9 +184,13 @@ pub(crate) fn verify(
     })
 }
 
-/// A telephone number's digits (`+1 (555) 010-0` and `15550100` agree).
-fn number(tn: &str) -> String {
-    tn.chars().filter(char::is_ascii_digit).collect()
+/// Whether two telephone numbers have the same digits (`+1 (555)
+/// 010-0` and `15550100` agree); a side without digits (`sip:alice@…`)
+/// agrees with nothing.
+fn same_number(a: &str, b: &str) -> bool {
+    let digits = |tn: &str| tn.chars().filter(char::is_ascii_digit).collect::<String>();
+    let (a, b) = (digits(a), digits(b));
+    !a.is_empty() && a == b
 }
 
 /// Signs the PASSporTs of the calls an account places.

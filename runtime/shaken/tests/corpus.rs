@@ -103,6 +103,17 @@ fn each_bad_passport_fails_with_its_reason() {
     let err = verify(&good, SP, &other, NOW).unwrap_err();
     assert!(matches!(err, Failure::OrigMismatch { .. }), "{err}");
     assert_eq!(err.check(), Check::NumberMismatch);
+    // A caller without a number matches no orig, not even a digit-less one.
+    let named = Claims {
+        orig: "alice".into(),
+        ..claims()
+    };
+    let alice = Call {
+        from: "alice".into(),
+        ..call()
+    };
+    let err = verify(&signed(&named), SP, &alice, NOW).unwrap_err();
+    assert!(matches!(err, Failure::OrigMismatch { .. }), "{err}");
     let other = Call {
         to: "+15558888".into(),
         ..call()

@@ -59,10 +59,15 @@ pub struct FetchConfig {
     pub max_bytes: u64,
     /// Most redirects followed. Default 5.
     pub max_redirects: usize,
-    /// Which addresses URLs may reach: prompts are fetched for
-    /// [`Purpose::PromptFetch`]. Default public only: a tenant's URL must
-    /// not reach into our own networks.
+    /// Which addresses URLs may reach, for `purpose`. Default public
+    /// only: a tenant's URL must not reach into our own networks.
     pub egress: EgressPolicy,
+    /// What the fetches are for: [`Purpose::PromptFetch`] (the default)
+    /// or [`Purpose::CertificateFetch`].
+    pub purpose: Purpose,
+    /// CA certificates trusted for https beside the system's (an
+    /// operator's internal PKI).
+    pub extra_roots: Vec<CertificateDer<'static>>,
 }
 
 impl Default for FetchConfig {
@@ -73,6 +78,8 @@ impl Default for FetchConfig {
             max_bytes: 16 * 1024 * 1024,
             max_redirects: 5,
             egress: EgressPolicy::public_only(),
+            purpose: Purpose::PromptFetch,
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -157,21 +164,21 @@ impl std::fmt::Debug for Fetcher {
 impl Fetcher {
     pub fn new(config: FetchConfig) -> Result<Self, FetchError> {
         let setup = |e: &dyn std::fmt::Display| FetchError::Setup(e.to_string());
-        let (tls, tls_unavailable) = tls_config()?;
-        let egress = config.egress;
+        let (tls, tls_unavailable) = tls_config_with(&config.extra_roots)?;
+        let (egress, purpose) = (config.egress, config.purpose);
         let max_redirects = config.max_redirects;
         let redirects = reqwest::redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() > max_redirects {
                 return attempt.error(format!("more than {max_redirects} redirects"));
             }
-            match check_url(attempt.url(), egress, Purpose::PromptFetch) {
+            match check_url(attempt.url(), egress, purpose) {
                 Ok(()) => attempt.follow(),
                 Err(e) => attempt.error(e),
             }
         });
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
-            .dns_resolver(CheckedResolver::new(egress, Purpose::PromptFetch))
+            .dns_resolver(CheckedResolver::new(egress, purpose))
             .redirect(redirects)
             .no_proxy()
             .timeout(config.timeout)
@@ -190,14 +197,43 @@ impl Fetcher {
         &self.config
     }
 
-    /// Fetches `url`; with `etag` (from an earlier [`Fetched::Body`]) the
-    /// server may answer [`Fetched::NotModified`].
+    /// Fetches the WAV file at `url`; with `etag` (from an earlier
+    /// [`Fetched::Body`]) the server may answer [`Fetched::NotModified`].
     pub async fn get(&self, url: &str, etag: Option<&str>) -> Result<Fetched, FetchError> {
+        let (body, etag, content_type) = match self.fetch(url, etag).await? {
+            Some(body) => body,
+            None => return Ok(Fetched::NotModified),
+        };
+        if !is_wav(&body) {
+            return Err(FetchError::NotWav {
+                url: url.into(),
+                content_type: content_type.unwrap_or_default(),
+            });
+        }
+        Ok(Fetched::Body {
+            bytes: body.into(),
+            etag,
+        })
+    }
+
+    /// Fetches whatever `url` serves (a certificate).
+    pub async fn get_bytes(&self, url: &str) -> Result<Bytes, FetchError> {
+        let (body, ..) = self.fetch(url, None).await?.unwrap_or_default();
+        Ok(body.into())
+    }
+
+    /// The body, ETag and Content-Type at `url`; `None` when `etag` still
+    /// holds.
+    async fn fetch(
+        &self,
+        url: &str,
+        etag: Option<&str>,
+    ) -> Result<Option<(Vec<u8>, Option<String>, Option<String>)>, FetchError> {
         let parsed = Url::parse(url).map_err(|e| FetchError::BadUrl {
             url: url.into(),
             reason: e.to_string(),
         })?;
-        check_url(&parsed, self.config.egress, Purpose::PromptFetch)?;
+        check_url(&parsed, self.config.egress, self.config.purpose)?;
         if let Some(reason) = &self.tls_unavailable
             && parsed.scheme() == "https"
         {
@@ -210,7 +246,7 @@ impl Fetcher {
         let mut response = request.send().await.map_err(|e| self.error(url, e))?;
         let status = response.status();
         if status == StatusCode::NOT_MODIFIED && etag.is_some() {
-            return Ok(Fetched::NotModified);
+            return Ok(None);
         }
         if !status.is_success() {
             return Err(FetchError::Status {
@@ -242,16 +278,7 @@ impl Fetcher {
             }
             body.extend_from_slice(&chunk);
         }
-        if !is_wav(&body) {
-            return Err(FetchError::NotWav {
-                url: url.into(),
-                content_type: content_type.unwrap_or_default(),
-            });
-        }
-        Ok(Fetched::Body {
-            bytes: body.into(),
-            etag,
-        })
+        Ok(Some((body, etag, content_type)))
     }
 
     /// Our own refusals (from the resolver or the redirect policy) come
@@ -289,27 +316,40 @@ impl Fetcher {
 /// certificates on the machine (a bare container) plain http still
 /// works and https fails saying why, which is the second value.
 pub(crate) fn tls_config() -> Result<(rustls::ClientConfig, Option<Arc<str>>), FetchError> {
+    tls_config_with(&[])
+}
+
+/// [`tls_config`], trusting `extra` CA certificates too.
+fn tls_config_with(
+    extra: &[CertificateDer<'static>],
+) -> Result<(rustls::ClientConfig, Option<Arc<str>>), FetchError> {
     let setup = |e: &dyn std::fmt::Display| FetchError::Setup(e.to_string());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let platform = match extra {
+        [] => rustls_platform_verifier::Verifier::new(provider.clone()),
+        _ => rustls_platform_verifier::Verifier::new_with_extra_roots(
+            extra.iter().cloned(),
+            provider.clone(),
+        ),
+    };
     // Without CA certificates on the machine (a bare container) plain
     // http still works; https fails saying why.
-    let (verifier, tls_unavailable): (Arc<dyn ServerCertVerifier>, _) =
-        match rustls_platform_verifier::Verifier::new(provider.clone()) {
-            Ok(verifier) => (Arc::new(verifier), None),
-            Err(e) => {
-                let reason: Arc<str> =
-                    format!("https is unavailable: {e} (install ca-certificates)").into();
-                tracing::warn!(%reason, "outbound https");
-                let schemes = provider
-                    .signature_verification_algorithms
-                    .supported_schemes();
-                let refuse = NoRoots {
-                    reason: reason.to_string(),
-                    schemes,
-                };
-                (Arc::new(refuse), Some(reason))
-            }
-        };
+    let (verifier, tls_unavailable): (Arc<dyn ServerCertVerifier>, _) = match platform {
+        Ok(verifier) => (Arc::new(verifier), None),
+        Err(e) => {
+            let reason: Arc<str> =
+                format!("https is unavailable: {e} (install ca-certificates)").into();
+            tracing::warn!(%reason, "outbound https");
+            let schemes = provider
+                .signature_verification_algorithms
+                .supported_schemes();
+            let refuse = NoRoots {
+                reason: reason.to_string(),
+                schemes,
+            };
+            (Arc::new(refuse), Some(reason))
+        }
+    };
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| setup(&e))?

@@ -37,6 +37,8 @@ pub struct Config {
     pub admission: AdmissionSection,
     #[serde(default)]
     pub conference: ConferenceSection,
+    #[serde(default)]
+    pub shaken: ShakenSection,
     #[serde(default, rename = "tenant")]
     pub tenants: Vec<TenantSection>,
 }
@@ -104,6 +106,57 @@ pub struct ConferenceSection {
 
 fn default_link_ports() -> u16 {
     64
+}
+
+/// `[shaken]`: STIR/SHAKEN checks of incoming calls' Identity headers
+/// (C11). Off by default: every call is `not-checked`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShakenSection {
+    /// Check the Identity header of every incoming SIP call before its
+    /// handler runs: the handler's `incoming.verification` is `passed`
+    /// (with the attestation), `failed` or `no-evidence`.
+    #[serde(default)]
+    pub verify: bool,
+    /// PEM file of the trusted SHAKEN roots (the STI-CAs); required with
+    /// `verify`.
+    pub roots: Option<PathBuf>,
+    /// Allow x5u URLs on loopback/private addresses (off by default). One
+    /// of the keys of the egress policy ([`Config::egress`]).
+    #[serde(default)]
+    pub fetch_private: bool,
+    /// PEM file of CA certificates trusted for the https of x5u fetches,
+    /// beside the system's (an internal PKI).
+    pub fetch_ca: Option<PathBuf>,
+    /// Longest a certificate fetch may take (default 2,000 ms): the caller
+    /// waits meanwhile.
+    #[serde(default = "default_shaken_timeout")]
+    pub timeout_ms: u64,
+    /// How long a fetched certificate chain is trusted before it is
+    /// fetched again (default 3,600 s).
+    #[serde(default = "default_cert_ttl")]
+    pub cert_ttl_secs: u64,
+}
+
+impl Default for ShakenSection {
+    fn default() -> Self {
+        Self {
+            verify: false,
+            roots: None,
+            fetch_private: false,
+            fetch_ca: None,
+            timeout_ms: default_shaken_timeout(),
+            cert_ttl_secs: default_cert_ttl(),
+        }
+    }
+}
+
+fn default_shaken_timeout() -> u64 {
+    2_000
+}
+
+fn default_cert_ttl() -> u64 {
+    3_600
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -552,6 +605,7 @@ impl Config {
             api: ApiSection::default(),
             admission: AdmissionSection::default(),
             conference: ConferenceSection::default(),
+            shaken: ShakenSection::default(),
             tenants: vec![TenantSection {
                 id: "demo".into(),
                 domains: Vec::new(),
@@ -579,13 +633,15 @@ impl Config {
 
     /// The egress policy: which of the runtime's outbound purposes may
     /// reach loopback and private addresses, from the keys
-    /// `[sip] private_destinations`, `[media] fetch_private` and
-    /// `[api] callbacks_private` (see [`crate::egress`]).
+    /// `[sip] private_destinations`, `[media] fetch_private`,
+    /// `[api] callbacks_private` and `[shaken] fetch_private` (see
+    /// [`crate::egress`]).
     pub fn egress(&self) -> EgressPolicy {
         let settings = [
             (self.sip.private_destinations, Setting::PrivateDestinations),
             (self.media.fetch_private, Setting::FetchPrivate),
             (self.api.callbacks_private, Setting::CallbacksPrivate),
+            (self.shaken.fetch_private, Setting::ShakenPrivate),
         ];
         settings
             .into_iter()
@@ -683,6 +739,11 @@ impl Config {
         self.media.port_range()?;
         self.media.pool()?;
         self.check_cascade()?;
+        if self.shaken.verify && self.shaken.roots.is_none() {
+            return invalid(
+                "[shaken] verify needs roots (a PEM file of the trusted STI-CAs)".into(),
+            );
+        }
         if self.sip.max_message_bytes < 1_024 {
             return invalid("[sip] max_message_bytes must be at least 1024".into());
         }

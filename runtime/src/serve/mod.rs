@@ -63,6 +63,8 @@ pub(crate) enum Input {
     Media(StreamId, Notice),
     /// `/metrics` asks for the calls in progress and admission figures.
     CallCounts(tokio::sync::oneshot::Sender<CallCounts>),
+    /// What the check of an INVITE's Identity header found.
+    Verified(crate::sip::transaction::TxKey, crate::shaken::Checked),
 }
 
 /// What the core task tells a `/metrics` scrape.
@@ -150,6 +152,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     endpoint_config.region = config.region.clone();
     endpoint_config.registrar.md5_first = !config.sip.sha256_first;
     endpoint_config.egress = config.egress();
+    let shaken = crate::shaken::Verifier::new(&config.shaken, config.egress())
+        .context("[shaken]")?
+        .map(Arc::new);
+    endpoint_config.verify_identity = shaken.is_some();
     endpoint_config.admission = Capacity {
         max_calls: config.admission.max_calls,
         calls_per_second: config.admission.calls_per_second,
@@ -296,6 +302,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics,
         provision,
         callbacks,
+        shaken,
     };
     let core = tokio::spawn(core(endpoint, queue, outputs));
     shutdown_signal().await;
@@ -623,6 +630,8 @@ struct Outputs {
     metrics: Arc<Metrics>,
     provision: provision::Provision,
     callbacks: Callbacks,
+    /// `[shaken] verify`: the checks of incoming Identity headers.
+    shaken: Option<Arc<crate::shaken::Verifier>>,
 }
 
 /// What `GET /metrics` runs: the calls by state from the core task, the
@@ -726,6 +735,9 @@ fn handle(
         Input::Media(stream, notice) => endpoint.handle_media(now, stream, notice),
         Input::Directory(directory) => endpoint.set_directory(directory),
         Input::Calls(request) => endpoint.handle_call_request(now, request),
+        Input::Verified(invite, checked) => {
+            endpoint.handle_verified(now, &invite, checked.verification, checked.reason)
+        }
     }
 }
 
@@ -790,15 +802,27 @@ fn flush(
                 action,
             } => media.handle(call, stream, action),
             EndpointEvent::Status(event) => callbacks.send(event),
-            // Issue 17 builds the edge's check (x5u fetched through the
-            // egress policy, cached, chained to `[shaken]` roots); until
-            // then no config turns `verify_identity` on, and a call that
-            // got here would start `not-checked`, as every call does.
-            EndpointEvent::Verify { invite, .. } => {
-                let not_checked = switchyard_sip::endpoint::verification(
-                    switchyard_contract::VerificationStatus::NotChecked,
-                );
-                endpoint.handle_verified(Instant::now(), &invite, not_checked);
+            EndpointEvent::Verify {
+                invite,
+                identity,
+                from,
+                to,
+                ..
+            } => {
+                // Only `[shaken] verify` (which builds the verifier) turns
+                // the endpoint's checks on.
+                let Some(verifier) = outputs.shaken.clone() else {
+                    continue;
+                };
+                let inputs = inputs.clone();
+                tokio::spawn(async move {
+                    let checked = verifier.check(&identity, &from, &to).await;
+                    tracing::info!(
+                        %from, %to, status = ?checked.verification.status,
+                        reason = %checked.reason, "caller verification"
+                    );
+                    let _ = inputs.send(Input::Verified(invite, checked));
+                });
             }
         }
     }

@@ -438,6 +438,8 @@ pub struct Ua {
     sip: Arc<Sip>,
     thread: Option<JoinHandle<()>>,
     next: AtomicU64,
+    /// The user of our From URI (default `ua`).
+    user: String,
 }
 
 impl Default for Ua {
@@ -475,7 +477,14 @@ impl Ua {
             sip,
             thread: Some(thread),
             next: AtomicU64::new(1),
+            user: "ua".into(),
         }
+    }
+
+    /// Calls from `sip:{user}@…` (a caller number).
+    pub fn calling_as(mut self, user: &str) -> Ua {
+        self.user = user.into();
+        self
     }
 
     /// The SIP socket's address.
@@ -517,7 +526,7 @@ impl Ua {
 
         let offer = offer_sdp(rtp.local, codecs, dtmf);
         let uri = format!("sip:{number}@{server}");
-        let from = format!("<sip:ua@{}>;tag={from_tag}", local.ip());
+        let from = format!("<sip:{}@{}>;tag={from_tag}", self.user, local.ip());
         let to = format!("<{uri}>");
         let branch = format!("z9hG4bK-{unique}");
         let invite = format!(

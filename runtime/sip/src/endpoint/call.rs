@@ -202,8 +202,8 @@ pub(super) struct NewCall {
     pub offer: Option<Vec<u8>>,
     pub local_sdp: String,
     pub client: Option<ClientCall>,
-    /// What the check of its Identity header found, once done.
-    pub verification: Option<Verification>,
+    /// What the check of its Identity header found, once done, and why.
+    pub verification: Option<(Verification, String)>,
 }
 
 impl Endpoint {
@@ -257,11 +257,17 @@ impl Endpoint {
     }
 
     /// The edge's answer to an [`EndpointEvent::Verify`]: the call starts,
-    /// its handler seeing `verification`. A call cancelled meanwhile is
-    /// gone already.
-    pub fn handle_verified(&mut self, now: Instant, invite: &TxKey, verification: Verification) {
+    /// its handler seeing `verification`, its decision log saying
+    /// `reason`. A call cancelled meanwhile is gone already.
+    pub fn handle_verified(
+        &mut self,
+        now: Instant,
+        invite: &TxKey,
+        verification: Verification,
+        reason: String,
+    ) {
         if let Some(mut new) = self.verifying.remove(invite) {
-            new.verification = Some(verification);
+            new.verification = Some((verification, reason));
             self.begin_call(now, new);
         }
     }
@@ -324,7 +330,10 @@ impl Endpoint {
                     self.verifying.insert(new.key.clone(), new);
                     return;
                 }
-                None => new.verification = Some(verification(VerificationStatus::NoEvidence)),
+                None => {
+                    let none = verification(VerificationStatus::NoEvidence);
+                    new.verification = Some((none, "no Identity header".into()));
+                }
             }
         }
         let NewCall {
@@ -354,9 +363,11 @@ impl Endpoint {
             None => (from.clone(), to),
         };
         let mut incoming = IncomingCall::inbound(&caller, &to, &self.config.region);
-        if let Some(verification) = verification {
+        let checked = verification.map(|(verification, reason)| {
+            let status = format!("{:?}", verification.status);
             incoming.verification = verification;
-        }
+            (status, reason)
+        });
         // X-* and User-to-User are not rsip header types: they are `Other`.
         incoming.headers = req
             .headers
@@ -381,6 +392,9 @@ impl Endpoint {
             self.config.router.clone(),
         );
         router.set_fallback_handler(route.binding.fallback.clone());
+        if let Some((status, reason)) = checked {
+            router.verified(now, status, reason);
+        }
         let to_header = wire::header_str(&req.headers, "To").unwrap_or_default();
         let dialog = Dialog {
             call_id: call_id.clone(),

@@ -835,19 +835,7 @@ fn a_caller_cancel_before_answer_is_487_and_cancels_the_forks() {
         CALLEE,
         callee_response(&first, 180, "Ringing", "t1", CALLEE, ""),
     );
-    let cancel = format!(
-        "CANCEL sip:100@acme.test SIP/2.0
-Via: SIP/2.0/UDP {CALLER};branch=z9hG4bK-c8
-Max-Forwards: 70
-From: <sip:caller@example.com>;tag=caller-c8
-To: <sip:100@acme.test>
-Call-ID: c8
-CSeq: 1 CANCEL
-Content-Length: 0
-
-"
-    );
-    h.send(CALLER, &cancel);
+    h.send(CALLER, &cancel("100", "c8"));
     h.response(200);
     h.request(rsip::Method::Cancel, CALLEE);
     h.response(487);
@@ -1895,19 +1883,7 @@ fn a_cancel_of_a_waiting_call_is_487_and_it_leaves_the_queue() {
     h.send(CALLER, &invite("100", "k1"));
     let tag1 = ack_ok(&mut h, "k1");
     h.send(CALLER, &invite("100", "k2"));
-    let cancel = format!(
-        "CANCEL sip:100@acme.test SIP/2.0
-Via: SIP/2.0/UDP {CALLER};branch=z9hG4bK-k2
-Max-Forwards: 70
-From: <sip:caller@example.com>;tag=caller-k2
-To: <sip:100@acme.test>
-Call-ID: k2
-CSeq: 1 CANCEL
-Content-Length: 0
-
-"
-    );
-    h.send(CALLER, &cancel);
+    h.send(CALLER, &cancel("100", "k2"));
     assert_eq!(finals(&mut h), vec![(200, "k2".into()), (487, "k2".into())]);
     assert_eq!(h.ep.admission_stats().waiting[0].1, 0);
     // The place k1 frees goes to nobody: k2 is gone.
@@ -2542,7 +2518,7 @@ fn an_identity_header_is_checked_before_the_handler_hears_of_the_call() {
         attestation: Some("A".into()),
         label: None,
     };
-    h.ep.handle_verified(h.now, &invite_key, passed.clone());
+    h.ep.handle_verified(h.now, &invite_key, passed.clone(), "attestation A".into());
     h.settle();
     let incoming = |h: &Harness| match h.events_seen.last() {
         Some(Event::Incoming(incoming)) => incoming.verification.clone(),
@@ -2562,7 +2538,7 @@ fn an_identity_header_is_checked_before_the_handler_hears_of_the_call() {
     h.send(CALLER, &cancel("100", "v3"));
     h.response(200);
     h.response(487);
-    h.ep.handle_verified(h.now, &late, passed);
+    h.ep.handle_verified(h.now, &late, passed, "late".into());
     h.settle();
     assert_eq!(
         h.events_seen.len(),

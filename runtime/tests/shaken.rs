@@ -1,0 +1,189 @@
+//! Verified incoming calls (issue 17, C11), end to end: a runtime with
+//! `[shaken] verify` checks each incoming INVITE's Identity header before
+//! its handler runs. The PASSporTs are signed with the SHAKEN test key
+//! (`runtime/shaken/tests/data`, from libstirshaken); the certificate is
+//! served over https by a server in this test, on 127.0.0.1 (its TLS
+//! certificate trusted through `[shaken] fetch_ca`; loopback allowed by
+//! `[shaken] fetch_private`). The handler's `incoming.verification` is
+//! read from the call's decision log.
+
+#[path = "common/http.rs"]
+mod http;
+#[path = "common/sip.rs"]
+mod sip_common;
+#[path = "common/ua.rs"]
+mod ua;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use http::{acme, new_key_secret, newest_log};
+use sip_common::{Config, Server};
+use switchyard::sip::sdp::Codec;
+use switchyard_shaken::{Attestation, Claims, Signer};
+use tokio_rustls::rustls;
+
+const CA: &str = include_str!("../shaken/tests/data/ca_ca.pem");
+const SP: &str = include_str!("../shaken/tests/data/sp_sp.pem");
+const KEY: &str = include_str!("../shaken/tests/data/sp_sp.priv");
+const CALLER: &str = "+15550100";
+
+/// An https server on 127.0.0.1 serving `/sp.pem`; the PEM of its
+/// self-signed TLS certificate. Serves for at most a minute.
+fn certificate_server() -> (SocketAddr, String) {
+    let tls = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let certs = vec![tls.cert.der().clone()];
+    let key = rustls::pki_types::PrivateKeyDer::try_from(tls.signing_key.serialize_der()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    thread::spawn(move || {
+        let end = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < end {
+            let Ok((stream, _)) = listener.accept() else {
+                thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            let _ = stream.set_nonblocking(false);
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let conn = rustls::ServerConnection::new(Arc::clone(&config)).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, stream);
+            let mut request = String::new();
+            let mut reader = BufReader::new(&mut tls);
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let (status, body) = match request.split_whitespace().nth(1) {
+                Some("/sp.pem") => ("200 OK", SP),
+                _ => ("404 Not Found", ""),
+            };
+            let answer = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: application/x-pem-file\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = tls.write_all(answer.as_bytes());
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
+    });
+    (addr, tls.cert.pem())
+}
+
+/// acme's IVR on 100, in a runtime checking Identity headers.
+fn verifying_runtime(dir: &std::path::Path, tls_ca: &str, fetch_private: bool) -> Server {
+    let roots = dir.join("roots.pem");
+    let fetch_ca = dir.join("fetch-ca.pem");
+    std::fs::write(&roots, CA).unwrap();
+    std::fs::write(&fetch_ca, tls_ca).unwrap();
+    let table = format!(
+        "[shaken]\nverify = true\nroots = \"{}\"\nfetch_ca = \"{}\"\nfetch_private = {fetch_private}\ntimeout_ms = 1500\n",
+        roots.display(),
+        fetch_ca.display()
+    );
+    Server::serve(&acme(Config::new().table(&table), "100", "ivr"))
+}
+
+fn identity(x5u: &str, iat: i64) -> String {
+    let claims = Claims {
+        attest: Attestation::A,
+        orig: CALLER.into(),
+        dest: vec!["100".into()],
+        iat,
+        origid: "shaken-test".into(),
+    };
+    Signer::from_pem(KEY, x5u).unwrap().sign(&claims)
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Calls 100 with `headers`, hangs up, and returns the call's decision log.
+fn call(server: &Server, headers: &[(&str, &str)]) -> String {
+    let (_, _, acme) = new_key_secret(server.http, "acme");
+    let ua = ua::Ua::new().calling_as(CALLER);
+    let call = ua
+        .call_with(server.udp, "100", &[Codec::PCMU], true, headers)
+        .unwrap_or_else(|e| panic!("calling: {e}\n{}", server.output()));
+    call.bye().unwrap();
+    newest_log(server, &acme, "\"kind\":\"ended\"")
+}
+
+#[test]
+fn identity_headers_are_checked_before_the_handler_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (https, tls_ca) = certificate_server();
+    let mut server = verifying_runtime(dir.path(), &tls_ca, true);
+    let x5u = format!("https://{https}/sp.pem");
+
+    let log = call(&server, &[("Identity", &identity(&x5u, unix_now()))]);
+    assert!(
+        log.contains("\"status\":\"Passed\"") && log.contains("\"attestation\":\"A\""),
+        "{log}\n{}",
+        server.output()
+    );
+    assert!(log.contains("\"reason\":\"attestation A\""), "{log}");
+    // Stale (iat 10 minutes ago), an unknown certificate URL, plain http
+    // (the libstirshaken corpus header): each fails, saying why; no
+    // header at all is no evidence.
+    let stale = identity(&x5u, unix_now() - 600);
+    let missing = identity(&format!("https://{https}/gone.pem"), unix_now());
+    let corpus = include_str!("../shaken/tests/data/sp_passport.txt");
+    let http = corpus
+        .lines()
+        .skip_while(|l| !l.starts_with("SIP Identity"))
+        .nth(1)
+        .unwrap();
+    let cases = [
+        (stale.as_str(), "is stale"),
+        (missing.as_str(), "answered 404"),
+        (http, "is not https"),
+    ];
+    for (header, why) in cases {
+        let log = call(&server, &[("Identity", header)]);
+        assert!(
+            log.contains("\"status\":\"Failed\"") && log.contains(why),
+            "{why}: {log}"
+        );
+    }
+    let log = call(&server, &[]);
+    assert!(log.contains("\"status\":\"NoEvidence\""), "{log}");
+    assert!(log.contains("no Identity header"), "{log}");
+    server.assert_alive();
+}
+
+/// Without `[shaken] fetch_private`, an x5u on loopback is refused by the
+/// egress policy: the call is not verified.
+#[test]
+fn an_x5u_on_a_private_address_is_refused_by_the_egress_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (https, tls_ca) = certificate_server();
+    let mut server = verifying_runtime(dir.path(), &tls_ca, false);
+    let x5u = format!("https://{https}/sp.pem");
+    let log = call(&server, &[("Identity", &identity(&x5u, unix_now()))]);
+    assert!(log.contains("\"status\":\"Failed\""), "{log}");
+    assert!(
+        log.contains("fetch_private"),
+        "the refusal names the key: {log}"
+    );
+    server.assert_alive();
+}
