@@ -117,15 +117,17 @@ fn unix_now() -> i64 {
         .as_secs() as i64
 }
 
-/// Calls 100 with `headers`, hangs up, and returns the call's decision log.
-fn call(server: &Server, headers: &[(&str, &str)]) -> String {
+/// Calls 100 with `headers`, hangs up, and returns the call's decision
+/// log once it contains `expect` (the newest log, whatever it says, after
+/// 20 s).
+fn call(server: &Server, headers: &[(&str, &str)], expect: &str) -> String {
     let (_, _, acme) = new_key_secret(server.http, "acme");
     let ua = ua::Ua::new().calling_as(CALLER);
     let call = ua
         .call_with(server.udp, "100", &[Codec::PCMU], true, headers)
         .unwrap_or_else(|e| panic!("calling: {e}\n{}", server.output()));
     call.bye().unwrap();
-    newest_log(server, &acme, "\"kind\":\"ended\"")
+    newest_log(server, &acme, expect)
 }
 
 #[test]
@@ -135,7 +137,11 @@ fn identity_headers_are_checked_before_the_handler_runs() {
     let mut server = verifying_runtime(dir.path(), &tls_ca, true);
     let x5u = format!("https://{https}/sp.pem");
 
-    let log = call(&server, &[("Identity", &identity(&x5u, unix_now()))]);
+    let log = call(
+        &server,
+        &[("Identity", &identity(&x5u, unix_now()))],
+        "attestation A",
+    );
     assert!(
         log.contains("\"status\":\"Passed\"") && log.contains("\"attestation\":\"A\""),
         "{log}\n{}",
@@ -159,13 +165,13 @@ fn identity_headers_are_checked_before_the_handler_runs() {
         (http, "is not https"),
     ];
     for (header, why) in cases {
-        let log = call(&server, &[("Identity", header)]);
+        let log = call(&server, &[("Identity", header)], why);
         assert!(
             log.contains("\"status\":\"Failed\"") && log.contains(why),
             "{why}: {log}"
         );
     }
-    let log = call(&server, &[]);
+    let log = call(&server, &[], "no Identity header");
     assert!(log.contains("\"status\":\"NoEvidence\""), "{log}");
     assert!(log.contains("no Identity header"), "{log}");
     server.assert_alive();
@@ -179,11 +185,67 @@ fn an_x5u_on_a_private_address_is_refused_by_the_egress_policy() {
     let (https, tls_ca) = certificate_server();
     let mut server = verifying_runtime(dir.path(), &tls_ca, false);
     let x5u = format!("https://{https}/sp.pem");
-    let log = call(&server, &[("Identity", &identity(&x5u, unix_now()))]);
+    let log = call(
+        &server,
+        &[("Identity", &identity(&x5u, unix_now()))],
+        "fetch_private",
+    );
     assert!(log.contains("\"status\":\"Failed\""), "{log}");
     assert!(
         log.contains("fetch_private"),
         "the refusal names the key: {log}"
     );
     server.assert_alive();
+}
+
+/// Two providers: runtime A signs the calls its tenant places through
+/// its trunk (`[tenant.shaken]`, the SHAKEN test key, attestation A);
+/// the trunk leads to runtime B, which verifies them. A caller reaches
+/// A's relay guest, which dials the number through the trunk: B's
+/// handler sees the call verified, attestation A.
+#[test]
+fn a_call_signed_by_one_runtime_is_verified_by_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let (https, tls_ca) = certificate_server();
+    let mut b = verifying_runtime(dir.path(), &tls_ca, true);
+    let key = dir.path().join("sp.priv");
+    std::fs::write(&key, KEY).unwrap();
+    let signing = format!(
+        "shaken = {{ key = \"{}\", x5u = \"https://{https}/sp.pem\", attest = \"A\" }}",
+        key.display()
+    );
+    let mut a = Server::serve(
+        &Config::new()
+            .tenant("acme", &[])
+            .tenant_key(&signing)
+            .number("100", "relay")
+            .trunk("carrier", b.udp.port()),
+    );
+    let (_, _, acme_b) = new_key_secret(b.http, "acme");
+    let ua = ua::Ua::new().calling_as(CALLER);
+    let call = ua
+        .call(a.udp, "100", &[Codec::PCMU], true)
+        .unwrap_or_else(|e| panic!("calling A: {e}\n{}", a.output()));
+    // B's log is stored when its call ends: once B answered (its IVR
+    // has a media stream open), hang up.
+    let at_b = sip_common::wait_until(Duration::from_secs(10), || {
+        let metrics = http::get(b.http, "/metrics", &http::Auth::none()).text();
+        (metrics.lines()).any(|l| l.starts_with("switchyard_media_streams ") && !l.ends_with(" 0"))
+    });
+    assert!(
+        at_b,
+        "the call never reached B: {}\n{}",
+        a.output(),
+        http::get(b.http, "/metrics", &http::Auth::none()).text()
+    );
+    let _ = call.bye();
+    let log = newest_log(&b, &acme_b, "\"kind\":\"ended\"");
+    assert!(
+        log.contains("\"status\":\"Passed\"") && log.contains("\"attestation\":\"A\""),
+        "{log}\nA: {}\nB: {}",
+        a.output(),
+        b.output()
+    );
+    a.assert_alive();
+    b.assert_alive();
 }

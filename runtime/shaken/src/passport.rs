@@ -43,7 +43,8 @@ impl Attestation {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    /// `"A"`, `"B"` or `"C"`.
+    pub fn parse(s: &str) -> Option<Self> {
         match s {
             "A" => Some(Attestation::A),
             "B" => Some(Attestation::B),

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use switchyard_contract::guest::{CallHandler, Handlers};
+use switchyard_shaken::{Attestation, Signer};
 
 use super::Transport;
 
@@ -45,6 +46,17 @@ pub struct Trunk {
     pub address: SocketAddr,
     pub transport: Transport,
     pub credentials: Option<(String, String)>,
+    /// The attestation of calls placed through this trunk, over the
+    /// tenant's [`Signing::attest`].
+    pub attest: Option<Attestation>,
+}
+
+/// How a tenant's calls through its trunks are signed (STIR/SHAKEN): an
+/// `Identity` header with its key and certificate URL.
+pub struct Signing {
+    pub signer: Signer,
+    /// The attestation the account is allowed, unless a trunk says other.
+    pub attest: Attestation,
 }
 
 /// A number bound to a handler.
@@ -83,6 +95,8 @@ pub struct Tenant {
     /// SIP users: username → password.
     pub users: HashMap<String, String>,
     pub trunks: Vec<Trunk>,
+    /// Signing of calls through the trunks; none, they go unsigned.
+    pub signing: Option<Arc<Signing>>,
     pub handlers: Handlers,
     /// Content hash of each handler's component, by handler name (the
     /// version in CDRs of calls that start on a handler, not a number).
@@ -102,6 +116,7 @@ impl Tenant {
             domains: Vec::new(),
             users: HashMap::new(),
             trunks: Vec::new(),
+            signing: None,
             handlers: Handlers::new(),
             versions: HashMap::new(),
             numbers: HashMap::new(),

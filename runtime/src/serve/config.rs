@@ -366,6 +366,8 @@ pub struct TenantSection {
     /// With false only the device in the call is skipped; the others ring.
     #[serde(default = "yes")]
     pub busy_in_call: bool,
+    /// Signing of calls through the trunks (none: unsigned).
+    pub shaken: Option<TenantShakenSection>,
 }
 
 fn yes() -> bool {
@@ -402,6 +404,22 @@ pub struct TrunkSection {
     /// Outbound digest credentials, when the carrier challenges.
     pub username: Option<String>,
     pub password: Option<String>,
+    /// The STIR/SHAKEN attestation of calls through this trunk ("A", "B"
+    /// or "C"), over the tenant's `[tenant.shaken] attest`.
+    pub attest: Option<String>,
+}
+
+/// `[tenant.shaken]`: calls the tenant places through its trunks carry an
+/// `Identity` header (STIR/SHAKEN) signed with its key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantShakenSection {
+    /// The account's P-256 private key (PEM, SEC1 or PKCS#8).
+    pub key: PathBuf,
+    /// The https URL of its certificate (the PASSporT's x5u).
+    pub x5u: String,
+    /// The attestation the account is allowed: "A", "B" or "C".
+    pub attest: String,
 }
 
 fn default_region() -> String {
@@ -627,6 +645,7 @@ impl Config {
                 guest_deadline_ms: None,
                 media: Vec::new(),
                 busy_in_call: true,
+                shaken: None,
             }],
         }
     }

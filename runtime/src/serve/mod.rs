@@ -457,16 +457,28 @@ fn load_tenants(
                 .users
                 .insert(user.username.clone(), user.password.clone());
         }
-        tenant.trunks = section
-            .trunks
-            .iter()
-            .map(|t| Trunk {
-                name: t.name.clone(),
-                address: t.address,
-                transport: t.transport,
-                credentials: t.username.clone().zip(t.password.clone()),
+        tenant.trunks = (section.trunks.iter())
+            .map(|t| {
+                Ok(Trunk {
+                    name: t.name.clone(),
+                    address: t.address,
+                    transport: t.transport,
+                    credentials: t.username.clone().zip(t.password.clone()),
+                    attest: (t.attest.as_deref())
+                        .map(|a| attestation(a, &format!("trunk {}", t.name)))
+                        .transpose()?,
+                })
             })
-            .collect();
+            .collect::<anyhow::Result<_>>()?;
+        if let Some(shaken) = &section.shaken {
+            let what = format!("[tenant.shaken] of {}", section.id);
+            let key = std::fs::read_to_string(&shaken.key)
+                .with_context(|| format!("{what}: reading {}", shaken.key.display()))?;
+            let signer = (switchyard_shaken::Signer::from_pem(&key, &shaken.x5u))
+                .map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+            let attest = attestation(&shaken.attest, &what)?;
+            tenant.signing = Some(Arc::new(crate::sip::directory::Signing { signer, attest }));
+        }
         for number in &section.numbers {
             let path = &number.component;
             let bytes = std::fs::read(path).with_context(|| {
@@ -510,6 +522,12 @@ fn load_tenants(
 /// (signed with its newest key, made if it has none that can sign), for
 /// the link the banner prints. `None` without the demo tenant, or when
 /// none can be made (said in the log: the demo goes on without it).
+/// A configured STIR/SHAKEN attestation level, `what` naming where.
+fn attestation(level: &str, what: &str) -> anyhow::Result<switchyard_shaken::Attestation> {
+    switchyard_shaken::Attestation::parse(level)
+        .ok_or_else(|| anyhow::anyhow!("{what}: attest {level:?} is not A, B or C"))
+}
+
 fn demo_token(accounts: &Accounts, config: &Config) -> Option<String> {
     let tenant = config.tenants.iter().find(|t| t.demo_user().is_some())?;
     let mint = || -> anyhow::Result<String> {

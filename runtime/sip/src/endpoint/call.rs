@@ -15,6 +15,16 @@ use switchyard_contract::{
     Prompt, RejectReason, Verb, Verification, VerificationStatus,
 };
 
+/// A verification status as the WIT names it.
+fn status_name(status: VerificationStatus) -> &'static str {
+    match status {
+        VerificationStatus::NotChecked => "not-checked",
+        VerificationStatus::NoEvidence => "no-evidence",
+        VerificationStatus::Passed => "passed",
+        VerificationStatus::Failed => "failed",
+    }
+}
+
 /// A verification outcome with no attestation or label.
 pub fn verification(status: VerificationStatus) -> Verification {
     Verification {
@@ -364,7 +374,7 @@ impl Endpoint {
         };
         let mut incoming = IncomingCall::inbound(&caller, &to, &self.config.region);
         let checked = verification.map(|(verification, reason)| {
-            let status = format!("{:?}", verification.status);
+            let status = status_name(verification.status).to_owned();
             incoming.verification = verification;
             (status, reason)
         });

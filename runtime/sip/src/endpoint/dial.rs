@@ -220,7 +220,7 @@ impl Endpoint {
         fork: Ringing,
         headers: &[switchyard_contract::Header],
     ) -> Option<usize> {
-        let invite = match self.fork_invite(call, &fork.uri, fork.peer, headers, None) {
+        let invite = match self.fork_invite(now, call, &fork.uri, fork.peer, headers, None) {
             Ok(invite) => invite,
             Err(e) => {
                 tracing::error!(call = %call.id, error = %e, "cannot build a dial INVITE");
@@ -359,8 +359,35 @@ impl Endpoint {
             .collect())
     }
 
+    /// The `Identity` header of a call through one of the tenant's trunks
+    /// (at `peer`), when the tenant signs: `caller_id` calls the user of
+    /// `uri`, now.
+    fn identity(
+        &self,
+        now: Instant,
+        call: &CallState,
+        peer: Peer,
+        caller_id: &str,
+        uri: &str,
+    ) -> Option<String> {
+        let tenant = self.directory.tenant(call.tenant);
+        let signing = tenant.signing.as_ref()?;
+        let trunk = (tenant.trunks.iter())
+            .find(|t| t.address == peer.addr && t.transport == peer.transport)?;
+        let dest = rsip::Uri::try_from(uri).ok()?.user()?.to_owned();
+        let claims = switchyard_shaken::Claims {
+            attest: trunk.attest.unwrap_or(signing.attest),
+            orig: caller_id.to_owned(),
+            dest: vec![dest],
+            iat: (self.unix_ms(now) / 1000) as i64,
+            origid: call.id.clone(),
+        };
+        Some(signing.signer.sign(&claims))
+    }
+
     fn fork_invite(
         &mut self,
+        now: Instant,
         call: &CallState,
         uri: &str,
         peer: Peer,
@@ -419,6 +446,9 @@ impl Endpoint {
             .header("User-Agent", &local.user_agent);
         for header in headers {
             text = text.header(&header.name, &header.value);
+        }
+        if let Some(identity) = self.identity(now, call, peer, &caller_id, uri) {
+            text = text.header("Identity", identity);
         }
         if let Some((name, value, _)) = authorization {
             text = text.header(name, value);
@@ -637,6 +667,7 @@ impl Endpoint {
         let peer = fork.peer;
         let headers: Vec<switchyard_contract::Header> = Vec::new();
         let invite = match self.fork_invite(
+            now,
             call,
             &uri,
             peer,

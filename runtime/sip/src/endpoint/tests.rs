@@ -98,11 +98,14 @@ impl Harness {
 
     /// A harness whose RTP port pool is `ports`.
     fn with_ports(decide: Box<Decide>, ports: (u16, u16)) -> Self {
-        Self::with_config(decide, |config| config.media_ports = ports)
+        Self::with_config(decide, |config, _| config.media_ports = ports)
     }
 
-    /// A harness whose endpoint config `edit` changed.
-    fn with_config(decide: Box<Decide>, edit: impl FnOnce(&mut EndpointConfig)) -> Self {
+    /// A harness whose endpoint config and tenant `edit` changed.
+    fn with_config(
+        decide: Box<Decide>,
+        edit: impl FnOnce(&mut EndpointConfig, &mut Tenant),
+    ) -> Self {
         let log = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = Arc::clone(&log);
         let handler: Arc<dyn CallHandler> = Arc::new(NativeHandler(
@@ -123,14 +126,15 @@ impl Harness {
             address: TRUNK.parse().unwrap(),
             transport: Transport::Udp,
             credentials: Some(("acme".into(), "trunk-secret".into())),
+            attest: None,
         });
-        let directory = Arc::new(Directory::new(vec![tenant]));
         let now = Instant::now();
         let mut config =
             EndpointConfig::new(vec![(Transport::Udp, "127.0.0.1:5060".parse().unwrap())]);
         // The test callees are on loopback.
         config.egress = EgressPolicy::unrestricted();
-        edit(&mut config);
+        edit(&mut config, &mut tenant);
+        let directory = Arc::new(Directory::new(vec![tenant]));
         Self {
             ep: Endpoint::new(now, UNIX_MS, test_rng(1), config, directory),
             now,
@@ -2507,7 +2511,7 @@ Content-Length: 0
 #[test]
 fn an_identity_header_is_checked_before_the_handler_hears_of_the_call() {
     let pause = || Box::new(|_: &Event| pause_then(60_000, Verb::Hangup)) as Box<Decide>;
-    let mut h = Harness::with_config(pause(), |c| c.verify_identity = true);
+    let mut h = Harness::with_config(pause(), |c, _| c.verify_identity = true);
     h.send(CALLER, &invite_with_identity("100", "v1"));
     assert!(h.events_seen.is_empty(), "the handler waits for the check");
     let (invite_key, identity, from, to) = h.verifies.pop().unwrap();
@@ -2558,4 +2562,50 @@ fn without_identity_checking_every_call_is_not_checked() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// A tenant that signs: its call through the trunk carries an Identity
+/// header that the SHAKEN test certificate verifies, with the trunk's
+/// attestation over the tenant's, for the caller id and the number.
+#[test]
+fn a_trunk_call_of_a_signing_tenant_carries_an_identity_header_that_verifies() {
+    use switchyard_shaken::{Attestation, Call, Identity, Roots, Signer};
+    const KEY: &str = include_str!("../../../shaken/tests/data/sp_sp.priv");
+    const SP: &[u8] = include_bytes!("../../../shaken/tests/data/sp_sp.pem");
+    const CA: &[u8] = include_bytes!("../../../shaken/tests/data/ca_ca.pem");
+    let dial = dial_one(switchyard_contract::DialTarget::Number("+15550199".into()));
+    let signing = |tenant: &mut Tenant| {
+        let signer = Signer::from_pem(KEY, "https://cert.example/sp.pem").unwrap();
+        let attest = Attestation::A;
+        tenant.signing = Some(Arc::new(crate::directory::Signing { signer, attest }));
+    };
+    let mut h = Harness::with_config(dial, |_, tenant| {
+        signing(tenant);
+        tenant.trunks[0].attest = Some(Attestation::B);
+    });
+    let from_a_number = invite("100", "s1").replace("sip:caller@", "sip:+15550100@");
+    h.send(CALLER, &from_a_number);
+    let sent = h.request(rsip::Method::Invite, TRUNK);
+    let header = super::wire::header_value(&sent.headers, "Identity").expect("an Identity header");
+    let identity = Identity::parse(&header).unwrap();
+    assert_eq!(identity.x5u(), Ok("https://cert.example/sp.pem"));
+    let call = Call {
+        from: "+15550100".into(),
+        to: "+15550199".into(),
+    };
+    let roots = Roots::from_pem(CA).unwrap();
+    let now = (UNIX_MS / 1000) as i64;
+    let verified = identity.verify(SP, &roots, &call, now).unwrap();
+    assert_eq!(
+        verified.attest,
+        Attestation::B,
+        "the trunk's, over the tenant's A"
+    );
+
+    // A call to a SIP address (no trunk) goes unsigned.
+    let sip = dial_one(sip_target(CALLEE));
+    let mut h = Harness::with_config(sip, |_, tenant| signing(tenant));
+    h.send(CALLER, &invite("100", "s2"));
+    let sent = h.request(rsip::Method::Invite, CALLEE);
+    assert!(super::wire::header_value(&sent.headers, "Identity").is_none());
 }
