@@ -91,9 +91,11 @@ impl PeerLeg {
         closed: Closed,
         release: Box<dyn FnOnce() + Send>,
     ) -> io::Result<Self> {
-        let leg = Self {
+        // Built first, so that an error below drops it, which gives the
+        // ports back.
+        let mut leg = Self {
             peer,
-            plain_addr: plain.local_addr()?,
+            plain_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             webrtc,
             plain,
             remote: None,
@@ -106,6 +108,7 @@ impl PeerLeg {
             release: Some(release),
             payload: Vec::with_capacity(160),
         };
+        leg.plain_addr = leg.plain.local_addr()?;
         leg.webrtc.set_nonblocking(true)?;
         leg.plain.set_nonblocking(true)?;
         Ok(leg)
