@@ -15,6 +15,26 @@ use switchyard_contract::{
     Prompt, RejectReason, Verb, Verification, VerificationStatus,
 };
 
+/// The caller's number a PASSporT's `orig` must match (RFC 8224 §5.1):
+/// the P-Asserted-Identity a carrier put there, else the From user; a
+/// `tel:` URI's number, or a `sip:` URI's user.
+fn caller_number(req: &rsip::Request) -> String {
+    let asserted = wire::header_value(&req.headers, "P-Asserted-Identity");
+    let uri = match &asserted {
+        // `"Name" <sip:…>;params` or a bare URI; the first identity.
+        Some(value) => {
+            let first = value.split(',').next().unwrap_or_default();
+            let inner = first.split_once('<').and_then(|(_, r)| r.split_once('>'));
+            inner.map_or(first.trim(), |(uri, _)| uri).to_owned()
+        }
+        None => message::from_uri(req).unwrap_or_default().to_owned(),
+    };
+    match uri.strip_prefix("tel:") {
+        Some(number) => number.split(';').next().unwrap_or_default().to_owned(),
+        None => crate::registrar::uri_user(&uri).unwrap_or_default(),
+    }
+}
+
 /// A verification status as the WIT names it.
 fn status_name(status: VerificationStatus) -> &'static str {
     match status {
@@ -324,11 +344,7 @@ impl Endpoint {
         if self.config.verify_identity && new.client.is_none() && new.verification.is_none() {
             match wire::header_value(&new.req.headers, "Identity") {
                 Some(identity) => {
-                    let from = message::from_uri(&new.req).unwrap_or_default();
-                    let from = match from.strip_prefix("tel:") {
-                        Some(number) => number.split(';').next().unwrap_or_default().to_owned(),
-                        None => crate::registrar::uri_user(from).unwrap_or_default(),
-                    };
+                    let from = caller_number(&new.req);
                     let to = new.user.clone().unwrap_or_default();
                     self.events.push_back(EndpointEvent::Verify {
                         invite: new.key.clone(),

@@ -2530,6 +2530,17 @@ fn an_identity_header_is_checked_before_the_handler_hears_of_the_call() {
     };
     assert_eq!(incoming(&h), passed);
 
+    // A carrier's P-Asserted-Identity is the number orig must match.
+    let asserted = invite_with_identity("100", "v4").replace(
+        "Contact:",
+        "P-Asserted-Identity: \"Front desk\" <tel:+15550100;phone-context=x>\nContact:",
+    );
+    h.send(CALLER, &asserted);
+    let (key, _, from, _) = h.verifies.pop().unwrap();
+    assert_eq!(from, "+15550100");
+    h.ep.handle_verified(h.now, &key, passed.clone(), "attestation A".into());
+    h.settle();
+
     // No header: no evidence, and no wait.
     h.send(CALLER, &invite("100", "v2"));
     assert_eq!(incoming(&h).status, VerificationStatus::NoEvidence);
