@@ -2493,19 +2493,13 @@ fn invite_with_identity(number: &str, call_id: &str) -> String {
     )
 }
 
+/// The CANCEL of `invite(number, call_id)`: its request line and
+/// headers up to Call-ID, as RFC 3261 §9.1 wants them, method CANCEL.
 fn cancel(number: &str, call_id: &str) -> String {
-    format!(
-        "CANCEL sip:{number}@acme.test SIP/2.0
-Via: SIP/2.0/UDP {CALLER};branch=z9hG4bK-{call_id}
-Max-Forwards: 70
-From: <sip:caller@example.com>;tag=caller-{call_id}
-To: <sip:{number}@acme.test>
-Call-ID: {call_id}
-CSeq: 1 CANCEL
-Content-Length: 0
-
-"
-    )
+    let invite = invite(number, call_id);
+    let head: Vec<&str> = invite.lines().take(6).collect();
+    let head = head.join("\n").replacen("INVITE", "CANCEL", 1);
+    format!("{head}\nCSeq: 1 CANCEL\nContent-Length: 0\n\n")
 }
 
 #[test]
