@@ -125,6 +125,11 @@ impl Tenant {
         }
     }
 
+    /// The tenant's trunk at `peer` (address and transport), if it is one.
+    pub fn trunk_at(&self, peer: crate::Peer) -> Option<&Trunk> {
+        (self.trunks.iter()).find(|t| t.address == peer.addr && t.transport == peer.transport)
+    }
+
     /// Binds `number` (`*` for the catch-all) to a handler.
     pub fn bind(&mut self, number: &str, name: &str, version: &str, handler: Arc<dyn CallHandler>) {
         self.handlers.insert(name.into(), handler);

@@ -152,7 +152,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     endpoint_config.region = config.region.clone();
     endpoint_config.registrar.md5_first = !config.sip.sha256_first;
     endpoint_config.egress = config.egress();
-    let shaken = crate::shaken::Verifier::new(&config.shaken, config.egress())
+    let shaken = crate::shaken::Verifier::new(&config.shaken, endpoint_config.egress)
         .context("[shaken]")?
         .map(Arc::new);
     endpoint_config.verify_identity = shaken.is_some();

@@ -372,8 +372,7 @@ impl Endpoint {
     ) -> Option<String> {
         let tenant = self.directory.tenant(call.tenant);
         let signing = tenant.signing.as_ref()?;
-        let trunk = (tenant.trunks.iter())
-            .find(|t| t.address == peer.addr && t.transport == peer.transport)?;
+        let trunk = tenant.trunk_at(peer)?;
         let dest = rsip::Uri::try_from(uri).ok()?.user()?.to_owned();
         let claims = switchyard_shaken::Claims {
             attest: trunk.attest.unwrap_or(signing.attest),
@@ -949,10 +948,7 @@ pub(super) fn allowed_peer(
     egress: EgressPolicy,
     purpose: Purpose,
 ) -> Result<Option<&crate::directory::Trunk>, EgressError> {
-    let trunk = tenant
-        .trunks
-        .iter()
-        .find(|t| t.address == peer.addr && t.transport == peer.transport);
+    let trunk = tenant.trunk_at(peer);
     let purpose = if trunk.is_some() {
         Purpose::Trunk
     } else {
