@@ -59,6 +59,7 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
             refresh: Arc::new(|| Box::pin(async { Ok(()) })),
         },
         switchboard: Switchboard(Arc::new(|_| false)),
+        directory: Default::default(),
     };
     let basic = |user: &str, secret: &str| {
         let raw = format!("{user}:{secret}");

@@ -23,6 +23,8 @@
 //! * [`conferences`] — the conferences in progress, for the media edge and REST.
 //! * [`cascade`] — conferences across runtimes of several regions.
 //! * [`egress`] — which addresses the runtime may reach for a tenant.
+//! * [`directory`] — the call placement directory and provider
+//!   confirmation (C11): served, asked, answered.
 //! * [`simulate`] — scripted caller for local testing of guests.
 //! * [`replay`] — a recorded call's events against another component.
 
@@ -32,10 +34,12 @@ pub mod cascade;
 pub mod cli;
 pub mod clients;
 pub mod conferences;
+pub mod directory;
 pub mod media;
 pub mod metrics;
 pub mod replay;
 pub mod serve;
+pub mod screen;
 pub mod shaken;
 pub mod simulate;
 pub mod tokens;

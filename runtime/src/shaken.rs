@@ -8,12 +8,12 @@
 //!        fetch_private; timeout_ms; 64 KiB at most) and chained to the
 //!        [shaken] roots
 //!     ─► the PASSporT checked (signature, iat within 60 s, orig/dest)
-//!     ─► Verification { passed + attestation | failed } and the reason
+//!     ─► PassportCheck { valid + attestation | invalid, reason }
 //! ```
 //!
 //! The checks themselves are `switchyard_shaken` (sans-IO); this module
 //! is its IO: the fetch, the clock, the cache. A check never fails open:
-//! whatever goes wrong (unreachable x5u, a timeout) is `failed`, with why.
+//! whatever goes wrong (unreachable x5u, a timeout) is `invalid`, with why.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -21,8 +21,8 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use switchyard_contract::{Verification, VerificationStatus};
-use switchyard_shaken::{Call, Identity, Roots, VerifyingKey, chain_key};
+use switchyard_contract::screening::{EvidencePassport, PassportCheck, PassportStatus};
+use switchyard_shaken::{Call, Check, Failure, Identity, Roots, VerifyingKey, chain_key};
 
 use crate::egress::{EgressPolicy, Purpose};
 use crate::media::fetch::{FetchConfig, Fetcher};
@@ -36,8 +36,43 @@ const MAX_CHAIN_BYTES: u64 = 64 * 1024;
 /// What a check found, and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checked {
-    pub verification: Verification,
-    pub reason: String,
+    pub passport: PassportCheck,
+    /// The same as 0.2.0's policies name it.
+    pub evidence: EvidencePassport,
+}
+
+impl Checked {
+    fn invalid(reason: String, kind: Check) -> Self {
+        Self {
+            passport: PassportCheck {
+                status: PassportStatus::Invalid,
+                attestation: None,
+                reason,
+            },
+            evidence: match kind {
+                Check::Stale => EvidencePassport::Stale,
+                Check::NumberMismatch => EvidencePassport::NumberMismatch,
+                Check::InvalidSignature => EvidencePassport::InvalidSignature,
+            },
+        }
+    }
+
+    fn failed(failure: Failure) -> Self {
+        Self::invalid(failure.to_string(), failure.check())
+    }
+
+    /// What a call without an Identity header, or a runtime that does not
+    /// check them, is found to have.
+    pub fn not_there(status: PassportStatus, reason: &str) -> Self {
+        Self {
+            passport: PassportCheck {
+                status,
+                attestation: None,
+                reason: reason.into(),
+            },
+            evidence: EvidencePassport::Absent,
+        }
+    }
 }
 
 pub struct Verifier {
@@ -85,21 +120,17 @@ impl Verifier {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        let failed = |reason: String| Checked {
-            verification: crate::sip::endpoint::verification(VerificationStatus::Failed),
-            reason,
-        };
         let identity = match Identity::parse(identity) {
             Ok(identity) => identity,
-            Err(why) => return failed(why.to_string()),
+            Err(why) => return Checked::failed(why),
         };
         let url = match identity.x5u() {
             Ok(url) => url,
-            Err(why) => return failed(why.to_string()),
+            Err(why) => return Checked::failed(why),
         };
         let key = match self.key(url, now).await {
             Ok(key) => key,
-            Err(why) => return failed(why),
+            Err(why) => return Checked::invalid(why, Check::InvalidSignature),
         };
         let call = Call {
             from: from.into(),
@@ -107,14 +138,14 @@ impl Verifier {
         };
         match identity.verify_with(&key, &call, now) {
             Ok(verified) => Checked {
-                verification: Verification {
-                    status: VerificationStatus::Passed,
+                passport: PassportCheck {
+                    status: PassportStatus::Valid,
                     attestation: Some(verified.attest.as_str().into()),
-                    label: None,
+                    reason: format!("attestation {}", verified.attest.as_str()),
                 },
-                reason: format!("attestation {}", verified.attest.as_str()),
+                evidence: EvidencePassport::Valid,
             },
-            Err(why) => failed(why.to_string()),
+            Err(why) => Checked::failed(why),
         }
     }
 

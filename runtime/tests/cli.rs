@@ -78,12 +78,29 @@ fn check_names_the_world_of_each_example_guest() {
             run.stdout
         );
         assert!(
-            run.stdout.contains("voice:runtime/handler@0.2.0"),
+            run.stdout.contains("voice:runtime/handler@0.2.1"),
             "{}",
             run.stdout
         );
         assert!(run.stdout.contains("notices  on"), "{}", run.stdout);
         assert!(!run.stdout.contains("contract"), "{}", run.stdout);
+    }
+    // 0.2.0 is the same series: a guest built against it is current.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wit-0.2.0");
+    let run = switchyard(&["check", fixtures.join("guest_ivr.wasm").to_str().unwrap()], &cache);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("voice:runtime/handler@0.2.0"), "{}", run.stdout);
+    assert!(!run.stdout.contains("contract"), "{}", run.stdout);
+    // Verification policies: 0.2.1's `screen`, and 0.2.0's `verify`.
+    let policies = [
+        (guest("screen"), "voice:runtime/screen@0.2.1"),
+        (fixtures.join("guest_verify.wasm"), "voice:runtime/verify@0.2.0"),
+    ];
+    for (path, export) in policies {
+        let run = switchyard(&["check", path.to_str().unwrap()], &cache);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(run.stdout.contains("verification-policy component"), "{}", run.stdout);
+        assert!(run.stdout.contains(export), "{}", run.stdout);
     }
     // A guest built against 0.1.0 is checked as such, and passes.
     let old = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wit-0.1.0/guest_ivr.wasm");
@@ -445,4 +462,64 @@ fn an_at_line_in_the_script_sets_the_clock_and_at_on_the_command_line_wins() {
         "{}",
         run.stderr
     );
+}
+
+/// `switchyard screen`: a policy tried on a hand-written case and on a
+/// recorded call's decision log, through the same ruling and fallback as
+/// a real call.
+#[test]
+fn screen_tries_a_policy_on_recorded_findings() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let denied = dir.path().join("denied.json");
+    std::fs::write(
+        &denied,
+        r#"{"from": "+15550100", "to": "100",
+            "findings": {"provider": {"answer": "Denied", "provider": "a.example", "reason": "a.example placed no such call"},
+                         "passport": {"status": "Absent", "attestation": null, "reason": "no Identity header"}}}"#,
+    )
+    .unwrap();
+    let case = denied.to_str().unwrap();
+    let policy = guest("screen");
+    let run = switchyard(&["screen", "--policy", policy.to_str().unwrap(), case], &cache);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("rejected 608 (caller id not placed by its provider), by the account's policy"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("provider denied: a.example placed no such call"), "{}", run.stdout);
+    // Without a policy: the default, which never rejects.
+    let run = switchyard(&["screen", case], &cache);
+    assert!(
+        run.stdout.contains("admitted, labelled likely-spoofed, by the default policy"),
+        "{}",
+        run.stdout
+    );
+    // A policy that traps falls back to the default, as on a real call.
+    let trap = dir.path().join("trap.json");
+    std::fs::write(&trap, std::fs::read_to_string(&denied).unwrap().replace("+15550100", "+19990100")).unwrap();
+    let fault = guest("screen_fault");
+    let run = switchyard(&["screen", "--policy", fault.to_str().unwrap(), trap.to_str().unwrap()], &cache);
+    assert!(
+        run.stdout.contains("labelled likely-spoofed, by the default policy (the account's policy failed: guest trapped"),
+        "{}",
+        run.stdout
+    );
+    // A decision log's `verified` entry is a case too.
+    let log = dir.path().join("log.json");
+    let entry = serde_json::json!([{"at_ms": 0, "kind": "verified", "status": "failed", "reason": "x",
+        "screening": {"call": {"from": "+15550100", "to": "100", "headers": []},
+                      "findings": {"provider": {"answer": "Denied", "provider": null, "reason": "r"},
+                                   "passport": {"status": "NotChecked", "attestation": null, "reason": "r"}},
+                      "ruling": {"Label": "LikelySpoofed"}, "by": "the default policy"}}]);
+    std::fs::write(&log, entry.to_string()).unwrap();
+    let run = switchyard(&["screen", "--policy", policy.to_str().unwrap(), log.to_str().unwrap()], &cache);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("rejected 608"), "{}", run.stdout);
+    // Junk is refused, saying what a case is.
+    std::fs::write(&log, "{}").unwrap();
+    let run = switchyard(&["screen", log.to_str().unwrap()], &cache);
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(run.stderr.contains("neither a case"), "{}", run.stderr);
 }

@@ -87,6 +87,16 @@ fn certificate_server() -> (SocketAddr, String) {
 
 /// acme's IVR on 100, in a runtime checking Identity headers.
 fn verifying_runtime(dir: &std::path::Path, tls_ca: &str, fetch_private: bool) -> Server {
+    verifying_runtime_with(dir, tls_ca, fetch_private, None)
+}
+
+/// [`verifying_runtime`], acme ruled by the verification policy at `policy`.
+fn verifying_runtime_with(
+    dir: &std::path::Path,
+    tls_ca: &str,
+    fetch_private: bool,
+    policy: Option<&str>,
+) -> Server {
     let roots = dir.join("roots.pem");
     let fetch_ca = dir.join("fetch-ca.pem");
     std::fs::write(&roots, CA).unwrap();
@@ -96,7 +106,17 @@ fn verifying_runtime(dir: &std::path::Path, tls_ca: &str, fetch_private: bool) -
         roots.display(),
         fetch_ca.display()
     );
-    Server::serve(&acme(Config::new().table(&table), "100", "ivr"))
+    let config = Config::new().table(&table);
+    match policy {
+        None => Server::serve(&acme(config, "100", "ivr")),
+        Some(path) => Server::serve(
+            &config
+                .api(&format!("admin_key = \"{}\"", http::ADMIN_KEY))
+                .tenant("acme", &[])
+                .tenant_key(&format!("policy = \"{path}\""))
+                .number("100", "ivr"),
+        ),
+    }
 }
 
 fn identity(x5u: &str, iat: i64) -> String {
@@ -147,7 +167,11 @@ fn identity_headers_are_checked_before_the_handler_runs() {
         "{log}\n{}",
         server.output()
     );
-    assert!(log.contains("\"reason\":\"attestation A\""), "{log}");
+    assert!(log.contains("passport valid: attestation A"), "{log}");
+    // Without a policy component the default rules: valid, attestation A
+    // is labelled verified.
+    assert!(log.contains("\"label\":\"verified\""), "{log}");
+    assert!(log.contains("\"by\":\"the default policy\""), "{log}");
     // Stale (iat 10 minutes ago), an unknown certificate URL, plain http
     // (the libstirshaken corpus header): each fails, saying why; no
     // header at all is no evidence.
@@ -248,4 +272,83 @@ fn a_call_signed_by_one_runtime_is_verified_by_another() {
     );
     a.assert_alive();
     b.assert_alive();
+}
+
+/// The account's policy component rules on its calls: the sample policy
+/// (`guests/screen`) labels an invalid PASSporT likely-spoofed and a
+/// valid A verified.
+#[test]
+fn the_accounts_policy_component_labels_the_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let (https, tls_ca) = certificate_server();
+    let policy = sip_common::guest("screen");
+    let mut server = verifying_runtime_with(dir.path(), &tls_ca, true, Some(&policy));
+    let x5u = format!("https://{https}/sp.pem");
+    let valid = identity(&x5u, unix_now());
+    let log = call(&server, &[("Identity", &valid)], "\"kind\":\"ended\"");
+    assert!(log.contains("\"label\":\"verified\""), "{log}");
+    assert!(log.contains("\"by\":\"the account's policy\""), "{log}");
+    let stale = identity(&x5u, unix_now() - 600);
+    let log = call(&server, &[("Identity", &stale)], "is stale");
+    assert!(log.contains("\"label\":\"likely-spoofed\""), "{log}");
+    assert!(log.contains("\"status\":\"Failed\""), "{log}");
+    server.assert_alive();
+}
+
+/// A policy that traps, or runs past its deadline, is replaced by the
+/// default policy for that call, never by plain accept: the stale
+/// PASSporT is labelled likely-spoofed all the same, and the log says
+/// why the default ruled. (`guests/screen-fault` traps for callers
+/// starting +1999 and spins for everyone else.)
+#[test]
+fn a_failing_policy_falls_back_to_the_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let (https, tls_ca) = certificate_server();
+    let policy = sip_common::guest("screen_fault");
+    let mut server = verifying_runtime_with(dir.path(), &tls_ca, true, Some(&policy));
+    let x5u = format!("https://{https}/sp.pem");
+    let stale = identity(&x5u, unix_now() - 600);
+    let log = call(&server, &[("Identity", &stale)], "is stale");
+    assert!(log.contains("\"label\":\"likely-spoofed\""), "{log}");
+    assert!(
+        log.contains("the default policy (the account's policy failed: guest exceeded its"),
+        "the spinning policy was stopped by its deadline: {log}"
+    );
+
+    let (_, _, acme) = new_key_secret(server.http, "acme");
+    let ua = ua::Ua::new().calling_as("+19995550100");
+    let call = ua
+        .call(server.udp, "100", &[Codec::PCMU], true)
+        .unwrap_or_else(|e| panic!("calling: {e}\n{}", server.output()));
+    call.bye().unwrap();
+    let log = newest_log(&server, &acme, "guest trapped");
+    assert!(
+        log.contains("the default policy (the account's policy failed: guest trapped"),
+        "{log}"
+    );
+    assert!(log.contains("\"label\":\"unverified\""), "no evidence: {log}");
+    server.assert_alive();
+}
+
+/// A policy built against 0.2.0 (`verify`, free-text labels) still runs
+/// (`tests/fixtures/wit-0.2.0/guest_verify.wasm`): a valid PASSporT is
+/// labelled "verified", anything short of a denial is accepted unlabelled.
+#[test]
+fn a_policy_built_against_0_2_0_still_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (https, tls_ca) = certificate_server();
+    let policy = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/wit-0.2.0/guest_verify.wasm"
+    );
+    let mut server = verifying_runtime_with(dir.path(), &tls_ca, true, Some(policy));
+    let x5u = format!("https://{https}/sp.pem");
+    let valid = identity(&x5u, unix_now());
+    let log = call(&server, &[("Identity", &valid)], "\"kind\":\"ended\"");
+    assert!(log.contains("\"label\":\"verified\""), "{log}");
+    assert!(log.contains("\"by\":\"the account's policy\""), "{log}");
+    let stale = identity(&x5u, unix_now() - 600);
+    let log = call(&server, &[("Identity", &stale)], "is stale");
+    assert!(log.contains("\"label\":null"), "accepted unlabelled: {log}");
+    server.assert_alive();
 }

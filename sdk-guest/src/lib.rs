@@ -1,4 +1,5 @@
-//! Write Switchyard call handlers as one Rust function.
+//! Write Switchyard call handlers, and caller verification policies, as
+//! one Rust function.
 //!
 //! A call handler is a WebAssembly component the runtime calls once per call
 //! event. It answers every event with a [`Plan`]: the verbs (say, gather,
@@ -100,14 +101,62 @@
 //! `README.md` covers checking and simulating the component with the
 //! `switchyard` CLI.
 //!
+//! # Verification policies
+//!
+//! A tenant's caller verification policy is a component of its own: the
+//! runtime calls it once per incoming call, before the call's handler,
+//! with what it found out about the caller, and it rules on the call
+//! ([`screening`] has the types and the data flow):
+//!
+//! ```
+//! use switchyard_sdk::prelude::*;
+//!
+//! #[verification_policy]
+//! fn screen(_call: CallAttempt, findings: Findings) -> Ruling {
+//!     if findings.denied() {
+//!         Ruling::reject(608, "caller id not placed by its provider")
+//!     } else if findings.confirmed() || findings.attestation() == Some("A") {
+//!         Ruling::Label(Label::Verified)
+//!     } else {
+//!         Ruling::Label(Label::Unverified)
+//!     }
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! Its signature is fixed too, `fn(CallAttempt, Findings) -> Ruling`:
+//!
+//! ```compile_fail,E0308
+//! use switchyard_sdk::prelude::*;
+//!
+//! #[verification_policy]
+//! fn screen(_call: CallAttempt, _findings: Findings) -> Option<Ruling> {
+//!     None
+//! }
+//! ```
+//!
+//! and it takes no arguments:
+//!
+//! ```compile_fail
+//! use switchyard_sdk::prelude::*;
+//!
+//! #[verification_policy(notices = false)]
+//! fn screen(_call: CallAttempt, _findings: Findings) -> Ruling {
+//!     Ruling::Accept
+//! }
+//! ```
+//!
 //! # Layout
 //!
-//! - [`call_handler`]: the attribute that exports your function.
+//! - [`call_handler`]: the attribute that exports your function as the
+//!   call handler; [`verification_policy`] exports it as the policy.
 //! - [`types`]: every WIT type (`Context`, `Event`, `Plan`, verbs, results),
 //!   with builder methods for the verbs in [`Plan`], [`Say`](types::Say),
 //!   [`Gather`](types::Gather), [`Dial`](types::Dial),
 //!   [`Record`](types::Record), [`Conference`](types::Conference),
 //!   [`Enqueue`](types::Enqueue) and [`Pay`](types::Pay).
+//! - [`screening`]: a policy's types (`CallAttempt`, `Findings`, `Ruling`,
+//!   …) with a few helpers.
 //! - [`kv`], [`vars`], [`log`], [`clock`], [`presence`]: the host imports.
 //! - [`prelude`]: what a handler usually needs, in one `use`.
 
@@ -119,6 +168,7 @@ pub mod kv;
 pub mod log;
 mod plan;
 pub mod presence;
+pub mod screening;
 pub mod vars;
 mod verbs;
 
@@ -139,10 +189,34 @@ pub mod bindings {
             additional_derives: [PartialEq, Eq],
         });
     }
-    // later: `notification_router` and `verification_policy`, generated with
-    // `with:` mapping the host imports and `types` onto `call_handler`'s
-    // modules (so there stays one `Plan`, one `kv`), each exported by its own
-    // attribute in `switchyard-sdk-macro`.
+
+    /// Bindings of the `verification-policy` world. Its host imports and
+    /// `types` are `call_handler`'s modules (one `kv`, one `log`, one
+    /// `Header`); only the screening types and the `screen` export are
+    /// generated here.
+    pub mod verification_policy {
+        wit_bindgen::generate!({
+            world: "verification-policy",
+            path: "../wit",
+            pub_export_macro: true,
+            default_bindings_module: "::switchyard_sdk::bindings::verification_policy",
+            additional_derives: [PartialEq, Eq],
+            // Keys name the package version: a WIT bump must bump them
+            // (wit-bindgen refuses an interface missing here).
+            with: {
+                "voice:runtime/types@0.2.1": crate::bindings::call_handler::voice::runtime::types,
+                "voice:runtime/log@0.2.1": crate::bindings::call_handler::voice::runtime::log,
+                "voice:runtime/kv@0.2.1": crate::bindings::call_handler::voice::runtime::kv,
+                "voice:runtime/clock@0.2.1": crate::bindings::call_handler::voice::runtime::clock,
+                "voice:runtime/call-vars@0.2.1": crate::bindings::call_handler::voice::runtime::call_vars,
+                "voice:runtime/presence@0.2.1": crate::bindings::call_handler::voice::runtime::presence,
+                "voice:runtime/verification-types@0.2.1": generate,
+                "voice:runtime/screening-types@0.2.1": generate,
+            },
+        });
+    }
+    // later: `notification_router`, generated the same way and exported by
+    // its own attribute in `switchyard-sdk-macro`.
 }
 
 /// Every type of the `voice:runtime/types` WIT interface.
@@ -158,23 +232,32 @@ pub mod types {
 
 pub use types::{Context, Event, HandlerError, Plan};
 
-pub use switchyard_sdk_macro::call_handler;
+pub use switchyard_sdk_macro::{call_handler, verification_policy};
 
 /// What a handler usually needs: `use switchyard_sdk::prelude::*;`.
 ///
-/// Brings in [`call_handler`] and every WIT type ([`types`]). The host
-/// import modules ([`kv`], [`vars`], [`log`], [`clock`]) stay qualified,
-/// since their function names (`get`, `set`, `info`) would clash.
+/// Brings in [`call_handler`], [`verification_policy`], every WIT type of
+/// a handler ([`types`]) and the types of a policy ([`screening`]). The
+/// host import modules ([`kv`], [`vars`], [`log`], [`clock`]) stay
+/// qualified, since their function names (`get`, `set`, `info`) would
+/// clash.
 pub mod prelude {
-    pub use crate::call_handler;
+    pub use crate::screening::{
+        CallAttempt, Confirmation, Findings, Label, PassportCheck, PassportStatus, ProviderCheck,
+        Rejection, Ruling,
+    };
     pub use crate::types::*;
+    pub use crate::{call_handler, verification_policy};
 }
 
-/// Items the [`call_handler`] expansion uses; not part of the API.
+/// Items the [`call_handler`] and [`verification_policy`] expansions use;
+/// not part of the API.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::bindings::call_handler::export as export_call_handler;
     pub use crate::bindings::call_handler::exports::voice::runtime::handler::Guest as CallHandler;
+    pub use crate::bindings::verification_policy::export as export_verification_policy;
+    pub use crate::bindings::verification_policy::exports::voice::runtime::screen::Guest as VerificationPolicy;
 }
 
 /// Compiles the README's example as a doctest, so it cannot rot.

@@ -1,5 +1,6 @@
-//! The WIT contract (`voice:runtime@0.2.0`) as host-side Rust types, and
-//! the released 0.1.x ([`v0_1`]) with conversions to it.
+//! The WIT contract (`voice:runtime@0.2.1`) as host-side Rust types, and
+//! the released 0.1.x ([`v0_1`]) with conversions to it; the
+//! verification-policy world's types are [`screening`].
 //!
 //! Generated from `wit/` by `wasmtime::component::bindgen!`, so the WIT
 //! package is the single source of truth: the router, the decision log,
@@ -19,6 +20,7 @@ wasmtime::component::bindgen!({
 });
 
 pub mod guest;
+pub mod screening;
 pub mod v0_1;
 
 pub use voice::runtime::types::*;

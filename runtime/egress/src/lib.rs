@@ -10,7 +10,8 @@
 //!   dial / REFER / POST /v1/calls ─┐  (sip::endpoint, after the URI's host
 //!   trunk of the tenant ───────────┤   is known; a trunk match is Trunk)
 //!   prompt URL / status callback ──┤  (media::fetch: the URL's literal host,
-//!   x5u certificate; later webhooks┘   then every address DNS returns)
+//!   x5u certificate; later webhooks┤   then every address DNS returns)
+//!   directory, providers' confirm ─┘  (directory: the same resolver)
 //!                                  ▼
 //!        EgressPolicy::check(purpose, ip) ─► Ok | EgressError::NotPublic
 //!                                              (names the config key)
@@ -58,11 +59,17 @@ pub enum Purpose {
     StatusCallback,
     /// The `x5u` certificate of a caller's STIR/SHAKEN Identity header.
     CertificateFetch,
+    /// The call placement directory (`[directory] url`): lookups, and
+    /// publishing this provider's entry.
+    DirectoryLookup,
+    /// A provider's confirmation URL, as the directory gives it: asking
+    /// whether it placed a call.
+    Confirmation,
 }
 
 impl Purpose {
     /// Every purpose, for tests and listings.
-    pub const ALL: [Purpose; 7] = [
+    pub const ALL: [Purpose; 9] = [
         Purpose::Dial,
         Purpose::Transfer,
         Purpose::OutboundCall,
@@ -70,6 +77,8 @@ impl Purpose {
         Purpose::PromptFetch,
         Purpose::StatusCallback,
         Purpose::CertificateFetch,
+        Purpose::DirectoryLookup,
+        Purpose::Confirmation,
     ];
 
     /// The configuration key that lets this purpose reach non-public
@@ -83,6 +92,7 @@ impl Purpose {
             Purpose::PromptFetch => Some(Setting::FetchPrivate),
             Purpose::StatusCallback => Some(Setting::CallbacksPrivate),
             Purpose::CertificateFetch => Some(Setting::ShakenPrivate),
+            Purpose::DirectoryLookup | Purpose::Confirmation => Some(Setting::DirectoryPrivate),
         }
     }
 
@@ -96,6 +106,8 @@ impl Purpose {
             Purpose::PromptFetch => "prompt downloads",
             Purpose::StatusCallback => "status callbacks",
             Purpose::CertificateFetch => "certificate fetches",
+            Purpose::DirectoryLookup => "directory requests",
+            Purpose::Confirmation => "confirmation requests",
         }
     }
 
@@ -124,14 +136,18 @@ pub enum Setting {
     CallbacksPrivate,
     /// `[shaken] fetch_private`: STIR/SHAKEN certificate (x5u) fetches.
     ShakenPrivate,
+    /// `[directory] private`: the call placement directory and the
+    /// providers' confirmation URLs.
+    DirectoryPrivate,
 }
 
 impl Setting {
-    pub const ALL: [Setting; 4] = [
+    pub const ALL: [Setting; 5] = [
         Setting::PrivateDestinations,
         Setting::FetchPrivate,
         Setting::CallbacksPrivate,
         Setting::ShakenPrivate,
+        Setting::DirectoryPrivate,
     ];
 
     /// The config section and key, e.g. `("sip", "private_destinations")`.
@@ -141,6 +157,7 @@ impl Setting {
             Setting::FetchPrivate => ("media", "fetch_private"),
             Setting::CallbacksPrivate => ("api", "callbacks_private"),
             Setting::ShakenPrivate => ("shaken", "fetch_private"),
+            Setting::DirectoryPrivate => ("directory", "private"),
         }
     }
 

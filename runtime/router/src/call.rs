@@ -9,7 +9,7 @@ use switchyard_contract::{
 };
 
 use super::RouterConfig;
-use super::log::{DecisionLog, Entry};
+use super::log::{DecisionLog, Entry, Screening};
 use super::plan::{has_result, result_matches, validate, validate_wait, verb_name};
 
 /// What the call leg reports back.
@@ -148,6 +148,27 @@ impl Call {
         call
     }
 
+    /// A call refused before any handler heard of it (its account's
+    /// verification policy rejected the caller): nothing is invoked, and
+    /// its log says why (`verified`) and that the runtime ended it.
+    pub fn refused(
+        now: Instant,
+        call_id: &str,
+        tenant: &str,
+        handler: &str,
+        screened: (String, String, Option<Screening>),
+    ) -> Self {
+        let mut call = Self::idle(now, call_id, tenant, handler, RouterConfig::default());
+        let (status, reason, screening) = screened;
+        call.verified(now, status, reason, screening);
+        call.ended = Some(HangupCause::System);
+        (call.log).push(0, Entry::Ended {
+            cause: HangupCause::System,
+        });
+        call.finished = true;
+        call
+    }
+
     /// A call that starts with `plan` instead of asking a handler about
     /// `incoming` (a participant the REST API calls into a conference).
     /// Results go to `handler`; with none (empty), nothing decides: the
@@ -251,10 +272,22 @@ impl Call {
         self.log.push(at, Entry::Unreachable { target, reason });
     }
 
-    /// Records what the caller's verification found (`status`) and why.
-    pub fn verified(&mut self, now: Instant, status: String, reason: String) {
+    /// Records what the caller's verification found (`status`) and why,
+    /// with the findings and ruling of its screening.
+    pub fn verified(
+        &mut self,
+        now: Instant,
+        status: String,
+        reason: String,
+        screening: Option<Screening>,
+    ) {
         let at = self.at_ms(now);
-        self.log.push(at, Entry::Verified { status, reason });
+        let entry = Entry::Verified {
+            status,
+            reason,
+            screening,
+        };
+        self.log.push(at, entry);
     }
 
     // ------------------------------------------------------------ getters

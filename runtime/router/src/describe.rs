@@ -2,6 +2,7 @@
 
 use switchyard_contract::guest::{GuestFailure, ImportRecord};
 use switchyard_contract::{DialTarget, Event, MediaSource, Plan, Prompt, RejectReason, Say, Verb};
+use switchyard_contract::screening::Ruling;
 
 use crate::{Entry, LogEntry};
 
@@ -74,10 +75,30 @@ pub fn describe_entry(entry: &LogEntry) -> String {
         Entry::Verb { verb } => format!("  run     {}", describe_verb(verb)),
         Entry::WaitIgnored { reason } => format!("! wait plan not run ({reason})"),
         Entry::Unreachable { target, reason } => format!("! {target} not rung: {reason}"),
-        Entry::Verified { status, reason } => format!("  caller  {status}: {reason}"),
+        Entry::Verified {
+            status,
+            reason,
+            screening,
+        } => match screening {
+            Some(s) => format!(
+                "  caller  {status}: {reason}; {} by {}",
+                describe_ruling(&s.ruling),
+                s.by
+            ),
+            None => format!("  caller  {status}: {reason}"),
+        },
         Entry::Ended { cause } => format!("■ ended   by {}", wit_name(cause)),
     };
     format!("{}  {body}", stamp(entry.at_ms))
+}
+
+fn describe_ruling(ruling: &Ruling) -> String {
+    match ruling {
+        Ruling::Accept => "accepted".into(),
+        Ruling::Label(label) => format!("labelled {}", label.as_str()),
+        Ruling::Challenge(handler) => format!("challenged (handler {handler})"),
+        Ruling::Reject(r) => format!("rejected {} ({})", r.status, r.reason),
+    }
 }
 
 fn describe_plan(plan: &Plan) -> String {

@@ -41,7 +41,7 @@ mod support;
 
 pub use call::{Call, CallSummary, LegEvent, Output, RouterError, WaitEnd, WaitPlan};
 pub use config::{Fallback, FallbackError, RouterConfig};
-pub use log::{DecisionLog, Entry, LogEntry};
+pub use log::{DecisionLog, Entry, LogEntry, Screening};
 pub use plan::{MAX_PARTICIPANTS, PlanError, check_name, validate, validate_wait, verb_name};
 pub use support::{LEG_SUPPORT, NotBuilt, Support, leg_support, not_built, target_support};
 

@@ -8,7 +8,19 @@
 use serde::{Deserialize, Serialize};
 
 use switchyard_contract::guest::{GuestFailure, ImportRecord};
+use switchyard_contract::screening::{CallAttempt, Findings, Ruling};
 use switchyard_contract::{Context, Event, HangupCause, Plan, Verb};
+
+/// What screened an incoming call: the call as the policy saw it, the
+/// findings, the ruling, and who ruled (the account's policy, or the
+/// default and why it applied). `switchyard screen` re-rules on it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Screening {
+    pub call: CallAttempt,
+    pub findings: Findings,
+    pub ruling: Ruling,
+    pub by: String,
+}
 
 /// One line of the log, stamped with milliseconds since the call started.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -48,7 +60,14 @@ pub enum Entry {
     /// What the check of the caller's Identity header (STIR/SHAKEN)
     /// found, before the handler ran: the status the handler sees in
     /// `incoming.verification`, and why.
-    Verified { status: String, reason: String },
+    Verified {
+        status: String,
+        reason: String,
+        /// What the screening found and ruled (absent in logs written
+        /// before 0.2.1's policies).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        screening: Option<Screening>,
+    },
     /// The call ended.
     Ended { cause: HangupCause },
 }

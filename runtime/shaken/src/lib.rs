@@ -9,16 +9,22 @@
 //!           ─► Ok(Verified { attest, .. }) | Err(Failure: why, for the evidence)
 //! ```
 //!
+//! [`jws`] is the ES256 compact JWS underneath, public for the other
+//! signed messages of C11 (the call placement directory's).
+//!
 //! Time comes in as Unix seconds; fetching the certificate is the edge's
 //! job (with its timeout, cache and CA allow-list), so every check here
 //! is a pure function of its inputs.
 
 mod cert;
 mod identity;
+pub mod jws;
 mod passport;
 
 pub use cert::{Roots, chain_key};
 pub use identity::Identity;
+/// A P-256 private key, as [`jws::signing_key_from_pem`] reads it.
+pub use p256::ecdsa::SigningKey;
 /// A signer's public key, as [`chain_key`] gives it.
 pub use p256::ecdsa::VerifyingKey;
 pub use passport::{Attestation, Call, Claims, Signer, Verified};
@@ -77,3 +83,13 @@ impl Failure {
 
 /// How far `iat` may be from now, either way (RFC 8224 §6.2.1's 60 s).
 pub const FRESH_SECS: i64 = 60;
+
+/// Whether `iat` is within [`FRESH_SECS`] of `now` (Unix seconds, either
+/// way); if not, its age (`now - iat`: negative from the future).
+pub fn fresh(iat: i64, now: i64) -> Result<(), i64> {
+    let age = now.saturating_sub(iat);
+    match age.saturating_abs() > FRESH_SECS {
+        true => Err(age),
+        false => Ok(()),
+    }
+}

@@ -1,14 +1,12 @@
 //! PASSporTs (RFC 8225) with the SHAKEN extension (RFC 8588): ES256 over
 //! the compact JWS, claims `attest`, `dest`, `iat`, `orig`, `origid`.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use p256::ecdsa::signature::{Signer as _, Verifier as _};
-use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use p256::ecdsa::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{FRESH_SECS, Failure};
+use crate::Failure;
+use crate::jws::{self, JwsError};
 
 /// The JOSE header. Fields in lexicographic order: RFC 8225 §9 wants
 /// the JSON without whitespace, keys sorted, and serde writes struct
@@ -86,8 +84,7 @@ pub struct Claims {
 
 /// The JOSE header of `token`, checked: ES256, ppt shaken, an x5u.
 pub(crate) fn header(token: &str) -> Result<Header, Failure> {
-    let part = token.split('.').next().unwrap_or_default();
-    let header: Header = json(part, "header")?;
+    let header: Header = jws::header(token).map_err(token_failure)?;
     if header.alg != "ES256" {
         return Err(Failure::Algorithm(header.alg));
     }
@@ -101,9 +98,11 @@ pub(crate) fn header(token: &str) -> Result<Header, Failure> {
     Ok(header)
 }
 
-fn json<T: for<'de> Deserialize<'de>>(part: &str, what: &str) -> Result<T, Failure> {
-    let bytes = (B64.decode(part)).map_err(|e| Failure::Token(format!("{what}: {e}")))?;
-    serde_json::from_slice(&bytes).map_err(|e| Failure::Token(format!("{what}: {e}")))
+fn token_failure(e: JwsError) -> Failure {
+    match e {
+        JwsError::Signature => Failure::Signature,
+        other => Failure::Token(other.to_string()),
+    }
 }
 
 /// Checks `token`'s signature with `key`, then its claims against `call`
@@ -114,20 +113,7 @@ pub(crate) fn verify(
     call: &Call,
     now: i64,
 ) -> Result<Verified, Failure> {
-    let mut parts = token.split('.');
-    let (Some(head), Some(body), Some(sig), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(Failure::Token("not three dot-separated parts".into()));
-    };
-    let sig = (B64.decode(sig)).map_err(|e| Failure::Token(format!("signature: {e}")))?;
-    let sig = Signature::from_slice(&sig)
-        .map_err(|_| Failure::Token("the signature is not 64 bytes of r and s".into()))?;
-    let signed = &token[..head.len() + 1 + body.len()];
-    key.verify(signed.as_bytes(), &sig)
-        .map_err(|_| Failure::Signature)?;
-
-    let claims: Value = json(body, "payload")?;
+    let claims: Value = jws::verify(token, key).map_err(token_failure)?;
     let field = |name: &str| claims.get(name).filter(|v| !v.is_null());
     let (Some(orig), Some(dest)) = (field("orig"), field("dest")) else {
         return Err(Failure::Token("orig and dest are required".into()));
@@ -157,10 +143,7 @@ pub(crate) fn verify(
         Attestation::parse(attest).ok_or_else(|| Failure::Attestation(attest.to_owned()))?;
     let iat = (field("iat").and_then(Value::as_i64))
         .ok_or_else(|| Failure::Token("iat is not a number".into()))?;
-    let age = now.saturating_sub(iat);
-    if age.saturating_abs() > FRESH_SECS {
-        return Err(Failure::Stale { iat, age });
-    }
+    crate::fresh(iat, now).map_err(|age| Failure::Stale { iat, age })?;
     if !same_number(&orig, &call.from) {
         let call = call.from.clone();
         return Err(Failure::OrigMismatch {
@@ -219,15 +202,13 @@ impl Signer {
     /// The account's private key (SEC1 `EC PRIVATE KEY` or PKCS#8 PEM,
     /// P-256) and the https URL of its certificate.
     pub fn from_pem(key: &str, x5u: &str) -> Result<Self, String> {
-        use p256::pkcs8::DecodePrivateKey;
-        let secret = p256::SecretKey::from_sec1_pem(key)
-            .or_else(|_| p256::SecretKey::from_pkcs8_pem(key))
+        let key = jws::signing_key_from_pem(key)
             .map_err(|_| "the SHAKEN key is not a P-256 private key in PEM".to_owned())?;
         if !x5u.starts_with("https://") {
             return Err(format!("the certificate URL {x5u:?} is not https"));
         }
         Ok(Self {
-            key: SigningKey::from(secret),
+            key,
             x5u: x5u.to_owned(),
         })
     }
@@ -247,16 +228,7 @@ impl Signer {
             orig: Tn { tn: &claims.orig },
             origid: &claims.origid,
         };
-        // Serializing these structs cannot fail (strings and numbers).
-        let encode = |json: Vec<u8>| B64.encode(json);
-        let head = encode(serde_json::to_vec(&header).unwrap_or_default());
-        let body = encode(serde_json::to_vec(&payload).unwrap_or_default());
-        let signed = format!("{head}.{body}");
-        let sig: Signature = self.key.sign(signed.as_bytes());
-        format!(
-            "{signed}.{};info=<{}>;alg=ES256;ppt=shaken",
-            B64.encode(sig.to_bytes()),
-            self.x5u
-        )
+        let token = jws::sign(&header, &payload, &self.key);
+        format!("{token};info=<{}>;alg=ES256;ppt=shaken", self.x5u)
     }
 }

@@ -41,6 +41,9 @@ pub const TENANT_HEADER: &str = "X-Switchyard-Tenant";
 pub const CLIENT_HEADER: &str = "X-Switchyard-Client";
 pub const HANDLER_HEADER: &str = "X-Switchyard-Handler";
 pub const TO_HEADER: &str = "X-Switchyard-To";
+/// On a call ringing a client: the label its caller's screening gave
+/// ("verified", "unverified", "likely-spoofed"), shown on the device.
+pub const LABEL_HEADER: &str = "X-Switchyard-Label";
 
 /// Where a tenant's clients can be rung: the presence registry answers it
 /// for the endpoint (`dial client:alice`).
@@ -124,6 +127,8 @@ pub enum GatewayEvent {
         device: String,
         from: String,
         local: bool,
+        /// The caller's screening label ([`LABEL_HEADER`]).
+        label: Option<String>,
     },
     /// The call is over; the gateway forgot it.
     Ended {
@@ -583,6 +588,7 @@ impl Gateway {
             .and_then(|u| rsip::Uri::try_from(u).ok())
             .and_then(|u| u.user().map(str::to_string))
             .unwrap_or_else(|| "anonymous".into());
+        let label = wire::header_value(&request.headers, LABEL_HEADER);
         let ringing = message::response(&request, 180, "Ringing", Some(&tag));
         let _ = self.tx.send_response(now, &tx, ringing);
         self.keys.insert(tx.clone(), key);
@@ -605,6 +611,7 @@ impl Gateway {
             device,
             from,
             local: peer.addr == self.endpoint.addr,
+            label,
         });
     }
 
@@ -1011,9 +1018,11 @@ mod tests {
                     device,
                     from,
                     local,
+                    label,
                 },
             ] => {
                 assert_eq!((device.as_str(), from.as_str()), ("DV7", "+15550199"));
+                assert_eq!(label, &None, "an unscreened call has no label");
                 assert!(!local, "another region's call is relayed, not attached");
                 *call
             }

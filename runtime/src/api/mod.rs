@@ -47,13 +47,20 @@
 //!   DELETE /v1/numbers/{number}                account             204
 //!   POST   /v1/numbers/{number}/rollback       account             number
 //!   GET    /v1/openapi.json                    anyone              OpenAPI 3.1
+//!   PUT    /v1/directory/providers/{id}        signed (JWS)        201 / 200 provider ([directory] serve)
+//!   GET    /v1/directory/providers/{id}        anyone              provider ([directory] serve)
+//!   GET    /v1/directory/lookup?id=            anyone              entry + provider ([directory] serve)
+//!   POST   /v1/confirmations                   signed (JWS)        signed reply ([provider]; 429 per asker)
 //! ```
 //!
 //! **Auth** is HTTP Basic. An account sends `ACCOUNT_ID:SECRET` (a secret
 //! from `POST .../keys`); the operator sends `admin:ADMIN_KEY` (`[api]
 //! admin_key` of the config; without one, operator routes answer 403).
 //! A resource of another account is 404, never 403. A suspended account's
-//! keys get 403 "account suspended".
+//! keys get 403 "account suspended". The call placement directory's and
+//! the confirmations' routes (C11) take no account auth
+//! ([`Handler::unauthenticated`]): their bodies are JWS signed by a
+//! provider's key, which is the credential; lookups are public.
 //!
 //! **Bodies** are at most [`BODY_LIMIT`] bytes (413; a component upload
 //! at most `[api] max_component_kb`, or the account's own `component_kb`
@@ -67,8 +74,10 @@ pub mod accounts;
 pub mod calls;
 pub mod components;
 pub mod conferences;
+pub mod confirmations;
 pub mod credentials;
 mod deployed;
+pub mod directory;
 pub mod domains;
 pub mod error;
 pub mod keys;
@@ -118,6 +127,9 @@ pub struct ApiState {
     pub deploy: DeployState,
     /// Asks the SIP core about calls in progress; `false` if it stopped.
     pub switchboard: Switchboard,
+    /// The call placement directory and confirmations (C11), as far as
+    /// the config serves them.
+    pub directory: crate::directory::Served,
 }
 
 /// Hands a request about calls in progress to the SIP core.
@@ -281,6 +293,26 @@ enum Handler {
     CheckToken,
     ListPresence,
     GetPresence,
+    PutProvider,
+    GetProvider,
+    LookupProvider,
+    Confirm,
+}
+
+impl Handler {
+    /// Routes whose requests carry no account credentials: the OpenAPI
+    /// document, and C11's, whose bodies are signed by a provider's key
+    /// (checked by the handler) or which are public lookups.
+    fn unauthenticated(self) -> bool {
+        matches!(
+            self,
+            Handler::OpenApi
+                | Handler::PutProvider
+                | Handler::GetProvider
+                | Handler::LookupProvider
+                | Handler::Confirm
+        )
+    }
 }
 
 /// Every route of the API: method, path template (`{x}` is one segment),
@@ -362,6 +394,10 @@ const ROUTES: &[(&str, &str, Handler)] = &[
     ("POST", "/v1/tokens/check", Handler::CheckToken),
     ("GET", "/v1/presence", Handler::ListPresence),
     ("GET", "/v1/presence/{identity}", Handler::GetPresence),
+    ("PUT", "/v1/directory/providers/{id}", Handler::PutProvider),
+    ("GET", "/v1/directory/providers/{id}", Handler::GetProvider),
+    ("GET", "/v1/directory/lookup", Handler::LookupProvider),
+    ("POST", "/v1/confirmations", Handler::Confirm),
 ];
 
 /// Why a path that fits no route is not served.
@@ -456,6 +492,17 @@ where
         return Ok(reply);
     }
     let query = Query::parse(req.uri().query().unwrap_or(""))?;
+    if handler.unauthenticated() {
+        let body = read_body(req, BODY_LIMIT).await?;
+        let id = || decode(&params[0]);
+        return match handler {
+            Handler::PutProvider => directory::put(state, &id(), &body).await,
+            Handler::GetProvider => directory::get(state, &id()),
+            Handler::LookupProvider => directory::lookup(state, &query),
+            Handler::Confirm => confirmations::answer(state, &body).await,
+            _ => Err(internal("an unauthenticated route without a handler")),
+        };
+    }
     let caller = authenticate(req.headers(), state).await?;
     let limit = match handler {
         Handler::UploadComponent => components::upload_limit(state, &caller).await?,
@@ -464,7 +511,11 @@ where
     let body = read_body(req, limit).await?;
     let p = |i: usize| params[i].as_str();
     match handler {
-        Handler::OpenApi => unreachable!("answered above"),
+        Handler::OpenApi
+        | Handler::PutProvider
+        | Handler::GetProvider
+        | Handler::LookupProvider
+        | Handler::Confirm => unreachable!("answered above"),
         Handler::CreateAccount => accounts::create(state, &caller, &body).await,
         Handler::ListAccounts => accounts::list(state, &caller, &query).await,
         Handler::GetAccount => accounts::get(state, &caller, p(0)).await,
@@ -632,6 +683,8 @@ pub struct Query {
     /// `/v1/calls`: started at or after / before, unix milliseconds.
     pub since: Option<u64>,
     pub until: Option<u64>,
+    /// `/v1/directory/lookup`: the identifier looked up.
+    pub id: Option<String>,
 }
 
 impl Query {
@@ -660,6 +713,7 @@ impl Query {
                 "number" => parsed.number = Some(decode(value)).filter(|v| !v.is_empty()),
                 "since" => parsed.since = Some(unix_ms(name, value)?),
                 "until" => parsed.until = Some(unix_ms(name, value)?),
+                "id" => parsed.id = Some(decode(value)).filter(|v| !v.is_empty()),
                 other => {
                     return Err(ApiError::BadRequest(format!(
                         "unknown query parameter {other:?}"

@@ -4,6 +4,9 @@
 //!   what is wrong with it.
 //! * `simulate COMPONENT SCRIPT` — one call through the real router and Wasm
 //!   host, with a scripted caller in place of a phone.
+//! * `screen [--policy POLICY] CASE...` — a verification policy (or the
+//!   default one) tried on recorded findings: a call's decision log, or a
+//!   case written by hand; the same ruling and fallback as a real call.
 //! * `serve` — the runtime itself.
 //!
 //! Clients of a running `serve`, over its REST API (`remote`: `--api URL`
@@ -31,6 +34,7 @@ mod check;
 mod deploy;
 mod remote;
 mod replay;
+mod screen;
 mod simulate;
 
 use std::path::{Path, PathBuf};
@@ -43,6 +47,7 @@ pub use check::check;
 pub use deploy::DeployArgs;
 pub use remote::RemoteArgs;
 pub use replay::ReplayArgs;
+pub use screen::ScreenArgs;
 pub use simulate::{SimulateArgs, simulate};
 
 #[derive(Debug, Parser)]
@@ -85,6 +90,9 @@ pub enum Command {
     /// Re-run a recorded call against another component and show where the
     /// plans differ; exit 1 if one does (REST client).
     Replay(ReplayArgs),
+    /// Try a verification policy on recorded findings (decision logs, or
+    /// cases written by hand): what it rules and what the call would do.
+    Screen(ScreenArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,6 +134,7 @@ pub fn run(cli: Cli) -> ExitCode {
         } => calls::list(args),
         Command::Logs(args) => calls::logs(args),
         Command::Replay(args) => replay::replay(args),
+        Command::Screen(args) => screen::screen(args),
     };
     match result {
         Ok(code) => code,

@@ -27,9 +27,11 @@ use crate::media::engine::Engine;
 pub enum Notice {
     Ringing,
     Connected,
-    /// A call for the device, from `from`.
+    /// A call for the device, from `from`, with its caller's screening
+    /// label when it has one.
     Incoming {
         from: String,
+        label: Option<String>,
     },
     Ended {
         reason: EndReason,
@@ -263,7 +265,8 @@ impl Task {
                     device,
                     from,
                     local,
-                } => self.incoming(call, &device, from, local),
+                    label,
+                } => self.incoming(call, &device, Notice::Incoming { from, label }, local),
                 GatewayEvent::Ended {
                     call,
                     reason,
@@ -283,7 +286,7 @@ impl Task {
         }
     }
 
-    fn incoming(&mut self, call: CallKey, device: &str, from: String, local: bool) {
+    fn incoming(&mut self, call: CallKey, device: &str, notice: Notice, local: bool) {
         let id = device.strip_prefix("DV").and_then(|d| d.parse().ok());
         let Some(device) = id.filter(|d| self.clients.outbox(*d).is_some()) else {
             // The device left after the endpoint looked it up.
@@ -297,7 +300,7 @@ impl Task {
         };
         self.legs.insert(call, leg);
         self.busy(call);
-        self.tell(call, Notice::Incoming { from });
+        self.tell(call, notice);
     }
 
     /// A call on the device makes its identity busy until it ends.

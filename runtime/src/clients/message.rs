@@ -17,7 +17,8 @@
 //!                      presence {identity, status, text, devices}
 //!                      media {call, sdp}       the runtime's SDP answer
 //!                      ringing {call}, connected {call}
-//!                      incoming {call, from, to}   answer or reject it
+//!                      incoming {call, from, to, label?}   answer or reject it
+//!                                              (label: the caller's screening, C11)
 //!                      ended {call, reason, status?, message?}  reason: hangup,
 //!                                              busy, no-answer, rejected,
 //!                                              cancelled, failed
@@ -232,6 +233,10 @@ pub enum ServerMessage {
         call: String,
         from: String,
         to: String,
+        /// What the caller's screening found ("verified", "unverified",
+        /// "likely-spoofed"; C11), like Twilio's StirVerstat.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        label: Option<String>,
     },
     Ended {
         call: String,

@@ -718,7 +718,7 @@ impl Session {
 
     /// What the client hears of a gateway notice about one of its calls.
     fn on_notice(&mut self, key: CallKey, notice: Notice) -> Option<ServerMessage> {
-        if let Notice::Incoming { from } = notice {
+        if let Notice::Incoming { from, label } = notice {
             self.next_incoming += 1;
             let call = format!("in-{}", self.next_incoming);
             self.calls.insert(call.clone(), (key, false));
@@ -727,6 +727,7 @@ impl Session {
                 call,
                 from,
                 to: format!("client:{to}"),
+                label,
             });
         }
         let call =

@@ -62,8 +62,9 @@ pub struct FetchConfig {
     /// Which addresses URLs may reach, for `purpose`. Default public
     /// only: a tenant's URL must not reach into our own networks.
     pub egress: EgressPolicy,
-    /// What the fetches are for: [`Purpose::PromptFetch`] (the default)
-    /// or [`Purpose::CertificateFetch`].
+    /// What the fetches are for: [`Purpose::PromptFetch`] (the default),
+    /// [`Purpose::CertificateFetch`], [`Purpose::DirectoryLookup`] or
+    /// [`Purpose::Confirmation`].
     pub purpose: Purpose,
     /// CA certificates trusted for https beside the system's (an
     /// operator's internal PKI).
@@ -222,13 +223,41 @@ impl Fetcher {
         Ok(body.into())
     }
 
+    /// Sends `body` as `content_type` to `url` with `method` (a POST or
+    /// PUT: the call placement directory's signed messages) under the
+    /// same checks and limits as a fetch; the answer's status and body,
+    /// whatever the status (the caller reads an error's message).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        content_type: &'static str,
+        body: Bytes,
+    ) -> Result<(u16, Bytes), FetchError> {
+        let sent = self
+            .exchange(method, url, None, Some((content_type, body)))
+            .await?;
+        let (status, body) = sent.unwrap_or_default();
+        Ok((status, body.0.into()))
+    }
+
     /// The body, ETag and Content-Type at `url`; `None` when `etag` still
     /// holds.
-    async fn fetch(
+    async fn fetch(&self, url: &str, etag: Option<&str>) -> Result<Option<Body>, FetchError> {
+        let fetched = self.exchange(reqwest::Method::GET, url, etag, None).await?;
+        Ok(fetched.map(|(_, body)| body))
+    }
+
+    /// One request; the status with the body, ETag and Content-Type
+    /// (any status when `send` is given, else only 2xx), `None` when
+    /// `etag` still holds.
+    async fn exchange(
         &self,
+        method: reqwest::Method,
         url: &str,
         etag: Option<&str>,
-    ) -> Result<Option<(Vec<u8>, Option<String>, Option<String>)>, FetchError> {
+        send: Option<(&'static str, Bytes)>,
+    ) -> Result<Option<(u16, Body)>, FetchError> {
         let parsed = Url::parse(url).map_err(|e| FetchError::BadUrl {
             url: url.into(),
             reason: e.to_string(),
@@ -239,16 +268,20 @@ impl Fetcher {
         {
             return Err(FetchError::Setup(reason.to_string()));
         }
-        let mut request = self.client.get(parsed);
+        let sending = send.is_some();
+        let mut request = self.client.request(method, parsed);
         if let Some(etag) = etag {
             request = request.header(IF_NONE_MATCH, etag);
+        }
+        if let Some((content_type, body)) = send {
+            request = request.header(CONTENT_TYPE, content_type).body(body);
         }
         let mut response = request.send().await.map_err(|e| self.error(url, e))?;
         let status = response.status();
         if status == StatusCode::NOT_MODIFIED && etag.is_some() {
             return Ok(None);
         }
-        if !status.is_success() {
+        if !status.is_success() && !sending {
             return Err(FetchError::Status {
                 url: url.into(),
                 status: status.as_u16(),
@@ -278,7 +311,7 @@ impl Fetcher {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(Some((body, etag, content_type)))
+        Ok(Some((status.as_u16(), (body, etag, content_type))))
     }
 
     /// Our own refusals (from the resolver or the redirect policy) come
@@ -310,6 +343,9 @@ impl Fetcher {
         }
     }
 }
+
+/// A body with its ETag and Content-Type.
+type Body = (Vec<u8>, Option<String>, Option<String>);
 
 /// The TLS client setup of outbound requests (prompt fetches, status
 /// callbacks): the ring provider and the system's roots. Without CA
@@ -815,6 +851,61 @@ mod tests {
                 "{url}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_body_is_sent_under_the_same_checks_and_any_status_comes_back() {
+        let server = TestServer::start(|req| {
+            let kind = req.headers().get("content-type").cloned();
+            let kind = kind.map(|v| v.to_str().unwrap_or_default().to_owned());
+            match (req.method().as_str(), kind.as_deref()) {
+                ("POST", Some("application/jose")) => reply(200, &[], "signed reply"),
+                ("PUT", _) => reply(409, &[], "{\"code\":\"conflict\"}"),
+                _ => reply(400, &[], "no"),
+            }
+        })
+        .await;
+        let directory = |private| {
+            let egress = match private {
+                true => EgressPolicy::public_only().allowing_setting(Setting::DirectoryPrivate),
+                false => EgressPolicy::public_only(),
+            };
+            Fetcher::new(FetchConfig {
+                egress,
+                purpose: Purpose::Confirmation,
+                ..FetchConfig::default()
+            })
+            .unwrap()
+        };
+        let url = server.url("/v1/confirmations");
+        let body = Bytes::from_static(b"a.b.c");
+        let sent = directory(true)
+            .send(
+                reqwest::Method::POST,
+                &url,
+                "application/jose",
+                body.clone(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(sent, (200, Bytes::from_static(b"signed reply")));
+        let sent = directory(true)
+            .send(reqwest::Method::PUT, &url, "application/jose", body.clone())
+            .await
+            .unwrap();
+        assert_eq!(sent.0, 409);
+        assert!(String::from_utf8_lossy(&sent.1).contains("conflict"));
+        let refused = directory(false)
+            .send(reqwest::Method::POST, &url, "application/jose", body)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("`[directory] private = true`"),
+            "{refused}"
+        );
+        assert!(refused.contains("confirmation requests"), "{refused}");
+        assert_eq!(server.hits(), 2);
     }
 
     #[tokio::test]

@@ -39,6 +39,11 @@ pub struct Config {
     pub conference: ConferenceSection,
     #[serde(default)]
     pub shaken: ShakenSection,
+    #[serde(default)]
+    pub directory: DirectorySection,
+    /// This runtime as a communication provider (C11): optional.
+    #[serde(default)]
+    pub provider: Option<ProviderSection>,
     #[serde(default, rename = "tenant")]
     pub tenants: Vec<TenantSection>,
 }
@@ -157,6 +162,88 @@ fn default_shaken_timeout() -> u64 {
 
 fn default_cert_ttl() -> u64 {
     3_600
+}
+
+/// `[directory]`: the call placement directory (C11) — whether this
+/// runtime serves one, and which one it asks and publishes to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorySection {
+    /// Answer `/v1/directory/*` (providers' signed updates, lookups).
+    #[serde(default)]
+    pub serve: bool,
+    /// The directory this runtime asks who manages a caller, and where
+    /// `[provider]` publishes its entry (it may be this runtime's own
+    /// `http://…`). Unset: no directory checks.
+    pub url: Option<String>,
+    /// How long a lookup (and an asker's key) is cached (default 300 s).
+    #[serde(default = "default_directory_ttl")]
+    pub ttl_secs: u64,
+    /// Longest a lookup or a confirmation request may take (default
+    /// 1,000 ms): an incoming call waits meanwhile.
+    #[serde(default = "default_directory_timeout")]
+    pub timeout_ms: u64,
+    /// Allow the directory and providers' confirmation URLs on loopback
+    /// and private addresses (off by default). One of the keys of the
+    /// egress policy ([`Config::egress`]).
+    #[serde(default)]
+    pub private: bool,
+}
+
+impl Default for DirectorySection {
+    fn default() -> Self {
+        Self {
+            serve: false,
+            url: None,
+            ttl_secs: default_directory_ttl(),
+            timeout_ms: default_directory_timeout(),
+            private: false,
+        }
+    }
+}
+
+fn default_directory_ttl() -> u64 {
+    300
+}
+
+fn default_directory_timeout() -> u64 {
+    1_000
+}
+
+/// `[provider]`: this runtime as a communication provider (C11). It
+/// publishes `identifiers` to the `[directory] url` at start (a signed
+/// update), answers `POST /v1/confirmations` about the calls it placed,
+/// and signs the confirmation queries it sends.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSection {
+    /// The provider id (`kid` of what it signs), e.g. `a.example`.
+    pub id: Option<String>,
+    /// P-256 private key, PKCS#8 (or SEC1) PEM file.
+    pub key: Option<PathBuf>,
+    /// Where other runtimes ask this one to confirm its calls: its own
+    /// `http(s)://…/v1/confirmations`.
+    pub confirm_url: Option<String>,
+    /// What it manages: E.164 numbers (`+15551230001`), ranges
+    /// (`+1555*`), SIP domains (`a.example`).
+    #[serde(default)]
+    pub identifiers: Vec<String>,
+    /// How far from the asked time a placed call still confirms (default
+    /// 30 s, at most 120).
+    #[serde(default = "default_window")]
+    pub window_secs: u64,
+    /// Confirmation queries per asker per minute (default 600); at most
+    /// that many at once, refilled evenly.
+    #[serde(default = "default_queries_per_minute")]
+    pub queries_per_minute: u32,
+}
+
+fn default_window() -> u64 {
+    30
+}
+
+fn default_queries_per_minute() -> u32 {
+    600
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -368,6 +455,11 @@ pub struct TenantSection {
     pub busy_in_call: bool,
     /// Signing of calls through the trunks (none: unsigned).
     pub shaken: Option<TenantShakenSection>,
+    /// The account's verification-policy component (a `.wasm` exporting
+    /// `voice:runtime/screen`, or 0.2.0's `verify`): it rules on every
+    /// incoming SIP call before the call's handler runs. None: the
+    /// default policy, when screening is on at all.
+    pub policy: Option<PathBuf>,
 }
 
 fn yes() -> bool {
@@ -624,6 +716,8 @@ impl Config {
             admission: AdmissionSection::default(),
             conference: ConferenceSection::default(),
             shaken: ShakenSection::default(),
+            directory: DirectorySection::default(),
+            provider: None,
             tenants: vec![TenantSection {
                 id: "demo".into(),
                 domains: Vec::new(),
@@ -646,6 +740,7 @@ impl Config {
                 media: Vec::new(),
                 busy_in_call: true,
                 shaken: None,
+                policy: None,
             }],
         }
     }
@@ -653,14 +748,15 @@ impl Config {
     /// The egress policy: which of the runtime's outbound purposes may
     /// reach loopback and private addresses, from the keys
     /// `[sip] private_destinations`, `[media] fetch_private`,
-    /// `[api] callbacks_private` and `[shaken] fetch_private` (see
-    /// [`crate::egress`]).
+    /// `[api] callbacks_private`, `[shaken] fetch_private` and
+    /// `[directory] private` (see [`crate::egress`]).
     pub fn egress(&self) -> EgressPolicy {
         let settings = [
             (self.sip.private_destinations, Setting::PrivateDestinations),
             (self.media.fetch_private, Setting::FetchPrivate),
             (self.api.callbacks_private, Setting::CallbacksPrivate),
             (self.shaken.fetch_private, Setting::ShakenPrivate),
+            (self.directory.private, Setting::DirectoryPrivate),
         ];
         settings
             .into_iter()
@@ -746,6 +842,58 @@ impl Config {
         Ok(())
     }
 
+    /// `[directory]` and `[provider]`: URLs, the provider's id, key and
+    /// identifiers, and the directory a provider publishes to.
+    fn check_directory(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let d = &self.directory;
+        if let Some(url) = &d.url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return invalid(format!(
+                "[directory] url {url:?} must be an http:// or https:// URL (the directory's runtime)"
+            ));
+        }
+        if d.timeout_ms == 0 || d.ttl_secs == 0 {
+            return invalid("[directory] timeout_ms and ttl_secs must be at least 1".into());
+        }
+        let Some(p) = &self.provider else {
+            return Ok(());
+        };
+        let Some(id) = &p.id else {
+            return invalid("[provider] needs id (e.g. \"a.example\")".into());
+        };
+        switchyard_directory::message::provider_id(id)
+            .or_else(|why| invalid(format!("[provider] {why}")))?;
+        if p.key.is_none() {
+            return invalid("[provider] needs key (a P-256 private key file, PKCS#8 PEM)".into());
+        }
+        let Some(url) = &p.confirm_url else {
+            return invalid(
+                "[provider] needs confirm_url (this runtime's http(s)://…/v1/confirmations)".into(),
+            );
+        };
+        switchyard_directory::message::confirm_url(url)
+            .or_else(|why| invalid(format!("[provider] {why}")))?;
+        for text in &p.identifiers {
+            switchyard_directory::Identifier::parse(text)
+                .map_err(|e| ConfigError::Invalid(format!("[provider] identifiers: {e}")))?;
+        }
+        if d.url.is_none() {
+            return invalid(
+                "[provider] needs [directory] url: it publishes its identifiers there and looks up askers' keys there"
+                    .into(),
+            );
+        }
+        if p.window_secs > 120 {
+            return invalid("[provider] window_secs must be at most 120".into());
+        }
+        if p.queries_per_minute == 0 {
+            return invalid("[provider] queries_per_minute must be at least 1".into());
+        }
+        Ok(())
+    }
+
     /// Refuses duplicates and contradictions, naming the item.
     pub fn check(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
@@ -763,6 +911,7 @@ impl Config {
                 "[shaken] verify needs roots (a PEM file of the trusted STI-CAs)".into(),
             );
         }
+        self.check_directory()?;
         if self.sip.max_message_bytes < 1_024 {
             return invalid("[sip] max_message_bytes must be at least 1024".into());
         }
@@ -1204,5 +1353,39 @@ mod tests {
     #[test]
     fn the_demo_config_is_valid() {
         Config::demo().check().unwrap();
+    }
+
+    #[test]
+    fn a_provider_needs_an_id_a_key_a_confirm_url_and_a_directory() {
+        let provider = "[directory]\nurl = \"http://dir.example\"\n[provider]\nid = \"a.example\"\n\
+                        key = \"p.pem\"\nconfirm_url = \"http://a.example/v1/confirmations\"\n\
+                        identifiers = [\"+1555*\", \"a.example\"]";
+        let config = parse(provider).unwrap();
+        let section = config.provider.unwrap();
+        assert_eq!((section.window_secs, section.queries_per_minute), (30, 600));
+        assert_eq!(config.directory.ttl_secs, 300);
+        for (edit, why) in [
+            ("key = \"p.pem\"\n", "needs key"),
+            ("id = \"a.example\"\n", "needs id"),
+            (
+                "confirm_url = \"http://a.example/v1/confirmations\"\n",
+                "needs confirm_url",
+            ),
+            ("url = \"http://dir.example\"\n", "needs [directory] url"),
+        ] {
+            let err = parse(&provider.replace(edit, "")).unwrap_err().to_string();
+            assert!(err.contains(why), "{why}: {err}");
+        }
+        for (from, to, why) in [
+            ("\"+1555*\"", "\"+1 555\"", "not an E.164 number"),
+            ("id = \"a.example\"", "id = \"a/b\"", "provider id"),
+            ("http://a.example/v1", "ftp://a.example/v1", "confirm_url"),
+            ("url = \"http://dir", "url = \"dir", "[directory] url"),
+        ] {
+            let err = parse(&provider.replace(from, to)).unwrap_err().to_string();
+            assert!(err.contains(why), "{why}: {err}");
+        }
+        let err = parse(&format!("{provider}\nwindow_secs = 600")).unwrap_err();
+        assert!(err.to_string().contains("window_secs"), "{err}");
     }
 }

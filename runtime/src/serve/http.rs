@@ -253,6 +253,7 @@ mod tests {
                     refresh: Arc::new(|| Box::pin(async { Ok(()) })),
                 },
                 switchboard: crate::api::Switchboard(Arc::new(|_| false)),
+                directory: Default::default(),
             },
             scrape: Arc::new(|| Box::pin(async { "switchyard_calls{state=\"early\"} 0\n".into() })),
         }

@@ -43,7 +43,7 @@ use crate::sip::{Peer, Transport};
 use crate::store::recordings::RecordingStore;
 use crate::store::{CdrStore, KvLimits, KvStore};
 use crate::tenancy::Accounts;
-use crate::wasm::{GuestLimits, HostConfig, TenantScope, WasmHost};
+use crate::wasm::{GuestLimits, HostConfig, TenantScope, WasmHost, WasmPolicy};
 
 pub use config::Config;
 use config::SynthesizerKind;
@@ -64,7 +64,7 @@ pub(crate) enum Input {
     /// `/metrics` asks for the calls in progress and admission figures.
     CallCounts(tokio::sync::oneshot::Sender<CallCounts>),
     /// What the check of an INVITE's Identity header found.
-    Verified(crate::sip::transaction::TxKey, crate::shaken::Checked),
+    Verified(crate::sip::transaction::TxKey, crate::sip::endpoint::Screened),
 }
 
 /// What the core task tells a `/metrics` scrape.
@@ -108,7 +108,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .build()
         .context("configuring the Wasm host")?;
     let host = WasmHost::new(host_config, kv).context("starting the Wasm host")?;
-    let (base, guest_limits) = load_tenants(&config, &host)?;
+    let Loaded {
+        tenants: base,
+        guest_limits,
+        policies,
+    } = load_tenants(&config, &host)?;
     let reserved = crate::api::Reserved {
         numbers: base
             .iter()
@@ -155,7 +159,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let shaken = crate::shaken::Verifier::new(&config.shaken, endpoint_config.egress)
         .context("[shaken]")?
         .map(Arc::new);
-    endpoint_config.verify_identity = shaken.is_some();
+    // C11: the directory served, asked and published to; the answers of
+    // this runtime as a provider, from its placement records.
+    let c11 = crate::directory::start(&config, endpoint_config.egress)
+        .context("[directory] / [provider]")?;
+    let screener = crate::screen::Screener::new(shaken, c11.confirmer.clone(), policies).map(Arc::new);
+    endpoint_config.screen_calls = screener.is_some();
     endpoint_config.admission = Capacity {
         max_calls: config.admission.max_calls,
         calls_per_second: config.admission.calls_per_second,
@@ -261,9 +270,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     inputs.send(Input::Calls(request)).is_ok()
                 }))
             },
+            directory: c11.served.clone(),
         },
     };
     listening.http = Some(http::serve_with(config.http.listen, state).await?);
+    // After the HTTP listener: the directory may be this runtime.
+    if let Some(confirmer) = &c11.confirmer {
+        confirmer.start_publishing();
+    }
 
     // The SIP core reads no clock and no OS randomness: the edge gives it
     // both (a ChaCha generator seeded from the OS).
@@ -302,7 +316,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics,
         provision,
         callbacks,
-        shaken,
+        screener,
+        placements: c11.placements.clone(),
     };
     let core = tokio::spawn(core(endpoint, queue, outputs));
     shutdown_signal().await;
@@ -420,14 +435,20 @@ fn config_numbers<'a>(config: &'a Config, id: &'a str) -> impl Iterator<Item = S
         .flat_map(|t| t.numbers.iter().map(|n| n.number.clone()))
 }
 
-/// The config's tenants with their numbers' components loaded, and the
-/// guest limits of those that set their own.
-fn load_tenants(
-    config: &Config,
-    host: &WasmHost,
-) -> anyhow::Result<(Vec<Tenant>, HashMap<String, GuestLimits>)> {
+/// The config's tenants, loaded.
+struct Loaded {
+    /// With their numbers' components loaded.
+    tenants: Vec<Tenant>,
+    /// Of those that set their own.
+    guest_limits: HashMap<String, GuestLimits>,
+    /// Account id → its verification policy, for those that have one.
+    policies: HashMap<String, Arc<WasmPolicy>>,
+}
+
+fn load_tenants(config: &Config, host: &WasmHost) -> anyhow::Result<Loaded> {
     let mut tenants = Vec::new();
     let mut guest_limits = HashMap::new();
+    let mut policies = HashMap::new();
     for section in &config.tenants {
         let mut scope = TenantScope::new(section.id.as_str());
         if section.guest_memory_mb.is_some() || section.guest_deadline_ms.is_some() {
@@ -513,9 +534,22 @@ fn load_tenants(
             tenant.bind(&number.number, &name, &version, Arc::new(handler));
             tenant.set_status_callback(&number.number, number.status_callback.clone());
         }
+        if let Some(path) = &section.policy {
+            let what = format!("tenant {}: policy {}", section.id, path.display());
+            let bytes = std::fs::read(path).with_context(|| format!("{what}: cannot read it"))?;
+            let component = (host.load_policy(&bytes))
+                .map_err(|e| anyhow::anyhow!("{what}: refused: {e}"))?;
+            let policy = (host.policy(&component, scope.clone()))
+                .with_context(|| format!("tenant {}: guest limits", section.id))?;
+            policies.insert(section.id.clone(), Arc::new(policy));
+        }
         tenants.push(tenant);
     }
-    Ok((tenants, guest_limits))
+    Ok(Loaded {
+        tenants,
+        guest_limits,
+        policies,
+    })
 }
 
 /// A day's access token for the demo tenant's browser client `demo`
@@ -648,8 +682,11 @@ struct Outputs {
     metrics: Arc<Metrics>,
     provision: provision::Provision,
     callbacks: Callbacks,
-    /// `[shaken] verify`: the checks of incoming Identity headers.
-    shaken: Option<Arc<crate::shaken::Verifier>>,
+    /// What rules on incoming calls before their handlers run (none:
+    /// every call is `not-checked`).
+    screener: Option<Arc<crate::screen::Screener>>,
+    /// `[provider]`: the placement records of the calls placed here (C11).
+    placements: Option<crate::store::placements::PlacementStore>,
 }
 
 /// What `GET /metrics` runs: the calls by state from the core task, the
@@ -753,9 +790,7 @@ fn handle(
         Input::Media(stream, notice) => endpoint.handle_media(now, stream, notice),
         Input::Directory(directory) => endpoint.set_directory(directory),
         Input::Calls(request) => endpoint.handle_call_request(now, request),
-        Input::Verified(invite, checked) => {
-            endpoint.handle_verified(now, &invite, checked.verification, checked.reason)
-        }
+        Input::Verified(invite, screened) => endpoint.handle_verified(now, &invite, screened),
     }
 }
 
@@ -820,26 +855,43 @@ fn flush(
                 action,
             } => media.handle(call, stream, action),
             EndpointEvent::Status(event) => callbacks.send(event),
+            // Queued to the store's writer thread: never waits on SQLite.
+            EndpointEvent::Placed(placement) => {
+                if let Some(placements) = &outputs.placements {
+                    placements.record(placement);
+                }
+            }
             EndpointEvent::Verify {
                 invite,
+                tenant,
                 identity,
                 from,
                 to,
-                ..
+                call_id,
+                headers,
             } => {
-                // Only `[shaken] verify` (which builds the verifier) turns
-                // the endpoint's checks on.
-                let Some(verifier) = outputs.shaken.clone() else {
+                // Only a screener turns the endpoint's screening on.
+                let Some(screener) = outputs.screener.clone() else {
                     continue;
+                };
+                let attempt = crate::screen::Attempt {
+                    tenant: endpoint.directory().tenant(tenant).id.clone(),
+                    identity,
+                    from,
+                    to,
+                    call_id,
+                    headers,
                 };
                 let inputs = inputs.clone();
                 tokio::spawn(async move {
-                    let checked = verifier.check(&identity, &from, &to).await;
+                    let (from, to) = (attempt.from.clone(), attempt.to.clone());
+                    let screened = screener.screen(attempt).await;
                     tracing::info!(
-                        %from, %to, status = ?checked.verification.status,
-                        reason = %checked.reason, "caller verification"
+                        %from, %to, status = ?screened.verification.status,
+                        label = ?screened.verification.label, outcome = ?screened.outcome,
+                        reason = %screened.reason, "caller screened"
                     );
-                    let _ = inputs.send(Input::Verified(invite, checked));
+                    let _ = inputs.send(Input::Verified(invite, screened));
                 });
             }
         }

@@ -26,6 +26,10 @@
 //! * [`seal`] — secrets the runtime reads back, sealed under the
 //!   operator's key (AES-256-GCM).
 //! * [`deploy`] — component versions and number bindings (canary, rollback).
+//! * [`directory`] — the call placement directory's providers and
+//!   entries, when this runtime serves one (C11).
+//! * [`placements`] — the outbound calls this runtime placed, kept
+//!   briefly to answer providers' confirmation queries (C11).
 //!
 //! [`open`] and [`Writer`] are what the write-behind CDR store stands on:
 //! a file in WAL mode, and a thread that batches writes and answers
@@ -34,8 +38,10 @@
 pub mod cdr;
 pub mod conferences;
 pub mod deploy;
+pub mod directory;
 pub mod kv;
 mod kv_cache;
+pub mod placements;
 pub mod recordings;
 pub mod seal;
 pub mod tenancy;

@@ -26,6 +26,7 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, TypedFunc};
 
 use super::host::HostState;
+use switchyard_contract::screening::{self, CallAttempt, Case, Evidence, Findings, Ruling, Verdict};
 use switchyard_contract::{Context, Event, HandlerError, Plan, v0_1};
 
 /// A released series of the `voice:runtime` package this runtime serves.
@@ -75,7 +76,8 @@ pub enum World {
     CallHandler,
     /// Exports `voice:runtime/notify`: routes notifications.
     NotificationRouter,
-    /// Exports `voice:runtime/verify`: judges caller verification.
+    /// Exports `voice:runtime/screen` (or 0.2.0's `verify`): judges
+    /// caller verification.
     VerificationPolicy,
 }
 
@@ -100,8 +102,15 @@ impl World {
         match self {
             World::CallHandler => "voice:runtime/handler",
             World::NotificationRouter => "voice:runtime/notify",
-            World::VerificationPolicy => "voice:runtime/verify",
+            World::VerificationPolicy => "voice:runtime/screen",
         }
+    }
+
+    /// Whether `interface` (without a version) is this world's export:
+    /// a verification policy built against 0.2.0 (or 0.1) exports `verify`.
+    fn exported_as(self, interface: &str) -> bool {
+        interface == self.export()
+            || (self == World::VerificationPolicy && interface == "voice:runtime/verify")
     }
 }
 
@@ -139,7 +148,7 @@ pub enum LoadError {
     /// A core module (what `wasm32-unknown-unknown` or `wasm32-wasip1` produce).
     #[error(
         "this is a core Wasm module, not a component: build with `cargo build --target wasm32-wasip2` \
-         (or wrap it with `wasm-tools component new`) so that it exports voice:runtime/handler@0.2.0"
+         (or wrap it with `wasm-tools component new`) so that it exports voice:runtime/handler@0.2.1"
     )]
     CoreModule,
     /// A component that fails validation or compilation.
@@ -148,7 +157,7 @@ pub enum LoadError {
     /// A valid component that implements none of the Switchyard worlds.
     #[error(
         "exports {}; none is a Switchyard world — expected voice:runtime/handler (call-handler), \
-         voice:runtime/notify (notification-router) or voice:runtime/verify (verification-policy), \
+         voice:runtime/notify (notification-router) or voice:runtime/screen (verification-policy), \
          at version 0.2.x (current) or 0.1.x",
         names(.exports)
     )]
@@ -241,7 +250,7 @@ pub(crate) fn inspect(
         .find_map(|world| {
             exports.iter().find_map(|e| {
                 let contract = Contract::of(e)?;
-                (split_version(e).0 == world.export()).then(|| (*world, e.clone(), contract))
+                world.exported_as(split_version(e).0).then(|| (*world, e.clone(), contract))
             })
         })
         .ok_or_else(|| LoadError::NoWorld {
@@ -281,14 +290,45 @@ pub(crate) fn inspect(
     ))
 }
 
-/// A component's `handle` export, checked against the contract once at
-/// load. The generated bindings (`CallHandlerPre`) look the export up and
-/// type-check it again in every instance they make: ~3 % of a call's CPU
-/// on the decision path, for a check whose answer cannot change.
+/// A component's entry function (`handle`, `screen` or 0.2.0's `verify`),
+/// checked against the contract once at load. The generated bindings
+/// (`CallHandlerPre`) look the export up and type-check it again in every
+/// instance they make: ~3 % of a call's CPU on the decision path, for a
+/// check whose answer cannot change.
 pub(crate) struct Entry {
     pre: InstancePre<HostState>,
-    handle: ComponentExportIndex,
+    func: ComponentExportIndex,
     contract: Contract,
+    kind: Kind,
+}
+
+/// Which function a component's world has it export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Handle,
+    Screen,
+    /// A verification policy built against 0.2.0 or 0.1.
+    Verify,
+}
+
+impl Kind {
+    fn of(info: &ComponentInfo) -> Self {
+        match info.world {
+            World::VerificationPolicy if split_version(&info.export).0 == "voice:runtime/verify" => {
+                Kind::Verify
+            }
+            World::VerificationPolicy => Kind::Screen,
+            _ => Kind::Handle,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Handle => "handle",
+            Kind::Screen => "screen",
+            Kind::Verify => "verify",
+        }
+    }
 }
 
 /// Where an invocation failed: making the instance, or running `handle`.
@@ -308,17 +348,7 @@ impl Entry {
         ctx: &Context,
         event: &Event,
     ) -> Result<Result<Plan, HandlerError>, (Stage, wasmtime::Error)> {
-        let instance = self
-            .pre
-            .instantiate_async(&mut *store)
-            .await
-            .map_err(|e| (Stage::Instantiate, e))?;
-        let func = instance.get_func(&mut *store, self.handle).ok_or_else(|| {
-            (
-                Stage::Call,
-                wasmtime::Error::msg("the instance has no `handle` export"),
-            )
-        })?;
+        let func = self.instantiate(store).await?;
         let convert = |e: v0_1::Unrepresentable| (Stage::Convert, wasmtime::Error::msg(e.0));
         // SAFETY (both arms): `entry` type-checked this export against the
         // instance type of `pre` with the same aliases for this contract
@@ -340,7 +370,48 @@ impl Entry {
             }
         }
     }
+
+    /// Instantiates the policy in `store` and calls `screen` (or `verify`,
+    /// with the case's 0.2.0 evidence). `Err(text)` is a 0.2.0 label of
+    /// the policy's own words.
+    pub(crate) async fn screen(
+        &self,
+        store: &mut Store<HostState>,
+        case: &Case,
+    ) -> Result<Result<Ruling, String>, (Stage, wasmtime::Error)> {
+        let func = self.instantiate(store).await?;
+        // SAFETY (both arms): `entry` type-checked the export as this kind.
+        match self.kind {
+            Kind::Verify => {
+                let params = (&case.call, &case.evidence);
+                let verdict = unsafe { call::<VerifyParams<'_>, Verdict>(store, func, params) };
+                Ok(screening::ruling_of(verdict.await?))
+            }
+            _ => {
+                let params = (&case.call, &case.findings);
+                Ok(Ok(unsafe { call::<ScreenParams<'_>, Ruling>(store, func, params) }.await?))
+            }
+        }
+    }
+
+    async fn instantiate(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> Result<wasmtime::component::Func, (Stage, wasmtime::Error)> {
+        let instance = self
+            .pre
+            .instantiate_async(&mut *store)
+            .await
+            .map_err(|e| (Stage::Instantiate, e))?;
+        instance.get_func(&mut *store, self.func).ok_or_else(|| {
+            let missing = format!("the instance has no `{}` export", self.kind.name());
+            (Stage::Call, wasmtime::Error::msg(missing))
+        })
+    }
 }
+
+type ScreenParams<'a> = (&'a CallAttempt, &'a Findings);
+type VerifyParams<'a> = (&'a CallAttempt, &'a Evidence);
 
 /// `handle`'s parameters and result, per contract.
 type V02Params<'a> = (&'a Context, &'a Event);
@@ -372,20 +443,25 @@ where
     Ok(result)
 }
 
-/// Type-checks `func` as `handle` of `contract`.
+/// Type-checks `func` as `kind` of `contract` (`verify` did not change
+/// from 0.1 to 0.2.0).
 fn typecheck(
     func: &wasmtime::component::types::ComponentFunc,
     contract: Contract,
+    kind: Kind,
     cx: &wasmtime::component::__internal::InstanceType,
 ) -> wasmtime::Result<()> {
-    match contract {
-        Contract::V0_2 => func.typecheck::<V02Params<'_>, (V02Result,)>(cx),
-        Contract::V0_1 => func.typecheck::<V01Params<'_>, (V01Result,)>(cx),
+    match (kind, contract) {
+        (Kind::Screen, _) => func.typecheck::<ScreenParams<'_>, (Ruling,)>(cx),
+        (Kind::Verify, _) => func.typecheck::<VerifyParams<'_>, (Verdict,)>(cx),
+        (Kind::Handle, Contract::V0_2) => func.typecheck::<V02Params<'_>, (V02Result,)>(cx),
+        (Kind::Handle, Contract::V0_1) => func.typecheck::<V01Params<'_>, (V01Result,)>(cx),
     }
 }
 
-/// Checks the `handle` export against the contract and prepares the typed
-/// entry point, refusing a bad upload at once.
+/// Checks the entry function (`handle`, `screen`, `verify`) against the
+/// contract and prepares the typed entry point, refusing a bad upload at
+/// once.
 pub(crate) fn entry(
     component: &Component,
     info: &ComponentInfo,
@@ -398,28 +474,31 @@ pub(crate) fn entry(
     let (_, instance) = component
         .get_export(None, info.export.as_str())
         .ok_or_else(|| mismatch("the export cannot be found".into()))?;
-    let handle = match component.get_export(Some(&instance), "handle") {
-        Some((ComponentItem::ComponentFunc(func), handle)) => {
-            typecheck(&func, info.contract, &pre.instance_type()).map_err(|e| {
+    let kind = Kind::of(info);
+    let name = kind.name();
+    let func = match component.get_export(Some(&instance), name) {
+        Some((ComponentItem::ComponentFunc(func), index)) => {
+            typecheck(&func, info.contract, kind, &pre.instance_type()).map_err(|e| {
                 mismatch(format!(
-                    "`handle` has a different signature than {} gives it ({e:#}); rebuild the guest with the SDK of this runtime (voice:runtime@0.2.0)",
+                    "`{name}` has a different signature than {} gives it ({e:#}); rebuild the guest with the SDK of this runtime (voice:runtime@0.2.1)",
                     info.contract
                 ))
             })?;
-            handle
+            index
         }
         Some((other, _)) => {
             return Err(mismatch(format!(
-                "`handle` is a {}, not a function",
+                "`{name}` is a {}, not a function",
                 item_kind(&other)
             )));
         }
-        None => return Err(mismatch("it has no function `handle`".into())),
+        None => return Err(mismatch(format!("it has no function `{name}`"))),
     };
     Ok(Entry {
         pre,
-        handle,
+        func,
         contract: info.contract,
+        kind,
     })
 }
 
@@ -444,6 +523,9 @@ const PROVIDED: &[(&str, (u64, u64))] = &[
     ("voice:runtime/call-vars", (0, 2)),
     ("voice:runtime/presence", (0, 2)),
     ("voice:runtime/types", (0, 2)),
+    ("voice:runtime/verification-types", (0, 2)),
+    ("voice:runtime/screening-types", (0, 2)),
+    ("voice:runtime/verification-types", (0, 1)),
     ("voice:runtime/log", (0, 1)),
     ("voice:runtime/kv", (0, 1)),
     ("voice:runtime/clock", (0, 1)),

@@ -36,10 +36,14 @@ use super::component::{self, ComponentInfo, LoadError, Stage, World};
 use super::config::{ConfigError, GuestLimits, HostConfig};
 use super::engine::{self, EngineError, EpochTicker};
 use super::entropy::Entropy;
-use super::host::{Answers, HostState};
+use super::host::{Answers, HostOutcome, HostState};
 use super::output::GuestOutput;
 use crate::kv::{Kv, KvBackend};
-use switchyard_contract::guest::{BoxFuture, CallHandler, GuestFailure, Invocation, InvokeRequest};
+use switchyard_contract::guest::{
+    BoxFuture, CallHandler, CallVars, GuestFailure, Invocation, InvokeRequest,
+};
+use switchyard_contract::screening::{Case, Ruling};
+use switchyard_contract::{Context, Event, HandlerError, Plan};
 
 /// The Wasm host could not start.
 #[derive(Debug, thiserror::Error)]
@@ -192,18 +196,33 @@ impl WasmHost {
     /// alive returns it. CPU-heavy on first sight: call it off the async
     /// runtime (`spawn_blocking`).
     pub fn load(&self, bytes: &[u8]) -> Result<Arc<LoadedComponent>, LoadError> {
+        self.load_as(bytes, World::CallHandler)
+    }
+
+    /// [`WasmHost::load`] for a verification-policy component.
+    pub fn load_policy(&self, bytes: &[u8]) -> Result<Arc<LoadedComponent>, LoadError> {
+        self.load_as(bytes, World::VerificationPolicy)
+    }
+
+    fn load_as(&self, bytes: &[u8], world: World) -> Result<Arc<LoadedComponent>, LoadError> {
         component::check_header(bytes)?;
         let hash = ContentHash::of(bytes);
         if let Some(loaded) = self.inner.cache.loaded(&hash) {
+            if loaded.info.world != world {
+                return Err(LoadError::WrongWorld {
+                    found: loaded.info.world,
+                    expected: world,
+                });
+            }
             return Ok(loaded);
         }
         let (component, source) = self.compile(&hash, bytes)?;
         let (info, pre) =
             component::inspect(&self.inner.engine, &self.inner.linker, &component, bytes)?;
-        if info.world != World::CallHandler {
+        if info.world != world {
             return Err(LoadError::WrongWorld {
                 found: info.world,
-                expected: World::CallHandler,
+                expected: world,
             });
         }
         let entry = component::entry(&component, &info, pre)?;
@@ -214,7 +233,7 @@ impl WasmHost {
             entry,
         });
         self.inner.cache.remember(hash, &loaded);
-        tracing::info!(component = %hash, ?source, "loaded call-handler component");
+        tracing::info!(component = %hash, ?source, %world, "loaded component");
         Ok(loaded)
     }
 
@@ -225,10 +244,28 @@ impl WasmHost {
         component: &Arc<LoadedComponent>,
         scope: TenantScope,
     ) -> Result<WasmHandler, ConfigError> {
+        Ok(WasmHandler(self.sandbox(component, scope)?))
+    }
+
+    /// The verification policy `component` (from [`WasmHost::load_policy`])
+    /// for `scope`'s tenant, within the tenant's limits.
+    pub fn policy(
+        &self,
+        component: &Arc<LoadedComponent>,
+        scope: TenantScope,
+    ) -> Result<WasmPolicy, ConfigError> {
+        Ok(WasmPolicy(self.sandbox(component, scope)?))
+    }
+
+    fn sandbox(
+        &self,
+        component: &Arc<LoadedComponent>,
+        scope: TenantScope,
+    ) -> Result<Sandbox, ConfigError> {
         let config = &self.inner.config;
         let limits = scope.limits.unwrap_or(config.default_limits());
         config.check_guest_limits(&limits)?;
-        Ok(WasmHandler {
+        Ok(Sandbox {
             host: Arc::clone(&self.inner),
             component: Arc::clone(component),
             tenant: scope.tenant,
@@ -281,7 +318,14 @@ fn presence_of(host: &HostInner) -> crate::presence::Presence {
 }
 
 /// A tenant's component as a [`CallHandler`]: a fresh instance per event.
-pub struct WasmHandler {
+pub struct WasmHandler(Sandbox);
+
+/// A tenant's verification-policy component: a fresh instance per call.
+pub struct WasmPolicy(Sandbox);
+
+/// A tenant's component within the tenant's limits: what a handler and a
+/// policy both run in.
+struct Sandbox {
     host: Arc<HostInner>,
     component: Arc<LoadedComponent>,
     tenant: Arc<str>,
@@ -289,17 +333,29 @@ pub struct WasmHandler {
     deadline_ticks: u64,
 }
 
+/// What a sandbox runs: one call of the component's entry function.
+enum Job<'a> {
+    Handle(&'a Context, &'a Event),
+    Screen(&'a Case),
+}
+
+/// What the entry function returned.
+enum Done {
+    Handled(Result<Plan, HandlerError>),
+    Screened(Result<Ruling, String>),
+}
+
 impl WasmHandler {
     pub fn component(&self) -> &Arc<LoadedComponent> {
-        &self.component
+        &self.0.component
     }
 
     pub fn tenant(&self) -> &str {
-        &self.tenant
+        &self.0.tenant
     }
 
     pub fn limits(&self) -> &GuestLimits {
-        &self.limits
+        &self.0.limits
     }
 
     /// Decides on `request` as [`CallHandler::invoke`] does, with the kv,
@@ -313,8 +369,61 @@ impl WasmHandler {
         let InvokeRequest { ctx, event, vars } = request;
         // The router gets the variables back unchanged when the guest fails.
         let vars_before = vars.clone();
-        let config = &self.host.config;
-        let answers = match recorded {
+        let answers = self.0.answers(recorded);
+        let (done, host) = (self.0)
+            .execute(&ctx.call_id, vars, answers, Job::Handle(&ctx, &event))
+            .await;
+        let outcome = match done {
+            Ok(Done::Handled(Ok(plan))) => Ok(plan),
+            Ok(Done::Handled(Err(handler_error))) => Err(GuestFailure::Handler(handler_error)),
+            Ok(Done::Screened(_)) => unreachable!("a handler's job is Handle"),
+            Err(failure) => Err(failure),
+        };
+        let vars = match &outcome {
+            Ok(_) => host.vars,
+            Err(failure) => {
+                tracing::warn!(tenant = &*self.0.tenant, call_id = %ctx.call_id, component = %self.0.component.hash, %failure, "guest failed");
+                vars_before
+            }
+        };
+        Invocation {
+            outcome,
+            vars,
+            imports: host.imports,
+            elapsed: start.elapsed(),
+        }
+    }
+}
+
+impl WasmPolicy {
+    pub fn component(&self) -> &Arc<LoadedComponent> {
+        &self.0.component
+    }
+
+    /// The policy's ruling on `case`. `Ok(Err(text))`: a 0.2.0 policy's
+    /// label of its own words. `label` names the call in the guest's log
+    /// lines (its SIP Call-ID).
+    pub async fn screen(
+        &self,
+        label: &str,
+        case: &Case,
+    ) -> Result<Result<Ruling, String>, GuestFailure> {
+        let answers = self.0.answers(None);
+        let job = Job::Screen(case);
+        match self.0.execute(label, CallVars::new(), answers, job).await.0 {
+            Ok(Done::Screened(ruling)) => Ok(ruling),
+            Ok(Done::Handled(_)) => unreachable!("a policy's job is Screen"),
+            Err(failure) => {
+                tracing::warn!(tenant = &*self.0.tenant, call = label, component = %self.0.component.hash, %failure, "verification policy failed");
+                Err(failure)
+            }
+        }
+    }
+}
+
+impl Sandbox {
+    fn answers(&self, recorded: Option<Recorded>) -> Answers {
+        match recorded {
             Some(r) => Answers {
                 kv: r.kv,
                 presence: r.presence,
@@ -327,10 +436,22 @@ impl WasmHandler {
                 clock: VecDeque::new(),
                 entropy: Entropy::fresh(),
             },
-        };
+        }
+    }
+
+    /// Runs `job` in a fresh instance within the limits; whatever goes
+    /// wrong is a [`GuestFailure`], never a Rust error or a panic.
+    async fn execute(
+        &self,
+        call_id: &str,
+        vars: CallVars,
+        answers: Answers,
+        job: Job<'_>,
+    ) -> (Result<Done, GuestFailure>, HostOutcome) {
+        let config = &self.host.config;
         let state = HostState::new(
             Arc::clone(&self.tenant),
-            &ctx.call_id,
+            call_id,
             vars,
             answers,
             &self.limits,
@@ -341,7 +462,13 @@ impl WasmHandler {
         store.set_epoch_deadline(self.deadline_ticks);
 
         let ran = {
-            let call = self.component.entry.run(&mut store, &ctx, &event);
+            let entry = &self.component.entry;
+            let call = async {
+                match job {
+                    Job::Handle(ctx, event) => entry.run(&mut store, ctx, event).await.map(Done::Handled),
+                    Job::Screen(case) => entry.screen(&mut store, case).await.map(Done::Screened),
+                }
+            };
             let mut call = std::pin::pin!(call);
             // Epochs only interrupt running wasm; this bounds a guest parked
             // in a host call (a WASI sleep, a stalled storage request) too.
@@ -350,15 +477,14 @@ impl WasmHandler {
 
         let host = store.into_data().into_outcome();
         host.output.finish();
-        let outcome = match ran {
-            Ok(Ok(Ok(Ok(plan)))) => Ok(plan),
-            Ok(Ok(Ok(Err(handler_error)))) => Err(GuestFailure::Handler(handler_error)),
+        let done = match ran {
+            Ok(Ok(Ok(done))) => Ok(done),
             Ok(Ok(Err((stage, error)))) => {
                 Err(self.classify(stage, &error, host.refused_memory, &host.output))
             }
             Ok(Err(panic)) => {
                 let message = panic_text(&*panic);
-                tracing::error!(tenant = &*self.tenant, call_id = %ctx.call_id, panic = message, "host panicked while running a guest");
+                tracing::error!(tenant = &*self.tenant, call_id, panic = message, "host panicked while running a guest");
                 Err(GuestFailure::Unavailable(format!(
                     "host error while running the guest: {message}"
                 )))
@@ -367,19 +493,7 @@ impl WasmHandler {
                 limit_ms: duration_ms(config.invocation_timeout()),
             }),
         };
-        let vars = match &outcome {
-            Ok(_) => host.vars,
-            Err(failure) => {
-                tracing::warn!(tenant = &*self.tenant, call_id = %ctx.call_id, component = %self.component.hash, %failure, "guest failed");
-                vars_before
-            }
-        };
-        Invocation {
-            outcome,
-            vars,
-            imports: host.imports,
-            elapsed: start.elapsed(),
-        }
+        (done, host)
     }
 
     fn classify(
@@ -422,7 +536,7 @@ impl CallHandler for WasmHandler {
     }
 
     fn hears_notices(&self) -> bool {
-        self.component.info.notices
+        self.0.component.info.notices
     }
 }
 

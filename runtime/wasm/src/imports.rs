@@ -35,8 +35,15 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     // `types` has no functions, but a component that uses its types
     // imports the (empty) instance, so it must exist.
     types::add_to_linker::<HostState, TypesCapability>(linker, |_| NoData)?;
+    // So are a verification policy's.
+    use switchyard_contract::screening::imports::{screening_types, verification_types};
+    verification_types::add_to_linker::<HostState, TypesCapability>(linker, |_| NoData)?;
+    screening_types::add_to_linker::<HostState, TypesCapability>(linker, |_| NoData)?;
     Ok(())
 }
+
+impl switchyard_contract::screening::imports::verification_types::Host for NoData {}
+impl switchyard_contract::screening::imports::screening_types::Host for NoData {}
 
 pub(crate) struct LogCapability;
 pub(crate) struct KvCapability;

@@ -21,6 +21,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     call_vars::add_to_linker::<HostState, VarsCapability>(linker, HostState::vars)?;
     presence::add_to_linker::<HostState, PresenceCapability>(linker, HostState::presence)?;
     types::add_to_linker::<HostState, TypesCapability>(linker, |_| super::imports::NoData)?;
+    // A 0.1 verification policy's types (no functions; 0.1.1 is the
+    // last 0.1, and the linker matches 0.1.0 to it).
+    linker.instance("voice:runtime/verification-types@0.1.1")?;
     Ok(())
 }
 

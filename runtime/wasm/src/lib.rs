@@ -49,5 +49,7 @@ pub use component::{ComponentInfo, Contract, LoadError, World, check_header};
 pub use config::{ConfigError, GuestLimits, HostConfig, HostConfigBuilder, PoolLimits};
 pub use engine::EngineError;
 pub use entropy::Entropy;
-pub use handler::{HostError, LoadedComponent, Recorded, TenantScope, WasmHandler, WasmHost};
+pub use handler::{
+    HostError, LoadedComponent, Recorded, TenantScope, WasmHandler, WasmHost, WasmPolicy,
+};
 pub use kv::{Kv, KvBackend, KvError};

@@ -35,6 +35,26 @@ fn caller_number(req: &rsip::Request) -> String {
     }
 }
 
+/// The INVITE's headers as a verification policy sees them: every one
+/// but credentials.
+fn attempt_headers(req: &rsip::Request) -> Vec<switchyard_contract::Header> {
+    let secret = |name: &str| {
+        name.eq_ignore_ascii_case("Authorization")
+            || name.eq_ignore_ascii_case("Proxy-Authorization")
+    };
+    (req.headers.iter())
+        .filter_map(|h| {
+            let text = h.to_string();
+            let (name, value) = text.split_once(':')?;
+            let name = name.trim();
+            (!secret(name)).then(|| switchyard_contract::Header {
+                name: name.into(),
+                value: value.trim().into(),
+            })
+        })
+        .collect()
+}
+
 /// A verification status as the WIT names it.
 fn status_name(status: VerificationStatus) -> &'static str {
     match status {
@@ -126,6 +146,9 @@ pub struct CallState {
     pub answered_at: Option<Instant>,
     pub from: String,
     pub to: String,
+    /// The label the caller's screening gave (`incoming.verification`),
+    /// told to the client devices the call rings.
+    pub label: Option<String>,
     /// The caller's INVITE and its server transaction.
     pub invite: rsip::Request,
     pub invite_key: TxKey,
@@ -186,7 +209,7 @@ impl CallState {
                 Some(486) | Some(600) => "busy",
                 Some(408) | Some(480) if self.outbound.is_some() => "no-answer",
                 Some(487) => "canceled",
-                Some(603) => "rejected",
+                Some(403) | Some(603) | Some(608) => "rejected",
                 _ => "failed",
             }
         };
@@ -232,8 +255,43 @@ pub(super) struct NewCall {
     pub offer: Option<Vec<u8>>,
     pub local_sdp: String,
     pub client: Option<ClientCall>,
-    /// What the check of its Identity header found, once done, and why.
-    pub verification: Option<(Verification, String)>,
+    /// What the edge's screening decided, once done.
+    pub verification: Option<Screened>,
+}
+
+/// The edge's answer to [`EndpointEvent::Verify`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Screened {
+    /// What the handler sees in `incoming.verification`.
+    pub verification: Verification,
+    /// Why, in one line (the decision log's `reason`).
+    pub reason: String,
+    pub outcome: Outcome,
+    /// The findings and the ruling, for the decision log.
+    pub screening: Option<router::Screening>,
+}
+
+/// What becomes of a screened call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// On to the number's handler.
+    Admit,
+    /// On to this handler of the account instead (a policy's challenge).
+    Challenge(String),
+    /// Refused with this status (403, 608, 603) and Reason text.
+    Reject { status: u16, reason: String },
+}
+
+impl Screened {
+    /// A call let through with `verification`, and why.
+    pub fn admit(verification: Verification, reason: impl Into<String>) -> Self {
+        Self {
+            verification,
+            reason: reason.into(),
+            outcome: Outcome::Admit,
+            screening: None,
+        }
+    }
 }
 
 impl Endpoint {
@@ -286,18 +344,18 @@ impl Endpoint {
         self.admit(now, new);
     }
 
-    /// The edge's answer to an [`EndpointEvent::Verify`]: the call starts,
-    /// its handler seeing `verification`, its decision log saying
+    /// The edge's answer to an [`EndpointEvent::Verify`]: the call starts
+    /// (or is refused, as `screened` says), its handler seeing
+    /// `screened.verification`, its decision log saying
     /// `reason`. A call cancelled meanwhile is gone already.
     pub fn handle_verified(
         &mut self,
         now: Instant,
         invite: &TxKey,
-        verification: Verification,
-        reason: String,
+        screened: Screened,
     ) {
         if let Some(mut new) = self.verifying.remove(invite) {
-            new.verification = Some((verification, reason));
+            new.verification = Some(screened);
             self.begin_call(now, new);
         }
     }
@@ -340,27 +398,19 @@ impl Endpoint {
     /// Starts a call admission let in (at once, or after it waited); one
     /// with an Identity header to check waits for the edge's answer first
     /// ([`EndpointEvent::Verify`], [`Endpoint::handle_verified`]).
-    pub(super) fn begin_call(&mut self, now: Instant, mut new: NewCall) {
-        if self.config.verify_identity && new.client.is_none() && new.verification.is_none() {
-            match wire::header_value(&new.req.headers, "Identity") {
-                Some(identity) => {
-                    let from = caller_number(&new.req);
-                    let to = new.user.clone().unwrap_or_default();
-                    self.events.push_back(EndpointEvent::Verify {
-                        invite: new.key.clone(),
-                        tenant: new.route.tenant,
-                        identity,
-                        from,
-                        to,
-                    });
-                    self.verifying.insert(new.key.clone(), new);
-                    return;
-                }
-                None => {
-                    let none = verification(VerificationStatus::NoEvidence);
-                    new.verification = Some((none, "no Identity header".into()));
-                }
-            }
+    pub(super) fn begin_call(&mut self, now: Instant, new: NewCall) {
+        if self.config.screen_calls && new.client.is_none() && new.verification.is_none() {
+            self.events.push_back(EndpointEvent::Verify {
+                invite: new.key.clone(),
+                tenant: new.route.tenant,
+                identity: wire::header_value(&new.req.headers, "Identity"),
+                from: caller_number(&new.req),
+                to: new.user.clone().unwrap_or_default(),
+                call_id: new.call_id.clone(),
+                headers: attempt_headers(&new.req),
+            });
+            self.verifying.insert(new.key.clone(), new);
+            return;
         }
         let NewCall {
             key,
@@ -389,10 +439,26 @@ impl Endpoint {
             None => (from.clone(), to),
         };
         let mut incoming = IncomingCall::inbound(&caller, &to, &self.config.region);
-        let checked = verification.map(|(verification, reason)| {
-            let status = status_name(verification.status).to_owned();
-            incoming.verification = verification;
-            (status, reason)
+        let mut route = route;
+        let mut rejection = None;
+        let checked = verification.map(|screened| {
+            let status = status_name(screened.verification.status).to_owned();
+            incoming.verification = screened.verification;
+            match screened.outcome {
+                Outcome::Admit => {}
+                Outcome::Challenge(handler) => match tenant.handlers.contains_key(&handler) {
+                    true => {
+                        let version = tenant.versions.get(&handler).cloned().unwrap_or_default();
+                        route.binding = Binding::new(handler, version);
+                    }
+                    false => tracing::warn!(
+                        tenant = %tenant.id, %handler,
+                        "the verification policy's challenge names no handler of the account; the number's handler runs"
+                    ),
+                },
+                Outcome::Reject { status, reason } => rejection = Some((status, reason)),
+            }
+            (status, screened.reason, screened.screening)
         });
         // X-* and User-to-User are not rsip header types: they are `Other`.
         incoming.headers = req
@@ -409,18 +475,20 @@ impl Endpoint {
             })
             .collect();
         let id = self.ids.call_id(self.unix_ms(now));
-        let mut router = router::Call::new(
-            now,
-            &id,
-            &tenant.id,
-            &route.binding.handler,
-            incoming,
-            self.config.router.clone(),
-        );
-        router.set_fallback_handler(route.binding.fallback.clone());
-        if let Some((status, reason)) = checked {
-            router.verified(now, status, reason);
-        }
+        let handler = &route.binding.handler;
+        let label = incoming.verification.label.clone();
+        let router = match (checked, rejection.is_some()) {
+            (Some(screened), true) => router::Call::refused(now, &id, &tenant.id, handler, screened),
+            (checked, _) => {
+                let config = self.config.router.clone();
+                let mut router = router::Call::new(now, &id, &tenant.id, handler, incoming, config);
+                router.set_fallback_handler(route.binding.fallback.clone());
+                if let Some((status, reason, screening)) = checked {
+                    router.verified(now, status, reason, screening);
+                }
+                router
+            }
+        };
         let to_header = wire::header_str(&req.headers, "To").unwrap_or_default();
         let dialog = Dialog {
             call_id: call_id.clone(),
@@ -448,6 +516,7 @@ impl Endpoint {
             answered_at: None,
             from,
             to,
+            label,
             invite: req,
             invite_key: key,
             peer,
@@ -476,6 +545,10 @@ impl Endpoint {
             outbound: None,
         };
         self.report_progress(now, &mut call, CallProgress::Initiated, None);
+        if let Some((status, reason)) = rejection {
+            self.screen_out(now, &mut call, status, &reason);
+            return self.forget(now, call);
+        }
         self.pump(now, &mut call);
         if call.finished {
             self.forget(now, call);
@@ -597,6 +670,28 @@ impl Endpoint {
             // The router runs these itself; they never reach the leg.
             Verb::SetVar(_) | Verb::Redirect(_) => call.pending.push_back(LegEvent::Done),
         }
+    }
+
+    /// Refuses a call its account's verification policy rejected, before
+    /// any handler ran: 403, 608 (RFC 8688) or 603, with a Reason header
+    /// (RFC 3326) carrying the policy's text.
+    fn screen_out(&mut self, now: Instant, call: &mut CallState, status: u16, reason: &str) {
+        let (status, phrase) = match status {
+            403 => (403, "Forbidden"),
+            608 => (608, "Rejected"),
+            _ => (603, "Decline"),
+        };
+        let tag = call.dialog_keys[0].1.clone();
+        let mut response = message::response(&call.invite, status, phrase, Some(&tag));
+        let text = reason.replace(['"', '\\', '\r', '\n'], " ");
+        response.headers.push(rsip::Header::Other(
+            "Reason".into(),
+            format!("SIP ;cause={status} ;text=\"{text}\""),
+        ));
+        self.respond(now, &call.invite_key.clone(), response);
+        call.final_status = Some(status);
+        call.caller = CallerState::Ended;
+        call.generation += 1;
     }
 
     /// Ends the call on a verb this leg cannot execute (plan validation

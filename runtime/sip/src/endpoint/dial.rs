@@ -31,7 +31,7 @@ use switchyard_router::{self as router, LegEvent};
 use super::call::{CallState, CallerState, DISCARD_PORT, LegRef, TimerKind};
 use super::dialog::Dialog;
 use super::wire::{self, RequestText};
-use super::{Endpoint, secs};
+use super::{Endpoint, EndpointEvent, Placement, secs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ForkState {
@@ -191,6 +191,13 @@ impl Endpoint {
                 return 0;
             }
         };
+        let mut headers = leg.headers;
+        if let (DialTarget::Client(_), Some(label)) = (&leg.target, &call.label) {
+            headers.push(switchyard_contract::Header {
+                name: crate::gateway::LABEL_HEADER.into(),
+                value: label.clone(),
+            });
+        }
         let mut started = 0;
         for (uri, peer, credentials) in destinations {
             let fork = Ringing {
@@ -200,7 +207,7 @@ impl Endpoint {
                 credentials,
                 round,
             };
-            if self.start_fork(now, call, fork, &leg.headers).is_some() {
+            if self.start_fork(now, call, fork, &headers).is_some() {
                 started += 1;
             }
         }
@@ -228,6 +235,7 @@ impl Endpoint {
             }
         };
         let key = self.tx.send_request(now, fork.peer, invite.clone());
+        self.placed(now, &call.tenant_id, &invite);
         let dial = call.dial.as_mut()?;
         let index = dial.forks.len();
         dial.forks.push(Fork {
@@ -246,6 +254,25 @@ impl Endpoint {
             .insert(key.clone(), (call.reference, LegRef::Fork(index)));
         call.client_keys.push(key);
         Some(index)
+    }
+
+    /// Tells the edge that `invite`, a new attempt of a call of `tenant`
+    /// (not the authenticated retry of one), went out: the provider's
+    /// placement records (C11).
+    pub(super) fn placed(&mut self, now: Instant, tenant: &str, invite: &rsip::Request) {
+        let from = wire::header_str(&invite.headers, "From").unwrap_or_default();
+        let from = (from.split_once('<'))
+            .and_then(|(_, rest)| rest.split_once('>'))
+            .map_or(from, |(uri, _)| uri);
+        let uri = invite.uri.to_string();
+        let placement = Placement {
+            tenant: tenant.to_owned(),
+            caller: crate::registrar::uri_user(from).unwrap_or_default(),
+            callee: crate::registrar::uri_user(&uri).unwrap_or(uri),
+            call_id: wire::call_id(invite).unwrap_or_default(),
+            at_ms: self.unix_ms(now),
+        };
+        self.events.push_back(EndpointEvent::Placed(placement));
     }
 
     /// Where a dial target rings: (Request-URI, next hop, credentials).

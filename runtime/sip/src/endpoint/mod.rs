@@ -60,7 +60,7 @@ use super::{Peer, Rng, Transmit, Transport};
 use rand::SeedableRng;
 
 pub use admission::{AdmissionStats, Capacity};
-pub use call::{CallRef, verification};
+pub use call::{CallRef, Outcome, Screened, verification};
 use call::{CallState, LegRef, Timer};
 pub use control::{CallRequest, Control, ControlError, LiveCall, Reply};
 pub use outbound::{OriginateError, OriginateSpec, is_number};
@@ -85,9 +85,11 @@ pub struct EndpointConfig {
     pub registrar: RegistrarConfig,
     /// The capacity across tenants (`[admission]`).
     pub admission: Capacity,
-    /// Whether incoming calls' `Identity` headers are checked
-    /// ([`EndpointEvent::Verify`]); off, every call is `not-checked`.
-    pub verify_identity: bool,
+    /// Whether every routed inbound SIP call is screened by the edge
+    /// ([`EndpointEvent::Verify`]: directory, Identity header, the
+    /// account's policy) before its handler runs; off, every call is
+    /// `not-checked`.
+    pub screen_calls: bool,
     /// Which addresses a tenant's calls may reach: a `sip:` URI it dials,
     /// calls over REST or transfers to must be public unless it is one of
     /// its trunks or the policy allows the purpose (`[sip]
@@ -114,7 +116,7 @@ impl EndpointConfig {
             timers: TimerConfig::default(),
             registrar: RegistrarConfig::default(),
             admission: Capacity::default(),
-            verify_identity: false,
+            screen_calls: false,
             egress: EgressPolicy::public_only(),
         }
     }
@@ -140,17 +142,42 @@ pub enum EndpointEvent {
     },
     /// A status of a call whose number has a status callback: POST it.
     Status(CallStatusEvent),
-    /// Check the caller's `Identity` header (STIR/SHAKEN) before the
-    /// call's handler hears of it; answer with `handle_verified`.
+    /// An outbound call went out (a dial's fork or a REST call; not the
+    /// authenticated retry of one): the provider's placement records, so
+    /// that it can confirm the call to whoever receives it (C11).
+    Placed(Placement),
+    /// Screen the caller (directory and provider, `Identity` header,
+    /// the account's policy) before the call's handler hears of it;
+    /// answer with `handle_verified`.
     Verify {
         invite: TxKey,
         tenant: TenantIdx,
-        /// The header's value.
-        identity: String,
-        /// The caller's and the called number (From and Request-URI users).
+        /// The Identity header's value, if the INVITE has one.
+        identity: Option<String>,
+        /// The caller's and the called number (P-Asserted-Identity or
+        /// From user, and Request-URI user).
         from: String,
         to: String,
+        /// The INVITE's SIP Call-ID (names the call in logs).
+        call_id: String,
+        /// The INVITE's headers, credentials left out: what a policy sees.
+        headers: Vec<switchyard_contract::Header>,
     },
+}
+
+/// An INVITE we sent to place a call ([`EndpointEvent::Placed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// The tenant whose call it is.
+    pub tenant: String,
+    /// The caller id it went out with (the From user).
+    pub caller: String,
+    /// The user dialled (the Request-URI's), or the URI without one.
+    pub callee: String,
+    /// The INVITE's Call-ID.
+    pub call_id: String,
+    /// When it went out, Unix milliseconds.
+    pub at_ms: u64,
 }
 
 pub struct Endpoint {

@@ -231,6 +231,7 @@ impl Endpoint {
             }
         };
         let key = self.tx.send_request(now, peer, invite.clone());
+        self.placed(now, &tenant_id, &invite);
         self.clients
             .insert(key.clone(), (reference, LegRef::Caller));
         let dialog_key = (dialog.call_id.clone(), tag);
@@ -264,6 +265,7 @@ impl Endpoint {
             answered_at: None,
             from,
             to: spec.to.clone(),
+            label: None,
             invite,
             invite_key: key.clone(),
             peer,

@@ -45,7 +45,9 @@ struct Harness {
     /// The decision log of each finished call, as the CDR carried it.
     logs: Vec<switchyard_router::DecisionLog>,
     /// Identity checks asked for and not answered: (INVITE, header, from, to).
-    verifies: Vec<(TxKey, String, String, String)>,
+    verifies: Vec<(TxKey, Option<String>, String, String)>,
+    /// Outbound INVITEs reported for the placement records.
+    placements: Vec<Placement>,
 }
 
 /// A stand-in for the media edge: a play takes the time its prompts
@@ -148,6 +150,7 @@ impl Harness {
             statuses: Vec::new(),
             logs: Vec::new(),
             verifies: Vec::new(),
+            placements: Vec::new(),
         }
     }
 
@@ -184,7 +187,15 @@ impl Harness {
                 }
                 EndpointEvent::Cdr(cdr, log) => {
                     // An outbound call nobody answered ran no handler:
-                    // its log is empty.
+                    // its log is empty. A refused caller's says why.
+                    let refused = |e: &switchyard_router::LogEntry| {
+                        matches!(e.entry, switchyard_router::Entry::Verified { .. })
+                    };
+                    if log.events().next().is_none() && log.entries().iter().any(refused) {
+                        self.logs.push(log);
+                        self.cdrs.push(cdr);
+                        continue;
+                    }
                     if log.entries().is_empty() && cdr.answered_ms.is_none() {
                         self.cdrs.push(cdr);
                         continue;
@@ -207,8 +218,14 @@ impl Harness {
                     identity,
                     from,
                     to,
+                    headers,
                     ..
-                } => self.verifies.push((invite, identity, from, to)),
+                } => {
+                    let secret = |h: &switchyard_contract::Header| h.name.contains("Authorization");
+                    assert!(!headers.iter().any(secret), "credentials never reach a policy");
+                    self.verifies.push((invite, identity, from, to))
+                }
+                EndpointEvent::Placed(placement) => self.placements.push(placement),
                 EndpointEvent::Media { stream, action, .. } => {
                     fake_media(self.now, stream, &action, &mut self.notices);
                     self.actions.push((stream, action));
@@ -2503,20 +2520,22 @@ fn cancel(number: &str, call_id: &str) -> String {
 }
 
 #[test]
-fn an_identity_header_is_checked_before_the_handler_hears_of_the_call() {
+fn a_caller_is_screened_before_the_handler_hears_of_the_call() {
     let pause = || Box::new(|_: &Event| pause_then(60_000, Verb::Hangup)) as Box<Decide>;
-    let mut h = Harness::with_config(pause(), |c, _| c.verify_identity = true);
+    let mut h = Harness::with_config(pause(), |c, _| c.screen_calls = true);
     h.send(CALLER, &invite_with_identity("100", "v1"));
     assert!(h.events_seen.is_empty(), "the handler waits for the check");
     let (invite_key, identity, from, to) = h.verifies.pop().unwrap();
+    let identity = identity.unwrap();
     assert!(identity.starts_with("eyJ.eyJ.sig;info="), "{identity}");
     assert_eq!((from.as_str(), to.as_str()), ("caller", "100"));
     let passed = switchyard_contract::Verification {
         status: VerificationStatus::Passed,
         attestation: Some("A".into()),
-        label: None,
+        label: Some("verified".into()),
     };
-    h.ep.handle_verified(h.now, &invite_key, passed.clone(), "attestation A".into());
+    let admit = |v: &switchyard_contract::Verification| Screened::admit(v.clone(), "attestation A");
+    h.ep.handle_verified(h.now, &invite_key, admit(&passed));
     h.settle();
     let incoming = |h: &Harness| match h.events_seen.last() {
         Some(Event::Incoming(incoming)) => incoming.verification.clone(),
@@ -2532,13 +2551,18 @@ fn an_identity_header_is_checked_before_the_handler_hears_of_the_call() {
     h.send(CALLER, &asserted);
     let (key, _, from, _) = h.verifies.pop().unwrap();
     assert_eq!(from, "+15550100");
-    h.ep.handle_verified(h.now, &key, passed.clone(), "attestation A".into());
+    h.ep.handle_verified(h.now, &key, admit(&passed));
     h.settle();
 
-    // No header: no evidence, and no wait.
+    // No header: screened all the same (the directory may know the caller).
+    let seen = h.events_seen.len();
     h.send(CALLER, &invite("100", "v2"));
-    assert_eq!(incoming(&h).status, VerificationStatus::NoEvidence);
-    assert!(h.verifies.is_empty());
+    let (key, identity, ..) = h.verifies.pop().unwrap();
+    assert_eq!(identity, None);
+    assert_eq!(h.events_seen.len(), seen);
+    h.ep.handle_verified(h.now, &key, admit(&passed));
+    h.settle();
+    assert_eq!(incoming(&h), passed);
 
     // Cancelled while checked: 487, and the late answer finds nothing.
     let seen = h.events_seen.len();
@@ -2547,7 +2571,7 @@ fn an_identity_header_is_checked_before_the_handler_hears_of_the_call() {
     h.send(CALLER, &cancel("100", "v3"));
     h.response(200);
     h.response(487);
-    h.ep.handle_verified(h.now, &late, passed, "late".into());
+    h.ep.handle_verified(h.now, &late, admit(&passed));
     h.settle();
     assert_eq!(
         h.events_seen.len(),
@@ -2557,7 +2581,36 @@ fn an_identity_header_is_checked_before_the_handler_hears_of_the_call() {
 }
 
 #[test]
-fn without_identity_checking_every_call_is_not_checked() {
+fn a_rejected_caller_gets_the_policys_status_and_reason_and_a_record() {
+    let pause = Box::new(|_: &Event| pause_then(60_000, Verb::Hangup)) as Box<Decide>;
+    let mut h = Harness::with_config(pause, |c, _| c.screen_calls = true);
+    h.send(CALLER, &invite("100", "r1"));
+    let (key, ..) = h.verifies.pop().unwrap();
+    let failed = verification(VerificationStatus::Failed);
+    let rejected = Screened {
+        outcome: Outcome::Reject {
+            status: 608,
+            reason: "caller id \"spoofed\"".into(),
+        },
+        ..Screened::admit(failed, "provider denied: not placed")
+    };
+    h.ep.handle_verified(h.now, &key, rejected);
+    h.settle();
+    let response = h.response(608);
+    let reason = super::wire::header_value(&response.headers, "Reason").unwrap();
+    assert_eq!(reason, "SIP ;cause=608 ;text=\"caller id  spoofed \"");
+    assert!(h.events_seen.is_empty(), "the handler never runs");
+    let log = &h.logs.last().expect("a decision log").entries();
+    assert!(
+        log.iter().any(|e| matches!(&e.entry, switchyard_router::Entry::Verified { status, .. } if status == "failed")),
+        "{log:?}"
+    );
+    let cdr = h.cdrs.last().unwrap();
+    assert_eq!((cdr.sip_status, cdr.outcome.as_str()), (Some(608), "rejected"));
+}
+
+#[test]
+fn without_screening_every_call_is_not_checked() {
     let mut h = Harness::new(Box::new(|_| pause_then(60_000, Verb::Hangup)));
     h.send(CALLER, &invite_with_identity("100", "n1"));
     assert!(h.verifies.is_empty());
@@ -2613,4 +2666,40 @@ fn a_trunk_call_of_a_signing_tenant_carries_an_identity_header_that_verifies() {
     h.send(CALLER, &invite("100", "s2"));
     let sent = h.request(rsip::Method::Invite, CALLEE);
     assert!(super::wire::header_value(&sent.headers, "Identity").is_none());
+}
+
+/// Every new outbound INVITE is reported for the placement records
+/// (C11): a dial's fork through the trunk, with the caller id it went out
+/// with, and a REST call; the authenticated retry of one is not a new
+/// placement.
+#[test]
+fn a_dial_through_a_trunk_and_an_outbound_call_are_placed_once_each() {
+    let dial = dial_one(switchyard_contract::DialTarget::Number("+15550199".into()));
+    let mut h = Harness::new(dial);
+    let from_a_number = invite("100", "p1").replace("sip:caller@", "sip:+15550100@");
+    h.send(CALLER, &from_a_number);
+    let first = h.request(rsip::Method::Invite, TRUNK);
+    let placed = Placement {
+        tenant: "acme".into(),
+        caller: "+15550100".into(),
+        callee: "+15550199".into(),
+        call_id: super::wire::call_id(&first).unwrap(),
+        at_ms: UNIX_MS,
+    };
+    assert_eq!(h.placements, [placed]);
+    let mut book = crate::digest::NonceBook::new(Duration::from_secs(300), test_rng(9));
+    h.advance(1_000);
+    h.send_msg(TRUNK, trunk_challenge(&mut book, h.now, &first));
+    h.request(rsip::Method::Invite, TRUNK);
+    assert_eq!(h.placements.len(), 1, "the retry is the same placement");
+
+    let (_, invite) = originate(&mut h, 30);
+    let placed = h.placements.last().unwrap();
+    assert_eq!(
+        (placed.caller.as_str(), placed.callee.as_str()),
+        ("+15550100", "bob")
+    );
+    assert_eq!(placed.call_id, super::wire::call_id(&invite).unwrap());
+    assert_eq!(placed.at_ms, UNIX_MS + 1_000);
+    assert_eq!(h.placements.len(), 2);
 }

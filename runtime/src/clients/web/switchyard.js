@@ -38,7 +38,9 @@
  * @typedef {{type: "media", call: string, sdp: string}} Media  the runtime's SDP answer
  * @typedef {{type: "ringing", call: string}} Ringing
  * @typedef {{type: "connected", call: string}} Connected
- * @typedef {{type: "incoming", call: string, from: string, to: string}} Incoming
+ * @typedef {{type: "incoming", call: string, from: string, to: string, label?: string}} Incoming
+ *   label: what the caller's screening found: "verified", "unverified" or
+ *   "likely-spoofed" (absent when the runtime screens no calls)
  * @typedef {{type: "ended", call: string, reason: EndReason, status?: number, message?: string}} Ended
  * @typedef {{type: "error", code: string, message: string, call?: string}} ErrorMessage
  *
@@ -88,15 +90,16 @@ export class Call extends EventTarget {
 
   /**
    * Not made directly: see `Client.call` and the `incoming` event.
-   * @param {{id: string, direction: "out" | "in", from: string, to: string, audio?: AudioTarget}} init
+   * @param {{id: string, direction: "out" | "in", from: string, to: string, label?: string, audio?: AudioTarget}} init
    * @param {(message: object) => void} send
    */
-  constructor({ id, direction, from, to, audio }, send) {
+  constructor({ id, direction, from, to, label, audio }, send) {
     super();
     this.id = id;
     /** @type {"out" | "in"} */ this.direction = direction;
     this.from = from;
     this.to = to;
+    /** @type {string | null} the caller's screening label (incoming calls) */ this.label = label ?? null;
     /** @type {CallState} */ this.state = direction === "in" ? "ringing-in" : "calling";
     /** @type {EndReason | null} */ this.endReason = null;
     /** @type {number | null} Date.now() when it connected: for a timer */ this.connectedAt = null;
@@ -404,7 +407,7 @@ export class Client extends EventTarget {
         break;
       case "incoming":
         if (this.calls.has(message.call)) break;
-        this.#emit("incoming", this.#adopt({ id: message.call, direction: "in", from: message.from, to: message.to }));
+        this.#emit("incoming", this.#adopt({ id: message.call, direction: "in", from: message.from, to: message.to, label: message.label }));
         break;
       case "media":
       case "ringing":
