@@ -24,8 +24,9 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use switchyard::contract::*;
 use switchyard::guest::{CallHandler, CallVars, InvokeRequest};
-use switchyard::store::{KvLimits, KvStore};
-use switchyard::wasm::{HostConfig, TenantScope, WasmHost};
+use switchyard::wasm::TenantScope;
+
+mod common;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 
@@ -143,19 +144,7 @@ struct Ways {
 }
 
 fn ways() -> Ways {
-    let wasm_path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../target/wasm32-wasip2/release/guest_ivr.wasm"
-    );
-    let bytes = std::fs::read(wasm_path)
-        .unwrap_or_else(|e| panic!("{wasm_path}: {e}; run `bash scripts/build-guests` first"));
-    let cache = tempfile::tempdir().expect("tempdir");
-    let config = HostConfig::builder()
-        .cache_dir(cache.path())
-        .build()
-        .expect("host config");
-    let kv = KvStore::in_memory(KvLimits::default()).expect("kv store");
-    let host = WasmHost::new(config, kv).expect("wasm host");
+    let (host, bytes, cache) = common::host_and_guest("ivr");
     let component = host.load(&bytes).expect("ivr loads");
     let wasm: Arc<dyn CallHandler> = Arc::new(
         host.handler(&component, TenantScope::new("bench"))

@@ -19,8 +19,9 @@ use switchyard::contract::screening::{
     self, CallAttempt, Case, Confirmation, EvidencePassport, Findings, PassportCheck,
     PassportStatus, ProviderCheck,
 };
-use switchyard::store::{KvLimits, KvStore};
-use switchyard::wasm::{HostConfig, TenantScope, WasmHost};
+use switchyard::wasm::TenantScope;
+
+mod common;
 use switchyard_shaken::{Attestation, Call, Claims, Identity, Roots, Signer, chain_key};
 
 const CA: &[u8] = include_bytes!("../shaken/tests/data/ca_ca.pem");
@@ -73,19 +74,7 @@ fn screening(c: &mut Criterion) {
         identity.verify_with(&key, &call, NOW).unwrap().attest
     };
 
-    let wasm_path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../target/wasm32-wasip2/release/guest_screen.wasm"
-    );
-    let bytes = std::fs::read(wasm_path)
-        .unwrap_or_else(|e| panic!("{wasm_path}: {e}; run `bash scripts/build-guests` first"));
-    let cache = tempfile::tempdir().expect("tempdir");
-    let config = HostConfig::builder()
-        .cache_dir(cache.path())
-        .build()
-        .expect("host config");
-    let kv = KvStore::in_memory(KvLimits::default()).expect("kv store");
-    let host = WasmHost::new(config, kv).expect("wasm host");
+    let (host, bytes, _cache) = common::host_and_guest("screen");
     let component = host.load_policy(&bytes).expect("the sample policy loads");
     let policy = host
         .policy(&component, TenantScope::new("bench"))

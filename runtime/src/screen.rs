@@ -85,7 +85,9 @@ impl Screener {
             .map_or(0, |d| d.as_secs() as i64);
         let provider = async {
             match &self.confirmer {
-                Some(confirmer) => provider_check(confirmer.check(&attempt.from, &attempt.to, at).await),
+                Some(confirmer) => {
+                    provider_check(confirmer.check(&attempt.from, &attempt.to, at).await)
+                }
                 None => ProviderCheck {
                     answer: Confirmation::NotAsked,
                     provider: None,
@@ -131,7 +133,10 @@ pub async fn rule(
     case: &Case,
 ) -> (Result<Ruling, String>, String) {
     match policy {
-        None => (Ok(screening::default_ruling(&case.findings)), DEFAULT.into()),
+        None => (
+            Ok(screening::default_ruling(&case.findings)),
+            DEFAULT.into(),
+        ),
         Some(policy) => match policy.screen(name, case).await {
             Ok(ruled) => (ruled, "the account's policy".into()),
             Err(failure) => (

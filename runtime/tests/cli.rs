@@ -87,19 +87,33 @@ fn check_names_the_world_of_each_example_guest() {
     }
     // 0.2.0 is the same series: a guest built against it is current.
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wit-0.2.0");
-    let run = switchyard(&["check", fixtures.join("guest_ivr.wasm").to_str().unwrap()], &cache);
+    let run = switchyard(
+        &["check", fixtures.join("guest_ivr.wasm").to_str().unwrap()],
+        &cache,
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.stdout.contains("voice:runtime/handler@0.2.0"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("voice:runtime/handler@0.2.0"),
+        "{}",
+        run.stdout
+    );
     assert!(!run.stdout.contains("contract"), "{}", run.stdout);
     // Verification policies: 0.2.1's `screen`, and 0.2.0's `verify`.
     let policies = [
         (guest("screen"), "voice:runtime/screen@0.2.1"),
-        (fixtures.join("guest_verify.wasm"), "voice:runtime/verify@0.2.0"),
+        (
+            fixtures.join("guest_verify.wasm"),
+            "voice:runtime/verify@0.2.0",
+        ),
     ];
     for (path, export) in policies {
         let run = switchyard(&["check", path.to_str().unwrap()], &cache);
         assert_eq!(run.code, 0, "{}", run.stderr);
-        assert!(run.stdout.contains("verification-policy component"), "{}", run.stdout);
+        assert!(
+            run.stdout.contains("verification-policy component"),
+            "{}",
+            run.stdout
+        );
         assert!(run.stdout.contains(export), "{}", run.stdout);
     }
     // A guest built against 0.1.0 is checked as such, and passes.
@@ -481,26 +495,51 @@ fn screen_tries_a_policy_on_recorded_findings() {
     .unwrap();
     let case = denied.to_str().unwrap();
     let policy = guest("screen");
-    let run = switchyard(&["screen", "--policy", policy.to_str().unwrap(), case], &cache);
+    let run = switchyard(
+        &["screen", "--policy", policy.to_str().unwrap(), case],
+        &cache,
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
-        run.stdout.contains("rejected 608 (caller id not placed by its provider), by the account's policy"),
+        run.stdout.contains(
+            "rejected 608 (caller id not placed by its provider), by the account's policy"
+        ),
         "{}",
         run.stdout
     );
-    assert!(run.stdout.contains("provider denied: a.example placed no such call"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("provider denied: a.example placed no such call"),
+        "{}",
+        run.stdout
+    );
     // Without a policy: the default, which never rejects.
     let run = switchyard(&["screen", case], &cache);
     assert!(
-        run.stdout.contains("admitted, labelled likely-spoofed, by the default policy"),
+        run.stdout
+            .contains("admitted, labelled likely-spoofed, by the default policy"),
         "{}",
         run.stdout
     );
     // A policy that traps falls back to the default, as on a real call.
     let trap = dir.path().join("trap.json");
-    std::fs::write(&trap, std::fs::read_to_string(&denied).unwrap().replace("+15550100", "+19990100")).unwrap();
+    std::fs::write(
+        &trap,
+        std::fs::read_to_string(&denied)
+            .unwrap()
+            .replace("+15550100", "+19990100"),
+    )
+    .unwrap();
     let fault = guest("screen_fault");
-    let run = switchyard(&["screen", "--policy", fault.to_str().unwrap(), trap.to_str().unwrap()], &cache);
+    let run = switchyard(
+        &[
+            "screen",
+            "--policy",
+            fault.to_str().unwrap(),
+            trap.to_str().unwrap(),
+        ],
+        &cache,
+    );
     assert!(
         run.stdout.contains("labelled likely-spoofed, by the default policy (the account's policy failed: guest trapped"),
         "{}",
@@ -514,7 +553,15 @@ fn screen_tries_a_policy_on_recorded_findings() {
                                    "passport": {"status": "NotChecked", "attestation": null, "reason": "r"}},
                       "ruling": {"Label": "LikelySpoofed"}, "by": "the default policy"}}]);
     std::fs::write(&log, entry.to_string()).unwrap();
-    let run = switchyard(&["screen", "--policy", policy.to_str().unwrap(), log.to_str().unwrap()], &cache);
+    let run = switchyard(
+        &[
+            "screen",
+            "--policy",
+            policy.to_str().unwrap(),
+            log.to_str().unwrap(),
+        ],
+        &cache,
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains("rejected 608"), "{}", run.stdout);
     // Junk is refused, saying what a case is.

@@ -119,6 +119,15 @@ fn verifying_runtime_with(
     }
 }
 
+/// A verifying runtime whose acme is ruled by the policy at `policy`,
+/// and the x5u of its certificate server (the directory keeps its files).
+fn ruled_by(policy: &str) -> (tempfile::TempDir, Server, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let (https, tls_ca) = certificate_server();
+    let server = verifying_runtime_with(dir.path(), &tls_ca, true, Some(policy));
+    (dir, server, format!("https://{https}/sp.pem"))
+}
+
 fn identity(x5u: &str, iat: i64) -> String {
     let claims = Claims {
         attest: Attestation::A,
@@ -279,11 +288,7 @@ fn a_call_signed_by_one_runtime_is_verified_by_another() {
 /// valid A verified.
 #[test]
 fn the_accounts_policy_component_labels_the_caller() {
-    let dir = tempfile::tempdir().unwrap();
-    let (https, tls_ca) = certificate_server();
-    let policy = sip_common::guest("screen");
-    let mut server = verifying_runtime_with(dir.path(), &tls_ca, true, Some(&policy));
-    let x5u = format!("https://{https}/sp.pem");
+    let (_dir, mut server, x5u) = ruled_by(&sip_common::guest("screen"));
     let valid = identity(&x5u, unix_now());
     let log = call(&server, &[("Identity", &valid)], "\"kind\":\"ended\"");
     assert!(log.contains("\"label\":\"verified\""), "{log}");
@@ -302,11 +307,7 @@ fn the_accounts_policy_component_labels_the_caller() {
 /// starting +1999 and spins for everyone else.)
 #[test]
 fn a_failing_policy_falls_back_to_the_default() {
-    let dir = tempfile::tempdir().unwrap();
-    let (https, tls_ca) = certificate_server();
-    let policy = sip_common::guest("screen_fault");
-    let mut server = verifying_runtime_with(dir.path(), &tls_ca, true, Some(&policy));
-    let x5u = format!("https://{https}/sp.pem");
+    let (_dir, mut server, x5u) = ruled_by(&sip_common::guest("screen_fault"));
     let stale = identity(&x5u, unix_now() - 600);
     let log = call(&server, &[("Identity", &stale)], "is stale");
     assert!(log.contains("\"label\":\"likely-spoofed\""), "{log}");
@@ -326,7 +327,10 @@ fn a_failing_policy_falls_back_to_the_default() {
         log.contains("the default policy (the account's policy failed: guest trapped"),
         "{log}"
     );
-    assert!(log.contains("\"label\":\"unverified\""), "no evidence: {log}");
+    assert!(
+        log.contains("\"label\":\"unverified\""),
+        "no evidence: {log}"
+    );
     server.assert_alive();
 }
 
@@ -335,14 +339,11 @@ fn a_failing_policy_falls_back_to_the_default() {
 /// labelled "verified", anything short of a denial is accepted unlabelled.
 #[test]
 fn a_policy_built_against_0_2_0_still_runs() {
-    let dir = tempfile::tempdir().unwrap();
-    let (https, tls_ca) = certificate_server();
     let policy = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/wit-0.2.0/guest_verify.wasm"
     );
-    let mut server = verifying_runtime_with(dir.path(), &tls_ca, true, Some(policy));
-    let x5u = format!("https://{https}/sp.pem");
+    let (_dir, mut server, x5u) = ruled_by(policy);
     let valid = identity(&x5u, unix_now());
     let log = call(&server, &[("Identity", &valid)], "\"kind\":\"ended\"");
     assert!(log.contains("\"label\":\"verified\""), "{log}");

@@ -37,7 +37,13 @@ fn key_file(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
 
 /// `[directory]` (asking `directory`) and `[provider]` for `id` at
 /// `http_port`, managing `range`.
-fn provider(id: &str, key: &std::path::Path, http_port: u16, range: &str, directory: &str) -> String {
+fn provider(
+    id: &str,
+    key: &std::path::Path,
+    http_port: u16,
+    range: &str,
+    directory: &str,
+) -> String {
     format!(
         "[directory]\nurl = \"{directory}\"\nprivate = true\ntimeout_ms = 2000\n\
          \n[provider]\nid = \"{id}\"\nkey = \"{}\"\n\
@@ -52,8 +58,14 @@ fn a_placed_call_is_confirmed_and_a_spoofed_one_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let (a_port, b_port) = (free_port(), free_port());
     let directory = format!("http://127.0.0.1:{b_port}");
-    let b_table = provider("b.example", &key_file(dir.path(), "b.pem"), b_port, "+1666*", &directory)
-        .replace("[directory]\n", "[directory]\nserve = true\n");
+    let b_table = provider(
+        "b.example",
+        &key_file(dir.path(), "b.pem"),
+        b_port,
+        "+1666*",
+        &directory,
+    )
+    .replace("[directory]\n", "[directory]\nserve = true\n");
     let mut b = Server::serve(
         &Config::new()
             .http(&format!("127.0.0.1:{b_port}"))
@@ -63,7 +75,13 @@ fn a_placed_call_is_confirmed_and_a_spoofed_one_is_rejected() {
             .tenant_key(&format!("policy = \"{}\"", sip_common::guest("screen")))
             .number("100", "ivr"),
     );
-    let a_table = provider("a.example", &key_file(dir.path(), "a.pem"), a_port, "+1555*", &directory);
+    let a_table = provider(
+        "a.example",
+        &key_file(dir.path(), "a.pem"),
+        a_port,
+        "+1555*",
+        &directory,
+    );
     let mut a = Server::serve(
         &Config::new()
             .http(&format!("127.0.0.1:{a_port}"))
@@ -76,7 +94,12 @@ fn a_placed_call_is_confirmed_and_a_spoofed_one_is_rejected() {
     let published = wait_until(Duration::from_secs(10), || {
         get(b.http, "/v1/directory/lookup?id=%2B15550100", &Auth::none()).status == 200
     });
-    assert!(published, "A never published: {}\n{}", a.output(), b.output());
+    assert!(
+        published,
+        "A never published: {}\n{}",
+        a.output(),
+        b.output()
+    );
     let (_, _, acme_b) = new_key_secret(b.http, "acme");
 
     // A placed it: confirmed, labelled verified by B's policy.
@@ -88,10 +111,20 @@ fn a_placed_call_is_confirmed_and_a_spoofed_one_is_rejected() {
         let metrics = get(b.http, "/metrics", &Auth::none()).text();
         (metrics.lines()).any(|l| l.starts_with("switchyard_media_streams ") && !l.ends_with(" 0"))
     });
-    assert!(at_b, "the call never reached B: {}\n{}", a.output(), b.output());
+    assert!(
+        at_b,
+        "the call never reached B: {}\n{}",
+        a.output(),
+        b.output()
+    );
     let _ = call.bye();
     let log = newest_log(&b, &acme_b, "\"kind\":\"ended\"");
-    assert!(log.contains("\"answer\":\"Confirmed\""), "{log}\nA: {}\nB: {}", a.output(), b.output());
+    assert!(
+        log.contains("\"answer\":\"Confirmed\""),
+        "{log}\nA: {}\nB: {}",
+        a.output(),
+        b.output()
+    );
     assert!(log.contains("\"provider\":\"a.example\""), "{log}");
     assert!(log.contains("\"label\":\"verified\""), "{log}");
     assert!(log.contains("\"by\":\"the account's policy\""), "{log}");
@@ -105,8 +138,14 @@ fn a_placed_call_is_confirmed_and_a_spoofed_one_is_rejected() {
     }
     let log = newest_log(&b, &acme_b, "\"answer\":\"Denied\"");
     assert!(log.contains("\"Reject\""), "{log}");
-    assert!(log.contains("caller id not placed by its provider"), "{log}");
-    assert!(!log.contains("\"kind\":\"event\""), "no handler heard of it: {log}");
+    assert!(
+        log.contains("caller id not placed by its provider"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("\"kind\":\"event\""),
+        "no handler heard of it: {log}"
+    );
     a.assert_alive();
     b.assert_alive();
 }

@@ -62,7 +62,8 @@ pub fn default_ruling(findings: &Findings) -> Ruling {
     {
         Label::LikelySpoofed
     } else if findings.provider.answer == Confirmation::Confirmed
-        || (passport.status == PassportStatus::Valid && passport.attestation.as_deref() == Some("A"))
+        || (passport.status == PassportStatus::Valid
+            && passport.attestation.as_deref() == Some("A"))
     {
         Label::Verified
     } else {
@@ -167,13 +168,28 @@ mod tests {
             Ruling::Label(label) => label,
             other => panic!("{other:?}"),
         };
-        assert_eq!(label(findings(Denied, Valid, Some("A"))), Label::LikelySpoofed);
-        assert_eq!(label(findings(Confirmed, Invalid, None)), Label::LikelySpoofed);
+        assert_eq!(
+            label(findings(Denied, Valid, Some("A"))),
+            Label::LikelySpoofed
+        );
+        assert_eq!(
+            label(findings(Confirmed, Invalid, None)),
+            Label::LikelySpoofed
+        );
         assert_eq!(label(findings(Confirmed, Absent, None)), Label::Verified);
         assert_eq!(label(findings(NotAsked, Valid, Some("A"))), Label::Verified);
-        assert_eq!(label(findings(NotAsked, Valid, Some("B"))), Label::Unverified);
-        assert_eq!(label(findings(Unreachable, Absent, None)), Label::Unverified);
-        assert_eq!(label(findings(UnknownCaller, NotChecked, None)), Label::Unverified);
+        assert_eq!(
+            label(findings(NotAsked, Valid, Some("B"))),
+            Label::Unverified
+        );
+        assert_eq!(
+            label(findings(Unreachable, Absent, None)),
+            Label::Unverified
+        );
+        assert_eq!(
+            label(findings(UnknownCaller, NotChecked, None)),
+            Label::Unverified
+        );
     }
 
     #[test]
@@ -181,9 +197,18 @@ mod tests {
         use Confirmation::*;
         use PassportStatus::*;
         let status = |f: Findings| verification(&f, None).status;
-        assert_eq!(status(findings(Confirmed, Absent, None)), VerificationStatus::Passed);
-        assert_eq!(status(findings(Denied, Valid, Some("A"))), VerificationStatus::Failed);
-        assert_eq!(status(findings(NotAsked, Absent, None)), VerificationStatus::NoEvidence);
+        assert_eq!(
+            status(findings(Confirmed, Absent, None)),
+            VerificationStatus::Passed
+        );
+        assert_eq!(
+            status(findings(Denied, Valid, Some("A"))),
+            VerificationStatus::Failed
+        );
+        assert_eq!(
+            status(findings(NotAsked, Absent, None)),
+            VerificationStatus::NoEvidence
+        );
     }
 
     #[test]

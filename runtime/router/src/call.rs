@@ -162,9 +162,12 @@ impl Call {
         let (status, reason, screening) = screened;
         call.verified(now, status, reason, screening);
         call.ended = Some(HangupCause::System);
-        (call.log).push(0, Entry::Ended {
-            cause: HangupCause::System,
-        });
+        (call.log).push(
+            0,
+            Entry::Ended {
+                cause: HangupCause::System,
+            },
+        );
         call.finished = true;
         call
     }

@@ -1,8 +1,8 @@
 //! Human-readable lines for events, verbs and log entries.
 
 use switchyard_contract::guest::{GuestFailure, ImportRecord};
-use switchyard_contract::{DialTarget, Event, MediaSource, Plan, Prompt, RejectReason, Say, Verb};
 use switchyard_contract::screening::Ruling;
+use switchyard_contract::{DialTarget, Event, MediaSource, Plan, Prompt, RejectReason, Say, Verb};
 
 use crate::{Entry, LogEntry};
 

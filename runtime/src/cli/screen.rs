@@ -19,8 +19,8 @@ use std::process::ExitCode;
 
 use serde::Deserialize;
 
-use crate::contract::screening::{self, CallAttempt, Case, EvidencePassport, Findings};
 use crate::contract::Header;
+use crate::contract::screening::{self, CallAttempt, Case, EvidencePassport, Findings};
 use crate::router::{Entry, LogEntry};
 use crate::sip::endpoint::Outcome;
 use crate::wasm::{TenantScope, WasmPolicy};
@@ -91,7 +91,10 @@ pub fn screen(args: ScreenArgs) -> Result<ExitCode, CliError> {
             })
             .to_string()
         } else {
-            format!("{name}: {verdict}, by {by}\n  findings: {}", screened.reason)
+            format!(
+                "{name}: {verdict}, by {by}\n  findings: {}",
+                screened.reason
+            )
         };
         let _ = writeln!(out, "{line}");
     }

@@ -64,7 +64,10 @@ pub(crate) enum Input {
     /// `/metrics` asks for the calls in progress and admission figures.
     CallCounts(tokio::sync::oneshot::Sender<CallCounts>),
     /// What the check of an INVITE's Identity header found.
-    Verified(crate::sip::transaction::TxKey, crate::sip::endpoint::Screened),
+    Verified(
+        crate::sip::transaction::TxKey,
+        crate::sip::endpoint::Screened,
+    ),
 }
 
 /// What the core task tells a `/metrics` scrape.
@@ -163,7 +166,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // this runtime as a provider, from its placement records.
     let c11 = crate::directory::start(&config, endpoint_config.egress)
         .context("[directory] / [provider]")?;
-    let screener = crate::screen::Screener::new(shaken, c11.confirmer.clone(), policies).map(Arc::new);
+    let screener =
+        crate::screen::Screener::new(shaken, c11.confirmer.clone(), policies).map(Arc::new);
     endpoint_config.screen_calls = screener.is_some();
     endpoint_config.admission = Capacity {
         max_calls: config.admission.max_calls,
@@ -537,8 +541,8 @@ fn load_tenants(config: &Config, host: &WasmHost) -> anyhow::Result<Loaded> {
         if let Some(path) = &section.policy {
             let what = format!("tenant {}: policy {}", section.id, path.display());
             let bytes = std::fs::read(path).with_context(|| format!("{what}: cannot read it"))?;
-            let component = (host.load_policy(&bytes))
-                .map_err(|e| anyhow::anyhow!("{what}: refused: {e}"))?;
+            let component =
+                (host.load_policy(&bytes)).map_err(|e| anyhow::anyhow!("{what}: refused: {e}"))?;
             let policy = (host.policy(&component, scope.clone()))
                 .with_context(|| format!("tenant {}: guest limits", section.id))?;
             policies.insert(section.id.clone(), Arc::new(policy));

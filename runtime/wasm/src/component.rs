@@ -26,7 +26,9 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, TypedFunc};
 
 use super::host::HostState;
-use switchyard_contract::screening::{self, CallAttempt, Case, Evidence, Findings, Ruling, Verdict};
+use switchyard_contract::screening::{
+    self, CallAttempt, Case, Evidence, Findings, Ruling, Verdict,
+};
 use switchyard_contract::{Context, Event, HandlerError, Plan, v0_1};
 
 /// A released series of the `voice:runtime` package this runtime serves.
@@ -250,7 +252,9 @@ pub(crate) fn inspect(
         .find_map(|world| {
             exports.iter().find_map(|e| {
                 let contract = Contract::of(e)?;
-                world.exported_as(split_version(e).0).then(|| (*world, e.clone(), contract))
+                world
+                    .exported_as(split_version(e).0)
+                    .then(|| (*world, e.clone(), contract))
             })
         })
         .ok_or_else(|| LoadError::NoWorld {
@@ -314,7 +318,9 @@ enum Kind {
 impl Kind {
     fn of(info: &ComponentInfo) -> Self {
         match info.world {
-            World::VerificationPolicy if split_version(&info.export).0 == "voice:runtime/verify" => {
+            World::VerificationPolicy
+                if split_version(&info.export).0 == "voice:runtime/verify" =>
+            {
                 Kind::Verify
             }
             World::VerificationPolicy => Kind::Screen,
@@ -389,7 +395,10 @@ impl Entry {
             }
             _ => {
                 let params = (&case.call, &case.findings);
-                Ok(Ok(unsafe { call::<ScreenParams<'_>, Ruling>(store, func, params) }.await?))
+                Ok(Ok(unsafe {
+                    call::<ScreenParams<'_>, Ruling>(store, func, params)
+                }
+                .await?))
             }
         }
     }

@@ -465,7 +465,9 @@ impl Sandbox {
             let entry = &self.component.entry;
             let call = async {
                 match job {
-                    Job::Handle(ctx, event) => entry.run(&mut store, ctx, event).await.map(Done::Handled),
+                    Job::Handle(ctx, event) => {
+                        entry.run(&mut store, ctx, event).await.map(Done::Handled)
+                    }
                     Job::Screen(case) => entry.screen(&mut store, case).await.map(Done::Screened),
                 }
             };
@@ -484,7 +486,12 @@ impl Sandbox {
             }
             Ok(Err(panic)) => {
                 let message = panic_text(&*panic);
-                tracing::error!(tenant = &*self.tenant, call_id, panic = message, "host panicked while running a guest");
+                tracing::error!(
+                    tenant = &*self.tenant,
+                    call_id,
+                    panic = message,
+                    "host panicked while running a guest"
+                );
                 Err(GuestFailure::Unavailable(format!(
                     "host error while running the guest: {message}"
                 )))

@@ -348,12 +348,7 @@ impl Endpoint {
     /// (or is refused, as `screened` says), its handler seeing
     /// `screened.verification`, its decision log saying
     /// `reason`. A call cancelled meanwhile is gone already.
-    pub fn handle_verified(
-        &mut self,
-        now: Instant,
-        invite: &TxKey,
-        screened: Screened,
-    ) {
+    pub fn handle_verified(&mut self, now: Instant, invite: &TxKey, screened: Screened) {
         if let Some(mut new) = self.verifying.remove(invite) {
             new.verification = Some(screened);
             self.begin_call(now, new);
@@ -478,7 +473,9 @@ impl Endpoint {
         let handler = &route.binding.handler;
         let label = incoming.verification.label.clone();
         let router = match (checked, rejection.is_some()) {
-            (Some(screened), true) => router::Call::refused(now, &id, &tenant.id, handler, screened),
+            (Some(screened), true) => {
+                router::Call::refused(now, &id, &tenant.id, handler, screened)
+            }
             (checked, _) => {
                 let config = self.config.router.clone();
                 let mut router = router::Call::new(now, &id, &tenant.id, handler, incoming, config);

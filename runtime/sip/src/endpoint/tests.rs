@@ -222,7 +222,10 @@ impl Harness {
                     ..
                 } => {
                     let secret = |h: &switchyard_contract::Header| h.name.contains("Authorization");
-                    assert!(!headers.iter().any(secret), "credentials never reach a policy");
+                    assert!(
+                        !headers.iter().any(secret),
+                        "credentials never reach a policy"
+                    );
                     self.verifies.push((invite, identity, from, to))
                 }
                 EndpointEvent::Placed(placement) => self.placements.push(placement),
@@ -2606,7 +2609,43 @@ fn a_rejected_caller_gets_the_policys_status_and_reason_and_a_record() {
         "{log:?}"
     );
     let cdr = h.cdrs.last().unwrap();
-    assert_eq!((cdr.sip_status, cdr.outcome.as_str()), (Some(608), "rejected"));
+    assert_eq!(
+        (cdr.sip_status, cdr.outcome.as_str()),
+        (Some(608), "rejected")
+    );
+}
+
+/// A policy's challenge runs the named handler instead of the number's,
+/// the call labelled unverified; a challenge naming no handler of the
+/// account leaves the number's handler in charge.
+#[test]
+fn a_challenge_hands_the_call_to_the_named_handler() {
+    let pause = Box::new(|_: &Event| pause_then(1_000, Verb::Hangup)) as Box<Decide>;
+    let mut h = Harness::with_config(pause, |c, _| c.screen_calls = true);
+    let mut tenant = Tenant::new("acme");
+    tenant.bind("100", "main", "v1", Arc::clone(&h.handler));
+    tenant.bind("200", "ask", "v1", Arc::clone(&h.handler));
+    h.ep.set_directory(Arc::new(Directory::new(vec![tenant])));
+    let unverified = switchyard_contract::Verification {
+        label: Some("unverified".into()),
+        ..verification(VerificationStatus::NoEvidence)
+    };
+    for (call_id, handler, runs) in [("c1", "ask", "ask"), ("c2", "nobody", "main")] {
+        h.send(CALLER, &invite("100", call_id));
+        let (key, ..) = h.verifies.pop().unwrap();
+        let challenged = Screened {
+            outcome: Outcome::Challenge(handler.into()),
+            ..Screened::admit(unverified.clone(), "provider unknown-caller")
+        };
+        h.ep.handle_verified(h.now, &key, challenged);
+        h.settle();
+        match h.events_seen.last() {
+            Some(Event::Incoming(incoming)) => assert_eq!(incoming.verification, unverified),
+            other => panic!("{other:?}"),
+        }
+        h.advance(1_000);
+        assert_eq!(h.cdrs.last().unwrap().handler, runs, "challenge {handler}");
+    }
 }
 
 #[test]
