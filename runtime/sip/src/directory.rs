@@ -55,8 +55,23 @@ pub struct Trunk {
 /// `Identity` header with its key and certificate URL.
 pub struct Signing {
     pub signer: Signer,
-    /// The attestation the account is allowed, unless a trunk says other.
+    /// The attestation the account is allowed, unless a trunk or the
+    /// caller id's number says other.
     pub attest: Attestation,
+    /// Caller ids (numbers, `+` optional) with an attestation of their
+    /// own, which wins over the trunk's and the account's.
+    pub numbers: HashMap<String, Attestation>,
+}
+
+impl Signing {
+    /// The attestation of a call from `caller_id` through `trunk`: the
+    /// number's own, else the trunk's, else the account's.
+    pub fn attest_for(&self, caller_id: &str, trunk: Option<Attestation>) -> Attestation {
+        let number = caller_id.trim_start_matches('+');
+        (self.numbers.get(number).copied())
+            .or(trunk)
+            .unwrap_or(self.attest)
+    }
 }
 
 /// A number bound to a handler.

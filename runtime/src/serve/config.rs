@@ -477,6 +477,11 @@ pub struct NumberSection {
     /// (initiated, ringing, answered, completed); see `crate::callbacks`.
     #[serde(default)]
     pub status_callback: Option<String>,
+    /// The STIR/SHAKEN attestation ("A", "B", "C") of calls the account
+    /// places through a trunk with this number as caller id; over the
+    /// trunk's and `[tenant] shaken`'s.
+    #[serde(default)]
+    pub attest: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -725,6 +730,7 @@ impl Config {
                     number: "*".into(),
                     component: DEMO_COMPONENT.into(),
                     status_callback: None,
+                    attest: None,
                 }],
                 users: vec![UserSection {
                     username: DEMO_USER.into(),

@@ -63,7 +63,7 @@ pub(crate) enum Input {
     Media(StreamId, Notice),
     /// `/metrics` asks for the calls in progress and admission figures.
     CallCounts(tokio::sync::oneshot::Sender<CallCounts>),
-    /// What the check of an INVITE's Identity header found.
+    /// What the screening of an INVITE's caller decided.
     Verified(
         crate::sip::transaction::TxKey,
         crate::sip::endpoint::Screened,
@@ -502,7 +502,20 @@ fn load_tenants(config: &Config, host: &WasmHost) -> anyhow::Result<Loaded> {
             let signer = (switchyard_shaken::Signer::from_pem(&key, &shaken.x5u))
                 .map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
             let attest = attestation(&shaken.attest, &what)?;
-            tenant.signing = Some(Arc::new(crate::sip::directory::Signing { signer, attest }));
+            let numbers = (section.numbers.iter())
+                .filter_map(|n| Some((n, n.attest.as_deref()?)))
+                .map(|(n, level)| {
+                    let what = format!("number {} of {}", n.number, section.id);
+                    let number = n.number.trim_start_matches('+').to_owned();
+                    Ok((number, attestation(level, &what)?))
+                })
+                .collect::<anyhow::Result<_>>()?;
+            let signing = crate::sip::directory::Signing {
+                signer,
+                attest,
+                numbers,
+            };
+            tenant.signing = Some(Arc::new(signing));
         }
         for number in &section.numbers {
             let path = &number.component;

@@ -402,7 +402,7 @@ impl Endpoint {
         let trunk = tenant.trunk_at(peer)?;
         let dest = rsip::Uri::try_from(uri).ok()?.user()?.to_owned();
         let claims = switchyard_shaken::Claims {
-            attest: trunk.attest.unwrap_or(signing.attest),
+            attest: signing.attest_for(caller_id, trunk.attest),
             orig: caller_id.to_owned(),
             dest: vec![dest],
             iat: (self.unix_ms(now) / 1000) as i64,

@@ -2663,7 +2663,8 @@ fn without_screening_every_call_is_not_checked() {
 
 /// A tenant that signs: its call through the trunk carries an Identity
 /// header that the SHAKEN test certificate verifies, with the trunk's
-/// attestation over the tenant's, for the caller id and the number.
+/// attestation over the tenant's (and a caller id number's own over
+/// both), for the caller id and the number.
 #[test]
 fn a_trunk_call_of_a_signing_tenant_carries_an_identity_header_that_verifies() {
     use switchyard_shaken::{Attestation, Call, Identity, Roots, Signer};
@@ -2674,7 +2675,13 @@ fn a_trunk_call_of_a_signing_tenant_carries_an_identity_header_that_verifies() {
     let signing = |tenant: &mut Tenant| {
         let signer = Signer::from_pem(KEY, "https://cert.example/sp.pem").unwrap();
         let attest = Attestation::A;
-        tenant.signing = Some(Arc::new(crate::directory::Signing { signer, attest }));
+        let numbers = [("15550101".to_owned(), Attestation::C)].into();
+        let signing = crate::directory::Signing {
+            signer,
+            attest,
+            numbers,
+        };
+        tenant.signing = Some(Arc::new(signing));
     };
     let mut h = Harness::with_config(dial, |_, tenant| {
         signing(tenant);
@@ -2698,6 +2705,16 @@ fn a_trunk_call_of_a_signing_tenant_carries_an_identity_header_that_verifies() {
         Attestation::B,
         "the trunk's, over the tenant's A"
     );
+    // A caller id with an attestation of its own.
+    h.send(CALLER, &invite("100", "s3").replace("sip:caller@", "sip:+15550101@"));
+    let sent = h.request(rsip::Method::Invite, TRUNK);
+    let header = super::wire::header_value(&sent.headers, "Identity").unwrap();
+    let call = Call {
+        from: "+15550101".into(),
+        ..call
+    };
+    let verified = Identity::parse(&header).unwrap().verify(SP, &roots, &call, now);
+    assert_eq!(verified.unwrap().attest, Attestation::C, "the number's own");
 
     // A call to a SIP address (no trunk) goes unsigned.
     let sip = dial_one(sip_target(CALLEE));
