@@ -976,6 +976,21 @@ mod tests {
             .unwrap()
     }
 
+    #[test]
+    fn a_screened_calls_label_reaches_the_client() {
+        let mut gw = gateway();
+        let mut invite = endpoint_invite("l1", "x-label", ENDPOINT);
+        let label = rsip::Header::Other(LABEL_HEADER.into(), "verified".into());
+        invite.headers.push(label);
+        deliver(&mut gw, Instant::now(), ENDPOINT, invite);
+        match events(&mut gw).as_slice() {
+            [GatewayEvent::Incoming { label, .. }] => {
+                assert_eq!(label.as_deref(), Some("verified"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// The endpoint's INVITE rings a client: the call's key.
     fn rung(gw: &mut Gateway, now: Instant, invite: rsip::Request) -> CallKey {
         deliver(gw, now, ENDPOINT, invite);

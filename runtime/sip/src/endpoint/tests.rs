@@ -2648,6 +2648,36 @@ fn a_challenge_hands_the_call_to_the_named_handler() {
     }
 }
 
+/// The devices a screened call rings are told its label (the gateway
+/// shows it on the client); a trunk or SIP address is not.
+#[test]
+fn a_client_rung_for_a_screened_call_is_told_its_label() {
+    struct Device;
+    impl crate::gateway::ClientLocator for Device {
+        fn ring(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> Result<Vec<(String, Peer)>, crate::gateway::Unreachable> {
+            Ok(vec![(format!("sip:DV7@{ALICE}"), udp(ALICE))])
+        }
+    }
+    let dial = dial_one(switchyard_contract::DialTarget::Client("alice".into()));
+    let mut h = Harness::with_config(dial, |c, _| c.screen_calls = true);
+    h.ep.set_gateway(ALICE.parse().unwrap(), Arc::new(Device));
+    h.send(CALLER, &invite("100", "l1"));
+    let (key, ..) = h.verifies.pop().unwrap();
+    let labelled = switchyard_contract::Verification {
+        label: Some("likely-spoofed".into()),
+        ..verification(VerificationStatus::Failed)
+    };
+    h.ep.handle_verified(h.now, &key, Screened::admit(labelled, "provider denied"));
+    h.settle();
+    let sent = h.request(rsip::Method::Invite, ALICE);
+    let label = super::wire::header_value(&sent.headers, crate::gateway::LABEL_HEADER);
+    assert_eq!(label.as_deref(), Some("likely-spoofed"));
+}
+
 #[test]
 fn without_screening_every_call_is_not_checked() {
     let mut h = Harness::new(Box::new(|_| pause_then(60_000, Verb::Hangup)));
@@ -2706,14 +2736,19 @@ fn a_trunk_call_of_a_signing_tenant_carries_an_identity_header_that_verifies() {
         "the trunk's, over the tenant's A"
     );
     // A caller id with an attestation of its own.
-    h.send(CALLER, &invite("100", "s3").replace("sip:caller@", "sip:+15550101@"));
+    h.send(
+        CALLER,
+        &invite("100", "s3").replace("sip:caller@", "sip:+15550101@"),
+    );
     let sent = h.request(rsip::Method::Invite, TRUNK);
     let header = super::wire::header_value(&sent.headers, "Identity").unwrap();
     let call = Call {
         from: "+15550101".into(),
         ..call
     };
-    let verified = Identity::parse(&header).unwrap().verify(SP, &roots, &call, now);
+    let verified = Identity::parse(&header)
+        .unwrap()
+        .verify(SP, &roots, &call, now);
     assert_eq!(verified.unwrap().attest, Attestation::C, "the number's own");
 
     // A call to a SIP address (no trunk) goes unsigned.
